@@ -1,0 +1,161 @@
+-- mod_component_http: a component whose stanzas are POSTed as JSON to a webhook, and whose
+-- replies come back from it. This file is the Prosody glue; the conversions and the HTTP work
+-- live in the native library component_http_native (Rust), which runs the requests on its own
+-- threads and wakes us through a file descriptor when answers are ready.
+
+local st = require "util.stanza";
+local jid_bare = require "util.jid".bare;
+local server = require "net.server";
+
+local native_name = "component_http_native";
+
+-- LuaRocks puts this file in <tree>/share/lua/<ver>/ and the library in <tree>/lib/lua/<ver>/.
+-- Prosody adds the first to its paths for installer_plugin_path but not the second (0.12 and
+-- 13 check package.path where they mean package.cpath), so look for the library ourselves.
+local function load_native()
+	if package.loaded[native_name] then
+		return package.loaded[native_name];
+	end
+	local candidates = {};
+	local dir = module.path and module.path:match("^(.*)[/\\][^/\\]+$");
+	if dir then
+		table.insert(candidates, dir.."/"..native_name..".so");
+		local tree, lua_version = dir:match("^(.*)/share/lua/([^/]+)$");
+		if tree then
+			table.insert(candidates, tree.."/lib/lua/"..lua_version.."/"..native_name..".so");
+		end
+	end
+	local on_cpath = package.searchpath(native_name, package.cpath);
+	if on_cpath then
+		table.insert(candidates, on_cpath);
+	end
+	local problems = {};
+	for _, path in ipairs(candidates) do
+		local file = io.open(path, "rb");
+		if file then
+			file:close();
+			local open, err = package.loadlib(path, "luaopen_"..native_name);
+			if open then
+				package.loaded[native_name] = open();
+				return package.loaded[native_name];
+			end
+			table.insert(problems, path..": "..tostring(err));
+		end
+	end
+	error(("could not load %s.so (looked next to %s, in its LuaRocks tree and on package.cpath)%s"):format(
+		native_name, tostring(module.path), #problems > 0 and ": "..table.concat(problems, "; ") or ""));
+end
+
+local native = load_native();
+
+-- Options are passed raw: the native side validates them and names the one that is wrong.
+local option_names = {
+	"component_post_url", "component_post_stanzas", "post_stanza_types", "component_post_workers",
+	"component_post_queue_size", "component_post_connect_timeout", "component_post_timeout",
+	"component_post_max_reply_size",
+};
+local options = {};
+for _, name in ipairs(option_names) do
+	options[name] = module:get_option(name);
+end
+
+local client, config_error = native.new(options, st.stanza_mt);
+if not client then
+	module:log("error", "Not starting: %s", config_error);
+	error(config_error);
+end
+
+local forwarded = {};
+for _, kind in ipairs(client:kinds()) do
+	forwarded[kind] = true;
+end
+
+local function send_outcomes(stanzas, logs)
+	for i = 1, #logs, 2 do
+		module:log(logs[i], "%s", logs[i+1]);
+	end
+	for i = 1, #stanzas do
+		module:send(stanzas[i]);
+	end
+end
+
+-- The main loop calls watchfd callbacks without a pcall of its own: an error escaping here
+-- would unwind through the server loop, so catch and log it.
+local function on_wakeup()
+	local ok, err = xpcall(function ()
+		send_outcomes(client:drain());
+	end, debug.traceback);
+	if not ok then
+		module:log("error", "Failed to deliver webhook answers: %s", err);
+	end
+end
+
+local watcher = server.watchfd(client:fd(), on_wakeup);
+
+-- An iq result or error that a module on this host is waiting for (module:send_iq) is theirs.
+local host_events = prosody.hosts[module.host].events;
+local function awaited_by_another_module(stanza)
+	local t = stanza.attr.type;
+	if t ~= "result" and t ~= "error" then
+		return false;
+	end
+	local to = stanza.attr.to or module.host;
+	local target = (to == module.host and "host") or "bare";
+	local handlers = host_events.get_handlers("iq-"..t.."/"..target.."/"..tostring(stanza.attr.id));
+	return handlers ~= nil and #handlers > 0;
+end
+
+local function forward(event)
+	local stanza = event.stanza;
+	if stanza.name == "iq" and awaited_by_another_module(stanza) then
+		return; -- leave it to mod_iq
+	end
+	local ok, err = client:submit(stanza);
+	if not ok then
+		module:log("error", "Cannot post %s from %s: %s", stanza.name, tostring(stanza.attr.from), err);
+		if stanza.attr.type ~= "error" and (stanza.name ~= "iq" or stanza.attr.type == "get" or stanza.attr.type == "set") then
+			module:send(st.error_reply(stanza, "cancel", "internal-server-error"));
+		end
+	end
+	return true;
+end
+
+-- Always online, accepting every subscription, unless the webhook handles presence itself.
+local function handle_presence(event)
+	local stanza = event.stanza;
+	local to, from, t = stanza.attr.to, stanza.attr.from, stanza.attr.type;
+	if not (to and from) then
+		return true;
+	end
+	local contact = jid_bare(to);
+	local online = contact.."/default";
+	if t == "probe" then
+		module:send(st.presence({ from = online, to = from }));
+	elseif t == "subscribe" then
+		module:send(st.presence({ from = contact, to = from, type = "subscribed" }));
+		module:send(st.presence({ from = online, to = from }));
+	elseif t == "unsubscribe" then
+		module:send(st.presence({ from = online, to = from, type = "unavailable" }));
+	end
+	return true;
+end
+
+-- Above mod_iq's iq/host handler (default priority 0), so the order is defined.
+local priority = 10;
+for _, kind in ipairs({ "message", "presence", "iq" }) do
+	local handler = forwarded[kind] and forward or (kind == "presence" and handle_presence);
+	if handler then
+		for _, target in ipairs({ "host", "bare", "full" }) do
+			module:hook(kind.."/"..target, handler, priority);
+		end
+	end
+end
+
+module:log("info", "Posting %s stanzas to %s", table.concat(client:kinds(), ", "),
+	(options.component_post_url:gsub("//[^/@]*@", "//")));
+
+function module.unload()
+	-- Stop watching before the descriptor is closed, then answer whatever is still pending.
+	watcher:close();
+	send_outcomes(client:close());
+end

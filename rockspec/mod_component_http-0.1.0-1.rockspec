@@ -1,0 +1,36 @@
+-- Build and install with:  luarocks --lua-version 5.4 make rockspec/mod_component_http-0.1.0-1.rockspec
+-- (add --tree <installer_plugin_path> to install where Prosody's `prosodyctl install` does).
+-- The native part is built with the local cargo; nothing is fetched from a rocks server.
+rockspec_format = "3.0"
+package = "mod_component_http"
+version = "0.1.0-1"
+source = {
+	url = "git+file:///dev/null", -- built from a checkout with `luarocks make`
+}
+description = {
+	summary = "Prosody component that forwards stanzas to an HTTP webhook (drop-in mod_component_http)",
+	detailed = [[
+A drop-in replacement for Prosody's community mod_component_http: every stanza sent to the
+component is POSTed as JSON to component_post_url, and the webhook's JSON answer becomes the
+reply. HTTP runs on native worker threads with keep-alive and timeouts.
+]],
+	license = "MIT",
+	labels = { "prosody", "xmpp", "webhook" },
+}
+dependencies = {
+	"lua >= 5.1",
+}
+build = {
+	type = "command",
+	-- Picks the cargo feature matching the Lua that LuaRocks builds for (lua51…lua54, luajit),
+	-- and copies the library to the name Lua's loader expects.
+	build_command = [[cargo build --release --locked --no-default-features --features "module `"$(LUA)" -e 'print(jit and "luajit" or "lua".._VERSION:match("%d+%.%d+"):gsub("%.", ""))'`" && cp target/release/libcomponent_http_native.so target/component_http_native.so]],
+	install = {
+		lua = {
+			mod_component_http = "lua/mod_component_http.lua",
+		},
+		lib = {
+			component_http_native = "target/component_http_native.so",
+		},
+	},
+}

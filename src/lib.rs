@@ -1,0 +1,163 @@
+//! What Lua sees: `require "component_http_native"` returns
+//!
+//! - `new(options, stanza_mt)`: a client for one component, or `nil, message` when an option is
+//!   invalid. `options` maps config option names to their raw values; `stanza_mt` is Prosody's
+//!   stanza metatable, given to every stanza the client builds.
+//! - `serialize(stanza)` and `parse(xml, stanza_mt)`: the two conversions on their own, for tests.
+//!
+//! A client has `submit(stanza)`, `drain()`, `fd()`, `kinds()` and `close()`; see [`Client`].
+//! No panic may unwind into Lua: every entry point catches it and raises a Lua error instead.
+
+pub mod config;
+pub mod dispatch;
+pub mod request;
+pub mod response;
+pub mod stanza;
+pub mod wakeup;
+pub mod xml;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, Value};
+
+use crate::config::Config;
+use crate::dispatch::Dispatcher;
+use crate::response::Completion;
+use crate::stanza::Incoming;
+
+/// How long `close` waits for workers to finish a request in flight before detaching them.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+/// Runs `f`, turning a panic into a Lua error.
+fn guard<T>(what: &str, f: impl FnOnce() -> mlua::Result<T>) -> mlua::Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let detail = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(mlua::Error::runtime(format!("component_http_native: internal error in {what}: {detail}")))
+    })
+}
+
+pub struct Client {
+    dispatcher: Option<Dispatcher>,
+    stanza_mt: Table,
+}
+
+impl Client {
+    fn dispatcher(&mut self) -> mlua::Result<&mut Dispatcher> {
+        self.dispatcher.as_mut().ok_or_else(|| mlua::Error::runtime("component_http_native: client is closed"))
+    }
+}
+
+/// Turns completions into `stanzas, logs`: an array of stanza tables to send, and a flat array
+/// `{ level1, message1, level2, message2, … }` for `module:log`.
+fn to_lua(lua: &Lua, stanza_mt: &Table, completions: Vec<Completion>) -> mlua::Result<(Table, Table)> {
+    let stanzas = lua.create_table_with_capacity(completions.len(), 0)?;
+    let logs = lua.create_table()?;
+    for completion in completions {
+        if let Some(element) = completion.send {
+            stanzas.raw_push(element.to_lua(lua, stanza_mt)?)?;
+        }
+        if let Some((level, message)) = completion.log {
+            logs.raw_push(level.as_str())?;
+            logs.raw_push(message)?;
+        }
+    }
+    Ok((stanzas, logs))
+}
+
+impl UserData for Client {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        // Queues a stanza. Returns true, or nil and a reason when the stanza table is unusable.
+        methods.add_method_mut("submit", |lua, this, stanza: Table| {
+            guard("submit", || match Incoming::from_lua(&stanza) {
+                Ok(incoming) => {
+                    this.dispatcher()?.submit(incoming);
+                    Ok(MultiValue::from_vec(vec![Value::Boolean(true)]))
+                }
+                Err(why) => Ok(MultiValue::from_vec(vec![Value::Nil, Value::String(lua.create_string(why)?)])),
+            })
+        });
+        // Returns the finished outcomes as `stanzas, logs`.
+        methods.add_method("drain", |lua, this, ()| {
+            guard("drain", || match &this.dispatcher {
+                Some(dispatcher) => to_lua(lua, &this.stanza_mt, dispatcher.drain()),
+                None => to_lua(lua, &this.stanza_mt, Vec::new()),
+            })
+        });
+        methods.add_method("fd", |_, this, ()| {
+            guard("fd", || Ok(this.dispatcher.as_ref().map(|d| d.fd())))
+        });
+        methods.add_method("kinds", |lua, this, ()| {
+            guard("kinds", || match &this.dispatcher {
+                Some(d) => lua.create_sequence_from(d.config().stanzas.iter().map(String::as_str)),
+                None => lua.create_table(),
+            })
+        });
+        // Stops the workers. Returns `stanzas, logs` like `drain`: the answers to everything
+        // still pending. Safe to call twice.
+        methods.add_method_mut("close", |lua, this, ()| {
+            guard("close", || {
+                let Some(mut dispatcher) = this.dispatcher.take() else {
+                    return to_lua(lua, &this.stanza_mt, Vec::new());
+                };
+                let (mut completions, detached) = dispatcher.close(CLOSE_GRACE);
+                if detached > 0 {
+                    completions.push(Completion {
+                        send: None,
+                        log: Some((
+                            response::Level::Info,
+                            format!("{detached} worker(s) still in a request; they exit when it ends or times out"),
+                        )),
+                    });
+                }
+                to_lua(lua, &this.stanza_mt, completions)
+            })
+        });
+    }
+}
+
+fn new_client(lua: &Lua, (options, stanza_mt): (Table, Table)) -> mlua::Result<MultiValue> {
+    guard("new", || {
+        let refuse = |why: String| Ok(MultiValue::from_vec(vec![Value::Nil, Value::String(lua.create_string(why)?)]));
+        let config = match Config::from_lua(&options) {
+            Ok(config) => config,
+            Err(why) => return refuse(why),
+        };
+        let dispatcher = match Dispatcher::new(config) {
+            Ok(d) => d,
+            Err(e) => return refuse(format!("could not start the worker threads: {e}")),
+        };
+        let client = lua.create_userdata(Client { dispatcher: Some(dispatcher), stanza_mt })?;
+        Ok(MultiValue::from_vec(vec![Value::UserData(client)]))
+    })
+}
+
+fn serialize(_: &Lua, stanza: Table) -> mlua::Result<String> {
+    guard("serialize", || Incoming::from_lua(&stanza).map(|i| i.xml).map_err(mlua::Error::runtime))
+}
+
+fn parse(lua: &Lua, (text, stanza_mt): (String, Table)) -> mlua::Result<MultiValue> {
+    guard("parse", || match xml::parse_stanza(&text, xml::Limits::default()) {
+        Ok(element) => Ok(MultiValue::from_vec(vec![Value::Table(element.to_lua(lua, &stanza_mt)?)])),
+        Err(why) => Ok(MultiValue::from_vec(vec![Value::Nil, Value::String(lua.create_string(why)?)])),
+    })
+}
+
+pub fn exports(lua: &Lua) -> mlua::Result<Table> {
+    let exports = lua.create_table()?;
+    exports.set("new", lua.create_function(new_client)?)?;
+    exports.set("serialize", lua.create_function(serialize)?)?;
+    exports.set("parse", lua.create_function(parse)?)?;
+    exports.set("version", env!("CARGO_PKG_VERSION"))?;
+    Ok(exports)
+}
+
+#[cfg(feature = "module")]
+#[mlua::lua_module]
+fn component_http_native(lua: &Lua) -> mlua::Result<Table> {
+    exports(lua)
+}

@@ -1,0 +1,69 @@
+//! The JSON body POSTed for one stanza: `to`, `from`, `kind`, `stanza`, and `body` for a message
+//! that has one — the contract of the original module.
+
+use crate::stanza::Incoming;
+
+/// Encodes the request body. Keys come in a fixed order so bodies are easy to read in logs.
+pub fn encode(stanza: &Incoming) -> Vec<u8> {
+    let mut out = Vec::with_capacity(stanza.xml.len() + 128);
+    out.push(b'{');
+    field(&mut out, "to", stanza.to.as_deref().unwrap_or(""));
+    out.push(b',');
+    field(&mut out, "from", stanza.from.as_deref().unwrap_or(""));
+    out.push(b',');
+    field(&mut out, "kind", &stanza.name);
+    out.push(b',');
+    field(&mut out, "stanza", &stanza.xml);
+    if let Some(body) = &stanza.body {
+        out.push(b',');
+        field(&mut out, "body", body);
+    }
+    out.push(b'}');
+    out
+}
+
+fn field(out: &mut Vec<u8>, key: &str, value: &str) {
+    // Writing a &str into a Vec cannot fail.
+    serde_json::to_writer(&mut *out, key).expect("JSON string");
+    out.push(b':');
+    serde_json::to_writer(&mut *out, value).expect("JSON string");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn incoming(body: Option<&str>) -> Incoming {
+        Incoming {
+            name: "message".into(),
+            to: Some("echo@bot.localhost".into()),
+            from: Some("user@localhost/r".into()),
+            id: Some("1".into()),
+            stanza_type: Some("chat".into()),
+            xml: "<message to='echo@bot.localhost'><body>\"hi\" \u{1F600}</body></message>".into(),
+            body: body.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn body_is_the_documented_object() {
+        let v: Value = serde_json::from_slice(&encode(&incoming(Some("\"hi\" \u{1F600}")))).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "to": "echo@bot.localhost",
+                "from": "user@localhost/r",
+                "kind": "message",
+                "stanza": "<message to='echo@bot.localhost'><body>\"hi\" \u{1F600}</body></message>",
+                "body": "\"hi\" \u{1F600}",
+            })
+        );
+    }
+
+    #[test]
+    fn no_body_key_without_a_body() {
+        let v: Value = serde_json::from_slice(&encode(&incoming(None))).unwrap();
+        assert!(v.get("body").is_none());
+    }
+}

@@ -1,0 +1,364 @@
+//! The owned stanza tree, and its two bridges to Prosody's stanza tables.
+//!
+//! A Prosody stanza is a Lua table `{ name = "message", attr = {...}, tags = {...}, [1..n] = child }`
+//! whose array part holds text (strings) and child elements (tables) in document order, and
+//! whose `tags` lists the element children only. The serializer below reproduces
+//! `tostring(stanza)` from Prosody's `util/stanza.lua` byte for byte, because bots may compare or
+//! re-parse the `stanza` field they receive.
+
+use mlua::{Lua, Table, Value};
+
+/// How deep a stanza table may nest before we refuse it. Prosody's own parser stops far earlier,
+/// so only a hand-built (hostile or buggy) table can reach this; it protects our stack.
+pub const MAX_DEPTH: usize = 200;
+
+pub const XMLNS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Element(Element),
+    Text(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Element {
+    pub name: String,
+    /// Attributes in the order they were read or set. `xmlns` is an ordinary attribute here, as it
+    /// is in Prosody; a namespaced attribute is keyed `"<namespace>\u{1}<name>"`.
+    pub attrs: Vec<(String, String)>,
+    pub children: Vec<Node>,
+}
+
+impl Element {
+    pub fn new(name: &str) -> Self {
+        Element { name: name.to_owned(), ..Default::default() }
+    }
+
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// Sets (or replaces) an attribute, keeping the position of an existing one.
+    pub fn set_attr(&mut self, key: &str, value: &str) {
+        match self.attrs.iter_mut().find(|(k, _)| k == key) {
+            Some(slot) => slot.1 = value.to_owned(),
+            None => self.attrs.push((key.to_owned(), value.to_owned())),
+        }
+    }
+
+    pub fn remove_attr(&mut self, key: &str) {
+        self.attrs.retain(|(k, _)| k != key);
+    }
+
+    pub fn with_attr(mut self, key: &str, value: &str) -> Self {
+        self.set_attr(key, value);
+        self
+    }
+
+    pub fn push_element(&mut self, child: Element) {
+        self.children.push(Node::Element(child));
+    }
+
+    pub fn push_text(&mut self, text: &str) {
+        self.children.push(Node::Text(text.to_owned()));
+    }
+
+    pub fn with_child(mut self, child: Element) -> Self {
+        self.push_element(child);
+        self
+    }
+
+    pub fn with_text(mut self, text: &str) -> Self {
+        self.push_text(text);
+        self
+    }
+
+    /// Serializes like Prosody's `tostring(stanza)`.
+    pub fn to_xml(&self) -> String {
+        let mut out = String::new();
+        self.write_xml(&mut out, None);
+        out
+    }
+
+    fn write_xml(&self, out: &mut String, parent_ns: Option<&str>) {
+        write_start(out, &self.name, self.attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())), parent_ns);
+        if self.children.is_empty() {
+            out.push_str("/>");
+            return;
+        }
+        out.push('>');
+        let ns = self.attr("xmlns");
+        for child in &self.children {
+            match child {
+                Node::Element(e) => e.write_xml(out, ns),
+                Node::Text(t) => escape_into(out, t),
+            }
+        }
+        write_end(out, &self.name);
+    }
+
+    /// Builds a Prosody stanza table (with Prosody's stanza metatable) from this tree.
+    pub fn to_lua(&self, lua: &Lua, stanza_mt: &Table) -> mlua::Result<Table> {
+        let table = lua.create_table_with_capacity(self.children.len(), 3)?;
+        table.raw_set("name", self.name.as_str())?;
+        let attr = lua.create_table_with_capacity(0, self.attrs.len())?;
+        for (k, v) in &self.attrs {
+            attr.raw_set(k.as_str(), v.as_str())?;
+        }
+        table.raw_set("attr", attr)?;
+        let tags = lua.create_table()?;
+        let mut tag_count = 0;
+        for (i, child) in self.children.iter().enumerate() {
+            match child {
+                Node::Element(e) => {
+                    let child_table = e.to_lua(lua, stanza_mt)?;
+                    tag_count += 1;
+                    tags.raw_set(tag_count, &child_table)?;
+                    table.raw_set(i + 1, child_table)?;
+                }
+                Node::Text(t) => table.raw_set(i + 1, t.as_str())?,
+            }
+        }
+        table.raw_set("tags", tags)?;
+        table.set_metatable(Some(stanza_mt.clone()))?;
+        Ok(table)
+    }
+}
+
+fn write_start<'a>(
+    out: &mut String,
+    name: &str,
+    attrs: impl Iterator<Item = (&'a str, &'a str)>,
+    parent_ns: Option<&str>,
+) {
+    out.push('<');
+    out.push_str(name);
+    let mut nsid = 0;
+    for (k, v) in attrs {
+        if let Some((ns, local)) = k.split_once('\u{1}') {
+            // Prosody declares a fresh prefix for every namespaced attribute.
+            nsid += 1;
+            out.push_str(&format!(" xmlns:ns{nsid}='"));
+            escape_into(out, ns);
+            out.push_str(&format!("' ns{nsid}:{local}='"));
+            escape_into(out, v);
+            out.push('\'');
+        } else if !(k == "xmlns" && Some(v) == parent_ns) {
+            out.push(' ');
+            out.push_str(k);
+            out.push_str("='");
+            escape_into(out, v);
+            out.push('\'');
+        }
+    }
+}
+
+fn write_end(out: &mut String, name: &str) {
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
+}
+
+/// Prosody's `xml_escape`: the five predefined entities, nothing else.
+pub fn escape_into(out: &mut String, text: &str) {
+    let mut rest = text;
+    while let Some(pos) = rest.find(['\'', '"', '<', '>', '&']) {
+        out.push_str(&rest[..pos]);
+        out.push_str(match rest.as_bytes()[pos] {
+            b'\'' => "&apos;",
+            b'"' => "&quot;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            _ => "&amp;",
+        });
+        rest = &rest[pos + 1..];
+    }
+    out.push_str(rest);
+}
+
+/// What the module needs to know about an incoming stanza, read from its Lua table in one pass:
+/// its addressing (to answer it later) and its serialization (to POST it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incoming {
+    pub name: String,
+    pub to: Option<String>,
+    pub from: Option<String>,
+    pub id: Option<String>,
+    pub stanza_type: Option<String>,
+    pub xml: String,
+    /// Text of the `<body/>` child in the stanza's own namespace, as `stanza:get_child_text("body")`.
+    pub body: Option<String>,
+}
+
+impl Incoming {
+    /// Reads a Prosody stanza table without building an intermediate tree: the XML is written
+    /// while walking the table, which is the only work this costs on Prosody's main thread.
+    pub fn from_lua(stanza: &Table) -> Result<Incoming, String> {
+        let name: String = get_string(stanza, "name")?.ok_or("stanza has no name")?;
+        let attr: Table = match stanza.raw_get::<Value>("attr").map_err(|e| e.to_string())? {
+            Value::Table(t) => t,
+            _ => return Err("stanza has no attr table".into()),
+        };
+        let mut xml = String::with_capacity(256);
+        write_table(stanza, &mut xml, None, 0)?;
+        let body = if name == "message" { body_text(stanza, &attr)? } else { None };
+        Ok(Incoming {
+            to: get_string(&attr, "to")?,
+            from: get_string(&attr, "from")?,
+            id: get_string(&attr, "id")?,
+            stanza_type: get_string(&attr, "type")?,
+            name,
+            xml,
+            body,
+        })
+    }
+}
+
+fn get_string(table: &Table, key: &str) -> Result<Option<String>, String> {
+    match table.raw_get::<Value>(key).map_err(|e| e.to_string())? {
+        Value::String(s) => Ok(Some(s.to_string_lossy())),
+        Value::Nil => Ok(None),
+        other => Err(format!("'{key}' is a {}, expected a string", other.type_name())),
+    }
+}
+
+fn write_table(table: &Table, out: &mut String, parent_ns: Option<&str>, depth: usize) -> Result<(), String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("stanza nests deeper than {MAX_DEPTH} elements"));
+    }
+    let name = get_string(table, "name")?.ok_or("element has no name")?;
+    let attr: Table = match table.raw_get::<Value>("attr").map_err(|e| e.to_string())? {
+        Value::Table(t) => t,
+        _ => return Err(format!("element <{name}> has no attr table")),
+    };
+    // `pairs` order, exactly as Prosody's serializer walks it (lua_next underneath both).
+    let mut attrs = Vec::new();
+    for pair in attr.pairs::<Value, Value>() {
+        let (k, v) = pair.map_err(|e| e.to_string())?;
+        match (k, v) {
+            (Value::String(k), Value::String(v)) => attrs.push((k.to_string_lossy(), v.to_string_lossy())),
+            (k, v) => {
+                return Err(format!(
+                    "attribute of <{name}> is {}={}, expected strings",
+                    k.type_name(),
+                    v.type_name()
+                ))
+            }
+        }
+    }
+    write_start(out, &name, attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())), parent_ns);
+    let len = table.raw_len();
+    if len == 0 {
+        out.push_str("/>");
+        return Ok(());
+    }
+    out.push('>');
+    let ns = attrs.iter().find(|(k, _)| k == "xmlns").map(|(_, v)| v.as_str());
+    for i in 1..=len {
+        match table.raw_get::<Value>(i).map_err(|e| e.to_string())? {
+            Value::Table(child) => write_table(&child, out, ns, depth + 1)?,
+            Value::String(text) => escape_into(out, &text.to_str().map_err(|e| e.to_string())?),
+            other => return Err(format!("child {i} of <{name}> is a {}", other.type_name())),
+        }
+    }
+    write_end(out, &name);
+    Ok(())
+}
+
+/// `stanza:get_child_text("body")`: the first `<body/>` in the stanza's namespace whose children
+/// are all text.
+fn body_text(stanza: &Table, attr: &Table) -> Result<Option<String>, String> {
+    let own_ns = get_string(attr, "xmlns")?;
+    for i in 1..=stanza.raw_len() {
+        let Ok(Value::Table(child)) = stanza.raw_get::<Value>(i) else { continue };
+        if get_string(&child, "name")?.as_deref() != Some("body") {
+            continue;
+        }
+        let child_ns = match child.raw_get::<Value>("attr") {
+            Ok(Value::Table(a)) => get_string(&a, "xmlns")?,
+            _ => None,
+        };
+        if child_ns != own_ns {
+            continue;
+        }
+        let mut text = String::new();
+        for j in 1..=child.raw_len() {
+            match child.raw_get::<Value>(j).map_err(|e| e.to_string())? {
+                Value::String(s) => text.push_str(&s.to_str().map_err(|e| e.to_string())?),
+                _ => return Ok(None),
+            }
+        }
+        return Ok(Some(text));
+    }
+    Ok(None)
+}
+
+/// Builds the error answer Prosody's `st.error_reply(orig, type, condition, text)` would build.
+pub fn error_reply(orig: &Incoming, error_type: &str, condition: &str, text: Option<&str>) -> Element {
+    let mut reply = Element::new(&orig.name);
+    if let Some(from) = &orig.from {
+        reply.set_attr("to", from);
+    }
+    if let Some(to) = &orig.to {
+        reply.set_attr("from", to);
+    }
+    if let Some(id) = &orig.id {
+        reply.set_attr("id", id);
+    }
+    reply.set_attr("type", "error");
+    let mut error = Element::new("error")
+        .with_attr("type", error_type)
+        .with_child(Element::new(condition).with_attr("xmlns", XMLNS_STANZAS));
+    if let Some(text) = text {
+        error.push_element(Element::new("text").with_attr("xmlns", XMLNS_STANZAS).with_text(text));
+    }
+    reply.with_child(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_like_prosody() {
+        // Expected strings produced by Prosody 0.12.3's tostring() for the same trees.
+        let msg = Element::new("message")
+            .with_attr("to", "echo@bot.localhost")
+            .with_attr("type", "chat")
+            .with_child(Element::new("body").with_text("a < b & 'c' \"d\" > e"))
+            .with_child(Element::new("x").with_attr("xmlns", "urn:x").with_child(Element::new("y").with_attr("xmlns", "urn:x")));
+        assert_eq!(
+            msg.to_xml(),
+            "<message to='echo@bot.localhost' type='chat'><body>a &lt; b &amp; &apos;c&apos; &quot;d&quot; &gt; e</body>\
+             <x xmlns='urn:x'><y/></x></message>"
+        );
+    }
+
+    #[test]
+    fn namespaced_attributes_get_fresh_prefixes() {
+        let e = Element::new("a")
+            .with_attr("urn:one\u{1}k", "v")
+            .with_attr("urn:two\u{1}k", "w&");
+        assert_eq!(e.to_xml(), "<a xmlns:ns1='urn:one' ns1:k='v' xmlns:ns2='urn:two' ns2:k='w&amp;'/>");
+    }
+
+    #[test]
+    fn error_reply_matches_prosody_shape() {
+        let orig = Incoming {
+            name: "message".into(),
+            to: Some("bot.localhost".into()),
+            from: Some("u@localhost/r".into()),
+            id: Some("m1".into()),
+            stanza_type: Some("chat".into()),
+            xml: String::new(),
+            body: None,
+        };
+        let e = error_reply(&orig, "wait", "remote-server-timeout", Some("Gateway timeout"));
+        assert_eq!(
+            e.to_xml(),
+            "<message to='u@localhost/r' from='bot.localhost' id='m1' type='error'><error type='wait'>\
+             <remote-server-timeout xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>\
+             <text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>Gateway timeout</text></error></message>"
+        );
+    }
+}
