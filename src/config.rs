@@ -194,7 +194,10 @@ mod tests {
         assert!(check("return { component_post_url = 'http://h/', component_post_timeout = 'soon' }")
             .unwrap_err()
             .contains("component_post_timeout"));
-        let c = check("return { component_post_url = 'http://h/', component_post_timeout = 2.5, component_post_workers = '8' }").unwrap();
+        let c = check(
+            "return { component_post_url = 'http://h/', component_post_timeout = 2.5, component_post_workers = '8' }",
+        )
+        .unwrap();
         assert_eq!(c.timeout, Duration::from_millis(2500));
         assert_eq!(c.workers, 8);
     }

@@ -80,9 +80,8 @@ impl Dispatcher {
         let mut handles = Vec::with_capacity(workers);
         for n in 0..workers {
             let for_worker = Arc::clone(&shared);
-            let spawned = std::thread::Builder::new()
-                .name(format!("component_http-{n}"))
-                .spawn(move || worker(&for_worker));
+            let spawned =
+                std::thread::Builder::new().name(format!("component_http-{n}")).spawn(move || worker(&for_worker));
             match spawned {
                 Ok(handle) => handles.push(handle),
                 Err(e) => {
@@ -155,11 +154,9 @@ impl Dispatcher {
         };
         self.shared.changed.notify_all();
         let mut out = self.drain();
-        out.extend(
-            abandoned
-                .iter()
-                .map(|incoming| complete(incoming, Outcome::Error(UNLOADED, "the component stopped before the webhook answered".into()))),
-        );
+        out.extend(abandoned.iter().map(|incoming| {
+            complete(incoming, Outcome::Error(UNLOADED, "the component stopped before the webhook answered".into()))
+        }));
 
         let deadline = Instant::now() + grace;
         let mut state = lock(&self.shared.state);
@@ -243,11 +240,13 @@ fn worker(shared: &Shared) {
                 state = shared.changed.wait(state).unwrap_or_else(|p| p.into_inner());
             }
         };
-        let completion = catch_unwind(AssertUnwindSafe(|| complete(&job.incoming, post(shared, &job))))
-            .unwrap_or_else(|_| {
+        let completion =
+            catch_unwind(AssertUnwindSafe(|| complete(&job.incoming, post(shared, &job)))).unwrap_or_else(|_| {
                 let mut completion = complete(&job.incoming, Outcome::Error(INTERNAL, String::new()));
-                completion.log =
-                    Some((Level::Error, format!("{}: internal error (a bug in mod_component_http)", describe(&job.incoming))));
+                completion.log = Some((
+                    Level::Error,
+                    format!("{}: internal error (a bug in mod_component_http)", describe(&job.incoming)),
+                ));
                 completion
             });
         // If `close` already answered this stanza, its completion is dropped here.
@@ -269,11 +268,7 @@ fn post(shared: &Shared, job: &Job) -> Outcome {
         Err(e) => return transport_error(e),
     };
     let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
     // Read to the end: servers such as `php -S` send no Content-Length and close instead.
     match response.body_mut().with_config().limit(config.max_reply_size).read_to_vec() {
         Ok(body) => interpret(&job.incoming, &HttpAnswer { status, content_type, body }),

@@ -88,9 +88,7 @@ impl UserData for Client {
                 None => to_lua(lua, &this.stanza_mt, Vec::new()),
             })
         });
-        methods.add_method("fd", |_, this, ()| {
-            guard("fd", || Ok(this.dispatcher.as_ref().map(|d| d.fd())))
-        });
+        methods.add_method("fd", |_, this, ()| guard("fd", || Ok(this.dispatcher.as_ref().map(|d| d.fd()))));
         methods.add_method("kinds", |lua, this, ()| {
             guard("kinds", || match &this.dispatcher {
                 Some(d) => lua.create_sequence_from(d.config().stanzas.iter().map(String::as_str)),

@@ -23,8 +23,10 @@ const fn err(error_type: &'static str, condition: &'static str, text: Option<&'s
 pub const CONNECTION_FAILURE: StanzaError = err("cancel", "remote-server-timeout", Some("Connection failure"));
 pub const TIMED_OUT: StanzaError = err("wait", "remote-server-timeout", Some("The webhook did not answer in time"));
 pub const BAD_REPLY: StanzaError = err("cancel", "internal-server-error", Some("The webhook sent an invalid reply"));
-pub const QUEUE_FULL: StanzaError = err("wait", "resource-constraint", Some("Too many stanzas are waiting for the webhook"));
-pub const UNLOADED: StanzaError = err("wait", "service-unavailable", Some("The component was stopped before the webhook answered"));
+pub const QUEUE_FULL: StanzaError =
+    err("wait", "resource-constraint", Some("Too many stanzas are waiting for the webhook"));
+pub const UNLOADED: StanzaError =
+    err("wait", "service-unavailable", Some("The component was stopped before the webhook answered"));
 pub const INTERNAL: StanzaError = err("cancel", "internal-server-error", None);
 
 /// The stanza error a non-2xx HTTP status maps to.
@@ -205,9 +207,7 @@ pub fn complete(orig: &Incoming, outcome: Outcome) -> Completion {
         },
         Outcome::Reply(reply) if is_request => Completion { send: Some(iq_response(orig, reply)), log: None },
         Outcome::Reply(reply) => Completion { send: Some(reply), log: None },
-        Outcome::NoReply if is_request => {
-            Completion { send: Some(iq_response(orig, Element::new("iq"))), log: None }
-        }
+        Outcome::NoReply if is_request => Completion { send: Some(iq_response(orig, Element::new("iq"))), log: None },
         Outcome::NoReply => Completion { send: None, log: None },
         Outcome::Error(error, reason) => Completion {
             send: answerable.then(|| error_reply(orig, error.error_type, error.condition, error.text)),
@@ -298,7 +298,9 @@ mod tests {
     #[test]
     fn supplied_addresses_and_kind_are_kept() {
         let msg = incoming("message", None);
-        let xml = sent(&msg, &answer(200, "application/json", r#"{"kind":"presence","to":"a@b","from":"x@bot.localhost"}"#)).unwrap();
+        let xml =
+            sent(&msg, &answer(200, "application/json", r#"{"kind":"presence","to":"a@b","from":"x@bot.localhost"}"#))
+                .unwrap();
         assert_eq!(xml, "<presence to='a@b' from='x@bot.localhost'/>");
         let err = interpret(&msg, &answer(200, "application/json", r#"{"kind":"carrier-pigeon"}"#));
         assert!(matches!(err, Outcome::Error(BAD_REPLY, ref why) if why.contains("carrier-pigeon")));
@@ -307,7 +309,15 @@ mod tests {
     #[test]
     fn stanza_field_is_parsed_and_missing_addresses_filled() {
         let msg = incoming("message", None);
-        let xml = sent(&msg, &answer(200, "application/json", r#"{"stanza":"<message to='other@localhost'><body>raw</body></message>"}"#)).unwrap();
+        let xml = sent(
+            &msg,
+            &answer(
+                200,
+                "application/json",
+                r#"{"stanza":"<message to='other@localhost'><body>raw</body></message>"}"#,
+            ),
+        )
+        .unwrap();
         assert_eq!(xml, "<message to='other@localhost' from='echo@bot.localhost'><body>raw</body></message>");
         let bad = interpret(&msg, &answer(200, "application/json", r#"{"stanza":"<message>"}"#));
         assert!(matches!(bad, Outcome::Error(BAD_REPLY, _)));
@@ -367,10 +377,12 @@ mod tests {
         let payload = r#"{"stanza":"<iq><query xmlns='jabber:iq:version'><name>bot</name></query></iq>"}"#;
         assert_eq!(
             sent(&iq, &answer(200, "application/json", payload)).unwrap(),
-            "<iq type='result' to='user@localhost/phone' from='echo@bot.localhost' id='abc'><query xmlns='jabber:iq:version'><name>bot</name></query></iq>"
+            "<iq to='user@localhost/phone' from='echo@bot.localhost' type='result' id='abc'><query xmlns='jabber:iq:version'><name>bot</name></query></iq>"
         );
         // A message-shaped reply still answers the iq, as an empty result.
-        assert!(sent(&iq, &answer(200, "application/json", r#"{"kind":"message","body":"hi"}"#)).unwrap().starts_with("<iq type='result' id='abc'"));
+        assert!(sent(&iq, &answer(200, "application/json", r#"{"kind":"message","body":"hi"}"#))
+            .unwrap()
+            .starts_with("<iq type='result' id='abc'"));
         assert!(sent(&iq, &answer(500, "text/plain", "")).unwrap().contains("type='error'"));
     }
 

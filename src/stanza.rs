@@ -238,11 +238,7 @@ fn write_table(table: &Table, out: &mut String, parent_ns: Option<&str>, depth: 
         match (k, v) {
             (Value::String(k), Value::String(v)) => attrs.push((k.to_string_lossy(), v.to_string_lossy())),
             (k, v) => {
-                return Err(format!(
-                    "attribute of <{name}> is {}={}, expected strings",
-                    k.type_name(),
-                    v.type_name()
-                ))
+                return Err(format!("attribute of <{name}> is {}={}, expected strings", k.type_name(), v.type_name()))
             }
         }
     }
@@ -326,7 +322,9 @@ mod tests {
             .with_attr("to", "echo@bot.localhost")
             .with_attr("type", "chat")
             .with_child(Element::new("body").with_text("a < b & 'c' \"d\" > e"))
-            .with_child(Element::new("x").with_attr("xmlns", "urn:x").with_child(Element::new("y").with_attr("xmlns", "urn:x")));
+            .with_child(
+                Element::new("x").with_attr("xmlns", "urn:x").with_child(Element::new("y").with_attr("xmlns", "urn:x")),
+            );
         assert_eq!(
             msg.to_xml(),
             "<message to='echo@bot.localhost' type='chat'><body>a &lt; b &amp; &apos;c&apos; &quot;d&quot; &gt; e</body>\
@@ -336,9 +334,7 @@ mod tests {
 
     #[test]
     fn namespaced_attributes_get_fresh_prefixes() {
-        let e = Element::new("a")
-            .with_attr("urn:one\u{1}k", "v")
-            .with_attr("urn:two\u{1}k", "w&");
+        let e = Element::new("a").with_attr("urn:one\u{1}k", "v").with_attr("urn:two\u{1}k", "w&");
         assert_eq!(e.to_xml(), "<a xmlns:ns1='urn:one' ns1:k='v' xmlns:ns2='urn:two' ns2:k='w&amp;'/>");
     }
 

@@ -71,13 +71,14 @@ pub fn parse_stanza(text: &str, limits: Limits) -> Result<Element, String> {
                 push_text(&mut stack, &text)?;
             }
             Event::GeneralRef(reference) => {
-                let resolved = match reference.resolve_char_ref().map_err(|e| format!("bad character reference: {e}"))? {
+                let resolved = match reference
+                    .resolve_char_ref()
+                    .map_err(|e| format!("bad character reference: {e}"))?
+                {
                     Some(c) => c.to_string(),
                     None => {
                         let name = reference.decode().map_err(|e| format!("bad entity: {e}"))?;
-                        resolve_predefined_entity(&name)
-                            .ok_or_else(|| format!("unknown entity &{name};"))?
-                            .to_owned()
+                        resolve_predefined_entity(&name).ok_or_else(|| format!("unknown entity &{name};"))?.to_owned()
                     }
                 };
                 push_text(&mut stack, &resolved)?;
@@ -98,9 +99,8 @@ pub fn parse_stanza(text: &str, limits: Limits) -> Result<Element, String> {
 
 fn start_element(reader: &NsReader<&[u8]>, start: &BytesStart) -> Result<Element, String> {
     let (ns, _) = reader.resolve_element(start.name());
-    let name = std::str::from_utf8(start.local_name().into_inner())
-        .map_err(|_| "element name is not UTF-8")?
-        .to_owned();
+    let name =
+        std::str::from_utf8(start.local_name().into_inner()).map_err(|_| "element name is not UTF-8")?.to_owned();
     let mut element = Element::new(&name);
     match ns {
         ResolveResult::Bound(ns) => {
@@ -117,9 +117,7 @@ fn start_element(reader: &NsReader<&[u8]>, start: &BytesStart) -> Result<Element
         if attr.key.as_namespace_binding().is_some() {
             continue; // xmlns declarations are represented by the `xmlns` of each element
         }
-        let value = attr
-            .unescape_value()
-            .map_err(|e| format!("bad attribute value on <{name}>: {e}"))?;
+        let value = attr.unescape_value().map_err(|e| format!("bad attribute value on <{name}>: {e}"))?;
         let (attr_ns, local) = reader.resolve_attribute(attr.key);
         let local = std::str::from_utf8(local.into_inner()).map_err(|_| "attribute name is not UTF-8")?;
         let key = match attr_ns {
