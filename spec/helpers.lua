@@ -1,0 +1,81 @@
+-- Shared set-up for the specs: Prosody's own libraries from Debian's package, and the native
+-- library from this checkout's cargo build (see the README's test command).
+local prosody_libs = os.getenv("PROSODY_LIBS") or "/usr/lib/prosody";
+local native_dir = os.getenv("NATIVE_DIR") or "target";
+package.path = prosody_libs.."/?.lua;"..package.path;
+package.cpath = native_dir.."/?.so;"..prosody_libs.."/?.so;"..package.cpath;
+
+local helpers = {};
+
+-- A fake Prosody module API, recording what the shim does with it.
+function helpers.fake_module(options, host)
+	host = host or "bot.localhost";
+	local fake = {
+		host = host,
+		path = "lua/mod_component_http.lua",
+		options = options or {},
+		hooks = {},
+		sent = {},
+		logs = {},
+	};
+	function fake:get_option(name) return self.options[name]; end
+	function fake:hook(event, handler, priority)
+		self.hooks[event] = { handler = handler, priority = priority };
+	end
+	function fake:log(level, fmt, ...)
+		table.insert(self.logs, { level = level, message = fmt:format(...) });
+	end
+	function fake:send(stanza)
+		if self.send_error then error(self.send_error); end
+		table.insert(self.sent, stanza);
+	end
+	return fake;
+end
+
+-- Loads the shim the way Prosody does: in an environment whose `module` is the fake.
+-- Returns the fake module, the fake host's event handlers and the recorded watchfd.
+function helpers.load_shim(options, awaited_events)
+	local fake = helpers.fake_module(options);
+	local watch = {};
+	package.loaded["net.server"] = {
+		watchfd = function (fd, onreadable)
+			watch.fd, watch.onreadable = fd, onreadable;
+			watch.closed = false;
+			return { close = function () watch.closed = true; end };
+		end,
+	};
+	local events = {
+		get_handlers = function (name)
+			if awaited_events and awaited_events[name] then return { function () end }; end
+		end,
+	};
+	local env = setmetatable({
+		module = fake,
+		prosody = { hosts = { [fake.host] = { events = events } } },
+	}, { __index = _G });
+	local chunk = assert(loadfile("lua/mod_component_http.lua", "t", env));
+	local ok, err = pcall(chunk);
+	return fake, watch, ok, err;
+end
+
+-- Calls the watchfd callback until `count` stanzas were sent or `seconds` passed.
+function helpers.wait_sent(fake, watch, count, seconds)
+	local socket = require "socket";
+	local deadline = socket.gettime() + (seconds or 5);
+	while #fake.sent < count and socket.gettime() < deadline do
+		watch.onreadable();
+		socket.sleep(0.01);
+	end
+	return fake.sent;
+end
+
+-- A TCP port on loopback that nobody listens on.
+function helpers.closed_port()
+	local socket = require "socket";
+	local server = assert(socket.bind("127.0.0.1", 0));
+	local _, port = server:getsockname();
+	server:close();
+	return port;
+end
+
+return helpers;

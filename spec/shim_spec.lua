@@ -1,0 +1,136 @@
+-- The Lua shim in a fake Prosody module environment, with the real native library.
+local helpers = require "spec.helpers";
+local st = require "util.stanza";
+
+local function event(stanza) return { stanza = stanza, origin = {} }; end
+
+local unloaders = {};
+local function load(options, awaited)
+	local fake, watch, ok, err = helpers.load_shim(options, awaited);
+	if ok then table.insert(unloaders, fake); end
+	return fake, watch, ok, err;
+end
+
+after_each(function ()
+	for _, fake in ipairs(unloaders) do
+		if fake.unload then fake.unload(); end
+	end
+	unloaders = {};
+end);
+
+describe("mod_component_http shim", function ()
+	local dead_url;
+	before_each(function ()
+		dead_url = "http://127.0.0.1:"..helpers.closed_port().."/hook";
+	end);
+
+	it("refuses to load without component_post_url, naming the option", function ()
+		local fake, _, ok, err = load({});
+		assert.is_false(ok);
+		assert.matches("component_post_url", err, 1, true);
+		assert.are.equal("error", fake.logs[1].level);
+		assert.matches("component_post_url", fake.logs[1].message, 1, true);
+	end);
+
+	it("hooks messages and answers presence itself by default", function ()
+		local fake, watch, ok = load({ component_post_url = dead_url });
+		assert.is_true(ok);
+		assert.is_number(watch.fd);
+		for _, target in ipairs({ "host", "bare", "full" }) do
+			assert.is_function(fake.hooks["message/"..target].handler);
+			assert.is_function(fake.hooks["presence/"..target].handler);
+			assert.is_nil(fake.hooks["iq/"..target]);
+		end
+		assert.are_not.equal(fake.hooks["message/bare"].handler, fake.hooks["presence/bare"].handler);
+	end);
+
+	it("forwards the kinds of either option name, iq above mod_iq", function ()
+		for _, name in ipairs({ "component_post_stanzas", "post_stanza_types" }) do
+			local fake = load({ component_post_url = dead_url, [name] = { "iq", "presence" } });
+			assert.is_nil(fake.hooks["message/bare"]);
+			assert.are.equal(fake.hooks["iq/host"].handler, fake.hooks["presence/full"].handler);
+			assert.is_true(fake.hooks["iq/host"].priority > 0);
+		end
+	end);
+
+	it("answers presence as an always-online contact that accepts subscriptions", function ()
+		local fake = load({ component_post_url = dead_url });
+		local handle = fake.hooks["presence/bare"].handler;
+		local function presence(type)
+			fake.sent = {};
+			assert.is_true(handle(event(st.presence({ to = "echo@bot.localhost", from = "u@localhost/r", type = type }))));
+			return fake.sent;
+		end
+		local sent = presence("subscribe");
+		assert.are.equal(2, #sent);
+		assert.are.same({ from = "echo@bot.localhost", to = "u@localhost/r", type = "subscribed" }, sent[1].attr);
+		assert.are.same({ from = "echo@bot.localhost/default", to = "u@localhost/r" }, sent[2].attr);
+		sent = presence("probe");
+		assert.are.same({ from = "echo@bot.localhost/default", to = "u@localhost/r" }, sent[1].attr);
+		sent = presence("unsubscribe");
+		assert.are.same({ from = "echo@bot.localhost/default", to = "u@localhost/r", type = "unavailable" }, sent[1].attr);
+		assert.are.same({}, presence(nil));
+		assert.are.same({}, presence("unavailable"));
+	end);
+
+	it("turns a dead webhook into an error reply, delivered from the fd callback", function ()
+		local fake, watch = load({ component_post_url = dead_url });
+		local msg = st.message({ to = "echo@bot.localhost", from = "u@localhost/r", type = "chat", id = "m1" }):text_tag("body", "hi");
+		assert.is_true(fake.hooks["message/bare"].handler(event(msg)));
+		local sent = helpers.wait_sent(fake, watch, 1);
+		assert.are.equal(1, #sent);
+		assert.is_true(st.is_stanza(sent[1]));
+		assert.are.same({ to = "u@localhost/r", from = "echo@bot.localhost", id = "m1", type = "error" }, sent[1].attr);
+		local error_type, condition, text = sent[1]:get_error();
+		assert.are.same({ "cancel", "remote-server-timeout", "Connection failure" }, { error_type, condition, text });
+		local warned = false;
+		for _, log in ipairs(fake.logs) do
+			if log.level == "warn" and log.message:find("could not reach the webhook", 1, true) then warned = true; end
+		end
+		assert.is_true(warned);
+	end);
+
+	it("keeps an error in delivery from escaping the fd callback", function ()
+		local fake, watch = load({ component_post_url = dead_url });
+		fake.send_error = "boom";
+		fake.hooks["message/bare"].handler(event(st.message({ to = "e@bot.localhost", from = "u@localhost/r" })));
+		local logged;
+		for _ = 1, 300 do
+			assert.has_no.errors(function () watch.onreadable(); end);
+			for _, log in ipairs(fake.logs) do
+				if log.level == "error" and log.message:find("boom", 1, true) then logged = true; end
+			end
+			if logged then break; end
+			require "socket".sleep(0.01);
+		end
+		assert.is_true(logged);
+	end);
+
+	it("leaves iq results that another module awaits to mod_iq", function ()
+		local fake = load({ component_post_url = dead_url, component_post_stanzas = { "iq" } },
+			{ ["iq-result/host/q1"] = true });
+		local handler = fake.hooks["iq/host"].handler;
+		local awaited = st.iq({ to = "bot.localhost", from = "localhost", type = "result", id = "q1" });
+		assert.is_nil(handler(event(awaited)));
+		local other = st.iq({ to = "bot.localhost", from = "localhost", type = "result", id = "q2" });
+		assert.is_true(handler(event(other)));
+	end);
+
+	it("on unload stops watching first, then answers what is pending", function ()
+		-- A listener that accepts but never answers keeps the stanza pending.
+		local socket = require "socket";
+		local server = assert(socket.bind("127.0.0.1", 0));
+		local _, port = server:getsockname();
+		local fake, watch = load({ component_post_url = "http://127.0.0.1:"..port.."/" });
+		fake.hooks["message/bare"].handler(event(st.message({ to = "e@bot.localhost", from = "u@localhost/r", id = "p1" })));
+		socket.sleep(0.1);
+		assert.are.equal(0, #fake.sent);
+		fake.unload();
+		assert.is_true(watch.closed);
+		assert.are.equal(1, #fake.sent);
+		local _, condition = fake.sent[1]:get_error();
+		assert.are.equal("service-unavailable", condition);
+		assert.are.equal("p1", fake.sent[1].attr.id);
+		server:close();
+	end);
+end);
