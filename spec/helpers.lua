@@ -1,7 +1,7 @@
 -- Shared set-up for the specs: Prosody's own libraries from Debian's package, and the native
 -- library from this checkout's cargo build (see the README's test command).
 local prosody_libs = os.getenv("PROSODY_LIBS") or "/usr/lib/prosody";
-local native_dir = os.getenv("NATIVE_DIR") or "target";
+local native_dir = os.getenv("NATIVE_DIR") or "target/test-tree/lib/lua/5.4";
 package.path = prosody_libs.."/?.lua;"..package.path;
 package.cpath = native_dir.."/?.so;"..prosody_libs.."/?.so;"..package.cpath;
 
