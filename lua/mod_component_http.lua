@@ -52,7 +52,8 @@ local native = load_native();
 local option_names = {
 	"component_post_url", "component_post_stanzas", "post_stanza_types", "component_post_workers",
 	"component_post_queue_size", "component_post_connect_timeout", "component_post_timeout",
-	"component_post_max_reply_size",
+	"component_post_max_reply_size", "component_post_retries", "component_post_ordered", "component_post_secret",
+	"component_post_headers", "component_post_ca_file",
 };
 local options = {};
 for _, name in ipairs(option_names) do
@@ -154,8 +155,30 @@ end
 module:log("info", "Posting %s stanzas to %s", table.concat(client:kinds(), ", "),
 	(options.component_post_url:gsub("//[^/@]*@", "//")));
 
+-- On reload the new instance takes over this one's pool (queue, requests in flight, order
+-- per sender, connections) instead of answering everything pending with an error.
+local handed_over = false;
+
+function module.save()
+	handed_over = true;
+	return { component_http_client = client };
+end
+
+function module.restore(saved)
+	local old = saved and saved.component_http_client;
+	if not old then
+		return;
+	end
+	watcher:close();
+	send_outcomes(client:adopt(old));
+	watcher = server.watchfd(client:fd(), on_wakeup);
+	module:log("debug", "Took over the previous instance's %d pending stanzas", client:pending());
+end
+
 function module.unload()
 	-- Stop watching before the descriptor is closed, then answer whatever is still pending.
 	watcher:close();
-	send_outcomes(client:close());
+	if not handed_over then
+		send_outcomes(client:close());
+	end
 end

@@ -133,4 +133,34 @@ describe("mod_component_http shim", function ()
 		assert.are.equal("p1", fake.sent[1].attr.id);
 		server:close();
 	end);
+
+	it("hands stanzas in flight over to the new instance on reload", function ()
+		local socket = require "socket";
+		local server = assert(socket.bind("127.0.0.1", 0));
+		local _, port = server:getsockname();
+		local options = { component_post_url = "http://127.0.0.1:"..port.."/" };
+		local old, old_watch = load(options);
+		old.hooks["message/bare"].handler(event(st.message({ to = "e@bot.localhost", from = "u@localhost/r", id = "r1" })));
+
+		-- What Prosody's module reload does: save, unload the old instance, load and restore the new.
+		local saved = old.save();
+		old.unload();
+		assert.is_true(old_watch.closed);
+		assert.are.equal(0, #old.sent, "the old instance must not answer what it handed over");
+		local new, new_watch = load(options);
+		new.restore(saved);
+
+		-- Only now does the webhook answer the request the old instance sent.
+		server:settimeout(5);
+		local conn = assert(server:accept());
+		conn:settimeout(5);
+		repeat local line = conn:receive("*l"); until line == "" or line == nil;
+		local reply = '{"body":"answered after the reload"}';
+		conn:send("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "..#reply.."\r\n\r\n"..reply);
+		local sent = helpers.wait_sent(new, new_watch, 1);
+		assert.are.equal(1, #sent);
+		assert.are.equal("answered after the reload", sent[1]:get_child_text("body"));
+		conn:close();
+		server:close();
+	end);
 end);

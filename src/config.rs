@@ -20,8 +20,19 @@ pub struct Config {
     pub workers: usize,
     pub queue_size: usize,
     pub connect_timeout: Duration,
+    /// Deadline for the whole delivery of one stanza, retries included.
     pub timeout: Duration,
+    /// Retries after a connection failure, 429, 502, 503 or 504 (0: none).
+    pub retries: u32,
+    /// At most one stanza in flight per (sender, recipient) pair.
+    pub ordered: bool,
     pub max_reply_size: u64,
+    /// HMAC key for signing requests.
+    pub secret: Option<String>,
+    /// Extra request headers, in a stable order.
+    pub headers: Vec<(String, String)>,
+    /// A PEM file of CA certificates trusted in addition to the system's.
+    pub ca_file: Option<String>,
 }
 
 pub const KINDS: [&str; 3] = ["message", "presence", "iq"];
@@ -38,7 +49,12 @@ impl Config {
             queue_size: 1000,
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(30),
+            retries: 2,
+            ordered: true,
             max_reply_size: 1024 * 1024,
+            secret: None,
+            headers: Vec::new(),
+            ca_file: None,
         })
     }
 
@@ -68,6 +84,21 @@ impl Config {
         }
         if let Some(n) = integer(options, "component_post_max_reply_size", 1, 1 << 30)? {
             config.max_reply_size = n as u64;
+        }
+        if let Some(n) = integer(options, "component_post_retries", 0, 100)? {
+            config.retries = n as u32;
+        }
+        if let Some(b) = boolean(options, "component_post_ordered")? {
+            config.ordered = b;
+        }
+        config.secret = string(options, "component_post_secret")?;
+        if config.secret.as_deref() == Some("") {
+            return Err("component_post_secret is empty: remove it or set a long random string".into());
+        }
+        config.ca_file = string(options, "component_post_ca_file")?;
+        config.headers = headers(options)?;
+        if config.connect_timeout > config.timeout {
+            config.connect_timeout = config.timeout;
         }
         Ok(config)
     }
@@ -99,6 +130,66 @@ fn stanza_kinds(options: &Table) -> Result<Vec<String>, String> {
         return Ok(kinds);
     }
     Ok(vec!["message".into()])
+}
+
+fn string(options: &Table, name: &str) -> Result<Option<String>, String> {
+    match options.raw_get::<Value>(name).map_err(|e| e.to_string())? {
+        Value::Nil => Ok(None),
+        Value::String(s) => Ok(Some(s.to_str().map_err(|_| format!("{name} is not valid UTF-8"))?.to_owned())),
+        other => Err(format!("{name} must be a string, not a {}", other.type_name())),
+    }
+}
+
+fn boolean(options: &Table, name: &str) -> Result<Option<bool>, String> {
+    match options.raw_get::<Value>(name).map_err(|e| e.to_string())? {
+        Value::Nil => Ok(None),
+        Value::Boolean(b) => Ok(Some(b)),
+        other => Err(format!("{name} must be true or false, not a {}", other.type_name())),
+    }
+}
+
+/// `component_post_headers = { ["Authorization"] = "Bearer …" }`: names and values checked
+/// now, so a typo cannot make every request fail later.
+fn headers(options: &Table) -> Result<Vec<(String, String)>, String> {
+    const NAME: &str = "component_post_headers";
+    let table = match options.raw_get::<Value>(NAME).map_err(|e| e.to_string())? {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Table(t) => t,
+        other => return Err(format!("{NAME} must be a table of header names to values, not a {}", other.type_name())),
+    };
+    let reserved = [
+        "content-type",
+        "content-length",
+        "host",
+        "transfer-encoding",
+        "connection",
+        "x-delivery-id",
+        "x-retry-count",
+        "x-signature",
+        "x-signature-timestamp",
+    ];
+    let mut headers = Vec::new();
+    for pair in table.pairs::<Value, Value>() {
+        let (k, v) = pair.map_err(|e| e.to_string())?;
+        let (Value::String(k), Value::String(v)) = (&k, &v) else {
+            return Err(format!("{NAME} must map header names (strings) to values (strings)"));
+        };
+        let (k, v) = (k.to_string_lossy(), v.to_string_lossy());
+        let valid_name =
+            !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !valid_name {
+            return Err(format!("{NAME}: \"{k}\" is not a valid header name"));
+        }
+        if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(format!("{NAME}: the value of {k} contains a line break"));
+        }
+        if reserved.contains(&k.to_ascii_lowercase().as_str()) {
+            return Err(format!("{NAME}: {k} is set by the module and cannot be overridden"));
+        }
+        headers.push((k, v));
+    }
+    headers.sort();
+    Ok(headers)
 }
 
 fn number(options: &Table, name: &str) -> Result<Option<f64>, String> {
@@ -200,5 +291,25 @@ mod tests {
         .unwrap();
         assert_eq!(c.timeout, Duration::from_millis(2500));
         assert_eq!(c.workers, 8);
+        assert_eq!(c.connect_timeout, Duration::from_millis(2500), "connecting never outlasts the whole deadline");
+        let c = check(
+            "return { component_post_url = 'http://h/', component_post_retries = 0, component_post_ordered = false, \
+             component_post_secret = 's', component_post_headers = { ['X-B'] = '2', Authorization = 'Bearer t' } }",
+        )
+        .unwrap();
+        assert_eq!((c.retries, c.ordered, c.secret.as_deref()), (0, false, Some("s")));
+        assert_eq!(c.headers, [("Authorization".to_string(), "Bearer t".to_string()), ("X-B".into(), "2".into())]);
+        for (source, name) in [
+            ("component_post_retries = -1", "component_post_retries"),
+            ("component_post_ordered = 'yes'", "component_post_ordered"),
+            ("component_post_secret = ''", "component_post_secret"),
+            ("component_post_headers = { ['Bad Name'] = 'x' }", "component_post_headers"),
+            ("component_post_headers = { ['X-A'] = 'a\\r\\nInjected: 1' }", "line break"),
+            ("component_post_headers = { ['Content-Type'] = 'text/plain' }", "cannot be overridden"),
+            ("component_post_ca_file = 7", "component_post_ca_file"),
+        ] {
+            let err = check(&format!("return {{ component_post_url = 'http://h/', {source} }}")).unwrap_err();
+            assert!(err.contains(name), "{source}: {err}");
+        }
     }
 }

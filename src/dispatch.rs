@@ -1,9 +1,14 @@
 //! The queue, the worker pool and the HTTP agent of one component.
 //!
 //! `submit` and `drain` are called from Prosody's main thread and only take short locks;
-//! everything slow — HTTP, reading answers, parsing JSON and XML, deciding the outcome — runs
-//! on the workers. Every submitted stanza yields exactly one [`Completion`]: from its worker, or
-//! from `submit` itself when the queue is full, or from `close` when the component stops first.
+//! everything slow — HTTP, retries, reading answers, parsing JSON and XML, deciding the
+//! outcome — runs on the workers. Every submitted stanza yields exactly one [`Completion`]: from
+//! its worker, from `submit` itself when the queue is full, or from `close` when the component
+//! stops first.
+//!
+//! Ordering: with `ordered`, stanzas from one sender to one component JID form a line: only its
+//! head is ready or in flight, the rest wait in `followers` and move to the back of the ready
+//! queue one at a time as their predecessor completes. Different lines proceed concurrently.
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::RawFd;
@@ -13,27 +18,39 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::http::{build_agent, deliver, Delivery, Jitter};
 use crate::request;
-use crate::response::{
-    complete, describe, interpret, Completion, HttpAnswer, Level, Outcome, BAD_REPLY, CONNECTION_FAILURE, INTERNAL,
-    QUEUE_FULL, TIMED_OUT, UNLOADED,
-};
+use crate::response::{complete, describe, Completion, Level, Outcome, INTERNAL, QUEUE_FULL, UNLOADED};
 use crate::stanza::Incoming;
 use crate::wakeup::Wakeup;
 
 struct Job {
     id: u64,
+    /// The ordering line this job belongs to (sender and recipient), when ordered.
+    line: Option<String>,
+    delivery_id: String,
     incoming: Incoming,
     body: Vec<u8>,
 }
 
+/// What workers read per job; replaced as a whole by `reconfigure`.
+struct Settings {
+    config: Config,
+    agent: ureq::Agent,
+}
+
 #[derive(Default)]
 struct State {
-    queue: VecDeque<Job>,
+    ready: VecDeque<Job>,
+    /// Lines with a job ready or in flight, and the jobs waiting behind it.
+    followers: HashMap<String, VecDeque<Job>>,
+    /// Jobs not yet taken by a worker: `ready` plus all followers.
+    waiting: usize,
     /// Stanzas a worker is posting, kept so `close` can answer them without waiting.
     in_flight: HashMap<u64, Incoming>,
     closing: bool,
     live_workers: usize,
+    wanted_workers: usize,
 }
 
 #[derive(Default)]
@@ -44,11 +61,12 @@ struct Completions {
 }
 
 struct Shared {
-    config: Config,
-    agent: ureq::Agent,
+    settings: Mutex<Arc<Settings>>,
     state: Mutex<State>,
-    /// Signalled when a job is queued, when closing, and when a worker exits.
+    /// Signalled when a job becomes ready, when closing, and when a worker exits.
     changed: Condvar,
+    /// Signalled only when closing: ends the backoff pauses of workers between retries.
+    closing: Condvar,
     completions: Mutex<Completions>,
     wakeup: Wakeup,
 }
@@ -57,6 +75,8 @@ pub struct Dispatcher {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     next_id: u64,
+    /// Random per pool, so delivery ids stay unique across restarts of Prosody.
+    id_prefix: u64,
 }
 
 /// A poisoned lock only means a worker panicked while holding it; the data is still usable
@@ -66,57 +86,108 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Dispatcher {
-    pub fn new(config: Config) -> std::io::Result<Dispatcher> {
-        let agent = build_agent(&config);
-        let workers = config.workers;
+    pub fn new(config: Config) -> Result<Dispatcher, String> {
+        let agent = build_agent(&config)?;
         let shared = Arc::new(Shared {
-            config,
-            agent,
-            state: Mutex::new(State { live_workers: workers, ..State::default() }),
+            settings: Mutex::new(Arc::new(Settings { config, agent })),
+            state: Mutex::new(State::default()),
             changed: Condvar::new(),
+            closing: Condvar::new(),
             completions: Mutex::new(Completions::default()),
-            wakeup: Wakeup::new()?,
+            wakeup: Wakeup::new().map_err(|e| format!("could not create the wake-up socket: {e}"))?,
         });
-        let mut handles = Vec::with_capacity(workers);
-        for n in 0..workers {
-            let for_worker = Arc::clone(&shared);
-            let spawned =
-                std::thread::Builder::new().name(format!("component_http-{n}")).spawn(move || worker(&for_worker));
-            match spawned {
-                Ok(handle) => handles.push(handle),
-                Err(e) => {
-                    // Stop the ones already started before giving up.
-                    let mut partial = Dispatcher { shared, workers: handles, next_id: 0 };
-                    lock(&partial.shared.state).live_workers = partial.workers.len();
-                    partial.close(Duration::from_secs(1));
-                    return Err(e);
-                }
-            }
+        let mut dispatcher =
+            Dispatcher { shared, workers: Vec::new(), next_id: 0, id_prefix: Jitter::new().next_u64() };
+        let workers = dispatcher.config().workers;
+        if let Err(e) = dispatcher.set_workers(workers) {
+            dispatcher.close(Duration::from_secs(1));
+            return Err(e);
         }
-        Ok(Dispatcher { shared, workers: handles, next_id: 0 })
+        Ok(dispatcher)
     }
 
-    pub fn config(&self) -> &Config {
-        &self.shared.config
+    pub fn config(&self) -> Config {
+        lock(&self.shared.settings).config.clone()
     }
 
     pub fn fd(&self) -> RawFd {
         self.shared.wakeup.fd()
     }
 
+    /// Stanzas accepted and not yet answered (queued or in flight).
+    pub fn pending(&self) -> usize {
+        let state = lock(&self.shared.state);
+        state.waiting + state.in_flight.len()
+    }
+
+    /// Applies a new configuration without disturbing what is queued or in flight: used when the
+    /// module is reloaded, so that nothing pending is lost and order per sender holds.
+    pub fn reconfigure(&mut self, config: Config) -> Result<(), String> {
+        let agent = build_agent(&config)?;
+        let workers = config.workers;
+        *lock(&self.shared.settings) = Arc::new(Settings { config, agent });
+        self.set_workers(workers)
+    }
+
+    fn set_workers(&mut self, wanted: usize) -> Result<(), String> {
+        self.workers.retain(|handle| !handle.is_finished());
+        let to_start = {
+            let mut state = lock(&self.shared.state);
+            state.wanted_workers = wanted;
+            let missing = wanted.saturating_sub(state.live_workers);
+            state.live_workers += missing;
+            missing
+        };
+        // Surplus workers notice `wanted_workers` when they next look for work.
+        self.shared.changed.notify_all();
+        for n in 0..to_start {
+            let shared = Arc::clone(&self.shared);
+            let spawned =
+                std::thread::Builder::new().name(format!("component_http-{n}")).spawn(move || worker(&shared));
+            match spawned {
+                Ok(handle) => self.workers.push(handle),
+                Err(e) => {
+                    lock(&self.shared.state).live_workers -= to_start - n;
+                    return Err(format!("could not start a worker thread: {e}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Queues a stanza for posting; never blocks on the network.
     pub fn submit(&mut self, incoming: Incoming) {
-        let body = request::encode(&incoming);
+        let (ordered, queue_size) = {
+            let settings = lock(&self.shared.settings);
+            (settings.config.ordered, settings.config.queue_size)
+        };
         self.next_id += 1;
-        let job = Job { id: self.next_id, incoming, body };
+        let job = Job {
+            id: self.next_id,
+            line: ordered.then(|| {
+                format!("{}\u{0}{}", incoming.from.as_deref().unwrap_or(""), incoming.to.as_deref().unwrap_or(""))
+            }),
+            delivery_id: format!("{:016x}-{}", self.id_prefix, self.next_id),
+            body: request::encode(&incoming),
+            incoming,
+        };
         let refused = {
             let mut state = lock(&self.shared.state);
             if state.closing {
                 Some((job, UNLOADED, "the component is stopping"))
-            } else if state.queue.len() >= self.shared.config.queue_size {
+            } else if state.waiting >= queue_size {
                 Some((job, QUEUE_FULL, "the queue is full (component_post_queue_size)"))
             } else {
-                state.queue.push_back(job);
+                state.waiting += 1;
+                let busy_line = job.line.clone().filter(|line| state.followers.contains_key(line));
+                if let Some(line) = busy_line {
+                    state.followers.get_mut(&line).expect("busy line").push_back(job);
+                    return;
+                }
+                if let Some(line) = &job.line {
+                    state.followers.insert(line.clone(), VecDeque::new());
+                }
+                state.ready.push_back(job);
                 None
             }
         };
@@ -143,16 +214,22 @@ impl Dispatcher {
     /// Stops the pool: answers every queued and in-flight stanza with an error at once, then
     /// waits at most `grace` for the workers to exit. A worker still stuck in a request after
     /// that is detached; it exits by itself when its request times out, and its answer is
-    /// dropped (the stanza was already answered).
+    /// dropped (the stanza was already answered). Returns the completions and how many workers
+    /// were detached.
     pub fn close(&mut self, grace: Duration) -> (Vec<Completion>, usize) {
         let abandoned: Vec<Incoming> = {
             let mut state = lock(&self.shared.state);
             state.closing = true;
-            let mut abandoned: Vec<Incoming> = state.queue.drain(..).map(|job| job.incoming).collect();
+            state.waiting = 0;
+            let mut abandoned: Vec<Incoming> = state.ready.drain(..).map(|job| job.incoming).collect();
+            for (_, followers) in state.followers.drain() {
+                abandoned.extend(followers.into_iter().map(|job| job.incoming));
+            }
             abandoned.extend(state.in_flight.drain().map(|(_, incoming)| incoming));
             abandoned
         };
         self.shared.changed.notify_all();
+        self.shared.closing.notify_all();
         let mut out = self.drain();
         out.extend(abandoned.iter().map(|incoming| {
             complete(incoming, Outcome::Error(UNLOADED, "the component stopped before the webhook answered".into()))
@@ -167,10 +244,12 @@ impl Dispatcher {
             }
             state = self.shared.changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
         }
+        // A worker that counted itself out is past its last lock and about to return.
+        let all_exited = state.live_workers == 0;
         drop(state);
         let mut detached = 0;
         for handle in self.workers.drain(..) {
-            if handle.is_finished() {
+            if all_exited || handle.is_finished() {
                 let _ = handle.join();
             } else {
                 detached += 1;
@@ -197,95 +276,81 @@ impl Shared {
             self.wakeup.signal();
         }
     }
-}
 
-fn build_agent(config: &Config) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        // Non-2xx answers are outcomes to map, not transport errors.
-        .http_status_as_error(false)
-        // A redirected POST would silently become a GET; report 3xx as an error instead.
-        .max_redirects(0)
-        // Like Prosody's own HTTP client, ignore *_PROXY environment variables.
-        .proxy(None)
-        // Keep one idle connection per worker so steady traffic never reconnects.
-        .max_idle_connections(config.workers.max(10))
-        .max_idle_connections_per_host(config.workers)
-        // Per-phase deadlines: a global timeout would cost a timer thread per connection.
-        .timeout_resolve(Some(config.connect_timeout))
-        .timeout_connect(Some(config.connect_timeout))
-        .timeout_send_request(Some(config.timeout))
-        .timeout_send_body(Some(config.timeout))
-        .timeout_recv_response(Some(config.timeout))
-        .timeout_recv_body(Some(config.timeout))
-        .user_agent(concat!("mod_component_http/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into()
+    /// Waits up to `d` between retries; false if the pool started closing meanwhile.
+    fn pause(&self, d: Duration) -> bool {
+        let deadline = Instant::now() + d;
+        let mut state = lock(&self.state);
+        while !state.closing {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return true;
+            }
+            state = self.closing.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        false
+    }
+
+    /// The next job, or None when this worker should exit.
+    fn next_job(&self) -> Option<Job> {
+        let mut state = lock(&self.state);
+        loop {
+            if state.closing || state.live_workers > state.wanted_workers {
+                state.live_workers -= 1;
+                drop(state);
+                self.changed.notify_all();
+                return None;
+            }
+            if let Some(job) = state.ready.pop_front() {
+                state.waiting -= 1;
+                state.in_flight.insert(job.id, job.incoming.clone());
+                return Some(job);
+            }
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Records a finished job; returns false if `close` already answered it.
+    fn finish(&self, job: &Job) -> bool {
+        let mut state = lock(&self.state);
+        let still_ours = state.in_flight.remove(&job.id).is_some();
+        if let Some(line) = &job.line {
+            match state.followers.get_mut(line).map(VecDeque::pop_front) {
+                Some(Some(next)) => {
+                    state.ready.push_back(next);
+                    drop(state);
+                    self.changed.notify_one();
+                }
+                Some(None) => {
+                    state.followers.remove(line);
+                }
+                None => {}
+            }
+        }
+        still_ours
+    }
 }
 
 fn worker(shared: &Shared) {
-    loop {
-        let job = {
-            let mut state = lock(&shared.state);
-            loop {
-                if state.closing {
-                    state.live_workers -= 1;
-                    drop(state);
-                    shared.changed.notify_all();
-                    return;
-                }
-                if let Some(job) = state.queue.pop_front() {
-                    state.in_flight.insert(job.id, job.incoming.clone());
-                    break job;
-                }
-                state = shared.changed.wait(state).unwrap_or_else(|p| p.into_inner());
-            }
-        };
-        let completion =
-            catch_unwind(AssertUnwindSafe(|| complete(&job.incoming, post(shared, &job)))).unwrap_or_else(|_| {
-                let mut completion = complete(&job.incoming, Outcome::Error(INTERNAL, String::new()));
-                completion.log = Some((
-                    Level::Error,
-                    format!("{}: internal error (a bug in mod_component_http)", describe(&job.incoming)),
-                ));
-                completion
-            });
-        // If `close` already answered this stanza, its completion is dropped here.
-        let still_ours = lock(&shared.state).in_flight.remove(&job.id).is_some();
-        if still_ours {
+    let mut jitter = Jitter::new();
+    while let Some(job) = shared.next_job() {
+        let settings = Arc::clone(&lock(&shared.settings));
+        let delivery = Delivery { incoming: &job.incoming, body: &job.body, delivery_id: &job.delivery_id };
+        let completion = catch_unwind(AssertUnwindSafe(|| {
+            let outcome = deliver(&settings.agent, &settings.config, &delivery, &mut jitter, &|d| shared.pause(d));
+            complete(&job.incoming, outcome)
+        }))
+        .unwrap_or_else(|_| {
+            let mut completion = complete(&job.incoming, Outcome::Error(INTERNAL, String::new()));
+            completion.log = Some((
+                Level::Error,
+                format!("{}: internal error (a bug in mod_component_http)", describe(&job.incoming)),
+            ));
+            completion
+        });
+        if shared.finish(&job) {
             shared.push(completion);
         }
-    }
-}
-
-fn post(shared: &Shared, job: &Job) -> Outcome {
-    let config = &shared.config;
-    let mut request = shared.agent.post(&config.url).header("Content-Type", "application/json");
-    if let Some(authorization) = &config.authorization {
-        request = request.header("Authorization", authorization);
-    }
-    let mut response = match request.send(&job.body[..]) {
-        Ok(response) => response,
-        Err(e) => return transport_error(e),
-    };
-    let status = response.status().as_u16();
-    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    // Read to the end: servers such as `php -S` send no Content-Length and close instead.
-    match response.body_mut().with_config().limit(config.max_reply_size).read_to_vec() {
-        Ok(body) => interpret(&job.incoming, &HttpAnswer { status, content_type, body }),
-        Err(ureq::Error::BodyExceedsLimit(limit)) => Outcome::Error(
-            BAD_REPLY,
-            format!("webhook reply refused: larger than {limit} bytes (component_post_max_reply_size)"),
-        ),
-        Err(e) => transport_error(e),
-    }
-}
-
-fn transport_error(error: ureq::Error) -> Outcome {
-    match error {
-        ureq::Error::Timeout(phase) => {
-            Outcome::Error(TIMED_OUT, format!("webhook did not answer in time (timed out in phase {phase})"))
-        }
-        other => Outcome::Error(CONNECTION_FAILURE, format!("could not reach the webhook: {other}")),
     }
 }
 

@@ -10,8 +10,10 @@
 
 pub mod config;
 pub mod dispatch;
+pub mod http;
 pub mod request;
 pub mod response;
+pub mod signing;
 pub mod stanza;
 pub mod wakeup;
 pub mod xml;
@@ -91,8 +93,38 @@ impl UserData for Client {
         methods.add_method("fd", |_, this, ()| guard("fd", || Ok(this.dispatcher.as_ref().map(|d| d.fd()))));
         methods.add_method("kinds", |lua, this, ()| {
             guard("kinds", || match &this.dispatcher {
-                Some(d) => lua.create_sequence_from(d.config().stanzas.iter().map(String::as_str)),
+                Some(d) => lua.create_sequence_from(d.config().stanzas),
                 None => lua.create_table(),
+            })
+        });
+        // Stanzas accepted and not answered yet.
+        methods.add_method("pending", |_, this, ()| {
+            guard("pending", || Ok(this.dispatcher.as_ref().map_or(0, |d| d.pending())))
+        });
+        // On reload: takes over the old instance's pool — its queue, its stanzas in flight and
+        // its connections — applying this client's configuration to it, so nothing pending is
+        // lost and order per sender holds. This client's own (idle) pool is closed; what its
+        // close answers is returned as `stanzas, logs`, like `drain`.
+        methods.add_method_mut("adopt", |lua, this, old: mlua::UserDataRefMut<Client>| {
+            guard("adopt", || {
+                let mut old = old;
+                let Some(mut adopted) = old.dispatcher.take() else {
+                    return to_lua(lua, &this.stanza_mt, Vec::new());
+                };
+                let mine = this.dispatcher()?;
+                if let Err(why) = adopted.reconfigure(mine.config()) {
+                    // Keep our own pool; the old one is closed and its stanzas answered.
+                    let (completions, _) = adopted.close(CLOSE_GRACE);
+                    let mut completions = completions;
+                    completions.push(Completion {
+                        send: None,
+                        log: Some((response::Level::Error, format!("could not take over the old pool: {why}"))),
+                    });
+                    return to_lua(lua, &this.stanza_mt, completions);
+                }
+                let mut own = std::mem::replace(mine, adopted);
+                let (completions, _) = own.close(CLOSE_GRACE);
+                to_lua(lua, &this.stanza_mt, completions)
             })
         });
         // Stops the workers. Returns `stanzas, logs` like `drain`: the answers to everything
@@ -127,7 +159,7 @@ fn new_client(lua: &Lua, (options, stanza_mt): (Table, Table)) -> mlua::Result<M
         };
         let dispatcher = match Dispatcher::new(config) {
             Ok(d) => d,
-            Err(e) => return refuse(format!("could not start the worker threads: {e}")),
+            Err(why) => return refuse(why),
         };
         let client = lua.create_userdata(Client { dispatcher: Some(dispatcher), stanza_mt })?;
         Ok(MultiValue::from_vec(vec![Value::UserData(client)]))

@@ -89,6 +89,8 @@ pub struct HttpAnswer {
     pub status: u16,
     pub content_type: Option<String>,
     pub body: Vec<u8>,
+    /// A `Retry-After` given in seconds.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 /// Decides what an HTTP answer means for the stanza it answers.
@@ -148,7 +150,19 @@ pub fn reply_from_json(orig: &Incoming, body: &[u8]) -> Result<Element, String> 
     // Supplied addresses win; missing ones answer the sender from where it wrote to.
     fill_attr(&mut reply, "to", to.or(orig.from.as_deref()));
     fill_attr(&mut reply, "from", from.or(orig.to.as_deref()));
+    // A webhook speaks only for its own component, never for other users or hosts.
+    let own_domain = orig.to.as_deref().map(jid_domain).unwrap_or("");
+    let reply_from = reply.attr("from").unwrap_or("");
+    if !jid_domain(reply_from).eq_ignore_ascii_case(own_domain) {
+        return Err(format!("'from' {reply_from:?} is not on this component ({own_domain})"));
+    }
     Ok(reply)
+}
+
+/// The domain part of `node@domain/resource` (a resource may itself contain `@` and `/`).
+pub fn jid_domain(jid: &str) -> &str {
+    let bare = jid.split_once('/').map_or(jid, |(bare, _)| bare);
+    bare.split_once('@').map_or(bare, |(_, domain)| domain)
 }
 
 fn fill_attr(element: &mut Element, key: &str, value: Option<&str>) {
@@ -259,7 +273,12 @@ mod tests {
     }
 
     fn answer(status: u16, content_type: &str, body: &str) -> HttpAnswer {
-        HttpAnswer { status, content_type: Some(content_type.into()), body: body.as_bytes().to_vec() }
+        HttpAnswer {
+            status,
+            content_type: Some(content_type.into()),
+            body: body.as_bytes().to_vec(),
+            retry_after: None,
+        }
     }
 
     fn sent(orig: &Incoming, answer: &HttpAnswer) -> Option<String> {
@@ -298,10 +317,12 @@ mod tests {
     #[test]
     fn supplied_addresses_and_kind_are_kept() {
         let msg = incoming("message", None);
-        let xml =
-            sent(&msg, &answer(200, "application/json", r#"{"kind":"presence","to":"a@b","from":"x@bot.localhost"}"#))
-                .unwrap();
-        assert_eq!(xml, "<presence to='a@b' from='x@bot.localhost'/>");
+        let xml = sent(
+            &msg,
+            &answer(200, "application/json", r#"{"kind":"presence","to":"a@b","from":"x@BOT.localhost/r"}"#),
+        )
+        .unwrap();
+        assert_eq!(xml, "<presence to='a@b' from='x@BOT.localhost/r'/>");
         let err = interpret(&msg, &answer(200, "application/json", r#"{"kind":"carrier-pigeon"}"#));
         assert!(matches!(err, Outcome::Error(BAD_REPLY, ref why) if why.contains("carrier-pigeon")));
     }
@@ -321,6 +342,28 @@ mod tests {
         assert_eq!(xml, "<message to='other@localhost' from='echo@bot.localhost'><body>raw</body></message>");
         let bad = interpret(&msg, &answer(200, "application/json", r#"{"stanza":"<message>"}"#));
         assert!(matches!(bad, Outcome::Error(BAD_REPLY, _)));
+    }
+
+    #[test]
+    fn replies_may_only_come_from_the_component() {
+        let msg = incoming("message", None);
+        for body in [
+            r#"{"from":"admin@localhost","body":"x"}"#,
+            r#"{"from":"bot.localhost.evil.example"}"#,
+            r#"{"stanza":"<message from='someone@localhost/r'/>"}"#,
+            r#"{"from":"evil.example/bot.localhost"}"#,
+        ] {
+            let outcome = interpret(&msg, &answer(200, "application/json", body));
+            assert!(
+                matches!(&outcome, Outcome::Error(BAD_REPLY, why) if why.contains("not on this component")),
+                "{body}"
+            );
+        }
+        for from in ["bot.localhost", "other@bot.localhost", "x@bot.localhost/a@b/c"] {
+            let body = format!(r#"{{"from":"{from}","body":"x"}}"#);
+            assert!(matches!(interpret(&msg, &answer(200, "application/json", &body)), Outcome::Reply(_)), "{from}");
+        }
+        assert_eq!(jid_domain("a@b/c@d/e"), "b");
     }
 
     #[test]

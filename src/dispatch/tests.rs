@@ -1,5 +1,6 @@
 //! The dispatcher against real HTTP servers on loopback.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,7 +45,7 @@ struct Server {
 }
 
 /// A small HTTP/1.1 server with keep-alive; `respond` decides the answer from the request body.
-fn serve(respond: impl Fn(&str) -> Answer + Send + Sync + 'static) -> Server {
+fn serve(respond: impl Fn(&Seen) -> Answer + Send + Sync + 'static) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let connections = Arc::new(AtomicUsize::new(0));
@@ -62,7 +63,7 @@ fn serve(respond: impl Fn(&str) -> Answer + Send + Sync + 'static) -> Server {
     Server { url, connections, seen }
 }
 
-fn handle_connection(stream: TcpStream, respond: &dyn Fn(&str) -> Answer, seen: &Mutex<Vec<Seen>>) {
+fn handle_connection(stream: TcpStream, respond: &dyn Fn(&Seen) -> Answer, seen: &Mutex<Vec<Seen>>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
     loop {
@@ -86,8 +87,9 @@ fn handle_connection(stream: TcpStream, respond: &dyn Fn(&str) -> Answer, seen: 
         let mut body = vec![0; length];
         reader.read_exact(&mut body).unwrap();
         let body = String::from_utf8(body).unwrap();
-        seen.lock().unwrap().push(Seen { head: head.clone(), body: body.clone() });
-        let answer = respond(&body);
+        let request = Seen { head, body };
+        seen.lock().unwrap().push(request.clone());
+        let answer = respond(&request);
         thread::sleep(answer.delay);
         let mut out = format!("HTTP/1.1 {} X\r\n", answer.status);
         for h in &answer.headers {
@@ -141,8 +143,8 @@ fn sent_xml(c: &Completion) -> String {
 
 #[test]
 fn posts_json_and_replies_over_keep_alive() {
-    let server = serve(|body| {
-        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    let server = serve(|request| {
+        let v: serde_json::Value = serde_json::from_str(&request.body).unwrap();
         json(&serde_json::json!({ "body": format!("Did you say {}?", v["body"].as_str().unwrap()) }).to_string())
     });
     let mut d = dispatcher(&server.url, |c| c.workers = 2);
@@ -291,4 +293,224 @@ fn wakeup_fd_is_readable_only_while_completions_wait() {
     // The byte was taken by the probe above; draining still finds the completion.
     assert_eq!(d.drain().len(), 1);
     assert!(!readable());
+}
+
+fn header<'a>(seen: &'a Seen, name: &str) -> Option<&'a str> {
+    seen.head.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn from_of(seen: &Seen) -> String {
+    let v: serde_json::Value = serde_json::from_str(&seen.body).unwrap();
+    v["from"].as_str().unwrap().to_owned()
+}
+
+fn message_from(sender: usize, n: usize) -> Incoming {
+    Incoming { from: Some(format!("user{sender}@localhost/r")), id: Some(format!("s{sender}-{n}")), ..message(n) }
+}
+
+/// Runs `count` messages from each of `senders` senders through a slow webhook and returns, per
+/// sender, the largest number of its requests the webhook was handling at once.
+fn peak_concurrency_per_sender(ordered: bool, senders: usize, count: usize) -> (Vec<usize>, Server) {
+    let active: Arc<Mutex<HashMap<String, (usize, usize)>>> = Arc::default();
+    let tracker = Arc::clone(&active);
+    let server = serve(move |request| {
+        let from = from_of(request);
+        {
+            let mut a = tracker.lock().unwrap();
+            let entry = a.entry(from.clone()).or_default();
+            entry.0 += 1;
+            entry.1 = entry.1.max(entry.0);
+        }
+        thread::sleep(Duration::from_millis(15));
+        tracker.lock().unwrap().get_mut(&from).unwrap().0 -= 1;
+        Answer { status: 204, ..json("") }
+    });
+    let mut d = dispatcher(&server.url, |c| {
+        c.workers = 4;
+        c.ordered = ordered;
+    });
+    for n in 0..count {
+        for sender in 0..senders {
+            d.submit(message_from(sender, n));
+        }
+    }
+    collect(&d, senders * count);
+    let peaks = (0..senders).map(|s| active.lock().unwrap()[&format!("user{s}@localhost/r")].1).collect();
+    (peaks, server)
+}
+
+#[test]
+fn one_sender_is_served_in_order_one_at_a_time() {
+    let (peaks, server) = peak_concurrency_per_sender(true, 3, 12);
+    assert_eq!(peaks, [1, 1, 1]);
+    // The webhook saw each sender's messages in the order they were submitted.
+    let seen = server.seen.lock().unwrap();
+    for sender in 0..3 {
+        let from = format!("user{sender}@localhost/r");
+        let order: Vec<String> = seen
+            .iter()
+            .filter(|s| from_of(s) == from)
+            .map(|s| serde_json::from_str::<serde_json::Value>(&s.body).unwrap()["body"].as_str().unwrap().to_owned())
+            .collect();
+        let expected: Vec<String> = (0..12).map(|n| format!("hello {n}")).collect();
+        assert_eq!(order, expected);
+    }
+}
+
+#[test]
+fn without_ordering_one_sender_uses_every_worker() {
+    let (peaks, _server) = peak_concurrency_per_sender(false, 1, 16);
+    assert!(peaks[0] > 1, "peak concurrency {peaks:?}");
+}
+
+#[test]
+fn different_senders_proceed_concurrently_when_ordered() {
+    let server = serve(|_| Answer { status: 204, delay: Duration::from_millis(300), ..json("") });
+    let mut d = dispatcher(&server.url, |c| c.workers = 4);
+    let started = Instant::now();
+    for sender in 0..4 {
+        d.submit(message_from(sender, 0));
+    }
+    collect(&d, 4);
+    assert!(started.elapsed() < Duration::from_millis(900), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn retries_503_with_the_same_delivery_id_then_replies() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let server = serve(move |_| {
+        if c.fetch_add(1, Ordering::SeqCst) < 2 {
+            Answer { status: 503, ..json("") }
+        } else {
+            json(r#"{"body":"third time lucky"}"#)
+        }
+    });
+    let mut d = dispatcher(&server.url, |c| c.retries = 2);
+    d.submit(message(1));
+    let done = collect(&d, 1);
+    assert!(sent_xml(&done[0]).contains("third time lucky"));
+    let seen = server.seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    let ids: Vec<&str> = seen.iter().map(|s| header(s, "x-delivery-id").unwrap()).collect();
+    assert!(ids.iter().all(|id| *id == ids[0]) && !ids[0].is_empty());
+    let counts: Vec<&str> = seen.iter().map(|s| header(s, "x-retry-count").unwrap()).collect();
+    assert_eq!(counts, ["0", "1", "2"]);
+}
+
+#[test]
+fn delivery_ids_differ_between_stanzas() {
+    let server = serve(|_| Answer { status: 204, ..json("") });
+    let mut d = dispatcher(&server.url, |_| {});
+    d.submit(message(1));
+    d.submit(message(2));
+    collect(&d, 2);
+    let seen = server.seen.lock().unwrap();
+    assert_ne!(header(&seen[0], "x-delivery-id"), header(&seen[1], "x-delivery-id"));
+}
+
+#[test]
+fn zero_retries_and_non_retryable_codes_answer_at_once() {
+    let server = serve(|request| {
+        let status = if request.body.contains("hello 1") { 503 } else { 500 };
+        Answer { status, ..json("") }
+    });
+    let mut d = dispatcher(&server.url, |c| {
+        c.retries = 0;
+        c.ordered = false;
+    });
+    d.submit(message(1));
+    collect(&d, 1);
+    d.reconfigure(Config { retries: 5, ..d.config() }).unwrap();
+    d.submit(message(2));
+    let done = collect(&d, 1);
+    assert!(sent_xml(&done[0]).contains("internal-server-error"));
+    assert_eq!(server.seen.lock().unwrap().len(), 2, "neither 503 with retries=0 nor 500 is retried");
+}
+
+#[test]
+fn retry_after_is_honoured() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let server = serve(move |_| {
+        if c.fetch_add(1, Ordering::SeqCst) == 0 {
+            Answer { status: 429, headers: vec!["Retry-After: 1".into()], ..json("") }
+        } else {
+            Answer { status: 204, ..json("") }
+        }
+    });
+    let mut d = dispatcher(&server.url, |_| {});
+    let started = Instant::now();
+    d.submit(message(1));
+    let done = collect(&d, 1);
+    assert_eq!(done[0].send, None);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn retries_stop_at_the_deadline() {
+    let server = serve(|_| Answer { status: 503, ..json("") });
+    let mut d = dispatcher(&server.url, |c| {
+        c.retries = 100;
+        c.timeout = Duration::from_millis(1200);
+    });
+    let started = Instant::now();
+    d.submit(message(1));
+    let done = collect(&d, 1);
+    assert!(started.elapsed() < Duration::from_millis(1500), "took {:?}", started.elapsed());
+    assert!(sent_xml(&done[0]).contains("Service temporarily unavailable"));
+    let attempts = server.seen.lock().unwrap().len();
+    assert!((2..100).contains(&attempts), "{attempts} attempts");
+}
+
+#[test]
+fn close_interrupts_a_backoff() {
+    let server = serve(|_| Answer { status: 429, headers: vec!["Retry-After: 20".into()], ..json("") });
+    let mut d = dispatcher(&server.url, |c| c.timeout = Duration::from_secs(60));
+    d.submit(message(1));
+    thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let (done, detached) = d.close(Duration::from_secs(2));
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!((done.len(), detached), (1, 0));
+}
+
+#[test]
+fn requests_are_signed_and_carry_extra_headers() {
+    let server = serve(|_| Answer { status: 204, ..json("") });
+    let mut d = dispatcher(&server.url, |c| {
+        c.secret = Some("It's a secret to everybody".into());
+        c.headers = vec![("Authorization".into(), "Bearer abc".into())];
+    });
+    d.submit(message(1));
+    collect(&d, 1);
+    let seen = server.seen.lock().unwrap();
+    let timestamp = header(&seen[0], "x-signature-timestamp").unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(now.abs_diff(timestamp.parse::<u64>().unwrap()) < 10);
+    let expected = crate::signing::sign(b"It's a secret to everybody", timestamp, seen[0].body.as_bytes());
+    assert_eq!(header(&seen[0], "x-signature"), Some(expected.as_str()));
+    assert_eq!(header(&seen[0], "authorization"), Some("Bearer abc"));
+}
+
+#[test]
+fn reconfigure_keeps_everything_pending_and_applies_the_new_url() {
+    let old = serve(|_| Answer { status: 204, delay: Duration::from_millis(100), ..json("") });
+    let new = serve(|_| json(r#"{"body":"from the new webhook"}"#));
+    let mut d = dispatcher(&old.url, |c| c.workers = 1);
+    for n in 0..5 {
+        d.submit(message_from(0, n));
+    }
+    thread::sleep(Duration::from_millis(30));
+    d.reconfigure(Config { workers: 3, ..Config::with_url(&new.url).unwrap() }).unwrap();
+    let done = collect(&d, 5);
+    // The one in flight finished at the old URL; the queued ones went to the new one, in order.
+    assert_eq!(done.iter().filter(|c| c.send.is_none()).count(), 1);
+    assert_eq!(new.seen.lock().unwrap().len(), 4);
+    let (_, detached) = d.close(Duration::from_secs(2));
+    assert_eq!(detached, 0);
 }

@@ -1,0 +1,221 @@
+//! One stanza's delivery to the webhook: the POST, its headers and signature, retries with
+//! backoff inside one deadline, and the answer read to the end.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ureq::tls::{RootCerts, TlsConfig};
+
+use crate::config::Config;
+use crate::response::{interpret, HttpAnswer, Outcome, BAD_REPLY, CONNECTION_FAILURE, TIMED_OUT};
+use crate::signing;
+use crate::stanza::Incoming;
+
+/// Header carrying an id that stays the same across retries of one stanza.
+pub const DELIVERY_HEADER: &str = "X-Delivery-Id";
+/// Header carrying how many times this stanza was posted before (0 on the first attempt).
+pub const RETRY_HEADER: &str = "X-Retry-Count";
+/// First backoff; doubled for each retry, with jitter, and cut to what the deadline leaves.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
+/// What one worker posts: the stanza and its ready-made JSON body.
+pub struct Delivery<'a> {
+    pub incoming: &'a Incoming,
+    pub body: &'a [u8],
+    pub delivery_id: &'a str,
+}
+
+/// Builds the agent every worker of a component shares.
+pub fn build_agent(config: &Config) -> Result<ureq::Agent, String> {
+    let root_certs = match &config.ca_file {
+        None => RootCerts::PlatformVerifier,
+        Some(path) => RootCerts::new_with_certs(&system_and_extra_certs(path)?),
+    };
+    Ok(ureq::Agent::config_builder()
+        // Non-2xx answers are outcomes to map, not transport errors.
+        .http_status_as_error(false)
+        // A redirected POST would silently become a GET; report 3xx as an error instead.
+        .max_redirects(0)
+        // Like Prosody's own HTTP client, ignore *_PROXY environment variables.
+        .proxy(None)
+        // Keep one idle connection per worker so steady traffic never reconnects.
+        .max_idle_connections(config.workers.max(10))
+        .max_idle_connections_per_host(config.workers)
+        // Per-phase deadlines (cut to the request's remaining time in `post_once`): a global
+        // timeout would cost a timer thread per connection.
+        .timeout_resolve(Some(config.connect_timeout))
+        .timeout_connect(Some(config.connect_timeout))
+        .tls_config(TlsConfig::builder().root_certs(root_certs).build())
+        .user_agent(concat!("mod_component_http/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into())
+}
+
+/// The system's CA bundle plus the operator's extra CA file, as one set of roots.
+fn system_and_extra_certs(path: &str) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let mut certs = Vec::new();
+    let system = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
+    if let Some(pem) = system.iter().find_map(|p| std::fs::read(p).ok()) {
+        certs.extend(pem_certs(&pem));
+    }
+    let extra = std::fs::read(path).map_err(|e| format!("component_post_ca_file \"{path}\" cannot be read: {e}"))?;
+    let extra_certs = pem_certs(&extra);
+    if extra_certs.is_empty() {
+        return Err(format!("component_post_ca_file \"{path}\" holds no PEM certificate"));
+    }
+    certs.extend(extra_certs);
+    Ok(certs)
+}
+
+fn pem_certs(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
+    ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Posts until there is an answer worth keeping, the retries are used up, the deadline passes,
+/// or `pause` says to stop (the component is closing). `pause(d)` waits up to `d` and returns
+/// false when waiting should end early.
+pub fn deliver(
+    agent: &ureq::Agent,
+    config: &Config,
+    delivery: &Delivery,
+    jitter: &mut Jitter,
+    pause: &dyn Fn(Duration) -> bool,
+) -> Outcome {
+    let deadline = Instant::now() + config.timeout;
+    let mut attempt = 0u32;
+    loop {
+        let result = post_once(agent, config, delivery, attempt, deadline);
+        let retry_after = match &result {
+            Attempt::Answer(answer) if matches!(answer.status, 502..=504) => Some(None),
+            Attempt::Answer(answer) if answer.status == 429 => Some(answer.retry_after),
+            Attempt::Unreachable(_) => Some(None),
+            _ => None,
+        };
+        let outcome = result.into_outcome(delivery.incoming);
+        let Some(retry_after) = retry_after else { return outcome };
+        if attempt >= config.retries {
+            return outcome;
+        }
+        let backoff = retry_after.unwrap_or_else(|| jitter.spread(FIRST_BACKOFF * 2u32.saturating_pow(attempt)));
+        // Only retry if the wait leaves time for another attempt.
+        if Instant::now() + backoff >= deadline || !pause(backoff) {
+            return outcome;
+        }
+        attempt += 1;
+    }
+}
+
+enum Attempt {
+    Answer(HttpAnswer),
+    Unreachable(String),
+    TimedOut(String),
+    TooLarge(u64),
+}
+
+impl Attempt {
+    fn into_outcome(self, incoming: &Incoming) -> Outcome {
+        match self {
+            Attempt::Answer(answer) => interpret(incoming, &answer),
+            Attempt::Unreachable(why) => {
+                Outcome::Error(CONNECTION_FAILURE, format!("could not reach the webhook: {why}"))
+            }
+            Attempt::TimedOut(why) => Outcome::Error(TIMED_OUT, format!("webhook did not answer in time ({why})")),
+            Attempt::TooLarge(limit) => Outcome::Error(
+                BAD_REPLY,
+                format!("webhook reply refused: larger than {limit} bytes (component_post_max_reply_size)"),
+            ),
+        }
+    }
+}
+
+fn post_once(agent: &ureq::Agent, config: &Config, delivery: &Delivery, attempt: u32, deadline: Instant) -> Attempt {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Attempt::TimedOut("component_post_timeout reached".into());
+    }
+    let mut request = agent
+        .post(&config.url)
+        .header("Content-Type", "application/json")
+        .header(DELIVERY_HEADER, delivery.delivery_id)
+        .header(RETRY_HEADER, attempt.to_string());
+    if let Some(authorization) = &config.authorization {
+        request = request.header("Authorization", authorization);
+    }
+    for (name, value) in &config.headers {
+        request = request.header(name, value);
+    }
+    if let Some(secret) = &config.secret {
+        let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).to_string();
+        request = request
+            .header(signing::TIMESTAMP_HEADER, &timestamp)
+            .header(signing::SIGNATURE_HEADER, signing::sign(secret.as_bytes(), &timestamp, delivery.body));
+    }
+    let connect = config.connect_timeout.min(left);
+    let request = request
+        .config()
+        .timeout_resolve(Some(connect))
+        .timeout_connect(Some(connect))
+        .timeout_send_request(Some(left))
+        .timeout_send_body(Some(left))
+        .timeout_recv_response(Some(left))
+        .timeout_recv_body(Some(left))
+        .build();
+    let mut response = match request.send(delivery.body) {
+        Ok(response) => response,
+        Err(e) => return transport_error(e),
+    };
+    let status = response.status().as_u16();
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let content_type = header("content-type");
+    let retry_after = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+    // Read to the end: servers such as `php -S` send no Content-Length and close instead.
+    match response.body_mut().with_config().limit(config.max_reply_size).read_to_vec() {
+        Ok(body) => Attempt::Answer(HttpAnswer { status, content_type, body, retry_after }),
+        Err(ureq::Error::BodyExceedsLimit(limit)) => Attempt::TooLarge(limit),
+        Err(e) => transport_error(e),
+    }
+}
+
+fn transport_error(error: ureq::Error) -> Attempt {
+    match error {
+        ureq::Error::Timeout(phase) => Attempt::TimedOut(format!("timed out in phase {phase}")),
+        other => Attempt::Unreachable(other.to_string()),
+    }
+}
+
+/// A small xorshift generator for backoff jitter and delivery ids; seeded from the OS's
+/// per-process randomness that std's hash maps use, so no extra dependency is needed.
+pub struct Jitter(u64);
+
+impl Jitter {
+    pub fn new() -> Jitter {
+        use std::hash::{BuildHasher, RandomState};
+        let seed = RandomState::new().hash_one(Instant::now());
+        Jitter(seed | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// A duration between half and all of `d` ("equal jitter").
+    pub fn spread(&mut self, d: Duration) -> Duration {
+        let half = d / 2;
+        half + Duration::from_nanos(self.next_u64() % (half.as_nanos() as u64).max(1))
+    }
+}
+
+impl Default for Jitter {
+    fn default() -> Self {
+        Jitter::new()
+    }
+}
