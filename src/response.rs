@@ -156,6 +156,7 @@ pub fn reply_from_json(orig: &Incoming, body: &[u8]) -> Result<Element, String> 
     if !jid_domain(reply_from).eq_ignore_ascii_case(own_domain) {
         return Err(format!("'from' {reply_from:?} is not on this component ({own_domain})"));
     }
+    reply.check_xml()?;
     Ok(reply)
 }
 
@@ -311,6 +312,8 @@ mod tests {
         assert!(xml(r#"{"body":true}"#).contains("<body>true</body>"));
         assert!(xml(r#"{"body":{"a":1}}"#).contains("<body>{&quot;a&quot;:1}</body>"));
         assert!(!xml(r#"{"body":null}"#).contains("<body"));
+        let nul = interpret(&msg, &answer(200, "application/json", r#"{"body":"a\u0000b"}"#));
+        assert!(matches!(nul, Outcome::Error(BAD_REPLY, ref why) if why.contains("U+0000")), "{nul:?}");
         assert!(xml(r#"{"type":"normal","body":"x"}"#).contains("type='normal'"));
     }
 

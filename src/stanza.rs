@@ -73,6 +73,31 @@ impl Element {
         self
     }
 
+    /// Checks that the tree serializes to well-formed XML: names are XML names, and text and
+    /// attribute values hold only characters XML allows. Prosody's own stanza builder checks
+    /// this; tables built directly (as ours are) bypass it, and one bad character sent to a
+    /// client would break its whole stream.
+    pub fn check_xml(&self) -> Result<(), String> {
+        check_name(&self.name, "element name")?;
+        for (k, v) in &self.attrs {
+            match k.split_once('\u{1}') {
+                Some((ns, local)) => {
+                    check_text(ns, "attribute namespace")?;
+                    check_name(local, "attribute name")?;
+                }
+                None => check_name(k, "attribute name")?,
+            }
+            check_text(v, "attribute value")?;
+        }
+        for child in &self.children {
+            match child {
+                Node::Element(e) => e.check_xml()?,
+                Node::Text(t) => check_text(t, "text")?,
+            }
+        }
+        Ok(())
+    }
+
     /// Serializes like Prosody's `tostring(stanza)`.
     pub fn to_xml(&self) -> String {
         let mut out = String::new();
@@ -157,6 +182,30 @@ fn write_end(out: &mut String, name: &str) {
     out.push_str("</");
     out.push_str(name);
     out.push('>');
+}
+
+/// An XML name, slightly stricter than the spec: letters, digits, `_ - . :` and any non-ASCII
+/// character that is not a control or space; not starting with a digit, `-` or `.`.
+pub fn check_name(name: &str, what: &str) -> Result<(), String> {
+    let valid_char = |c: char| {
+        c.is_alphanumeric()
+            || matches!(c, '_' | '-' | '.' | ':')
+            || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+    };
+    let valid_start = |c: char| !(c.is_ascii_digit() || c == '-' || c == '.');
+    match name.chars().next() {
+        Some(first) if valid_start(first) && name.chars().all(valid_char) => Ok(()),
+        _ => Err(format!("invalid {what} {name:?}")),
+    }
+}
+
+/// Text XML 1.0 can carry: no control characters but tab, line feed and carriage return.
+pub fn check_text(text: &str, what: &str) -> Result<(), String> {
+    let valid = |c: char| matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}');
+    match text.chars().find(|c| !valid(*c)) {
+        None => Ok(()),
+        Some(c) => Err(format!("{what} contains the character U+{:04X}, which XML does not allow", c as u32)),
+    }
 }
 
 /// Prosody's `xml_escape`: the five predefined entities, nothing else.
@@ -330,6 +379,17 @@ mod tests {
             "<message to='echo@bot.localhost' type='chat'><body>a &lt; b &amp; &apos;c&apos; &quot;d&quot; &gt; e</body>\
              <x xmlns='urn:x'><y/></x></message>"
         );
+    }
+
+    #[test]
+    fn check_xml_refuses_what_would_break_a_stream() {
+        assert!(Element::new("message").with_attr("xml:lang", "en").with_text("tab\tok \u{263A}").check_xml().is_ok());
+        assert!(Element::new("m<x").check_xml().is_err());
+        assert!(Element::new("1m").check_xml().is_err());
+        assert!(Element::new("m").with_attr("a b", "v").check_xml().is_err());
+        assert!(Element::new("m").with_attr("a", "nul\0").check_xml().is_err());
+        assert!(Element::new("m").with_child(Element::new("b").with_text("\u{5}")).check_xml().is_err());
+        assert!(Element::new("m").with_attr("urn:x\u{1}k", "v").check_xml().is_ok());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! so it is treated as hostile: no DTD (and so no custom entities), bounded depth and element
 //! count, one top-level `message`, `presence` or `iq`.
 
-use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::escape::{resolve_predefined_entity, unescape};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
@@ -94,7 +94,15 @@ pub fn parse_stanza(text: &str, limits: Limits) -> Result<Element, String> {
     if !stack.is_empty() {
         return Err("unexpected end of XML: unclosed elements".into());
     }
-    root.ok_or_else(|| "no element found".into())
+    let root = root.ok_or("no element found")?;
+    root.check_xml()?;
+    Ok(root)
+}
+
+/// A namespace name as written in its declaration, with references resolved.
+fn namespace(raw: &[u8]) -> Result<String, String> {
+    let raw = std::str::from_utf8(raw).map_err(|_| "namespace is not UTF-8")?;
+    Ok(unescape(raw).map_err(|e| format!("bad namespace {raw:?}: {e}"))?.into_owned())
 }
 
 fn start_element(reader: &NsReader<&[u8]>, start: &BytesStart) -> Result<Element, String> {
@@ -103,10 +111,7 @@ fn start_element(reader: &NsReader<&[u8]>, start: &BytesStart) -> Result<Element
         std::str::from_utf8(start.local_name().into_inner()).map_err(|_| "element name is not UTF-8")?.to_owned();
     let mut element = Element::new(&name);
     match ns {
-        ResolveResult::Bound(ns) => {
-            let ns = std::str::from_utf8(ns.into_inner()).map_err(|_| "namespace is not UTF-8")?;
-            element.set_attr("xmlns", ns);
-        }
+        ResolveResult::Bound(ns) => element.set_attr("xmlns", &namespace(ns.into_inner())?),
         ResolveResult::Unbound => {}
         ResolveResult::Unknown(prefix) => {
             return Err(format!("unknown namespace prefix '{}'", String::from_utf8_lossy(&prefix)));
@@ -123,9 +128,7 @@ fn start_element(reader: &NsReader<&[u8]>, start: &BytesStart) -> Result<Element
         let key = match attr_ns {
             ResolveResult::Unbound => local.to_owned(),
             ResolveResult::Bound(ns) if ns.into_inner() == XML_NAMESPACE => format!("xml:{local}"),
-            ResolveResult::Bound(ns) => {
-                format!("{}\u{1}{local}", std::str::from_utf8(ns.into_inner()).map_err(|_| "namespace is not UTF-8")?)
-            }
+            ResolveResult::Bound(ns) => format!("{}\u{1}{local}", namespace(ns.into_inner())?),
             ResolveResult::Unknown(prefix) => {
                 return Err(format!("unknown namespace prefix '{}'", String::from_utf8_lossy(&prefix)));
             }
@@ -193,6 +196,14 @@ mod tests {
     }
 
     #[test]
+    fn namespace_names_are_unescaped() {
+        // Found by fuzzing: quick-xml hands namespace names over as written.
+        let e = parse("<message xmlns='ja&quot;be'><body/></message>").unwrap();
+        assert_eq!(e.attr("xmlns"), Some("ja\"be"));
+        assert_eq!(parse(&e.to_xml()).unwrap(), e);
+    }
+
+    #[test]
     fn prefixed_attributes_use_prosodys_separator() {
         let e = parse("<message xmlns:a='urn:a' a:k='v'/>").unwrap();
         assert_eq!(e.attr("urn:a\u{1}k"), Some("v"));
@@ -211,6 +222,10 @@ mod tests {
         assert!(parse("").unwrap_err().contains("no element"));
         assert!(parse("hello <message/>").is_err());
         assert!(parse("<message a='1' a='2'/>").is_err());
+        // Found by fuzzing: names and text that quick-xml lets through but XML forbids.
+        assert!(parse("<message xml:<m6#lang='en'/>").is_err());
+        assert!(parse("<message><body>\u{5}\0</body></message>").is_err());
+        assert!(parse("<message><body>&#0;</body></message>").is_err());
         let deep = format!("<message>{}{}</message>", "<a>".repeat(40), "</a>".repeat(40));
         assert!(parse(&deep).unwrap_err().contains("deeper"));
         let wide = format!("<message>{}</message>", "<a/>".repeat(10_001));
