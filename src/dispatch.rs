@@ -30,7 +30,6 @@ struct Job {
     line: Option<String>,
     delivery_id: String,
     incoming: Incoming,
-    body: Vec<u8>,
 }
 
 /// What workers read per job; replaced as a whole by `reconfigure`.
@@ -168,7 +167,6 @@ impl Dispatcher {
                 format!("{}\u{0}{}", incoming.from.as_deref().unwrap_or(""), incoming.to.as_deref().unwrap_or(""))
             }),
             delivery_id: format!("{:016x}-{}", self.id_prefix, self.next_id),
-            body: request::encode(&incoming),
             incoming,
         };
         let refused = {
@@ -335,7 +333,10 @@ fn worker(shared: &Shared) {
     let mut jitter = Jitter::new();
     while let Some(job) = shared.next_job() {
         let settings = Arc::clone(&lock(&shared.settings));
-        let delivery = Delivery { incoming: &job.incoming, body: &job.body, delivery_id: &job.delivery_id };
+        // Encoded here rather than in `submit`: everything that need not touch Lua stays off
+        // Prosody's main thread.
+        let body = request::encode(&job.incoming);
+        let delivery = Delivery { incoming: &job.incoming, body: &body, delivery_id: &job.delivery_id };
         let completion = catch_unwind(AssertUnwindSafe(|| {
             let outcome = deliver(&settings.agent, &settings.config, &delivery, &mut jitter, &|d| shared.pause(d));
             complete(&job.incoming, outcome)
