@@ -82,6 +82,9 @@ impl Element {
         for (k, v) in &self.attrs {
             match k.split_once('\u{1}') {
                 Some((ns, local)) => {
+                    if ns.is_empty() {
+                        return Err(format!("attribute {local:?} has an empty namespace"));
+                    }
                     check_text(ns, "attribute namespace")?;
                     check_name(local, "attribute name")?;
                 }

@@ -11,7 +11,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::name::ResolveResult;
 use quick_xml::NsReader;
 
-use crate::stanza::{Element, Node};
+use crate::stanza::{check_name, Element, Node};
 
 const XML_NAMESPACE: &[u8] = b"http://www.w3.org/XML/1998/namespace";
 
@@ -123,6 +123,10 @@ fn start_element(reader: &NsReader<&[u8]>, start: &BytesStart) -> Result<Element
             continue; // xmlns declarations are represented by the `xmlns` of each element
         }
         let value = attr.unescape_value().map_err(|e| format!("bad attribute value on <{name}>: {e}"))?;
+        // Check the name as written: a control character in it would otherwise survive as
+        // part of Prosody's "namespace\1name" key.
+        let raw_key = std::str::from_utf8(attr.key.as_ref()).map_err(|_| "attribute name is not UTF-8")?;
+        check_name(raw_key, "attribute name")?;
         let (attr_ns, local) = reader.resolve_attribute(attr.key);
         let local = std::str::from_utf8(local.into_inner()).map_err(|_| "attribute name is not UTF-8")?;
         let key = match attr_ns {
@@ -226,6 +230,7 @@ mod tests {
         assert!(parse("<message xml:<m6#lang='en'/>").is_err());
         assert!(parse("<message><body>\u{5}\0</body></message>").is_err());
         assert!(parse("<message><body>&#0;</body></message>").is_err());
+        assert!(parse("<message type='chat'\u{1}x='en'/>").is_err());
         let deep = format!("<message>{}{}</message>", "<a>".repeat(40), "</a>".repeat(40));
         assert!(parse(&deep).unwrap_err().contains("deeper"));
         let wide = format!("<message>{}</message>", "<a/>".repeat(10_001));
