@@ -47,7 +47,8 @@ pub fn parse_stanza(text: &str, limits: Limits) -> Result<Element, String> {
                 if stack.len() >= limits.max_depth {
                     return Err(format!("nested deeper than {} elements", limits.max_depth));
                 }
-                let element = start_element(&reader, &start)?;
+                let parent_ns = stack.last().and_then(|parent| parent.attr("xmlns")).unwrap_or("");
+                let element = start_element(&reader, &start, parent_ns)?;
                 if stack.is_empty() && !matches!(element.name.as_str(), "message" | "presence" | "iq") {
                     return Err(format!("top-level element is <{}>, expected message, presence or iq", element.name));
                 }
@@ -105,13 +106,15 @@ fn namespace(raw: &[u8]) -> Result<String, String> {
     Ok(unescape(raw).map_err(|e| format!("bad namespace {raw:?}: {e}"))?.into_owned())
 }
 
-fn start_element(reader: &NsReader<&[u8]>, start: &BytesStart) -> Result<Element, String> {
+fn start_element(reader: &NsReader<&[u8]>, start: &BytesStart, parent_ns: &str) -> Result<Element, String> {
     let (ns, _) = reader.resolve_element(start.name());
     let name =
         std::str::from_utf8(start.local_name().into_inner()).map_err(|_| "element name is not UTF-8")?.to_owned();
     let mut element = Element::new(&name);
     match ns {
         ResolveResult::Bound(ns) => element.set_attr("xmlns", &namespace(ns.into_inner())?),
+        // `xmlns=''` under a namespaced parent: keep it, or serializing would lose it.
+        ResolveResult::Unbound if !parent_ns.is_empty() => element.set_attr("xmlns", ""),
         ResolveResult::Unbound => {}
         ResolveResult::Unknown(prefix) => {
             return Err(format!("unknown namespace prefix '{}'", String::from_utf8_lossy(&prefix)));
@@ -231,6 +234,14 @@ mod tests {
         assert!(parse("<message><body>\u{5}\0</body></message>").is_err());
         assert!(parse("<message><body>&#0;</body></message>").is_err());
         assert!(parse("<message type='chat'\u{1}x='en'/>").is_err());
+    }
+
+    #[test]
+    fn an_undeclared_default_namespace_survives_serialization() {
+        // Found by fuzzing.
+        let e = parse("<message xmlns='jabber:client'><x xmlns=''/></message>").unwrap();
+        assert_eq!(e.to_xml(), "<message xmlns='jabber:client'><x xmlns=''/></message>");
+        assert_eq!(parse(&e.to_xml()).unwrap(), e);
         let deep = format!("<message>{}{}</message>", "<a>".repeat(40), "</a>".repeat(40));
         assert!(parse(&deep).unwrap_err().contains("deeper"));
         let wide = format!("<message>{}</message>", "<a/>".repeat(10_001));
