@@ -156,6 +156,9 @@ fn close(stack: &mut [Element], root: &mut Option<Element>, element: Element) {
 }
 
 fn push_text(stack: &mut [Element], text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Ok(()); // an empty CDATA section: nothing to keep, and nothing would serialize
+    }
     match stack.last_mut() {
         Some(parent) => {
             // References arrive as separate events: join them to the text around them, as a
@@ -208,6 +211,7 @@ mod tests {
         let e = parse("<message xmlns='ja&quot;be'><body/></message>").unwrap();
         assert_eq!(e.attr("xmlns"), Some("ja\"be"));
         assert_eq!(parse(&e.to_xml()).unwrap(), e);
+        assert!(parse("<iq><q><![CDATA[]]></q></iq>").unwrap().to_xml() == "<iq><q/></iq>");
     }
 
     #[test]
