@@ -308,10 +308,13 @@ impl Shared {
         }
     }
 
-    /// Records a finished job; returns false if `close` already answered it.
-    fn finish(&self, job: &Job) -> bool {
+    /// Delivers a finished job's completion (unless `close` already answered it), then lets
+    /// the next stanza of its line go. In that order: the next one's answer must not overtake.
+    fn finish(&self, job: &Job, completion: Completion) {
         let mut state = lock(&self.state);
-        let still_ours = state.in_flight.remove(&job.id).is_some();
+        if state.in_flight.remove(&job.id).is_some() {
+            self.push(completion);
+        }
         if let Some(line) = &job.line {
             match state.followers.get_mut(line).map(VecDeque::pop_front) {
                 Some(Some(next)) => {
@@ -325,7 +328,6 @@ impl Shared {
                 None => {}
             }
         }
-        still_ours
     }
 }
 
@@ -349,9 +351,7 @@ fn worker(shared: &Shared) {
             ));
             completion
         });
-        if shared.finish(&job) {
-            shared.push(completion);
-        }
+        shared.finish(&job, completion);
     }
 }
 

@@ -514,3 +514,32 @@ fn reconfigure_keeps_everything_pending_and_applies_the_new_url() {
     let (_, detached) = d.close(Duration::from_secs(2));
     assert_eq!(detached, 0);
 }
+
+#[test]
+fn answers_of_one_sender_come_back_in_order() {
+    // Replies take a varying time; with several workers, a reply released too early would
+    // overtake its predecessor's.
+    let server = serve(|request| {
+        let v: serde_json::Value = serde_json::from_str(&request.body).unwrap();
+        let n: u64 = v["body"].as_str().unwrap().trim_start_matches("hello ").parse().unwrap();
+        Answer {
+            delay: Duration::from_micros((n * 7919) % 3000),
+            ..json(&serde_json::json!({ "body": v["body"] }).to_string())
+        }
+    });
+    let mut d = dispatcher(&server.url, |c| c.workers = 4);
+    for n in 0..60 {
+        for sender in 0..3 {
+            d.submit(message_from(sender, n));
+        }
+    }
+    let done = collect(&d, 180);
+    for sender in 0..3 {
+        let to = format!("to='user{sender}@localhost/r'");
+        let order: Vec<String> = done.iter().map(sent_xml).filter(|xml| xml.contains(&to)).collect();
+        let expected: Vec<String> = (0..60)
+            .map(|n| format!("<message type='chat' {to} from='echo@bot.localhost'><body>hello {n}</body></message>"))
+            .collect();
+        assert_eq!(order, expected);
+    }
+}
