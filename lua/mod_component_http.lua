@@ -72,8 +72,10 @@ for _, kind in ipairs(client:kinds()) do
 end
 
 local function send_outcomes(stanzas, logs)
-	for i = 1, #logs, 2 do
-		module:log(logs[i], "%s", logs[i+1]);
+	if logs then
+		for i = 1, #logs, 2 do
+			module:log(logs[i], "%s", logs[i+1]);
+		end
 	end
 	for i = 1, #stanzas do
 		module:send(stanzas[i]);

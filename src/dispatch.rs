@@ -50,6 +50,9 @@ struct State {
     closing: bool,
     live_workers: usize,
     wanted_workers: usize,
+    /// Workers waiting for a job: when none is, a new job needs no wake-up call (this spares
+    /// Prosody's main thread a futex syscall per stanza under load).
+    idle_workers: usize,
 }
 
 #[derive(Default)]
@@ -169,6 +172,7 @@ impl Dispatcher {
             delivery_id: format!("{:016x}-{}", self.id_prefix, self.next_id),
             incoming,
         };
+        let mut wake_worker = false;
         let refused = {
             let mut state = lock(&self.shared.state);
             if state.closing {
@@ -186,11 +190,13 @@ impl Dispatcher {
                     state.followers.insert(line.clone(), VecDeque::new());
                 }
                 state.ready.push_back(job);
+                wake_worker = state.idle_workers > 0;
                 None
             }
         };
         match refused {
-            None => self.shared.changed.notify_one(),
+            None if wake_worker => self.shared.changed.notify_one(),
+            None => {}
             Some((job, error, why)) => {
                 let outcome = Outcome::Error(error, format!("not posted: {why}"));
                 self.shared.push(complete(&job.incoming, outcome));
@@ -304,7 +310,9 @@ impl Shared {
                 state.in_flight.insert(job.id, job.incoming.clone());
                 return Some(job);
             }
+            state.idle_workers += 1;
             state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.idle_workers -= 1;
         }
     }
 
@@ -319,8 +327,11 @@ impl Shared {
             match state.followers.get_mut(line).map(VecDeque::pop_front) {
                 Some(Some(next)) => {
                     state.ready.push_back(next);
+                    let wake_worker = state.idle_workers > 0;
                     drop(state);
-                    self.changed.notify_one();
+                    if wake_worker {
+                        self.changed.notify_one();
+                    }
                 }
                 Some(None) => {
                     state.followers.remove(line);

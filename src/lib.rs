@@ -55,15 +55,20 @@ impl Client {
 }
 
 /// Turns completions into `stanzas, logs`: an array of stanza tables to send, and a flat array
-/// `{ level1, message1, level2, message2, … }` for `module:log`.
-fn to_lua(lua: &Lua, stanza_mt: &Table, completions: Vec<Completion>) -> mlua::Result<(Table, Table)> {
+/// `{ level1, message1, level2, message2, … }` for `module:log`, or nil when there is nothing to
+/// log (the common case: no table to build and collect).
+fn to_lua(lua: &Lua, stanza_mt: &Table, completions: Vec<Completion>) -> mlua::Result<(Table, Option<Table>)> {
     let stanzas = lua.create_table_with_capacity(completions.len(), 0)?;
-    let logs = lua.create_table()?;
+    let mut logs: Option<Table> = None;
     for completion in completions {
         if let Some(element) = completion.send {
             stanzas.raw_push(element.to_lua(lua, stanza_mt)?)?;
         }
         if let Some((level, message)) = completion.log {
+            let logs = match &logs {
+                Some(logs) => logs,
+                None => logs.insert(lua.create_table()?),
+            };
             logs.raw_push(level.as_str())?;
             logs.raw_push(message)?;
         }
