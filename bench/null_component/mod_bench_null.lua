@@ -1,0 +1,46 @@
+-- mod_bench_null: the benchmark's floor.
+--
+-- A component that answers every message locally, in Lua, the way the
+-- webhook echo bot would: a new chat message from the swapped addresses
+-- whose body is "Did you say <body>?". Nothing leaves the Prosody process,
+-- so what the benchmark measures here is Prosody's own cost of receiving a
+-- c2s message, routing it to a component and delivering the reply.
+--
+--   Component "bot.localhost" "bench_null"
+--     bench_null_reply = "route"   -- or "origin"
+--
+-- "route" (default) sends the reply with module:send, through Prosody's
+-- normal routing, as this repository's module does. "origin" hands it
+-- straight to the session the message came from (origin.send), the shortcut
+-- the original Lua mod_component_http takes. Error stanzas are never answered.
+
+local st = require "util.stanza";
+
+local reply_via = module:get_option_string("bench_null_reply", "route");
+assert(reply_via == "route" or reply_via == "origin", "bench_null_reply must be \"route\" or \"origin\"");
+
+local function answer(event)
+	local origin, stanza = event.origin, event.stanza;
+	if stanza.attr.type == "error" then
+		return true;
+	end
+	local body = stanza:get_child_text("body");
+	if body == nil then
+		return true;
+	end
+	local reply = st.message({
+		to = stanza.attr.from;
+		from = stanza.attr.to;
+		type = "chat";
+	}):tag("body"):text("Did you say " .. body .. "?"):up();
+	if reply_via == "origin" then
+		origin.send(reply);
+	else
+		module:send(reply);
+	end
+	return true;
+end
+
+for _, jid_kind in ipairs({ "host", "bare", "full" }) do
+	module:hook("message/" .. jid_kind, answer);
+end

@@ -1,0 +1,368 @@
+//! A fast echo webhook for the benchmark: HTTP/1.1 with keep-alive on one
+//! epoll thread (mio). For each POST it answers, as in mod_component_http's
+//! README example:
+//!
+//!   200, Content-Type: application/json, {"body":"Did you say <body>?"}
+//!
+//! A request without a JSON "body" string gets 204 (no reply stanza).
+//!
+//! Usage: webhook [--port P]      (default 0 = any free port, 127.0.0.1 only)
+//!
+//! First stdout line: `LISTENING 127.0.0.1:<port>`. Then, for every line
+//! `stats` read on stdin it prints one JSON line with counters:
+//! {"accepted":N,"active":N,"requests":N,"replies":N,"no_body":N,"bad":N,
+//!  "closed_by_peer":N,"closed_by_us":N}
+//! It exits when stdin closes, so it never outlives the orchestrator.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+
+#[derive(Default)]
+struct Counters {
+    accepted: AtomicU64,
+    active: AtomicU64,
+    requests: AtomicU64,
+    replies: AtomicU64,
+    no_body: AtomicU64,
+    bad: AtomicU64,
+    closed_by_peer: AtomicU64,
+    closed_by_us: AtomicU64,
+}
+
+impl Counters {
+    fn json(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        format!(
+            "{{\"accepted\":{},\"active\":{},\"requests\":{},\"replies\":{},\"no_body\":{},\"bad\":{},\"closed_by_peer\":{},\"closed_by_us\":{}}}",
+            g(&self.accepted),
+            g(&self.active),
+            g(&self.requests),
+            g(&self.replies),
+            g(&self.no_body),
+            g(&self.bad),
+            g(&self.closed_by_peer),
+            g(&self.closed_by_us)
+        )
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    close_after_write: bool,
+    want_write: bool,
+}
+
+enum Parsed {
+    /// Need more bytes.
+    Partial,
+    /// A complete request occupying `consumed` bytes.
+    Request { consumed: usize, body: Vec<u8>, keep_alive: bool, is_post: bool },
+    Bad,
+}
+
+/// Decode a chunked body from `buf`; Some((body, bytes consumed)) if complete.
+fn dechunk(buf: &[u8]) -> Option<Result<(Vec<u8>, usize), ()>> {
+    let mut pos = 0;
+    let mut body = Vec::new();
+    loop {
+        let line_end = buf[pos..].windows(2).position(|w| w == b"\r\n")? + pos;
+        let size_str = std::str::from_utf8(&buf[pos..line_end]).ok()?;
+        let size_str = size_str.split(';').next().unwrap_or("").trim();
+        let size = match usize::from_str_radix(size_str, 16) {
+            Ok(s) => s,
+            Err(_) => return Some(Err(())),
+        };
+        pos = line_end + 2;
+        if size == 0 {
+            // skip trailers up to the empty line
+            loop {
+                let e = buf[pos..].windows(2).position(|w| w == b"\r\n")? + pos;
+                let empty = e == pos;
+                pos = e + 2;
+                if empty {
+                    return Some(Ok((body, pos)));
+                }
+            }
+        }
+        if buf.len() < pos + size + 2 {
+            return None;
+        }
+        body.extend_from_slice(&buf[pos..pos + size]);
+        pos += size + 2;
+    }
+}
+
+fn parse(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Bad,
+    };
+    let version = req.version.unwrap_or(1);
+    let mut keep_alive = version >= 1;
+    let mut content_length: Option<usize> = None;
+    let mut chunked = false;
+    for h in req.headers.iter() {
+        let v = std::str::from_utf8(h.value).unwrap_or("").trim().to_ascii_lowercase();
+        if h.name.eq_ignore_ascii_case("content-length") {
+            match v.parse() {
+                Ok(n) => content_length = Some(n),
+                Err(_) => return Parsed::Bad,
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = v.contains("chunked");
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            if v.contains("close") {
+                keep_alive = false;
+            } else if v.contains("keep-alive") {
+                keep_alive = true;
+            }
+        }
+    }
+    let is_post = req.method == Some("POST");
+    let rest = &buf[head_len..];
+    if chunked {
+        match dechunk(rest) {
+            None => Parsed::Partial,
+            Some(Err(())) => Parsed::Bad,
+            Some(Ok((body, used))) => {
+                Parsed::Request { consumed: head_len + used, body, keep_alive, is_post }
+            }
+        }
+    } else {
+        let n = content_length.unwrap_or(0);
+        if rest.len() < n {
+            return Parsed::Partial;
+        }
+        Parsed::Request { consumed: head_len + n, body: rest[..n].to_vec(), keep_alive, is_post }
+    }
+}
+
+fn respond(c: &Counters, body: &[u8], keep_alive: bool, is_post: bool, out: &mut Vec<u8>) {
+    let conn_hdr = if keep_alive { "" } else { "Connection: close\r\n" };
+    if !is_post {
+        let _ = write!(
+            out,
+            "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n{conn_hdr}\r\n"
+        );
+        return;
+    }
+    let text = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("body").and_then(|b| b.as_str()).map(|s| s.to_owned()));
+    match text {
+        Some(t) => {
+            c.replies.fetch_add(1, Ordering::Relaxed);
+            let reply = serde_json::json!({ "body": format!("Did you say {t}?") }).to_string();
+            let _ = write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{conn_hdr}\r\n{reply}",
+                reply.len()
+            );
+        }
+        None => {
+            c.no_body.fetch_add(1, Ordering::Relaxed);
+            let _ = write!(out, "HTTP/1.1 204 No Content\r\n{conn_hdr}\r\n");
+        }
+    }
+}
+
+/// Returns false when the connection should be dropped now.
+fn on_readable(conn: &mut Conn, c: &Counters) -> bool {
+    let mut tmp = [0u8; 16384];
+    let mut eof = false;
+    loop {
+        match conn.stream.read(&mut tmp) {
+            Ok(0) => {
+                eof = true;
+                break;
+            }
+            Ok(n) => conn.rbuf.extend_from_slice(&tmp[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                eof = true;
+                break;
+            }
+        }
+    }
+    while !conn.close_after_write {
+        match parse(&conn.rbuf) {
+            Parsed::Partial => break,
+            Parsed::Bad => {
+                c.bad.fetch_add(1, Ordering::Relaxed);
+                conn.wbuf.extend_from_slice(
+                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                conn.close_after_write = true;
+                conn.rbuf.clear();
+            }
+            Parsed::Request { consumed, body, keep_alive, is_post } => {
+                c.requests.fetch_add(1, Ordering::Relaxed);
+                respond(c, &body, keep_alive, is_post, &mut conn.wbuf);
+                conn.rbuf.drain(..consumed);
+                if !keep_alive {
+                    conn.close_after_write = true;
+                }
+            }
+        }
+    }
+    if eof {
+        // Peer is gone (or half-closed); try to flush what we have, then drop.
+        let _ = flush(conn);
+        c.closed_by_peer.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
+    true
+}
+
+/// Write pending output. Ok(true) when everything is written.
+fn flush(conn: &mut Conn) -> io::Result<bool> {
+    while conn.wpos < conn.wbuf.len() {
+        match conn.stream.write(&conn.wbuf[conn.wpos..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => conn.wpos += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    conn.wbuf.clear();
+    conn.wpos = 0;
+    Ok(true)
+}
+
+fn main() -> io::Result<()> {
+    let mut port: u16 = 0;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--port" => port = args.next().and_then(|p| p.parse().ok()).expect("--port N"),
+            "-h" | "--help" => {
+                eprintln!("usage: webhook [--port P]   (see source header)");
+                return Ok(());
+            }
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut listener = TcpListener::bind(addr)?;
+    let local = listener.local_addr()?;
+    println!("LISTENING {local}");
+    io::stdout().flush()?;
+
+    let counters = Arc::new(Counters::default());
+    {
+        let c = counters.clone();
+        std::thread::spawn(move || {
+            let stdin = io::stdin();
+            for line in stdin.lock().lines() {
+                let Ok(line) = line else { break };
+                if line.trim() == "stats" {
+                    let mut out = io::stdout().lock();
+                    let _ = writeln!(out, "{}", c.json());
+                    let _ = out.flush();
+                }
+            }
+            std::process::exit(0);
+        });
+    }
+
+    const LISTENER: Token = Token(0);
+    let mut poll = Poll::new()?;
+    poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut events = Events::with_capacity(1024);
+    let mut conns: HashMap<Token, Conn> = HashMap::new();
+    let mut next_token = 1usize;
+    let c = &*counters;
+
+    loop {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        for ev in events.iter() {
+            if ev.token() == LISTENER {
+                loop {
+                    match listener.accept() {
+                        Ok((mut stream, _)) => {
+                            let _ = stream.set_nodelay(true);
+                            let tok = Token(next_token);
+                            next_token += 1;
+                            poll.registry().register(&mut stream, tok, Interest::READABLE)?;
+                            c.accepted.fetch_add(1, Ordering::Relaxed);
+                            c.active.fetch_add(1, Ordering::Relaxed);
+                            conns.insert(
+                                tok,
+                                Conn {
+                                    stream,
+                                    rbuf: Vec::with_capacity(4096),
+                                    wbuf: Vec::with_capacity(4096),
+                                    wpos: 0,
+                                    close_after_write: false,
+                                    want_write: false,
+                                },
+                            );
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            eprintln!("webhook: accept: {e}");
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
+            let tok = ev.token();
+            let Some(conn) = conns.get_mut(&tok) else { continue };
+            let mut keep = true;
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                keep = on_readable(conn, c);
+            }
+            if keep {
+                match flush(conn) {
+                    Ok(true) => {
+                        if conn.close_after_write {
+                            c.closed_by_us.fetch_add(1, Ordering::Relaxed);
+                            keep = false;
+                        } else if conn.want_write {
+                            conn.want_write = false;
+                            poll.registry().reregister(&mut conn.stream, tok, Interest::READABLE)?;
+                        }
+                    }
+                    Ok(false) => {
+                        if !conn.want_write {
+                            conn.want_write = true;
+                            poll.registry().reregister(
+                                &mut conn.stream,
+                                tok,
+                                Interest::READABLE | Interest::WRITABLE,
+                            )?;
+                        }
+                    }
+                    Err(_) => keep = false,
+                }
+            }
+            if !keep {
+                if let Some(mut conn) = conns.remove(&tok) {
+                    let _ = poll.registry().deregister(&mut conn.stream);
+                    c.active.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
