@@ -29,6 +29,9 @@ struct Job {
     /// The ordering line this job belongs to (sender and recipient), when ordered.
     line: Option<String>,
     delivery_id: String,
+    /// When the stanza was accepted: its deadline runs from here, queueing included, so that a
+    /// hanging webhook cannot keep a queued stanza waiting longer than `timeout`.
+    accepted: Instant,
     incoming: Incoming,
 }
 
@@ -170,6 +173,7 @@ impl Dispatcher {
                 format!("{}\u{0}{}", incoming.from.as_deref().unwrap_or(""), incoming.to.as_deref().unwrap_or(""))
             }),
             delivery_id: format!("{:016x}-{}", self.id_prefix, self.next_id),
+            accepted: Instant::now(),
             incoming,
         };
         let mut wake_worker = false;
@@ -349,7 +353,12 @@ fn worker(shared: &Shared) {
         // Encoded here rather than in `submit`: everything that need not touch Lua stays off
         // Prosody's main thread.
         let body = request::encode(&job.incoming);
-        let delivery = Delivery { incoming: &job.incoming, body: &body, delivery_id: &job.delivery_id };
+        let delivery = Delivery {
+            incoming: &job.incoming,
+            body: &body,
+            delivery_id: &job.delivery_id,
+            deadline: job.accepted + settings.config.timeout,
+        };
         let completion = catch_unwind(AssertUnwindSafe(|| {
             let outcome = deliver(&settings.agent, &settings.config, &delivery, &mut jitter, &|d| shared.pause(d));
             complete(&job.incoming, outcome)

@@ -22,6 +22,8 @@ pub struct Delivery<'a> {
     pub incoming: &'a Incoming,
     pub body: &'a [u8],
     pub delivery_id: &'a str,
+    /// When the stanza must be answered by: `component_post_timeout` after it was accepted.
+    pub deadline: Instant,
 }
 
 /// Builds the agent every worker of a component shares.
@@ -91,7 +93,7 @@ pub fn deliver(
     jitter: &mut Jitter,
     pause: &dyn Fn(Duration) -> bool,
 ) -> Outcome {
-    let deadline = Instant::now() + config.timeout;
+    let deadline = delivery.deadline;
     let mut attempt = 0u32;
     loop {
         let result = post_once(agent, config, delivery, attempt, deadline);
@@ -141,7 +143,11 @@ impl Attempt {
 fn post_once(agent: &ureq::Agent, config: &Config, delivery: &Delivery, attempt: u32, deadline: Instant) -> Attempt {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
-        return Attempt::TimedOut("component_post_timeout reached".into());
+        return Attempt::TimedOut(if attempt == 0 {
+            "waited longer than component_post_timeout in the queue".into()
+        } else {
+            "component_post_timeout reached".into()
+        });
     }
     let mut request = agent
         .post(&config.url)

@@ -543,3 +543,23 @@ fn answers_of_one_sender_come_back_in_order() {
         assert_eq!(order, expected);
     }
 }
+
+#[test]
+fn the_deadline_counts_time_spent_in_the_queue() {
+    let server = serve(|_| Answer { delay: Duration::from_millis(1500), ..json("{}") });
+    let mut d = dispatcher(&server.url, |c| {
+        c.workers = 1;
+        c.timeout = Duration::from_millis(300);
+    });
+    let started = Instant::now();
+    for n in 0..5 {
+        d.submit(message(n));
+    }
+    let done = collect(&d, 5);
+    // One request hangs until the deadline; the four behind it expired meanwhile and are
+    // answered at once instead of each waiting a deadline of its own.
+    assert!(started.elapsed() < Duration::from_millis(1000), "took {:?}", started.elapsed());
+    assert!(done.iter().all(|c| sent_xml(c).contains("<error type='wait'><remote-server-timeout")));
+    assert!(done.iter().any(|c| c.log.as_ref().unwrap().1.contains("in the queue")));
+    assert_eq!(server.seen.lock().unwrap().len(), 1);
+}
