@@ -45,8 +45,10 @@ TIMED_OUT = ("wait", "remote-server-timeout", "The webhook did not answer in tim
 BAD_REPLY = ("cancel", "internal-server-error", "The webhook sent an invalid reply")
 QUEUE_FULL = ("wait", "resource-constraint", "Too many stanzas are waiting for the webhook")
 
-# Short deadlines keep the faults cheap (README options table).
-SHORT = {"component_post_timeout": 2, "component_post_connect_timeout": 1}
+# A short connect timeout keeps refused connections cheap. component_post_timeout runs from a
+# stanza's arrival, time queued behind the sender's earlier stanzas included (README, Delivery
+# guarantees): tests whose subject is not the deadline leave it room for a whole burst.
+SHORT = {"component_post_timeout": 30, "component_post_connect_timeout": 1}
 
 
 # -- webhooks that misbehave ----------------------------------------------------------------
@@ -711,8 +713,10 @@ def test_answers_slower_than_the_deadline(prosody_factory, login, raw_hook, make
     """Three senders, 50 messages each; the webhook answers messages 5, 21 and 37 of each sender
     too late (see slow_answer: silence, a dribbled body, a dribbled head; component_post_timeout
     = 2) and the rest at once. The slow ones end in wait/remote-server-timeout, the rest in
-    replies, in order. While slow requests are pending, Prosody answers an iq ping and a second
-    component answers a message: both come back before the slow stanza's timeout does."""
+    replies. While slow requests are pending, Prosody answers an iq ping and a second
+    component answers a message: both come back before the slow stanza's timeout does.
+    Unordered delivery, so that a sender's later messages are not queued behind its slow one
+    (ordered, they would wait out its deadline and share its fate; see the dispatcher tests)."""
     slow = lambda mid: index_of(mid) % 16 == 5
     holding = {}
     started = threading.Condition()
@@ -731,6 +735,7 @@ def test_answers_slower_than_the_deadline(prosody_factory, login, raw_hook, make
     fast.handler = lambda req: Reply.with_json({"body": "fast " + str(req.json.get("body"))})
     prosody, clients = start(
         prosody_factory, login, hook.url(),
+        component_post_timeout=2, component_post_ordered=False, component_post_workers=6,
         components={BOT2: {"component_post_url": fast.url()}},
         global_options={"modules_enabled": ["roster", "saslauth", "admin_shell", "ping"]})
     prober = login(prosody, "dave")
@@ -760,7 +765,7 @@ def test_answers_slower_than_the_deadline(prosody_factory, login, raw_hook, make
         done = [s for key, s in traffic.outcomes(owner) if key == mid]
         assert not done, f"the probe was only answered after {mid}'s timeout: {done[0].xml}"
     traffic.join()
-    counts = traffic.check(lambda mid: {TIMED_OUT} if slow(mid) else {REPLY})
+    counts = traffic.check(lambda mid: {TIMED_OUT} if slow(mid) else {REPLY}, ordered=False)
     print(f"{summary(counts)}; probes answered in {rtts} s while requests were held")
     assert counts[TIMED_OUT] == 3 * len(clients)
     assert_healthy(prosody)
@@ -1029,7 +1034,10 @@ def test_full_queue_under_a_hanging_endpoint(prosody_factory, login, raw_hook):
     assert refused + timed_out == traffic.total and refused > 0
     # 20 waiting and up to 2 in flight, plus what the first timeouts freed while sending
     assert 20 <= timed_out <= 22 + 2 * 3, counts
-    assert len(hook.requests) == timed_out, "every accepted stanza was posted once (timeouts are not retried)"
+    # Timeouts are not retried, so nothing is posted twice; stanzas whose deadline passed while
+    # they waited behind the hanging requests are answered without being posted at all.
+    assert 2 <= len(hook.requests) <= timed_out, (len(hook.requests), counts)
+    assert len({(r.json["from"], r.json["body"]) for r in hook.requests}) == len(hook.requests)
     # "at once": all refusals came before the accepted stanzas' third round of timeouts
     third_round = sorted(first_seen[TIMED_OUT])[min(4, timed_out - 1)]
     assert max(first_seen[QUEUE_FULL]) < third_round, first_seen
