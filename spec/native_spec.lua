@@ -115,6 +115,7 @@ describe("native.new", function ()
 
 	it("closes twice without harm and answers nothing when idle", function ()
 		local client = assert(native.new({ component_post_url = "http://127.0.0.1:9/" }, st.stanza_mt));
+		assert.are.equal(0, select("#", client:drain()), "nothing waiting: drain returns nothing");
 		local stanzas, logs = client:close();
 		assert.are.same({}, stanzas);
 		assert.is_nil(logs);

@@ -88,11 +88,16 @@ impl UserData for Client {
                 Err(why) => Ok(MultiValue::from_vec(vec![Value::Nil, Value::String(lua.create_string(why)?)])),
             })
         });
-        // Returns the finished outcomes as `stanzas, logs`.
+        // Returns the finished outcomes as `stanzas, logs`, or nothing at all when none is
+        // waiting (cheap enough to call after every submit: no table is built).
         methods.add_method("drain", |lua, this, ()| {
-            guard("drain", || match &this.dispatcher {
-                Some(dispatcher) => to_lua(lua, &this.stanza_mt, dispatcher.drain()),
-                None => to_lua(lua, &this.stanza_mt, Vec::new()),
+            guard("drain", || {
+                let completions = this.dispatcher.as_ref().map(Dispatcher::drain).unwrap_or_default();
+                if completions.is_empty() {
+                    return Ok(MultiValue::new());
+                }
+                let (stanzas, logs) = to_lua(lua, &this.stanza_mt, completions)?;
+                Ok(MultiValue::from_vec(vec![Value::Table(stanzas), logs.map_or(Value::Nil, Value::Table)]))
             })
         });
         methods.add_method("fd", |_, this, ()| guard("fd", || Ok(this.dispatcher.as_ref().map(|d| d.fd()))));
