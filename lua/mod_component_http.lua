@@ -6,6 +6,7 @@
 local st = require "util.stanza";
 local jid_bare = require "util.jid".bare;
 local server = require "net.server";
+local timer = require "util.timer";
 
 local native_name = "component_http_native";
 
@@ -185,10 +186,26 @@ function module.restore(saved)
 	module:log("debug", "Took over the previous instance's %d pending stanzas", client:pending());
 end
 
+-- How long a handed-over pool waits to be adopted. A reload normally restores the new instance
+-- at once; if the new instance fails to load (say, an invalid new option), nobody adopts the
+-- pool, and this instance answers what it still holds rather than leave it unanswered.
+local adoption_grace = 2;
+
 function module.unload()
 	-- Stop watching before the descriptor is closed, then answer whatever is still pending.
 	watcher:close();
 	if not handed_over then
 		send_outcomes(client:close());
+		return;
 	end
+	timer.add_task(adoption_grace, function ()
+		if client:fd() == nil then
+			return; -- adopted: its stanzas are the new instance's now
+		end
+		module:log("warn", "The reloaded module did not take over; answering the %d pending stanzas", client:pending());
+		local ok, err = xpcall(send_outcomes, traceback, client:close());
+		if not ok then
+			module:log("error", "Failed to answer pending stanzas: %s", err);
+		end
+	end);
 end

@@ -36,7 +36,12 @@ end
 -- Returns the fake module, the fake host's event handlers and the recorded watchfd.
 function helpers.load_shim(options, awaited_events)
 	local fake = helpers.fake_module(options);
-	local watch = {};
+	local watch = { tasks = {} };
+	package.loaded["util.timer"] = {
+		add_task = function (delay, callback)
+			table.insert(watch.tasks, { delay = delay, callback = callback });
+		end,
+	};
 	package.loaded["net.server"] = {
 		watchfd = function (fd, onreadable)
 			watch.fd, watch.onreadable = fd, onreadable;

@@ -163,4 +163,37 @@ describe("mod_component_http shim", function ()
 		conn:close();
 		server:close();
 	end);
+
+	it("answers what it handed over if the reloaded module never takes it", function ()
+		local socket = require "socket";
+		local server = assert(socket.bind("127.0.0.1", 0));
+		local _, port = server:getsockname();
+		local old, old_watch = load({ component_post_url = "http://127.0.0.1:"..port.."/" });
+		old.hooks["message/bare"].handler(event(st.message({ to = "e@bot.localhost", from = "u@localhost/r", id = "f1" })));
+		old.save();
+		old.unload();
+		assert.are.equal(0, #old.sent);
+		-- The new instance failed to load: no restore. The grace timer fires.
+		assert.are.equal(1, #old_watch.tasks);
+		old_watch.tasks[1].callback();
+		assert.are.equal(1, #old.sent);
+		assert.are.equal("f1", old.sent[1].attr.id);
+		local _, condition = old.sent[1]:get_error();
+		assert.are.equal("service-unavailable", condition);
+		server:close();
+	end);
+
+	it("leaves an adopted pool alone when the grace timer fires", function ()
+		local options = { component_post_url = "http://127.0.0.1:"..helpers.closed_port().."/" };
+		local old, old_watch = load(options);
+		local saved = old.save();
+		old.unload();
+		local new = load(options);
+		new.restore(saved);
+		old_watch.tasks[1].callback();
+		assert.are.equal(0, #old.sent);
+		for _, log in ipairs(old.logs) do
+			assert.is_nil(log.message:find("did not take over", 1, true));
+		end
+	end);
 end);

@@ -103,7 +103,7 @@ pub fn deliver(
             Attempt::Unreachable(_) => Some(None),
             _ => None,
         };
-        let outcome = result.into_outcome(delivery.incoming);
+        let outcome = with_attempts(result.into_outcome(delivery.incoming), attempt);
         let Some(retry_after) = retry_after else { return outcome };
         if attempt >= config.retries {
             return outcome;
@@ -114,6 +114,16 @@ pub fn deliver(
             return outcome;
         }
         attempt += 1;
+    }
+}
+
+/// Says in the log line how many attempts an error took, so retried failures are visible.
+fn with_attempts(outcome: Outcome, attempt: u32) -> Outcome {
+    match outcome {
+        Outcome::Error(error, reason) if attempt > 0 => {
+            Outcome::Error(error, format!("{reason} (after {} attempts)", attempt + 1))
+        }
+        other => other,
     }
 }
 

@@ -464,6 +464,8 @@ fn retries_stop_at_the_deadline() {
     assert!(started.elapsed() < Duration::from_millis(1500), "took {:?}", started.elapsed());
     assert!(sent_xml(&done[0]).contains("Service temporarily unavailable"));
     let attempts = server.seen.lock().unwrap().len();
+    let log = &done[0].log.as_ref().unwrap().1;
+    assert!(log.ends_with(&format!("(after {attempts} attempts)")), "{log}");
     assert!((2..100).contains(&attempts), "{attempts} attempts");
 }
 
