@@ -74,6 +74,15 @@ function helpers.wait_sent(fake, watch, count, seconds)
 	return fake.sent;
 end
 
+-- A webhook that accepts connections and never answers: keeps a stanza pending.
+-- Returns the listening LuaSocket server and its URL.
+function helpers.silent_webhook()
+	local socket = require "socket";
+	local server = assert(socket.bind("127.0.0.1", 0));
+	local _, port = server:getsockname();
+	return server, "http://127.0.0.1:"..port.."/";
+end
+
 -- A TCP port on loopback that nobody listens on.
 function helpers.closed_port()
 	local socket = require "socket";

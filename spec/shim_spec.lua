@@ -117,11 +117,9 @@ describe("mod_component_http shim", function ()
 	end);
 
 	it("on unload stops watching first, then answers what is pending", function ()
-		-- A listener that accepts but never answers keeps the stanza pending.
 		local socket = require "socket";
-		local server = assert(socket.bind("127.0.0.1", 0));
-		local _, port = server:getsockname();
-		local fake, watch = load({ component_post_url = "http://127.0.0.1:"..port.."/" });
+		local server, url = helpers.silent_webhook();
+		local fake, watch = load({ component_post_url = url });
 		fake.hooks["message/bare"].handler(event(st.message({ to = "e@bot.localhost", from = "u@localhost/r", id = "p1" })));
 		socket.sleep(0.1);
 		assert.are.equal(0, #fake.sent);
@@ -135,10 +133,8 @@ describe("mod_component_http shim", function ()
 	end);
 
 	it("hands stanzas in flight over to the new instance on reload", function ()
-		local socket = require "socket";
-		local server = assert(socket.bind("127.0.0.1", 0));
-		local _, port = server:getsockname();
-		local options = { component_post_url = "http://127.0.0.1:"..port.."/" };
+		local server, url = helpers.silent_webhook();
+		local options = { component_post_url = url };
 		local old, old_watch = load(options);
 		old.hooks["message/bare"].handler(event(st.message({ to = "e@bot.localhost", from = "u@localhost/r", id = "r1" })));
 
@@ -165,10 +161,8 @@ describe("mod_component_http shim", function ()
 	end);
 
 	it("answers what it handed over if the reloaded module never takes it", function ()
-		local socket = require "socket";
-		local server = assert(socket.bind("127.0.0.1", 0));
-		local _, port = server:getsockname();
-		local old, old_watch = load({ component_post_url = "http://127.0.0.1:"..port.."/" });
+		local server, url = helpers.silent_webhook();
+		local old, old_watch = load({ component_post_url = url });
 		old.hooks["message/bare"].handler(event(st.message({ to = "e@bot.localhost", from = "u@localhost/r", id = "f1" })));
 		old.save();
 		old.unload();

@@ -42,11 +42,10 @@ pub fn build_agent(config: &Config) -> Result<ureq::Agent, String> {
         // Keep one idle connection per worker so steady traffic never reconnects.
         .max_idle_connections(config.workers.max(10))
         .max_idle_connections_per_host(config.workers)
-        // Per-phase deadlines (cut to the request's remaining time in `post_once`). No resolve
-        // timeout, and no global one (which also bounds resolving): with one, ureq resolves on
-        // a new thread for every request — measured at ~100 µs of CPU per stanza. Resolving
-        // inline is bounded by the system resolver's own timeouts.
-        .timeout_connect(Some(config.connect_timeout))
+        // Phase deadlines are set per request in `post_once`, cut to the stanza's remaining
+        // time. No resolve timeout, and no global one (which also bounds resolving): with one,
+        // ureq resolves on a new thread for every request — measured at ~100 µs of CPU per
+        // stanza. Resolving inline is bounded by the system resolver's own timeouts.
         // Small buffers: stanzas and answers are small, and ureq moves buffer contents around
         // per request (128 KiB by default). Larger bodies are still read in full, in pieces.
         .input_buffer_size(16 * 1024)

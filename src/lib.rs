@@ -115,17 +115,15 @@ impl UserData for Client {
         // its connections — applying this client's configuration to it, so nothing pending is
         // lost and order per sender holds. This client's own (idle) pool is closed; what its
         // close answers is returned as `stanzas, logs`, like `drain`.
-        methods.add_method_mut("adopt", |lua, this, old: mlua::UserDataRefMut<Client>| {
+        methods.add_method_mut("adopt", |lua, this, mut old: mlua::UserDataRefMut<Client>| {
             guard("adopt", || {
-                let mut old = old;
                 let Some(mut adopted) = old.dispatcher.take() else {
                     return to_lua(lua, &this.stanza_mt, Vec::new());
                 };
                 let mine = this.dispatcher()?;
                 if let Err(why) = adopted.reconfigure(mine.config()) {
                     // Keep our own pool; the old one is closed and its stanzas answered.
-                    let (completions, _) = adopted.close(CLOSE_GRACE);
-                    let mut completions = completions;
+                    let (mut completions, _) = adopted.close(CLOSE_GRACE);
                     completions.push(Completion {
                         send: None,
                         log: Some((response::Level::Error, format!("could not take over the old pool: {why}"))),

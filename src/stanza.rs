@@ -246,23 +246,14 @@ impl Incoming {
     /// Reads a Prosody stanza table without building an intermediate tree: the XML is written
     /// while walking the table, which is the only work this costs on Prosody's main thread.
     pub fn from_lua(stanza: &Table) -> Result<Incoming, String> {
-        let name: String = get_string(stanza, "name")?.ok_or("stanza has no name")?;
-        let attr: Table = match stanza.raw_get::<Value>("attr").map_err(|e| e.to_string())? {
-            Value::Table(t) => t,
-            _ => return Err("stanza has no attr table".into()),
-        };
         let mut xml = String::with_capacity(256);
-        write_table(stanza, &mut xml, None, 0)?;
-        let body = if name == "message" { body_text(stanza, &attr)? } else { None };
-        Ok(Incoming {
-            to: get_string(&attr, "to")?,
-            from: get_string(&attr, "from")?,
-            id: get_string(&attr, "id")?,
-            stanza_type: get_string(&attr, "type")?,
-            name,
-            xml,
-            body,
-        })
+        // The top element's name and attributes come back from the serializer, which had to
+        // read them anyway: no second pass over the table on Prosody's main thread.
+        let (name, mut attrs) = write_table(stanza, &mut xml, None, 0)?;
+        let mut take = |key: &str| attrs.iter().position(|(k, _)| k == key).map(|i| attrs.swap_remove(i).1);
+        let (to, from, id, stanza_type, own_ns) = (take("to"), take("from"), take("id"), take("type"), take("xmlns"));
+        let body = if name == "message" { body_text(stanza, own_ns.as_deref())? } else { None };
+        Ok(Incoming { name, to, from, id, stanza_type, xml, body })
     }
 }
 
@@ -274,7 +265,13 @@ fn get_string(table: &Table, key: &str) -> Result<Option<String>, String> {
     }
 }
 
-fn write_table(table: &Table, out: &mut String, parent_ns: Option<&str>, depth: usize) -> Result<(), String> {
+/// Serializes one element; returns its name and attributes.
+fn write_table(
+    table: &Table,
+    out: &mut String,
+    parent_ns: Option<&str>,
+    depth: usize,
+) -> Result<(String, Vec<(String, String)>), String> {
     if depth > MAX_DEPTH {
         return Err(format!("stanza nests deeper than {MAX_DEPTH} elements"));
     }
@@ -298,25 +295,26 @@ fn write_table(table: &Table, out: &mut String, parent_ns: Option<&str>, depth: 
     let len = table.raw_len();
     if len == 0 {
         out.push_str("/>");
-        return Ok(());
+        return Ok((name, attrs));
     }
     out.push('>');
     let ns = attrs.iter().find(|(k, _)| k == "xmlns").map(|(_, v)| v.as_str());
     for i in 1..=len {
         match table.raw_get::<Value>(i).map_err(|e| e.to_string())? {
-            Value::Table(child) => write_table(&child, out, ns, depth + 1)?,
+            Value::Table(child) => {
+                write_table(&child, out, ns, depth + 1)?;
+            }
             Value::String(text) => escape_into(out, &text.to_str().map_err(|e| e.to_string())?),
             other => return Err(format!("child {i} of <{name}> is a {}", other.type_name())),
         }
     }
     write_end(out, &name);
-    Ok(())
+    Ok((name, attrs))
 }
 
 /// `stanza:get_child_text("body")`: the first `<body/>` in the stanza's namespace whose children
 /// are all text.
-fn body_text(stanza: &Table, attr: &Table) -> Result<Option<String>, String> {
-    let own_ns = get_string(attr, "xmlns")?;
+fn body_text(stanza: &Table, own_ns: Option<&str>) -> Result<Option<String>, String> {
     for i in 1..=stanza.raw_len() {
         let Ok(Value::Table(child)) = stanza.raw_get::<Value>(i) else { continue };
         if get_string(&child, "name")?.as_deref() != Some("body") {
@@ -326,7 +324,7 @@ fn body_text(stanza: &Table, attr: &Table) -> Result<Option<String>, String> {
             Ok(Value::Table(a)) => get_string(&a, "xmlns")?,
             _ => None,
         };
-        if child_ns != own_ns {
+        if child_ns.as_deref() != own_ns {
             continue;
         }
         let mut text = String::new();

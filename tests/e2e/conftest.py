@@ -177,7 +177,7 @@ def connect():
     clients = []
 
     def _connect(prosody, user="alice", **kw):
-        c = XmppClient(f"{user}@localhost", USERS[user], prosody.c2s_port, **kw)
+        c = XmppClient(f"{user}@localhost", prosody.users[user], prosody.c2s_port, **kw)
         clients.append(c)
         return c
 

@@ -32,7 +32,6 @@ import pytest
 from conftest import BOT, BOT2
 from e2e_util import die_with_parent, free_port, port_accepts, proc_counts, proc_memory, wait_until
 from e2e_webhook import SENTINEL_PREFIX, Reply
-from e2e_xmpp import XmppClient
 
 BOT_JID = "echo@bot.localhost"
 BOT2_JID = "echo@bot2.localhost"
@@ -415,18 +414,9 @@ class EchoWebhookProcess:
 
 # -- rig ---------------------------------------------------------------------------------------
 @pytest.fixture
-def login():
-    """login(prosody, user) -> XmppClient for any of USERS (more senders than conftest has)."""
-    clients = []
-
-    def _login(prosody, user):
-        c = XmppClient(f"{user}@localhost", USERS[user], prosody.c2s_port)
-        clients.append(c)
-        return c
-
-    yield _login
-    for c in clients:
-        c.close()
+def login(connect):
+    """login(prosody, user) -> XmppClient: conftest's `connect`, for the senders registered here."""
+    return connect
 
 
 @pytest.fixture
