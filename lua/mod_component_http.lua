@@ -49,15 +49,10 @@ end
 
 local native = load_native();
 
--- Options are passed raw: the native side validates them and names the one that is wrong.
-local option_names = {
-	"component_post_url", "component_post_stanzas", "post_stanza_types", "component_post_workers",
-	"component_post_queue_size", "component_post_connect_timeout", "component_post_timeout",
-	"component_post_max_reply_size", "component_post_retries", "component_post_ordered", "component_post_secret",
-	"component_post_headers", "component_post_ca_file",
-};
+-- Options are passed raw: the native side validates them and names the one that is wrong. It
+-- also says which options exist, so the two lists cannot drift apart.
 local options = {};
-for _, name in ipairs(option_names) do
+for _, name in ipairs(native.option_names) do
 	options[name] = module:get_option(name);
 end
 
@@ -105,6 +100,9 @@ end
 local watcher = server.watchfd(client:fd(), on_wakeup);
 
 -- An iq result or error that a module on this host is waiting for (module:send_iq) is theirs.
+-- Sent from a bare JID or the host, send_iq waits on "iq-result/<target>/<id>" events, which are
+-- fired only if nobody handles the iq first; sent from a full JID it hooks "iq/full" itself at
+-- priority 1, which is why iq/full is hooked below that.
 local host_events = prosody.hosts[module.host].events;
 local function awaited_by_another_module(stanza)
 	local t = stanza.attr.type;
@@ -122,13 +120,7 @@ local function forward(event)
 	if stanza.name == "iq" and awaited_by_another_module(stanza) then
 		return; -- leave it to mod_iq
 	end
-	local ok, err = client:submit(stanza);
-	if not ok then
-		module:log("error", "Cannot post %s from %s: %s", stanza.name, tostring(stanza.attr.from), err);
-		if stanza.attr.type ~= "error" and (stanza.name ~= "iq" or stanza.attr.type == "get" or stanza.attr.type == "set") then
-			module:send(st.error_reply(stanza, "cancel", "internal-server-error"));
-		end
-	end
+	client:submit(stanza);
 	return true;
 end
 
@@ -152,13 +144,14 @@ local function handle_presence(event)
 	return true;
 end
 
--- Above mod_iq's iq/host handler (default priority 0), so the order is defined.
+-- Above mod_iq's iq/host handler (default priority 0), so the order is defined; iq/full below
+-- module:send_iq's own handler (priority 1), see awaited_by_another_module.
 local priority = 10;
 for _, kind in ipairs({ "message", "presence", "iq" }) do
 	local handler = forwarded[kind] and forward or (kind == "presence" and handle_presence);
 	if handler then
 		for _, target in ipairs({ "host", "bare", "full" }) do
-			module:hook(kind.."/"..target, handler, priority);
+			module:hook(kind.."/"..target, handler, (kind == "iq" and target == "full") and 0.5 or priority);
 		end
 	end
 end

@@ -33,7 +33,7 @@ describe("mod_component_http shim", function ()
 	end);
 
 	it("hooks messages and answers presence itself by default", function ()
-		local fake, watch, ok = load({ component_post_url = dead_url });
+		local fake, watch, ok = load({ component_post_url = dead_url, component_post_retry_window = 0 });
 		assert.is_true(ok);
 		assert.is_number(watch.fd);
 		for _, target in ipairs({ "host", "bare", "full" }) do
@@ -54,7 +54,7 @@ describe("mod_component_http shim", function ()
 	end);
 
 	it("answers presence as an always-online contact that accepts subscriptions", function ()
-		local fake = load({ component_post_url = dead_url });
+		local fake = load({ component_post_url = dead_url, component_post_retry_window = 0 });
 		local handle = fake.hooks["presence/bare"].handler;
 		local function presence(type)
 			fake.sent = {};
@@ -74,7 +74,7 @@ describe("mod_component_http shim", function ()
 	end);
 
 	it("turns a dead webhook into an error reply, delivered from the fd callback", function ()
-		local fake, watch = load({ component_post_url = dead_url });
+		local fake, watch = load({ component_post_url = dead_url, component_post_retry_window = 0 });
 		local msg = st.message({ to = "echo@bot.localhost", from = "u@localhost/r", type = "chat", id = "m1" }):text_tag("body", "hi");
 		assert.is_true(fake.hooks["message/bare"].handler(event(msg)));
 		local sent = helpers.wait_sent(fake, watch, 1);
@@ -91,7 +91,7 @@ describe("mod_component_http shim", function ()
 	end);
 
 	it("keeps an error in delivery from escaping the fd callback", function ()
-		local fake, watch = load({ component_post_url = dead_url });
+		local fake, watch = load({ component_post_url = dead_url, component_post_retry_window = 0 });
 		fake.send_error = "boom";
 		fake.hooks["message/bare"].handler(event(st.message({ to = "e@bot.localhost", from = "u@localhost/r" })));
 		local logged;

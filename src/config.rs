@@ -17,13 +17,21 @@ pub struct Config {
     pub authorization: Option<String>,
     /// Stanza kinds that are POSTed: a subset of message, presence, iq.
     pub stanzas: Vec<String>,
-    pub workers: usize,
+    /// Requests in flight at once (one worker thread each); workers start on demand up to this.
+    pub max_in_flight: usize,
+    /// Workers (and their kept-alive connections) kept when idle.
+    pub warm_workers: usize,
+    /// How long a worker beyond the warm set idles before it exits.
+    pub idle_timeout: Duration,
     pub queue_size: usize,
     pub connect_timeout: Duration,
     /// Deadline for the whole delivery of one stanza, retries included.
     pub timeout: Duration,
-    /// Retries after a connection failure, 429, 502, 503 or 504 (0: none).
-    pub retries: u32,
+    /// How long a stanza is held and retried while the webhook is unreachable (connection
+    /// failures, 502, 503, 504), counted from when it first found it so; never past `timeout`.
+    pub retry_window: Duration,
+    /// At most this many retries per stanza, when set; otherwise only the window limits them.
+    pub retries: Option<u32>,
     /// At most one stanza in flight per (sender, recipient) pair.
     pub ordered: bool,
     pub max_reply_size: u64,
@@ -37,6 +45,30 @@ pub struct Config {
 
 pub const KINDS: [&str; 3] = ["message", "presence", "iq"];
 
+/// Upper bound of `component_post_max_in_flight`: one thread each, so keep it sane.
+const MAX_IN_FLIGHT: i64 = 10_000;
+
+/// Every option the module reads; the shim asks for this list instead of keeping its own.
+pub const OPTION_NAMES: [&str; 17] = [
+    "component_post_url",
+    "component_post_stanzas",
+    "post_stanza_types",
+    "component_post_max_in_flight",
+    "component_post_workers",
+    "component_post_warm_workers",
+    "component_post_idle_timeout",
+    "component_post_queue_size",
+    "component_post_connect_timeout",
+    "component_post_timeout",
+    "component_post_retry_window",
+    "component_post_retries",
+    "component_post_max_reply_size",
+    "component_post_ordered",
+    "component_post_secret",
+    "component_post_headers",
+    "component_post_ca_file",
+];
+
 impl Config {
     /// Defaults for everything but the URL (used by tests).
     pub fn with_url(url: &str) -> Result<Config, String> {
@@ -45,11 +77,14 @@ impl Config {
             url,
             authorization,
             stanzas: vec!["message".into()],
-            workers: 4,
+            max_in_flight: 1000,
+            warm_workers: 4,
+            idle_timeout: Duration::from_secs(10),
             queue_size: 1000,
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(30),
-            retries: 2,
+            retry_window: Duration::from_secs(15),
+            retries: None,
             ordered: true,
             max_reply_size: 1024 * 1024,
             secret: None,
@@ -70,8 +105,17 @@ impl Config {
         };
         let mut config = Config::with_url(&url)?;
         config.stanzas = stanza_kinds(options)?;
-        if let Some(n) = integer(options, "component_post_workers", 1, 256)? {
-            config.workers = n as usize;
+        // component_post_workers is the older name of the limit, kept working.
+        let legacy_workers = integer(options, "component_post_workers", 1, MAX_IN_FLIGHT)?;
+        if let Some(n) = integer(options, "component_post_max_in_flight", 1, MAX_IN_FLIGHT)?.or(legacy_workers) {
+            config.max_in_flight = n as usize;
+        }
+        if let Some(n) = integer(options, "component_post_warm_workers", 1, MAX_IN_FLIGHT)? {
+            config.warm_workers = n as usize;
+        }
+        config.warm_workers = config.warm_workers.min(config.max_in_flight);
+        if let Some(d) = seconds(options, "component_post_idle_timeout")? {
+            config.idle_timeout = d;
         }
         if let Some(n) = integer(options, "component_post_queue_size", 1, 10_000_000)? {
             config.queue_size = n as usize;
@@ -85,8 +129,11 @@ impl Config {
         if let Some(n) = integer(options, "component_post_max_reply_size", 1, 1 << 30)? {
             config.max_reply_size = n as u64;
         }
-        if let Some(n) = integer(options, "component_post_retries", 0, 100)? {
-            config.retries = n as u32;
+        if let Some(n) = integer(options, "component_post_retries", 0, 1000)? {
+            config.retries = Some(n as u32);
+        }
+        if let Some(d) = seconds_or_zero(options, "component_post_retry_window")? {
+            config.retry_window = d;
         }
         if let Some(b) = boolean(options, "component_post_ordered")? {
             config.ordered = b;
@@ -97,6 +144,12 @@ impl Config {
         }
         config.ca_file = string(options, "component_post_ca_file")?;
         config.headers = headers(options)?;
+        if config.authorization.is_some() && config.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        {
+            return Err("component_post_headers sets Authorization and component_post_url has user:password@: \
+                        keep one of the two"
+                .into());
+        }
         if config.connect_timeout > config.timeout {
             config.connect_timeout = config.timeout;
         }
@@ -213,6 +266,15 @@ fn integer(options: &Table, name: &str, min: i64, max: i64) -> Result<Option<i64
     Ok(Some(n as i64))
 }
 
+/// Like [`seconds`], but 0 is allowed (it turns the feature off).
+fn seconds_or_zero(options: &Table, name: &str) -> Result<Option<Duration>, String> {
+    match number(options, name)? {
+        Some(0.0) => Ok(Some(Duration::ZERO)),
+        Some(_) => seconds(options, name),
+        None => Ok(None),
+    }
+}
+
 fn seconds(options: &Table, name: &str) -> Result<Option<Duration>, String> {
     let Some(n) = number(options, name)? else { return Ok(None) };
     if !(n > 0.0 && n <= 86_400.0) {
@@ -237,6 +299,15 @@ fn split_userinfo(url: &str) -> Result<(String, Option<String>), String> {
     };
     if host.is_empty() {
         return Err(format!("component_post_url \"{url}\" has no host"));
+    }
+    let parsed = format!("{scheme}://{host}/").parse::<ureq::http::Uri>();
+    let port_ok =
+        parsed.as_ref().is_ok_and(|uri| uri.port().is_none_or(|p| p.as_str().parse::<u16>().is_ok_and(|p| p > 0)));
+    if parsed.is_err() || !port_ok {
+        return Err(format!("component_post_url \"{url}\": \"{host}\" is not a valid host[:port]"));
+    }
+    if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("component_post_url \"{url}\" contains spaces or control characters: percent-encode them"));
     }
     let authorization =
         userinfo.map(|u| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(u.as_bytes())));
@@ -290,14 +361,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.timeout, Duration::from_millis(2500));
-        assert_eq!(c.workers, 8);
+        assert_eq!((c.max_in_flight, c.warm_workers), (8, 4));
         assert_eq!(c.connect_timeout, Duration::from_millis(2500), "connecting never outlasts the whole deadline");
         let c = check(
             "return { component_post_url = 'http://h/', component_post_retries = 0, component_post_ordered = false, \
              component_post_secret = 's', component_post_headers = { ['X-B'] = '2', Authorization = 'Bearer t' } }",
         )
         .unwrap();
-        assert_eq!((c.retries, c.ordered, c.secret.as_deref()), (0, false, Some("s")));
+        assert_eq!((c.retries, c.ordered, c.secret.as_deref()), (Some(0), false, Some("s")));
         assert_eq!(c.headers, [("Authorization".to_string(), "Bearer t".to_string()), ("X-B".into(), "2".into())]);
         for (source, name) in [
             ("component_post_retries = -1", "component_post_retries"),

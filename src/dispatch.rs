@@ -1,44 +1,59 @@
-//! The queue, the worker pool and the HTTP agent of one component.
+//! The queue, the elastic worker pool and the HTTP client of one component.
 //!
 //! `submit` and `drain` are called from Prosody's main thread and only take short locks;
 //! everything slow — HTTP, retries, reading answers, parsing JSON and XML, deciding the
-//! outcome — runs on the workers. Every submitted stanza yields exactly one [`Completion`]: from
-//! its worker, from `submit` itself when the queue is full, or from `close` when the component
-//! stops first.
+//! outcome — runs on worker threads. Every submitted stanza yields exactly one [`Completion`]:
+//! from its worker, from the keeper (its deadline or retry window ran out while it waited),
+//! from `submit` itself when the queue is full, or from `close` when the component stops first.
+//!
+//! Concurrency follows demand: a stanza that is ready and finds no idle worker starts one, up
+//! to `max_in_flight`; workers beyond `warm_workers` exit after `idle_timeout` without work.
 //!
 //! Ordering: with `ordered`, stanzas from one sender to one component JID form a line: only its
 //! head is ready or in flight, the rest wait in `followers` and move to the back of the ready
 //! queue one at a time as their predecessor completes. Different lines proceed concurrently.
+//!
+//! Outages: see [`outage`]. While the webhook is unreachable, ready stanzas stay queued (those
+//! that failed go back to the front) and only the probe is posted.
+
+mod keeper;
+mod outage;
+mod worker;
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::RawFd;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::http::{build_agent, deliver, Delivery, Jitter};
-use crate::request;
-use crate::response::{complete, describe, Completion, Level, Outcome, INTERNAL, QUEUE_FULL, UNLOADED};
+use crate::http::{Endpoint, Jitter};
+use crate::response::{complete, Completion, Outcome, QUEUE_FULL, UNLOADED};
 use crate::stanza::Incoming;
 use crate::wakeup::Wakeup;
+use outage::Outage;
 
 struct Job {
     id: u64,
     /// The ordering line this job belongs to (sender and recipient), when ordered.
     line: Option<String>,
     delivery_id: String,
-    /// When the stanza was accepted: its deadline runs from here, queueing included, so that a
-    /// hanging webhook cannot keep a queued stanza waiting longer than `timeout`.
+    /// `component_post_timeout` after the stanza was accepted: queueing, holding during an
+    /// outage and every attempt included, so nothing waits longer than the timeout.
+    deadline: Instant,
     accepted: Instant,
+    /// Attempts made so far.
+    attempts: u32,
+    /// When an attempt first found the webhook unreachable: the retry window runs from here.
+    held_since: Option<Instant>,
+    /// This job is the one attempt allowed during an outage.
+    probe: bool,
     incoming: Incoming,
 }
 
 /// What workers read per job; replaced as a whole by `reconfigure`.
 struct Settings {
     config: Config,
-    agent: ureq::Agent,
+    endpoint: Endpoint,
 }
 
 #[derive(Default)]
@@ -50,12 +65,43 @@ struct State {
     waiting: usize,
     /// Stanzas a worker is posting, kept so `close` can answer them without waiting.
     in_flight: HashMap<u64, Incoming>,
+    /// Set while the webhook is unreachable.
+    outage: Option<Outage>,
     closing: bool,
+    /// Worker threads alive, and how many of them wait for work. A new ready job wakes an idle
+    /// worker only when there are more idle workers than ready jobs (each woken worker takes
+    /// one); otherwise it starts a worker.
     live_workers: usize,
-    wanted_workers: usize,
-    /// Workers waiting for a job: when none is, a new job needs no wake-up call (this spares
-    /// Prosody's main thread a futex syscall per stanza under load).
     idle_workers: usize,
+    limits: Limits,
+}
+
+/// The pool's bounds, copied from the configuration so the hot paths need only one lock.
+#[derive(Default, Clone, Copy)]
+struct Limits {
+    max_workers: usize,
+    warm_workers: usize,
+    idle_timeout: Duration,
+    queue_size: usize,
+    ordered: bool,
+    timeout: Duration,
+    retry_window: Duration,
+    retries: Option<u32>,
+}
+
+impl Limits {
+    fn of(config: &Config) -> Limits {
+        Limits {
+            max_workers: config.max_in_flight,
+            warm_workers: config.warm_workers,
+            idle_timeout: config.idle_timeout,
+            queue_size: config.queue_size,
+            ordered: config.ordered,
+            timeout: config.timeout,
+            retry_window: config.retry_window,
+            retries: config.retries,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -68,9 +114,12 @@ struct Completions {
 struct Shared {
     settings: Mutex<Arc<Settings>>,
     state: Mutex<State>,
-    /// Signalled when a job becomes ready, when closing, and when a worker exits.
+    /// Idle workers wait here for a ready job (or for closing).
     changed: Condvar,
-    /// Signalled only when closing: ends the backoff pauses of workers between retries.
+    /// The keeper waits here; signalled when an outage starts or ends, on reconfiguration
+    /// and when closing.
+    keeper: Condvar,
+    /// Signalled only when closing: ends the waits of workers honouring a `Retry-After`.
     closing: Condvar,
     completions: Mutex<Completions>,
     wakeup: Wakeup,
@@ -78,13 +127,22 @@ struct Shared {
 
 pub struct Dispatcher {
     shared: Arc<Shared>,
-    workers: Vec<JoinHandle<()>>,
     next_id: u64,
     /// Random per pool, so delivery ids stay unique across restarts of Prosody.
     id_prefix: u64,
 }
 
-/// A poisoned lock only means a worker panicked while holding it; the data is still usable
+/// Figures for operators and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Figures {
+    pub waiting: usize,
+    pub in_flight: usize,
+    pub workers: usize,
+    pub idle_workers: usize,
+    pub endpoint_down: bool,
+}
+
+/// A poisoned lock only means a thread panicked while holding it; the data is still usable
 /// (every panic is caught and answered), so carry on rather than take Prosody down.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -92,20 +150,21 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Dispatcher {
     pub fn new(config: Config) -> Result<Dispatcher, String> {
-        let agent = build_agent(&config)?;
+        let endpoint = Endpoint::new(&config)?;
+        let limits = Limits::of(&config);
         let shared = Arc::new(Shared {
-            settings: Mutex::new(Arc::new(Settings { config, agent })),
-            state: Mutex::new(State::default()),
+            settings: Mutex::new(Arc::new(Settings { config, endpoint })),
+            state: Mutex::new(State { limits, ..State::default() }),
             changed: Condvar::new(),
+            keeper: Condvar::new(),
             closing: Condvar::new(),
             completions: Mutex::new(Completions::default()),
             wakeup: Wakeup::new().map_err(|e| format!("could not create the wake-up socket: {e}"))?,
         });
-        let mut dispatcher =
-            Dispatcher { shared, workers: Vec::new(), next_id: 0, id_prefix: Jitter::new().next_u64() };
-        let workers = dispatcher.config().workers;
-        if let Err(e) = dispatcher.set_workers(workers) {
-            dispatcher.close(Duration::from_secs(1));
+        let mut dispatcher = Dispatcher { shared, next_id: 0, id_prefix: Jitter::new().next_u64() };
+        let started = keeper::start(&dispatcher.shared).and_then(|()| dispatcher.shared.start_warm_workers());
+        if let Err(e) = started {
+            dispatcher.close();
             return Err(e);
         }
         Ok(dispatcher)
@@ -125,87 +184,88 @@ impl Dispatcher {
         state.waiting + state.in_flight.len()
     }
 
-    /// Applies a new configuration without disturbing what is queued or in flight: used when the
-    /// module is reloaded, so that nothing pending is lost and order per sender holds.
-    pub fn reconfigure(&mut self, config: Config) -> Result<(), String> {
-        let agent = build_agent(&config)?;
-        let workers = config.workers;
-        *lock(&self.shared.settings) = Arc::new(Settings { config, agent });
-        self.set_workers(workers)
+    pub fn figures(&self) -> Figures {
+        let state = lock(&self.shared.state);
+        Figures {
+            waiting: state.waiting,
+            in_flight: state.in_flight.len(),
+            workers: state.live_workers,
+            idle_workers: state.idle_workers,
+            endpoint_down: state.outage.is_some(),
+        }
     }
 
-    fn set_workers(&mut self, wanted: usize) -> Result<(), String> {
-        self.workers.retain(|handle| !handle.is_finished());
-        let to_start = {
-            let mut state = lock(&self.shared.state);
-            state.wanted_workers = wanted;
-            let missing = wanted.saturating_sub(state.live_workers);
-            state.live_workers += missing;
-            missing
-        };
-        // Surplus workers notice `wanted_workers` when they next look for work.
-        self.shared.changed.notify_all();
-        for n in 0..to_start {
-            let shared = Arc::clone(&self.shared);
-            let spawned =
-                std::thread::Builder::new().name(format!("component_http-{n}")).spawn(move || worker(&shared));
-            match spawned {
-                Ok(handle) => self.workers.push(handle),
-                Err(e) => {
-                    lock(&self.shared.state).live_workers -= to_start - n;
-                    return Err(format!("could not start a worker thread: {e}"));
-                }
+    /// Applies a new configuration without disturbing what is queued or in flight: used when the
+    /// module is reloaded, so that nothing pending is lost and order per sender holds. Open
+    /// connections are kept when the URL and the TLS roots are the same.
+    pub fn reconfigure(&mut self, config: Config) -> Result<(), String> {
+        let endpoint = {
+            let current = lock(&self.shared.settings);
+            let same_peer = current.config.url == config.url && current.config.ca_file == config.ca_file;
+            if same_peer {
+                current.endpoint.clone()
+            } else {
+                Endpoint::new(&config)?
             }
-        }
-        Ok(())
+        };
+        lock(&self.shared.state).limits = Limits::of(&config);
+        *lock(&self.shared.settings) = Arc::new(Settings { config, endpoint });
+        // Surplus workers notice the new limits when they next look for work.
+        self.shared.changed.notify_all();
+        self.shared.keeper.notify_one();
+        self.shared.start_warm_workers()
     }
 
     /// Queues a stanza for posting; never blocks on the network.
     pub fn submit(&mut self, incoming: Incoming) {
-        let (ordered, queue_size) = {
-            let settings = lock(&self.shared.settings);
-            (settings.config.ordered, settings.config.queue_size)
-        };
         self.next_id += 1;
+        let accepted = Instant::now();
+        let mut state = lock(&self.shared.state);
+        let limits = state.limits;
         let job = Job {
             id: self.next_id,
-            line: ordered.then(|| {
+            line: limits.ordered.then(|| {
                 format!("{}\u{0}{}", incoming.from.as_deref().unwrap_or(""), incoming.to.as_deref().unwrap_or(""))
             }),
             delivery_id: format!("{:016x}-{}", self.id_prefix, self.next_id),
-            accepted: Instant::now(),
+            deadline: accepted.checked_add(limits.timeout).unwrap_or(accepted),
+            accepted,
+            attempts: 0,
+            held_since: None,
+            probe: false,
             incoming,
         };
-        let mut wake_worker = false;
-        let refused = {
-            let mut state = lock(&self.shared.state);
-            if state.closing {
-                Some((job, UNLOADED, "the component is stopping"))
-            } else if state.waiting >= queue_size {
-                Some((job, QUEUE_FULL, "the queue is full (component_post_queue_size)"))
-            } else {
-                state.waiting += 1;
-                let busy_line = job.line.clone().filter(|line| state.followers.contains_key(line));
-                if let Some(line) = busy_line {
-                    state.followers.get_mut(&line).expect("busy line").push_back(job);
-                    return;
-                }
-                if let Some(line) = &job.line {
-                    state.followers.insert(line.clone(), VecDeque::new());
-                }
-                state.ready.push_back(job);
-                wake_worker = state.idle_workers > 0;
-                None
-            }
+        let refused = if state.closing {
+            Some("the component is stopping")
+        } else if state.waiting >= limits.queue_size {
+            Some("the queue is full (component_post_queue_size)")
+        } else {
+            None
         };
-        match refused {
-            None if wake_worker => self.shared.changed.notify_one(),
-            None => {}
-            Some((job, error, why)) => {
-                let outcome = Outcome::Error(error, format!("not posted: {why}"));
-                self.shared.push(complete(&job.incoming, outcome));
-            }
+        if let Some(why) = refused {
+            drop(state);
+            let outcome =
+                Outcome::Error(if why.contains("queue") { QUEUE_FULL } else { UNLOADED }, format!("not posted: {why}"));
+            self.shared.push(complete(&job.incoming, outcome));
+            return;
         }
+        state.waiting += 1;
+        if let Some(line) = &job.line {
+            if let Some(followers) = state.followers.get_mut(line) {
+                followers.push_back(job);
+                return;
+            }
+            state.followers.insert(line.clone(), VecDeque::new());
+        }
+        state.ready.push_back(job);
+        let spawn = self.shared.offer_work(&mut state);
+        drop(state);
+        self.shared.spawn_workers(spawn);
+    }
+
+    /// Answers a stanza at once without posting it (it could not be read).
+    pub fn refuse(&self, incoming: &Incoming, outcome: Outcome) {
+        self.shared.push(complete(incoming, outcome));
     }
 
     /// Takes every finished completion. Clears the wake-up first, under the same lock the
@@ -219,16 +279,15 @@ impl Dispatcher {
         std::mem::take(&mut completions.list)
     }
 
-    /// Stops the pool: answers every queued and in-flight stanza with an error at once, then
-    /// waits at most `grace` for the workers to exit. A worker still stuck in a request after
-    /// that is detached; it exits by itself when its request times out, and its answer is
-    /// dropped (the stanza was already answered). Returns the completions and how many workers
-    /// were detached.
-    pub fn close(&mut self, grace: Duration) -> (Vec<Completion>, usize) {
+    /// Stops the pool without waiting for anything: answers every queued and in-flight stanza
+    /// with an error, interrupts the requests in flight (their connections are shut down) and
+    /// lets the workers exit by themselves. Returns the completions.
+    pub fn close(&mut self) -> Vec<Completion> {
         let abandoned: Vec<Incoming> = {
             let mut state = lock(&self.shared.state);
             state.closing = true;
             state.waiting = 0;
+            state.outage = None;
             let mut abandoned: Vec<Incoming> = state.ready.drain(..).map(|job| job.incoming).collect();
             for (_, followers) in state.followers.drain() {
                 abandoned.extend(followers.into_iter().map(|job| job.incoming));
@@ -238,39 +297,21 @@ impl Dispatcher {
         };
         self.shared.changed.notify_all();
         self.shared.closing.notify_all();
+        self.shared.keeper.notify_all();
+        let agent = lock(&self.shared.settings).endpoint.agent.clone();
+        agent.shutdown();
         let mut out = self.drain();
         out.extend(abandoned.iter().map(|incoming| {
             complete(incoming, Outcome::Error(UNLOADED, "the component stopped before the webhook answered".into()))
         }));
-
-        let deadline = Instant::now() + grace;
-        let mut state = lock(&self.shared.state);
-        while state.live_workers > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            state = self.shared.changed.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
-        }
-        // A worker that counted itself out is past its last lock and about to return.
-        let all_exited = state.live_workers == 0;
-        drop(state);
-        let mut detached = 0;
-        for handle in self.workers.drain(..) {
-            if all_exited || handle.is_finished() {
-                let _ = handle.join();
-            } else {
-                detached += 1;
-            }
-        }
-        (out, detached)
+        out
     }
 }
 
 impl Drop for Dispatcher {
     fn drop(&mut self) {
-        if !self.workers.is_empty() {
-            self.close(Duration::ZERO);
+        if !lock(&self.shared.state).closing {
+            self.close();
         }
     }
 }
@@ -285,93 +326,44 @@ impl Shared {
         }
     }
 
-    /// Waits up to `d` between retries; false if the pool started closing meanwhile.
+    /// Makes sure workers will take the ready jobs: wakes idle ones, or returns how many
+    /// workers to start (counted as live and idle already, so concurrent calls agree). While
+    /// the webhook is unreachable only one job may go, as the probe, and only when it is due.
+    fn offer_work(&self, state: &mut State) -> usize {
+        if state.closing || state.ready.is_empty() {
+            return 0;
+        }
+        let wanted = match &state.outage {
+            None => state.ready.len(),
+            Some(outage) if outage.probe_due(Instant::now()) => 1,
+            Some(_) => return 0,
+        };
+        if state.idle_workers > 0 {
+            if wanted == 1 {
+                self.changed.notify_one();
+            } else {
+                self.changed.notify_all();
+            }
+        }
+        let unserved = wanted.saturating_sub(state.idle_workers);
+        let start = unserved.min(state.limits.max_workers.saturating_sub(state.live_workers));
+        state.live_workers += start;
+        state.idle_workers += start;
+        start
+    }
+
+    /// Waits up to `d` (a `Retry-After`); false if the pool started closing meanwhile.
     fn pause(&self, d: Duration) -> bool {
-        let deadline = Instant::now() + d;
+        let deadline = Instant::now().checked_add(d);
         let mut state = lock(&self.state);
         while !state.closing {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.map_or(Duration::MAX, |deadline| deadline.saturating_duration_since(Instant::now()));
             if left.is_zero() {
                 return true;
             }
             state = self.closing.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
         }
         false
-    }
-
-    /// The next job, or None when this worker should exit.
-    fn next_job(&self) -> Option<Job> {
-        let mut state = lock(&self.state);
-        loop {
-            if state.closing || state.live_workers > state.wanted_workers {
-                state.live_workers -= 1;
-                drop(state);
-                self.changed.notify_all();
-                return None;
-            }
-            if let Some(job) = state.ready.pop_front() {
-                state.waiting -= 1;
-                state.in_flight.insert(job.id, job.incoming.clone());
-                return Some(job);
-            }
-            state.idle_workers += 1;
-            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
-            state.idle_workers -= 1;
-        }
-    }
-
-    /// Delivers a finished job's completion (unless `close` already answered it), then lets
-    /// the next stanza of its line go. In that order: the next one's answer must not overtake.
-    fn finish(&self, job: &Job, completion: Completion) {
-        let mut state = lock(&self.state);
-        if state.in_flight.remove(&job.id).is_some() {
-            self.push(completion);
-        }
-        if let Some(line) = &job.line {
-            match state.followers.get_mut(line).map(VecDeque::pop_front) {
-                Some(Some(next)) => {
-                    state.ready.push_back(next);
-                    let wake_worker = state.idle_workers > 0;
-                    drop(state);
-                    if wake_worker {
-                        self.changed.notify_one();
-                    }
-                }
-                Some(None) => {
-                    state.followers.remove(line);
-                }
-                None => {}
-            }
-        }
-    }
-}
-
-fn worker(shared: &Shared) {
-    let mut jitter = Jitter::new();
-    while let Some(job) = shared.next_job() {
-        let settings = Arc::clone(&lock(&shared.settings));
-        // Encoded here rather than in `submit`: everything that need not touch Lua stays off
-        // Prosody's main thread.
-        let body = request::encode(&job.incoming);
-        let delivery = Delivery {
-            incoming: &job.incoming,
-            body: &body,
-            delivery_id: &job.delivery_id,
-            deadline: job.accepted + settings.config.timeout,
-        };
-        let completion = catch_unwind(AssertUnwindSafe(|| {
-            let outcome = deliver(&settings.agent, &settings.config, &delivery, &mut jitter, &|d| shared.pause(d));
-            complete(&job.incoming, outcome)
-        }))
-        .unwrap_or_else(|_| {
-            let mut completion = complete(&job.incoming, Outcome::Error(INTERNAL, String::new()));
-            completion.log = Some((
-                Level::Error,
-                format!("{}: internal error (a bug in mod_component_http)", describe(&job.incoming)),
-            ));
-            completion
-        });
-        shared.finish(&job, completion);
     }
 }
 

@@ -1,11 +1,15 @@
-//! One stanza's delivery to the webhook: the POST, its headers and signature, retries with
-//! backoff inside one deadline, and the answer read to the end.
+//! One POST of one stanza to the webhook: the request with its headers and signature, bounded
+//! by the stanza's deadline as a whole (resolve, connect, send, headers and every byte of the
+//! body), the answer read to the end, and what kind of result it was. Whether and when to try
+//! again is the dispatcher's business.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ureq::tls::{RootCerts, TlsConfig};
+use ureq::unversioned::transport::DefaultConnector;
 
 use crate::config::Config;
+use crate::resolve::CachingResolver;
 use crate::response::{interpret, HttpAnswer, Outcome, BAD_REPLY, CONNECTION_FAILURE, TIMED_OUT};
 use crate::signing;
 use crate::stanza::Incoming;
@@ -14,47 +18,56 @@ use crate::stanza::Incoming;
 pub const DELIVERY_HEADER: &str = "X-Delivery-Id";
 /// Header carrying how many times this stanza was posted before (0 on the first attempt).
 pub const RETRY_HEADER: &str = "X-Retry-Count";
-/// First backoff; doubled for each retry, with jitter, and cut to what the deadline leaves.
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
-/// What one worker posts: the stanza and its ready-made JSON body.
+/// What one attempt posts: the stanza and its ready-made body.
 pub struct Delivery<'a> {
     pub incoming: &'a Incoming,
     pub body: &'a [u8],
     pub delivery_id: &'a str,
+    /// Attempts made before this one.
+    pub retry: u32,
     /// When the stanza must be answered by: `component_post_timeout` after it was accepted.
     pub deadline: Instant,
 }
 
-/// Builds the agent every worker of a component shares.
-pub fn build_agent(config: &Config) -> Result<ureq::Agent, String> {
-    let root_certs = match &config.ca_file {
-        None => RootCerts::PlatformVerifier,
-        Some(path) => RootCerts::new_with_certs(&system_and_extra_certs(path)?),
-    };
-    Ok(ureq::Agent::config_builder()
-        // Non-2xx answers are outcomes to map, not transport errors.
-        .http_status_as_error(false)
-        // A redirected POST would silently become a GET; report 3xx as an error instead.
-        .max_redirects(0)
-        // Like Prosody's own HTTP client, ignore *_PROXY environment variables.
-        .proxy(None)
-        // Keep one idle connection per worker so steady traffic never reconnects.
-        .max_idle_connections(config.workers.max(10))
-        .max_idle_connections_per_host(config.workers)
-        // Phase deadlines are set per request in `post_once`, cut to the stanza's remaining
-        // time. No resolve timeout, and no global one (which also bounds resolving): with one,
-        // ureq resolves on a new thread for every request — measured at ~100 µs of CPU per
-        // stanza. Resolving inline is bounded by the system resolver's own timeouts.
-        // Small buffers: stanzas and answers are small, and ureq moves buffer contents around
-        // per request (128 KiB by default). Larger bodies are still read in full, in pieces.
-        .input_buffer_size(16 * 1024)
-        .output_buffer_size(16 * 1024)
-        .max_response_header_size(16 * 1024)
-        .tls_config(TlsConfig::builder().root_certs(root_certs).build())
-        .user_agent(concat!("mod_component_http/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into())
+/// The HTTP client of one component: a keep-alive agent and its resolver.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub agent: ureq::Agent,
+    pub resolver: CachingResolver,
+}
+
+impl Endpoint {
+    pub fn new(config: &Config) -> Result<Endpoint, String> {
+        let root_certs = match &config.ca_file {
+            None => RootCerts::PlatformVerifier,
+            Some(path) => RootCerts::new_with_certs(&system_and_extra_certs(path)?),
+        };
+        let agent_config = ureq::Agent::config_builder()
+            // Non-2xx answers are outcomes to map, not transport errors.
+            .http_status_as_error(false)
+            // A redirected POST would silently become a GET; report 3xx as an error instead.
+            .max_redirects(0)
+            // Like Prosody's own HTTP client, ignore *_PROXY environment variables.
+            .proxy(None)
+            // One idle connection per request in flight at the peak, so a burst reuses them;
+            // the dispatcher drops them all (a new Endpoint) when it shrinks back to the warm set.
+            .max_idle_connections(config.max_in_flight.max(10))
+            .max_idle_connections_per_host(config.max_in_flight)
+            // Deadlines are set per request in `post_once`: one global bound, the stanza's
+            // remaining time, so a slow phase cannot push a later phase past the deadline.
+            // Small buffers: stanzas and answers are small, and ureq moves buffer contents
+            // around per request (128 KiB by default). Larger bodies are still read in full.
+            .input_buffer_size(16 * 1024)
+            .output_buffer_size(16 * 1024)
+            .max_response_header_size(16 * 1024)
+            .tls_config(TlsConfig::builder().root_certs(root_certs).build())
+            .user_agent(concat!("mod_component_http/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let resolver = CachingResolver::default();
+        let agent = ureq::Agent::with_parts(agent_config, DefaultConnector::default(), resolver.clone());
+        Ok(Endpoint { agent, resolver })
+    }
 }
 
 /// The system's CA bundle plus the operator's extra CA file, as one set of roots.
@@ -82,48 +95,15 @@ fn pem_certs(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
         .collect()
 }
 
-/// Posts until there is an answer worth keeping, the retries are used up, the deadline passes,
-/// or `pause` says to stop (the component is closing). `pause(d)` waits up to `d` and returns
-/// false when waiting should end early.
-pub fn deliver(
-    agent: &ureq::Agent,
-    config: &Config,
-    delivery: &Delivery,
-    jitter: &mut Jitter,
-    pause: &dyn Fn(Duration) -> bool,
-) -> Outcome {
-    let deadline = delivery.deadline;
-    let mut attempt = 0u32;
-    loop {
-        let result = post_once(agent, config, delivery, attempt, deadline);
-        let retry_after = match &result {
-            Attempt::Answer(answer) if matches!(answer.status, 502..=504) => Some(None),
-            Attempt::Answer(answer) if answer.status == 429 => Some(answer.retry_after),
-            Attempt::Unreachable(_) => Some(None),
-            _ => None,
-        };
-        let outcome = with_attempts(result.into_outcome(delivery.incoming), attempt);
-        let Some(retry_after) = retry_after else { return outcome };
-        if attempt >= config.retries {
-            return outcome;
-        }
-        let backoff = retry_after.unwrap_or_else(|| jitter.spread(FIRST_BACKOFF * 2u32.saturating_pow(attempt)));
-        // Only retry if the wait leaves time for another attempt.
-        if Instant::now() + backoff >= deadline || !pause(backoff) {
-            return outcome;
-        }
-        attempt += 1;
-    }
-}
-
-/// Says in the log line how many attempts an error took, so retried failures are visible.
-fn with_attempts(outcome: Outcome, attempt: u32) -> Outcome {
-    match outcome {
-        Outcome::Error(error, reason) if attempt > 0 => {
-            Outcome::Error(error, format!("{reason} (after {} attempts)", attempt + 1))
-        }
-        other => other,
-    }
+/// What one attempt came to, as far as retrying is concerned.
+pub enum Verdict {
+    /// The webhook answered (or the deadline passed): this is the stanza's outcome.
+    Final(Outcome),
+    /// The webhook is unreachable or its proxy says the app is down (connection failure, 502,
+    /// 503, 504): worth holding the stanza and trying again, after `retry_after` if it said so.
+    Unreachable(Outcome, Option<Duration>),
+    /// `429 Too Many Requests`: this stanza should wait (`Retry-After`, if given) and try again.
+    RateLimited(Outcome, Option<Duration>),
 }
 
 enum Attempt {
@@ -134,35 +114,56 @@ enum Attempt {
 }
 
 impl Attempt {
-    fn into_outcome(self, incoming: &Incoming) -> Outcome {
+    fn into_verdict(self, incoming: &Incoming) -> Verdict {
         match self {
-            Attempt::Answer(answer) => interpret(incoming, &answer),
-            Attempt::Unreachable(why) => {
-                Outcome::Error(CONNECTION_FAILURE, format!("could not reach the webhook: {why}"))
+            Attempt::Answer(answer) => {
+                let outcome = interpret(incoming, &answer);
+                match answer.status {
+                    502..=504 => Verdict::Unreachable(outcome, answer.retry_after.filter(|_| answer.status == 503)),
+                    429 => Verdict::RateLimited(outcome, answer.retry_after),
+                    _ => Verdict::Final(outcome),
+                }
             }
-            Attempt::TimedOut(why) => Outcome::Error(TIMED_OUT, format!("webhook did not answer in time ({why})")),
-            Attempt::TooLarge(limit) => Outcome::Error(
+            Attempt::Unreachable(why) => Verdict::Unreachable(
+                Outcome::Error(CONNECTION_FAILURE, format!("could not reach the webhook: {why}")),
+                None,
+            ),
+            Attempt::TimedOut(why) => {
+                Verdict::Final(Outcome::Error(TIMED_OUT, format!("webhook did not answer in time ({why})")))
+            }
+            Attempt::TooLarge(limit) => Verdict::Final(Outcome::Error(
                 BAD_REPLY,
                 format!("webhook reply refused: larger than {limit} bytes (component_post_max_reply_size)"),
-            ),
+            )),
         }
     }
 }
 
-fn post_once(agent: &ureq::Agent, config: &Config, delivery: &Delivery, attempt: u32, deadline: Instant) -> Attempt {
-    let left = deadline.saturating_duration_since(Instant::now());
+/// Posts once and reads the answer, all within the stanza's deadline.
+pub fn post_once(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Verdict {
+    let attempt = attempt(endpoint, config, delivery);
+    if matches!(attempt, Attempt::Unreachable(_)) {
+        // The webhook may have moved: look its name up again next time.
+        endpoint.resolver.forget();
+    }
+    attempt.into_verdict(delivery.incoming)
+}
+
+fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Attempt {
+    let left = delivery.deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
-        return Attempt::TimedOut(if attempt == 0 {
+        return Attempt::TimedOut(if delivery.retry == 0 {
             "waited longer than component_post_timeout in the queue".into()
         } else {
             "component_post_timeout reached".into()
         });
     }
-    let mut request = agent
+    let mut request = endpoint
+        .agent
         .post(&config.url)
         .header("Content-Type", "application/json")
         .header(DELIVERY_HEADER, delivery.delivery_id)
-        .header(RETRY_HEADER, attempt.to_string());
+        .header(RETRY_HEADER, delivery.retry.to_string());
     if let Some(authorization) = &config.authorization {
         request = request.header("Authorization", authorization);
     }
@@ -175,15 +176,10 @@ fn post_once(agent: &ureq::Agent, config: &Config, delivery: &Delivery, attempt:
             .header(signing::TIMESTAMP_HEADER, &timestamp)
             .header(signing::SIGNATURE_HEADER, signing::sign(secret.as_bytes(), &timestamp, delivery.body));
     }
-    let connect = config.connect_timeout.min(left);
-    let request = request
-        .config()
-        .timeout_connect(Some(connect))
-        .timeout_send_request(Some(left))
-        .timeout_send_body(Some(left))
-        .timeout_recv_response(Some(left))
-        .timeout_recv_body(Some(left))
-        .build();
+    // One global bound for the whole exchange, body included: every read and write gets what
+    // is left of it, however the webhook spreads its answer out.
+    let request =
+        request.config().timeout_global(Some(left)).timeout_connect(Some(config.connect_timeout.min(left))).build();
     let mut response = match request.send(delivery.body) {
         Ok(response) => response,
         Err(e) => return transport_error(e),
@@ -207,7 +203,7 @@ fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
-    let at = UNIX_EPOCH + Duration::from_secs(imf_fixdate(value)?);
+    let at = UNIX_EPOCH.checked_add(Duration::from_secs(imf_fixdate(value)?))?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
@@ -224,7 +220,7 @@ fn imf_fixdate(value: &str) -> Option<u64> {
     let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
     let mut hms = time.split(':').map(|n| n.parse::<i64>().ok());
     let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    if !(1..=31).contains(&day) || year < 1970 || h > 23 || m > 59 || s > 60 {
+    if !(1..=31).contains(&day) || !(1970..=9999).contains(&year) || h > 23 || m > 59 || s > 60 {
         return None;
     }
     // Days from civil date (Howard Hinnant's algorithm).
@@ -234,11 +230,16 @@ fn imf_fixdate(value: &str) -> Option<u64> {
     let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + h * 3600 + m * 60 + s).ok()
+    let seconds = days.checked_mul(86_400)?.checked_add(h * 3600 + m * 60 + s)?;
+    u64::try_from(seconds).ok()
 }
 
 fn transport_error(error: ureq::Error) -> Attempt {
     match error {
+        // Not even connected: the webhook is down or unreachable, which is worth retrying.
+        ureq::Error::Timeout(phase @ (ureq::Timeout::Resolve | ureq::Timeout::Connect)) => {
+            Attempt::Unreachable(format!("timed out in phase {phase} (component_post_connect_timeout)"))
+        }
         ureq::Error::Timeout(phase) => Attempt::TimedOut(format!("timed out in phase {phase}")),
         other => Attempt::Unreachable(other.to_string()),
     }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod dispatch;
 pub mod http;
 pub mod request;
+pub mod resolve;
 pub mod response;
 pub mod signing;
 pub mod stanza;
@@ -19,7 +20,6 @@ pub mod wakeup;
 pub mod xml;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Duration;
 
 use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, Value};
 
@@ -27,9 +27,6 @@ use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::response::Completion;
 use crate::stanza::Incoming;
-
-/// How long `close` waits for workers to finish a request in flight before detaching them.
-const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
 /// Runs `f`, turning a panic into a Lua error.
 fn guard<T>(what: &str, f: impl FnOnce() -> mlua::Result<T>) -> mlua::Result<T> {
@@ -78,14 +75,19 @@ fn to_lua(lua: &Lua, stanza_mt: &Table, completions: Vec<Completion>) -> mlua::R
 
 impl UserData for Client {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // Queues a stanza. Returns true, or nil and a reason when the stanza table is unusable.
-        methods.add_method_mut("submit", |lua, this, stanza: Table| {
-            guard("submit", || match Incoming::from_lua(&stanza) {
-                Ok(incoming) => {
-                    this.dispatcher()?.submit(incoming);
-                    Ok(MultiValue::from_vec(vec![Value::Boolean(true)]))
+        // Queues a stanza. One the native side cannot read is answered with an error (through
+        // `drain`, like every other outcome), so the rule of what may be answered lives once.
+        methods.add_method_mut("submit", |_, this, stanza: Table| {
+            guard("submit", || {
+                let dispatcher = this.dispatcher()?;
+                match Incoming::from_lua(&stanza) {
+                    Ok(incoming) => dispatcher.submit(incoming),
+                    Err(why) => dispatcher.refuse(
+                        &Incoming::unreadable(&stanza),
+                        response::Outcome::Error(response::INTERNAL, format!("cannot post it: {why}")),
+                    ),
                 }
-                Err(why) => Ok(MultiValue::from_vec(vec![Value::Nil, Value::String(lua.create_string(why)?)])),
+                Ok(())
             })
         });
         // Returns the finished outcomes as `stanzas, logs`, or nothing at all when none is
@@ -117,42 +119,43 @@ impl UserData for Client {
         // close answers is returned as `stanzas, logs`, like `drain`.
         methods.add_method_mut("adopt", |lua, this, mut old: mlua::UserDataRefMut<Client>| {
             guard("adopt", || {
+                let config = this.dispatcher()?.config();
                 let Some(mut adopted) = old.dispatcher.take() else {
                     return to_lua(lua, &this.stanza_mt, Vec::new());
                 };
-                let mine = this.dispatcher()?;
-                if let Err(why) = adopted.reconfigure(mine.config()) {
+                if let Err(why) = adopted.reconfigure(config) {
                     // Keep our own pool; the old one is closed and its stanzas answered.
-                    let (mut completions, _) = adopted.close(CLOSE_GRACE);
+                    let mut completions = adopted.close();
                     completions.push(Completion {
                         send: None,
                         log: Some((response::Level::Error, format!("could not take over the old pool: {why}"))),
                     });
                     return to_lua(lua, &this.stanza_mt, completions);
                 }
-                let mut own = std::mem::replace(mine, adopted);
-                let (completions, _) = own.close(CLOSE_GRACE);
+                let mut own = std::mem::replace(this.dispatcher()?, adopted);
+                to_lua(lua, &this.stanza_mt, own.close())
+            })
+        });
+        // Stops the workers without waiting for them. Returns `stanzas, logs` like `drain`:
+        // the answers to everything still pending. Safe to call twice.
+        methods.add_method_mut("close", |lua, this, ()| {
+            guard("close", || {
+                let completions = this.dispatcher.take().map(|mut d| d.close()).unwrap_or_default();
                 to_lua(lua, &this.stanza_mt, completions)
             })
         });
-        // Stops the workers. Returns `stanzas, logs` like `drain`: the answers to everything
-        // still pending. Safe to call twice.
-        methods.add_method_mut("close", |lua, this, ()| {
-            guard("close", || {
-                let Some(mut dispatcher) = this.dispatcher.take() else {
-                    return to_lua(lua, &this.stanza_mt, Vec::new());
-                };
-                let (mut completions, detached) = dispatcher.close(CLOSE_GRACE);
-                if detached > 0 {
-                    completions.push(Completion {
-                        send: None,
-                        log: Some((
-                            response::Level::Info,
-                            format!("{detached} worker(s) still in a request; they exit when it ends or times out"),
-                        )),
-                    });
+        // Live figures: queue, in flight, workers, whether the webhook is unreachable.
+        methods.add_method("figures", |lua, this, ()| {
+            guard("figures", || {
+                let figures = lua.create_table()?;
+                if let Some(f) = this.dispatcher.as_ref().map(Dispatcher::figures) {
+                    figures.set("waiting", f.waiting)?;
+                    figures.set("in_flight", f.in_flight)?;
+                    figures.set("workers", f.workers)?;
+                    figures.set("idle_workers", f.idle_workers)?;
+                    figures.set("endpoint_down", f.endpoint_down)?;
                 }
-                to_lua(lua, &this.stanza_mt, completions)
+                Ok(figures)
             })
         });
     }
@@ -190,6 +193,7 @@ pub fn exports(lua: &Lua) -> mlua::Result<Table> {
     exports.set("new", lua.create_function(new_client)?)?;
     exports.set("serialize", lua.create_function(serialize)?)?;
     exports.set("parse", lua.create_function(parse)?)?;
+    exports.set("option_names", lua.create_sequence_from(config::OPTION_NAMES)?)?;
     exports.set("version", env!("CARGO_PKG_VERSION"))?;
     Ok(exports)
 }

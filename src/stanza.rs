@@ -255,6 +255,23 @@ impl Incoming {
         let body = if name == "message" { body_text(stanza, own_ns.as_deref())? } else { None };
         Ok(Incoming { name, to, from, id, stanza_type, xml, body })
     }
+
+    /// What can be read of a stanza table `from_lua` refused: its name and the addressing
+    /// attributes that are strings, enough to answer the sender with an error.
+    pub fn unreadable(stanza: &Table) -> Incoming {
+        let attr = stanza.raw_get::<Table>("attr").ok();
+        let get =
+            |key: &str| attr.as_ref().and_then(|a| a.raw_get::<mlua::String>(key).ok()).map(|s| s.to_string_lossy());
+        Incoming {
+            name: get_string(stanza, "name").ok().flatten().unwrap_or_else(|| "message".into()),
+            to: get("to"),
+            from: get("from"),
+            id: get("id"),
+            stanza_type: get("type"),
+            xml: String::new(),
+            body: None,
+        }
+    }
 }
 
 fn get_string(table: &Table, key: &str) -> Result<Option<String>, String> {

@@ -1,0 +1,109 @@
+//! The keeper: one thread per component that answers waiting stanzas whose time ran out —
+//! their deadline (`component_post_timeout`), or their retry window while the webhook is
+//! unreachable — and starts the probe when one is due. Stanzas in flight are bounded by their
+//! own request's deadline; this covers the ones no worker holds.
+//!
+//! It needs no signal per stanza: a new stanza's deadline is at least `timeout` away, and the
+//! keeper never sleeps longer than that.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::worker::release_line;
+use super::*;
+use crate::response::TIMED_OUT;
+
+pub(super) fn start(shared: &Arc<Shared>) -> Result<(), String> {
+    let shared = Arc::clone(shared);
+    std::thread::Builder::new()
+        .name("component_http-keeper".into())
+        .stack_size(64 * 1024)
+        .spawn(move || run(&shared))
+        .map(drop)
+        .map_err(|e| format!("could not start the keeper thread: {e}"))
+}
+
+/// When a waiting job must be answered at the latest.
+fn expiry(job: &Job, outage: Option<&Outage>, retry_window: Duration) -> Instant {
+    match outage {
+        None => job.deadline,
+        Some(outage) => {
+            let held_since = job.held_since.unwrap_or(job.accepted.max(outage.since));
+            held_since.checked_add(retry_window).map_or(job.deadline, |end| end.min(job.deadline))
+        }
+    }
+}
+
+fn expired(job: &Job, outage: Option<&Outage>, now: Instant) -> Completion {
+    let outcome = match outage {
+        Some(outage) => {
+            let held = now.saturating_duration_since(job.held_since.unwrap_or(job.accepted.max(outage.since)));
+            Outcome::Error(
+                outage.last_error.0.clone(),
+                format!(
+                    "{} (held {:.1} s while the webhook was unreachable, until component_post_retry_window \
+                     or component_post_timeout ran out)",
+                    outage.last_error.1,
+                    held.as_secs_f64()
+                ),
+            )
+        }
+        None => Outcome::Error(
+            TIMED_OUT,
+            "waited longer than component_post_timeout in the queue (all component_post_max_in_flight \
+             requests were busy)"
+                .into(),
+        ),
+    };
+    super::worker::settle(job, outcome)
+}
+
+fn run(shared: &Arc<Shared>) {
+    let mut state = lock(&shared.state);
+    loop {
+        if state.closing {
+            return;
+        }
+        let now = Instant::now();
+        let mut wake_at = now.checked_add(state.limits.timeout).unwrap_or(now);
+        // Answer what ran out; a line's next stanza then becomes ready and may have run out too.
+        loop {
+            let st: &mut State = &mut state;
+            let (outage, window) = (st.outage.as_ref(), st.limits.retry_window);
+            let mut ran_out = Vec::new();
+            let mut kept = VecDeque::with_capacity(st.ready.len());
+            for job in st.ready.drain(..) {
+                let end = expiry(&job, outage, window);
+                if end <= now {
+                    ran_out.push(job);
+                } else {
+                    wake_at = wake_at.min(end);
+                    kept.push_back(job);
+                }
+            }
+            st.ready = kept;
+            if ran_out.is_empty() {
+                break;
+            }
+            for job in ran_out {
+                state.waiting -= 1;
+                shared.push(expired(&job, state.outage.as_ref(), now));
+                release_line(&mut state, job.line.as_deref());
+            }
+        }
+        if let Some(outage) = &state.outage {
+            if !outage.probe_in_flight && outage.next_probe > now {
+                wake_at = wake_at.min(outage.next_probe);
+            }
+        }
+        let start = shared.offer_work(&mut state);
+        if start > 0 {
+            drop(state);
+            shared.spawn_workers(start);
+            state = lock(&shared.state);
+            continue;
+        }
+        let sleep = wake_at.saturating_duration_since(Instant::now());
+        state = shared.keeper.wait_timeout(state, sleep).unwrap_or_else(|p| p.into_inner()).0;
+    }
+}

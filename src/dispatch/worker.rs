@@ -1,0 +1,283 @@
+//! The worker threads: each takes a ready job, posts it, and settles what the answer means —
+//! the stanza's outcome, or holding it while the webhook is unreachable.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::*;
+use crate::http::{post_once, Delivery, Verdict};
+use crate::request;
+use crate::response::{describe, Level, INTERNAL};
+
+/// Workers spend their time blocked in reads; they need little stack, and 1,000 of them must
+/// stay cheap (only the pages touched count towards memory).
+const STACK_SIZE: usize = 256 * 1024;
+/// First wait after a `429` without `Retry-After`; doubled per retry, with jitter.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
+impl Shared {
+    /// Starts `n` workers already counted as live and idle (see `offer_work`).
+    pub(super) fn spawn_workers(self: &Arc<Self>, n: usize) {
+        for _ in 0..n {
+            if let Err(e) = self.spawn_one() {
+                let mut state = lock(&self.state);
+                state.live_workers -= 1;
+                state.idle_workers -= 1;
+                drop(state);
+                // The ready jobs wait for a running worker instead; say why once per failure.
+                self.push(Completion {
+                    send: None,
+                    log: Some((Level::Warn, format!("could not start another worker thread: {e}"))),
+                });
+            }
+        }
+    }
+
+    fn spawn_one(self: &Arc<Self>) -> std::io::Result<()> {
+        let shared = Arc::clone(self);
+        std::thread::Builder::new().name("component_http".into()).stack_size(STACK_SIZE).spawn(move || run(&shared))?;
+        Ok(())
+    }
+
+    /// Tops the pool up to the warm set.
+    pub(super) fn start_warm_workers(self: &Arc<Self>) -> Result<(), String> {
+        let start = {
+            let mut state = lock(&self.state);
+            let start = state.limits.warm_workers.saturating_sub(state.live_workers);
+            state.live_workers += start;
+            state.idle_workers += start;
+            start
+        };
+        for n in 0..start {
+            if let Err(e) = self.spawn_one() {
+                let mut state = lock(&self.state);
+                state.live_workers -= start - n;
+                state.idle_workers -= start - n;
+                return Err(format!("could not start a worker thread: {e}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The next job, or None when this worker should exit (closing, above the limit, or idle
+    /// for `idle_timeout` beyond the warm set). `counted_idle`: this worker was counted idle by
+    /// whoever started it.
+    fn next_job(&self, counted_idle: &mut bool) -> Option<Job> {
+        let mut state = lock(&self.state);
+        if std::mem::take(counted_idle) {
+            state.idle_workers -= 1;
+        }
+        let idle_since = Instant::now();
+        loop {
+            if state.closing || state.live_workers > state.limits.max_workers {
+                state.live_workers -= 1;
+                return None;
+            }
+            let may_take = state.outage.as_ref().is_none_or(|outage| outage.probe_due(Instant::now()));
+            if may_take {
+                if let Some(mut job) = state.ready.pop_front() {
+                    state.waiting -= 1;
+                    if let Some(outage) = &mut state.outage {
+                        outage.probe_in_flight = true;
+                        job.probe = true;
+                    }
+                    state.in_flight.insert(job.id, job.incoming.clone());
+                    return Some(job);
+                }
+            }
+            let idle_for = idle_since.elapsed();
+            if idle_for >= state.limits.idle_timeout && state.live_workers > state.limits.warm_workers {
+                state.live_workers -= 1;
+                let back_to_warm = state.live_workers == state.limits.warm_workers;
+                drop(state);
+                if back_to_warm {
+                    self.forget_idle_connections();
+                }
+                return None;
+            }
+            state.idle_workers += 1;
+            let wait = state.limits.idle_timeout.saturating_sub(idle_for).max(Duration::from_millis(1));
+            state = self.changed.wait_timeout(state, wait).unwrap_or_else(|p| p.into_inner()).0;
+            state.idle_workers -= 1;
+        }
+    }
+
+    /// After a burst: a fresh client, so the connections the burst opened are closed (the warm
+    /// workers open theirs again on their next request).
+    fn forget_idle_connections(&self) {
+        let mut settings = lock(&self.settings);
+        if let Ok(endpoint) = Endpoint::new(&settings.config) {
+            *settings = Arc::new(Settings { config: settings.config.clone(), endpoint });
+        }
+    }
+
+    /// One attempt, with everything that runs foreign or parsing code under a panic guard.
+    fn attempt(&self, job: &Job) -> Verdict {
+        catch_unwind(AssertUnwindSafe(|| {
+            let settings = Arc::clone(&lock(&self.settings));
+            // Encoded here rather than in `submit`: everything that need not touch Lua stays
+            // off Prosody's main thread.
+            let body = request::encode(&job.incoming);
+            let delivery = Delivery {
+                incoming: &job.incoming,
+                body: &body,
+                delivery_id: &job.delivery_id,
+                retry: job.attempts,
+                deadline: job.deadline,
+            };
+            post_once(&settings.endpoint, &settings.config, &delivery)
+        }))
+        .unwrap_or_else(|_| Verdict::Final(internal_error(&job.incoming)))
+    }
+
+    /// The stanza's outcome is known: answer it (unless `close` already did), update what we
+    /// know about the webhook, then let the next stanza of its line go — in that order, so the
+    /// next one's answer cannot overtake.
+    fn finish(self: &Arc<Self>, job: Job, outcome: Outcome, jitter: &mut Jitter) {
+        let reached = !matches!(&outcome, Outcome::Error(e, _) if *e == crate::response::TIMED_OUT);
+        let completion = settle(&job, outcome);
+        let mut state = lock(&self.state);
+        if state.in_flight.remove(&job.id).is_some() {
+            self.push(completion);
+        }
+        let mut start = 0;
+        if state.outage.is_some() {
+            if reached {
+                // The webhook answered: release everything held.
+                state.outage = None;
+                start = self.offer_work(&mut state);
+                self.changed.notify_all();
+            } else if job.probe {
+                let window = state.limits.retry_window;
+                if let Some(outage) = &mut state.outage {
+                    outage.probe_failed(Instant::now(), None, jitter, window);
+                }
+                self.keeper.notify_one();
+            }
+        }
+        release_line(&mut state, job.line.as_deref());
+        drop(state);
+        self.spawn_workers(start);
+    }
+
+    /// The webhook is unreachable: put the job back at the front of the queue, to be retried
+    /// when a probe finds the webhook back, or answer it if its window or deadline ran out.
+    fn hold(&self, mut job: Job, outcome: Outcome, retry_after: Option<Duration>, jitter: &mut Jitter) {
+        let now = Instant::now();
+        let mut state = lock(&self.state);
+        if state.in_flight.remove(&job.id).is_none() {
+            return; // closed meanwhile, and answered by `close`
+        }
+        let limits = state.limits;
+        if let Outcome::Error(error, reason) = &outcome {
+            let last_error = (error.clone(), reason.clone());
+            match &mut state.outage {
+                None => {
+                    state.outage = Some(Outage::begin(now, last_error, retry_after, jitter, limits.retry_window));
+                }
+                Some(outage) => {
+                    outage.last_error = last_error;
+                    if job.probe {
+                        outage.probe_failed(now, retry_after, jitter, limits.retry_window);
+                    }
+                }
+            }
+        }
+        let held_since = *job.held_since.get_or_insert(now);
+        let window_over = held_since.checked_add(limits.retry_window).is_none_or(|end| now >= end);
+        let retries_over = limits.retries.is_some_and(|retries| job.attempts > retries);
+        if window_over || retries_over || now >= job.deadline {
+            self.push(settle(&job, outcome));
+            release_line(&mut state, job.line.as_deref());
+        } else {
+            job.probe = false;
+            state.waiting += 1;
+            state.ready.push_front(job);
+        }
+        drop(state);
+        self.keeper.notify_one();
+    }
+}
+
+/// The outcome made a completion, under a panic guard; error log lines say how many attempts
+/// it took, so retried failures are visible.
+pub(super) fn settle(job: &Job, outcome: Outcome) -> Completion {
+    let outcome = match outcome {
+        Outcome::Error(error, reason) if job.attempts > 1 => {
+            Outcome::Error(error, format!("{reason} (after {} attempts)", job.attempts))
+        }
+        other => other,
+    };
+    catch_unwind(AssertUnwindSafe(|| complete(&job.incoming, outcome))).unwrap_or_else(|_| {
+        let mut completion = Completion { send: None, log: None };
+        completion.log =
+            Some((Level::Error, format!("{}: internal error (a bug in mod_component_http)", describe(&job.incoming))));
+        completion
+    })
+}
+
+fn internal_error(incoming: &Incoming) -> Outcome {
+    Outcome::Error(
+        INTERNAL,
+        format!("internal error (a bug in mod_component_http) while posting {}", describe(incoming)),
+    )
+}
+
+/// Lets the next stanza of a line become ready, or ends the line.
+pub(super) fn release_line(state: &mut State, line: Option<&str>) {
+    let Some(line) = line else { return };
+    match state.followers.get_mut(line).map(VecDeque::pop_front) {
+        Some(Some(next)) => state.ready.push_back(next),
+        Some(None) => {
+            state.followers.remove(line);
+        }
+        None => {}
+    }
+}
+
+/// Keeps the live-worker count right even if this thread unwinds.
+struct Counted<'a>(&'a Shared, bool);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        if self.1 {
+            lock(&self.0.state).live_workers -= 1;
+        }
+    }
+}
+
+fn run(shared: &Arc<Shared>) {
+    let mut counted = Counted(shared, true);
+    let mut jitter = Jitter::new();
+    let mut counted_idle = true;
+    loop {
+        let Some(mut job) = shared.next_job(&mut counted_idle) else {
+            counted.1 = false; // next_job counted this worker out
+            return;
+        };
+        loop {
+            let verdict = shared.attempt(&job);
+            job.attempts += 1;
+            match verdict {
+                Verdict::Final(outcome) => shared.finish(job, outcome, &mut jitter),
+                Verdict::Unreachable(outcome, retry_after) => shared.hold(job, outcome, retry_after, &mut jitter),
+                Verdict::RateLimited(outcome, retry_after) => {
+                    // Asked to slow down: this stanza waits, the others carry on.
+                    let (retries, left) = {
+                        let state = lock(&shared.state);
+                        (state.limits.retries, job.deadline.saturating_duration_since(Instant::now()))
+                    };
+                    let wait = retry_after
+                        .unwrap_or_else(|| jitter.spread(FIRST_BACKOFF.saturating_mul(1 << job.attempts.min(16))));
+                    let may_retry = retries.is_none_or(|retries| job.attempts <= retries) && wait < left;
+                    if !may_retry {
+                        shared.finish(job, outcome, &mut jitter);
+                    } else if shared.pause(wait) {
+                        continue;
+                    }
+                    // Closing: `close` answered it.
+                }
+            }
+            break;
+        }
+    }
+}
