@@ -14,7 +14,7 @@
 //! queue one at a time as their predecessor completes. Different lines proceed concurrently.
 //!
 //! Outages: see [`outage`]. While the webhook is unreachable, ready stanzas stay queued (those
-//! that failed go back to the front) and only the probe is posted.
+//! that failed go back to the queue) and only the probe is posted.
 
 mod keeper;
 mod outage;

@@ -182,7 +182,7 @@ fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Attempt
         request.config().timeout_global(Some(left)).timeout_connect(Some(config.connect_timeout.min(left))).build();
     let mut response = match request.send(delivery.body) {
         Ok(response) => response,
-        Err(e) => return transport_error(e),
+        Err(e) => return transport_error(e, delivery.deadline),
     };
     let status = response.status().as_u16();
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -192,7 +192,7 @@ fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Attempt
     match response.body_mut().with_config().limit(config.max_reply_size).read_to_vec() {
         Ok(body) => Attempt::Answer(HttpAnswer { status, content_type, body, retry_after }),
         Err(ureq::Error::BodyExceedsLimit(limit)) => Attempt::TooLarge(limit),
-        Err(e) => transport_error(e),
+        Err(e) => transport_error(e, delivery.deadline),
     }
 }
 
@@ -234,10 +234,13 @@ fn imf_fixdate(value: &str) -> Option<u64> {
     u64::try_from(seconds).ok()
 }
 
-fn transport_error(error: ureq::Error) -> Attempt {
+fn transport_error(error: ureq::Error, deadline: Instant) -> Attempt {
     match error {
-        // Not even connected: the webhook is down or unreachable, which is worth retrying.
-        ureq::Error::Timeout(phase @ (ureq::Timeout::Resolve | ureq::Timeout::Connect)) => {
+        // Not even connected within component_post_connect_timeout, with time left: the
+        // webhook is down or unreachable, which is worth retrying.
+        ureq::Error::Timeout(phase @ (ureq::Timeout::Resolve | ureq::Timeout::Connect))
+            if Instant::now() < deadline =>
+        {
             Attempt::Unreachable(format!("timed out in phase {phase} (component_post_connect_timeout)"))
         }
         ureq::Error::Timeout(phase) => Attempt::TimedOut(format!("timed out in phase {phase}")),

@@ -34,19 +34,23 @@ fn expiry(job: &Job, outage: Option<&Outage>, retry_window: Duration) -> Instant
     }
 }
 
+/// The answer to a job whose time ran out while it waited: its deadline (timed out, whatever
+/// the reason it waited), or its retry window during an outage (the webhook's last failure).
 fn expired(job: &Job, outage: Option<&Outage>, now: Instant) -> Completion {
     let outcome = match outage {
-        Some(outage) => {
+        Some(outage) if now < job.deadline => {
             let held = now.saturating_duration_since(job.held_since.unwrap_or(job.accepted.max(outage.since)));
             Outcome::Error(
                 outage.last_error.0.clone(),
                 format!(
-                    "{} (held {:.1} s while the webhook was unreachable, until component_post_retry_window \
-                     or component_post_timeout ran out)",
+                    "{} (held {:.1} s while the webhook was unreachable, until component_post_retry_window ran out)",
                     outage.last_error.1,
                     held.as_secs_f64()
                 ),
             )
+        }
+        Some(outage) => {
+            super::worker::out_of_time(&Outcome::Error(outage.last_error.0.clone(), outage.last_error.1.clone()))
         }
         None => Outcome::Error(
             TIMED_OUT,

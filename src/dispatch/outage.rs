@@ -3,8 +3,9 @@
 //! When an attempt finds the webhook unreachable (a connection refused, reset or timed out, or a
 //! proxy's 502/503/504 while the app behind it restarts), the component does not keep hammering
 //! it with every stanza: the stanzas are held in order, and one of them at a time is sent as a
-//! probe, after a capped, jittered backoff. The first real answer ends the outage and releases
-//! everything held. Each held stanza still ends by its retry window or its deadline.
+//! probe: at once after the first failure (a keep-alive connection the webhook closed is the
+//! common case), then after a capped, jittered backoff. The first real answer ends the outage
+//! and releases everything held. Each held stanza still ends by its retry window or deadline.
 
 use std::time::{Duration, Instant};
 
@@ -39,7 +40,9 @@ impl Outage {
     ) -> Outage {
         let mut outage =
             Outage { since: now, probe_in_flight: false, next_probe: now, failed_probes: 0, last_error: error };
-        outage.schedule(now, retry_after, jitter, longest_wait);
+        if retry_after.is_some() {
+            outage.schedule(now, retry_after, jitter, longest_wait);
+        }
         outage
     }
 
@@ -59,7 +62,8 @@ impl Outage {
     /// Sets `next_probe`: the backoff, or the webhook's own `Retry-After` when it gave one,
     /// never later than `longest_wait` (nothing held can wait longer than that anyway).
     fn schedule(&mut self, now: Instant, retry_after: Option<Duration>, jitter: &mut Jitter, longest_wait: Duration) {
-        let backoff = FIRST_PROBE_DELAY.saturating_mul(1 << self.failed_probes.min(16)).min(MAX_PROBE_DELAY);
+        let backoff =
+            FIRST_PROBE_DELAY.saturating_mul(1 << (self.failed_probes.max(1) - 1).min(16)).min(MAX_PROBE_DELAY);
         let wait = retry_after.unwrap_or_else(|| jitter.spread(backoff)).min(longest_wait.max(FIRST_PROBE_DELAY));
         self.next_probe = now.checked_add(wait).unwrap_or(now);
     }
@@ -82,6 +86,8 @@ mod tests {
         let error = || (CONNECTION_FAILURE, "refused".to_string());
         let window = Duration::from_secs(15);
         let mut outage = Outage::begin(now, error(), None, &mut jitter, window);
+        assert!(outage.probe_due(now), "the first retry goes at once");
+        outage.probe_failed(now, None, &mut jitter, window);
         assert!(outage.next_probe > now && outage.next_probe <= now + FIRST_PROBE_DELAY);
         assert!(!outage.probe_due(now) && outage.probe_due(outage.next_probe));
         for _ in 0..40 {

@@ -159,8 +159,11 @@ impl Shared {
         self.spawn_workers(start);
     }
 
-    /// The webhook is unreachable: put the job back at the front of the queue, to be retried
-    /// when a probe finds the webhook back, or answer it if its window or deadline ran out.
+    /// The webhook is unreachable: put the job back in the queue, to be retried when a probe
+    /// finds the webhook back, or answer it if its window or deadline ran out. It goes to the
+    /// back, so the next probe is another stanza: one that always fails (say, one the webhook
+    /// crashes on) cannot keep the outage going for everyone. Order per line is unaffected:
+    /// only a line's head is ever in the queue.
     fn hold(&self, mut job: Job, outcome: Outcome, retry_after: Option<Duration>, jitter: &mut Jitter) {
         let now = Instant::now();
         let mut state = lock(&self.state);
@@ -185,13 +188,16 @@ impl Shared {
         let held_since = *job.held_since.get_or_insert(now);
         let window_over = held_since.checked_add(limits.retry_window).is_none_or(|end| now >= end);
         let retries_over = limits.retries.is_some_and(|retries| job.attempts > retries);
-        if window_over || retries_over || now >= job.deadline {
+        if now >= job.deadline {
+            self.push(settle(&job, out_of_time(&outcome)));
+            release_line(&mut state, job.line.as_deref());
+        } else if window_over || retries_over {
             self.push(settle(&job, outcome));
             release_line(&mut state, job.line.as_deref());
         } else {
             job.probe = false;
             state.waiting += 1;
-            state.ready.push_front(job);
+            state.ready.push_back(job);
         }
         drop(state);
         self.keeper.notify_one();
@@ -213,6 +219,18 @@ pub(super) fn settle(job: &Job, outcome: Outcome) -> Completion {
             Some((Level::Error, format!("{}: internal error (a bug in mod_component_http)", describe(&job.incoming))));
         completion
     })
+}
+
+/// The deadline, not the failure, ended it: timed out, with the failure for the log.
+pub(super) fn out_of_time(last: &Outcome) -> Outcome {
+    let last = match last {
+        Outcome::Error(_, reason) => reason.as_str(),
+        _ => "none",
+    };
+    Outcome::Error(
+        crate::response::TIMED_OUT,
+        format!("component_post_timeout ran out while the webhook was unreachable (last failure: {last})"),
+    )
 }
 
 fn internal_error(incoming: &Incoming) -> Outcome {

@@ -6,6 +6,8 @@ from conftest import BOT
 from e2e_webhook import Reply
 
 BOT_JID = "echo@bot.localhost"
+# The mapping is the subject here, not the holding and retrying of 502-504 (test_delivery).
+BOT_OPTIONS = {"component_post_retry_window": 0}
 
 # status -> (error type, condition, text or None)
 MAPPING = {
@@ -85,7 +87,7 @@ def test_error_stanza_is_never_answered(hook, alice):
 
 
 def test_connection_refused(prosody_factory, connect, closed_port_url):
-    prosody = prosody_factory({BOT: {"component_post_url": closed_port_url}})
+    prosody = prosody_factory({BOT: {"component_post_url": closed_port_url, **BOT_OPTIONS}})
     alice = connect(prosody)
     mid = alice.send_message(BOT_JID, "anyone there?")
     err = alice.wait_for(error_for(mid), what="connection failure error")

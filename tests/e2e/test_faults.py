@@ -837,7 +837,7 @@ def test_connections_reset(prosody_factory, login, raw_hook):
     is lost."""
     resetter = Resetter()
     hook = raw_hook(resetter, early=resetter.early)
-    prosody, clients = start(prosody_factory, login, hook.url())
+    prosody, clients = start(prosody_factory, login, hook.url(), component_post_retries=2)
     before = proc_counts(prosody.pid)
     traffic = Traffic(clients, n=50)
     traffic.send(pace=0.003)
