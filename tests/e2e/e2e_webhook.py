@@ -162,6 +162,7 @@ class ScriptedWebhook:
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True
+            request_queue_size = 1024  # a burst of new connections must not be dropped
 
             def handle_error(self, request, client_address):
                 pass  # e.g. a client refusing our certificate: the test sees the effect
