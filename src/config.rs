@@ -41,6 +41,10 @@ pub struct Config {
     pub headers: Vec<(String, String)>,
     /// A PEM file of CA certificates trusted in addition to the system's.
     pub ca_file: Option<String>,
+    /// Send XEP-0085 chat states to senders that support them: `<composing/>` when the
+    /// webhook has not answered a chat message within `chat_state_delay`, `<active/>` after.
+    pub chat_states: bool,
+    pub chat_state_delay: Duration,
 }
 
 pub const KINDS: [&str; 3] = ["message", "presence", "iq"];
@@ -49,7 +53,7 @@ pub const KINDS: [&str; 3] = ["message", "presence", "iq"];
 const MAX_IN_FLIGHT: i64 = 10_000;
 
 /// Every option the module reads; the shim asks for this list instead of keeping its own.
-pub const OPTION_NAMES: [&str; 17] = [
+pub const OPTION_NAMES: [&str; 19] = [
     "component_post_url",
     "component_post_stanzas",
     "post_stanza_types",
@@ -67,6 +71,8 @@ pub const OPTION_NAMES: [&str; 17] = [
     "component_post_secret",
     "component_post_headers",
     "component_post_ca_file",
+    "component_post_chat_states",
+    "component_post_chat_state_delay",
 ];
 
 impl Config {
@@ -90,6 +96,8 @@ impl Config {
             secret: None,
             headers: Vec::new(),
             ca_file: None,
+            chat_states: true,
+            chat_state_delay: Duration::from_secs(1),
         })
     }
 
@@ -143,6 +151,12 @@ impl Config {
             return Err("component_post_secret is empty: remove it or set a long random string".into());
         }
         config.ca_file = string(options, "component_post_ca_file")?;
+        if let Some(b) = boolean(options, "component_post_chat_states")? {
+            config.chat_states = b;
+        }
+        if let Some(d) = seconds(options, "component_post_chat_state_delay")? {
+            config.chat_state_delay = d;
+        }
         config.headers = headers(options)?;
         if config.authorization.is_some() && config.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
         {

@@ -47,7 +47,23 @@ struct Job {
     held_since: Option<Instant>,
     /// This job is the one attempt allowed during an outage.
     probe: bool,
+    /// `<composing/>` was sent to its sender (kept across holds during an outage).
+    composing_sent: bool,
     incoming: Incoming,
+}
+
+/// A stanza a worker is posting, kept so `close` can answer it without waiting, and so the
+/// keeper can tell its sender the bot is composing.
+struct InFlight {
+    incoming: Incoming,
+    composing: Composing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Composing {
+    NotWanted,
+    Due(Instant),
+    Sent,
 }
 
 /// What workers read per job; replaced as a whole by `reconfigure`.
@@ -63,8 +79,8 @@ struct State {
     followers: HashMap<String, VecDeque<Job>>,
     /// Jobs not yet taken by a worker: `ready` plus all followers.
     waiting: usize,
-    /// Stanzas a worker is posting, kept so `close` can answer them without waiting.
-    in_flight: HashMap<u64, Incoming>,
+    /// Stanzas a worker is posting.
+    in_flight: HashMap<u64, InFlight>,
     /// Set while the webhook is unreachable.
     outage: Option<Outage>,
     closing: bool,
@@ -87,6 +103,8 @@ struct Limits {
     timeout: Duration,
     retry_window: Duration,
     retries: Option<u32>,
+    chat_states: bool,
+    chat_state_delay: Duration,
 }
 
 impl Limits {
@@ -100,6 +118,8 @@ impl Limits {
             timeout: config.timeout,
             retry_window: config.retry_window,
             retries: config.retries,
+            chat_states: config.chat_states,
+            chat_state_delay: config.chat_state_delay,
         }
     }
 }
@@ -233,6 +253,7 @@ impl Dispatcher {
             attempts: 0,
             held_since: None,
             probe: false,
+            composing_sent: false,
             incoming,
         };
         let refused = if state.closing {
@@ -292,7 +313,7 @@ impl Dispatcher {
             for (_, followers) in state.followers.drain() {
                 abandoned.extend(followers.into_iter().map(|job| job.incoming));
             }
-            abandoned.extend(state.in_flight.drain().map(|(_, incoming)| incoming));
+            abandoned.extend(state.in_flight.drain().map(|(_, in_flight)| in_flight.incoming));
             abandoned
         };
         self.shared.changed.notify_all();

@@ -43,6 +43,7 @@ mod tests {
             stanza_type: Some("chat".into()),
             xml: "<message to='echo@bot.localhost'><body>\"hi\" \u{1F600}</body></message>".into(),
             body: body.map(Into::into),
+            chat_states: false,
         }
     }
 

@@ -246,6 +246,39 @@ fn iq_response(orig: &Incoming, reply: Element) -> Element {
     response
 }
 
+/// A standalone XEP-0085 chat state notification (`composing`, `active`) from the JID the
+/// message was sent to, to its sender.
+pub fn chat_state(orig: &Incoming, state: &str) -> Element {
+    let mut message = Element::new("message");
+    fill_attr(&mut message, "to", orig.from.as_deref());
+    fill_attr(&mut message, "from", orig.to.as_deref());
+    message.set_attr("type", "chat");
+    message.push_element(chat_state_element(state));
+    message
+}
+
+fn chat_state_element(state: &str) -> Element {
+    let mut element = Element::new(state);
+    element.set_attr("xmlns", crate::stanza::CHAT_STATES);
+    element
+}
+
+/// Adds `<active/>` to a chat reply that carries no chat state of its own; false if the
+/// completion sends no such reply (then a standalone one may be due).
+pub fn mark_active(completion: &mut Completion) -> bool {
+    let Some(reply) = &mut completion.send else { return false };
+    if reply.name != "message" || reply.attr("type") == Some("error") {
+        return false;
+    }
+    let has_state = reply.children.iter().any(
+        |child| matches!(child, crate::stanza::Node::Element(e) if e.attr("xmlns") == Some(crate::stanza::CHAT_STATES)),
+    );
+    if !has_state {
+        reply.push_element(chat_state_element("active"));
+    }
+    true
+}
+
 /// "message from a@b/c to bot.example (id x)", for log lines.
 pub fn describe(orig: &Incoming) -> String {
     format!(
@@ -270,6 +303,7 @@ mod tests {
             stanza_type: stanza_type.map(Into::into),
             xml: String::new(),
             body: None,
+            chat_states: false,
         }
     }
 

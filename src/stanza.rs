@@ -240,7 +240,13 @@ pub struct Incoming {
     pub xml: String,
     /// Text of the `<body/>` child in the stanza's own namespace, as `stanza:get_child_text("body")`.
     pub body: Option<String>,
+    /// A chat message with a body whose sender announced chat states (XEP-0085: the message
+    /// carries a chat state element), so it may be sent `<composing/>` and `<active/>`.
+    pub chat_states: bool,
 }
+
+/// The namespace of XEP-0085 chat state notifications.
+pub const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
 
 impl Incoming {
     /// Reads a Prosody stanza table without building an intermediate tree: the XML is written
@@ -252,8 +258,10 @@ impl Incoming {
         let (name, mut attrs) = write_table(stanza, &mut xml, None, 0)?;
         let mut take = |key: &str| attrs.iter().position(|(k, _)| k == key).map(|i| attrs.swap_remove(i).1);
         let (to, from, id, stanza_type, own_ns) = (take("to"), take("from"), take("id"), take("type"), take("xmlns"));
-        let body = if name == "message" { body_text(stanza, own_ns.as_deref())? } else { None };
-        Ok(Incoming { name, to, from, id, stanza_type, xml, body })
+        let (body, has_chat_state) =
+            if name == "message" { message_children(stanza, own_ns.as_deref())? } else { (None, false) };
+        let chat_states = has_chat_state && body.is_some() && stanza_type.as_deref() == Some("chat");
+        Ok(Incoming { name, to, from, id, stanza_type, xml, body, chat_states })
     }
 
     /// What can be read of a stanza table `from_lua` refused: its name and the addressing
@@ -270,6 +278,7 @@ impl Incoming {
             stanza_type: get("type"),
             xml: String::new(),
             body: None,
+            chat_states: false,
         }
     }
 }
@@ -331,29 +340,35 @@ fn write_table(
 
 /// `stanza:get_child_text("body")`: the first `<body/>` in the stanza's namespace whose children
 /// are all text.
-fn body_text(stanza: &Table, own_ns: Option<&str>) -> Result<Option<String>, String> {
+/// A message's body text (the first `<body/>` in its own namespace, as
+/// `stanza:get_child_text("body")`) and whether it carries a chat state, in one pass.
+fn message_children(stanza: &Table, own_ns: Option<&str>) -> Result<(Option<String>, bool), String> {
+    let (mut body, mut body_seen, mut chat_state) = (None, false, false);
     for i in 1..=stanza.raw_len() {
         let Ok(Value::Table(child)) = stanza.raw_get::<Value>(i) else { continue };
-        if get_string(&child, "name")?.as_deref() != Some("body") {
-            continue;
-        }
         let child_ns = match child.raw_get::<Value>("attr") {
             Ok(Value::Table(a)) => get_string(&a, "xmlns")?,
             _ => None,
         };
-        if child_ns.as_deref() != own_ns {
+        if child_ns.as_deref() == Some(CHAT_STATES) {
+            chat_state = true;
             continue;
         }
-        let mut text = String::new();
+        if body_seen || child_ns.as_deref() != own_ns || get_string(&child, "name")?.as_deref() != Some("body") {
+            continue;
+        }
+        body_seen = true;
+        let mut text = Some(String::new());
         for j in 1..=child.raw_len() {
-            match child.raw_get::<Value>(j).map_err(|e| e.to_string())? {
-                Value::String(s) => text.push_str(&s.to_str().map_err(|e| e.to_string())?),
-                _ => return Ok(None),
+            match (child.raw_get::<Value>(j).map_err(|e| e.to_string())?, &mut text) {
+                (Value::String(s), Some(text)) => text.push_str(&s.to_str().map_err(|e| e.to_string())?),
+                // A body with child elements has no text, as in Prosody's get_child_text.
+                _ => text = None,
             }
         }
-        return Ok(Some(text));
+        body = text;
     }
-    Ok(None)
+    Ok((body, chat_state))
 }
 
 /// Builds the error answer Prosody's `st.error_reply(orig, type, condition, text)` would build.
@@ -426,6 +441,7 @@ mod tests {
             stanza_type: Some("chat".into()),
             xml: String::new(),
             body: None,
+            chat_states: false,
         };
         let e = error_reply(&orig, "wait", "remote-server-timeout", Some("Gateway timeout"));
         assert_eq!(

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::worker::release_line;
 use super::*;
-use crate::response::TIMED_OUT;
+use crate::response::{chat_state, TIMED_OUT};
 
 pub(super) fn start(shared: &Arc<Shared>) -> Result<(), String> {
     let shared = Arc::clone(shared);
@@ -91,8 +91,25 @@ fn run(shared: &Arc<Shared>) {
             }
             for job in ran_out {
                 state.waiting -= 1;
-                shared.push(expired(&job, state.outage.as_ref(), now));
+                let completion = expired(&job, state.outage.as_ref(), now);
+                shared.answer(&state.limits, &job, completion, job.composing_sent);
                 release_line(&mut state, job.line.as_deref());
+            }
+        }
+        // Chat states: tell the senders of chat messages the webhook is slow to answer that
+        // the bot is composing. Sleeping no longer than `chat_state_delay` notices a stanza
+        // taken after this pass at most that late.
+        if state.limits.chat_states {
+            wake_at = wake_at.min(now.checked_add(state.limits.chat_state_delay).unwrap_or(now));
+            for in_flight in state.in_flight.values_mut() {
+                match in_flight.composing {
+                    Composing::Due(at) if at <= now => {
+                        shared.push(Completion { send: Some(chat_state(&in_flight.incoming, "composing")), log: None });
+                        in_flight.composing = Composing::Sent;
+                    }
+                    Composing::Due(at) => wake_at = wake_at.min(at),
+                    _ => {}
+                }
             }
         }
         if let Some(outage) = &state.outage {

@@ -137,6 +137,7 @@ fn message(n: usize) -> Incoming {
         stanza_type: Some("chat".into()),
         xml: format!("<message><body>hello {n}</body></message>"),
         body: Some(format!("hello {n}")),
+        chat_states: false,
     }
 }
 
@@ -803,4 +804,92 @@ fn the_deadline_counts_time_spent_in_the_queue() {
     assert_eq!(done.iter().filter(|c| c.log.as_ref().unwrap().1.contains("in the queue")).count(), 4);
     assert_eq!(server.seen.lock().unwrap().len(), 1);
     gate.open();
+}
+
+fn chatty(n: usize) -> Incoming {
+    Incoming { chat_states: true, ..message(n) }
+}
+
+const COMPOSING: &str = "<message to='user1@localhost/r' from='echo@bot.localhost' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>";
+const ACTIVE: &str = "<message to='user1@localhost/r' from='echo@bot.localhost' type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>";
+
+/// A webhook that answers `answer` once the test opens its gate.
+fn gated(answer: Answer) -> (Server, Arc<Gate>) {
+    let gate = Arc::new(Gate::default());
+    let g = Arc::clone(&gate);
+    (
+        serve(move |_| {
+            g.pass();
+            answer.clone()
+        }),
+        gate,
+    )
+}
+
+fn quick(c: &mut Config) {
+    c.chat_state_delay = Duration::from_millis(50);
+}
+
+#[test]
+fn a_slow_answer_is_preceded_by_composing_and_carries_active() {
+    let (server, gate) = gated(json(r#"{"body":"thought about it"}"#));
+    let mut d = dispatcher(&server.url, quick);
+    d.submit(chatty(1));
+    let composing = collect(&d, 1);
+    assert_eq!(sent_xml(&composing[0]), COMPOSING);
+    gate.open();
+    let reply = collect(&d, 1);
+    assert_eq!(
+        sent_xml(&reply[0]),
+        "<message type='chat' to='user1@localhost/r' from='echo@bot.localhost'><body>thought about it</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>"
+    );
+}
+
+#[test]
+fn a_slow_answer_without_a_reply_is_followed_by_active() {
+    for answer in [Answer { status: 204, ..json("") }, Answer { status: 500, ..json("") }] {
+        let (server, gate) = gated(answer);
+        let mut d = dispatcher(&server.url, quick);
+        d.submit(chatty(1));
+        assert_eq!(sent_xml(&collect(&d, 1)[0]), COMPOSING);
+        gate.open();
+        let after: Vec<String> = collect(&d, 2).iter().map(sent_xml).collect();
+        assert!(!after[0].contains("chatstates"), "{after:?}");
+        assert_eq!(after[1], ACTIVE);
+    }
+}
+
+#[test]
+fn a_fast_answer_gets_no_notification_only_active_in_the_reply() {
+    let server = serve(|_| json(r#"{"body":"quick"}"#));
+    let mut d = dispatcher(&server.url, |c| c.chat_state_delay = Duration::from_secs(3600));
+    d.submit(chatty(1));
+    let done = collect(&d, 1);
+    assert!(sent_xml(&done[0])
+        .ends_with("<body>quick</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>"));
+    d.submit(chatty(2));
+    collect(&d, 1);
+    wait_until("idle", || d.pending() == 0);
+    assert!(d.drain().is_empty());
+}
+
+#[test]
+fn no_chat_states_for_senders_without_them_or_with_the_option_off() {
+    for (incoming, on) in [(message(1), true), (chatty(1), false)] {
+        let (server, gate) = gated(json(r#"{"body":"plain"}"#));
+        let mut d = dispatcher(&server.url, |c| {
+            quick(c);
+            c.chat_states = on;
+        });
+        d.submit(incoming);
+        gate.wait_held(1);
+        // The webhook holds it well past the delay: still only the plain reply comes.
+        let waited = Instant::now();
+        wait_until("ten delays", || waited.elapsed() >= Duration::from_millis(500));
+        gate.open();
+        let done = collect(&d, 1);
+        assert!(!sent_xml(&done[0]).contains("chatstates"), "{:?}", done[0]);
+        wait_until("idle", || d.pending() == 0);
+        assert!(d.drain().is_empty());
+    }
 }

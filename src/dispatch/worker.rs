@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use super::*;
 use crate::http::{post_once, Delivery, Verdict};
 use crate::request;
-use crate::response::{describe, Level, INTERNAL};
+use crate::response::{chat_state, describe, mark_active, Level, INTERNAL};
 
 /// Workers spend their time blocked in reads; they need little stack, and 1,000 of them must
 /// stay cheap (only the pages touched count towards memory).
@@ -80,7 +80,14 @@ impl Shared {
                         outage.probe_in_flight = true;
                         job.probe = true;
                     }
-                    state.in_flight.insert(job.id, job.incoming.clone());
+                    let composing = if job.composing_sent {
+                        Composing::Sent
+                    } else if state.limits.chat_states && job.incoming.chat_states {
+                        Composing::Due(job.accepted.checked_add(state.limits.chat_state_delay).unwrap_or(job.accepted))
+                    } else {
+                        Composing::NotWanted
+                    };
+                    state.in_flight.insert(job.id, InFlight { incoming: job.incoming.clone(), composing });
                     return Some(job);
                 }
             }
@@ -136,8 +143,9 @@ impl Shared {
         let reached = !matches!(&outcome, Outcome::Error(e, _) if *e == crate::response::TIMED_OUT);
         let completion = settle(&job, outcome);
         let mut state = lock(&self.state);
-        if state.in_flight.remove(&job.id).is_some() {
-            self.push(completion);
+        if let Some(in_flight) = state.in_flight.remove(&job.id) {
+            let composing_sent = job.composing_sent || in_flight.composing == Composing::Sent;
+            self.answer(&state.limits, &job, completion, composing_sent);
         }
         let mut start = 0;
         if state.outage.is_some() {
@@ -167,9 +175,10 @@ impl Shared {
     fn hold(&self, mut job: Job, outcome: Outcome, retry_after: Option<Duration>, jitter: &mut Jitter) {
         let now = Instant::now();
         let mut state = lock(&self.state);
-        if state.in_flight.remove(&job.id).is_none() {
+        let Some(in_flight) = state.in_flight.remove(&job.id) else {
             return; // closed meanwhile, and answered by `close`
-        }
+        };
+        job.composing_sent |= in_flight.composing == Composing::Sent;
         let limits = state.limits;
         if let Outcome::Error(error, reason) = &outcome {
             let last_error = (error.clone(), reason.clone());
@@ -189,10 +198,10 @@ impl Shared {
         let window_over = held_since.checked_add(limits.retry_window).is_none_or(|end| now >= end);
         let retries_over = limits.retries.is_some_and(|retries| job.attempts > retries);
         if now >= job.deadline {
-            self.push(settle(&job, out_of_time(&outcome)));
+            self.answer(&limits, &job, settle(&job, out_of_time(&outcome)), job.composing_sent);
             release_line(&mut state, job.line.as_deref());
         } else if window_over || retries_over {
-            self.push(settle(&job, outcome));
+            self.answer(&limits, &job, settle(&job, outcome), job.composing_sent);
             release_line(&mut state, job.line.as_deref());
         } else {
             job.probe = false;
@@ -201,6 +210,18 @@ impl Shared {
         }
         drop(state);
         self.keeper.notify_one();
+    }
+}
+
+impl Shared {
+    /// Sends a job's completion, with the chat states its sender expects: a chat reply carries
+    /// `<active/>`; after a `<composing/>`, anything else is followed by a standalone one.
+    pub(super) fn answer(&self, limits: &Limits, job: &Job, mut completion: Completion, composing_sent: bool) {
+        let replied_in_chat = limits.chat_states && job.incoming.chat_states && mark_active(&mut completion);
+        self.push(completion);
+        if composing_sent && !replied_in_chat {
+            self.push(Completion { send: Some(chat_state(&job.incoming, "active")), log: None });
+        }
     }
 }
 
