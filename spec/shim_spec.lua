@@ -116,6 +116,15 @@ describe("mod_component_http shim", function ()
 		assert.is_true(handler(event(other)));
 	end);
 
+	it("lets module:send_iq from a full JID see its answer first", function ()
+		-- send_iq from a full JID hooks "iq/full" itself, at priority 1, and takes only its own
+		-- answer; mod_iq's iq/host handler runs at the default priority 0.
+		local fake = load({ component_post_url = dead_url, component_post_stanzas = { "iq" } });
+		assert.is_true(fake.hooks["iq/full"].priority < 1);
+		assert.is_true(fake.hooks["iq/host"].priority > 0);
+		assert.is_true(fake.hooks["iq/bare"].priority > 0);
+	end);
+
 	it("on unload stops watching first, then answers what is pending", function ()
 		local socket = require "socket";
 		local server, url = helpers.silent_webhook();

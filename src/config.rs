@@ -314,10 +314,10 @@ fn split_userinfo(url: &str) -> Result<(String, Option<String>), String> {
     if host.is_empty() {
         return Err(format!("component_post_url \"{url}\" has no host"));
     }
-    let parsed = format!("{scheme}://{host}/").parse::<ureq::http::Uri>();
-    let port_ok =
-        parsed.as_ref().is_ok_and(|uri| uri.port().is_none_or(|p| p.as_str().parse::<u16>().is_ok_and(|p| p > 0)));
-    if parsed.is_err() || !port_ok {
+    // The port, if any, is what follows the last ':' outside an IPv6 literal's brackets.
+    let port = host.rsplit_once(']').map_or(host, |(_, rest)| rest).rsplit_once(':').map(|(_, port)| port);
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if format!("{scheme}://{host}/").parse::<ureq::http::Uri>().is_err() || !port_ok {
         return Err(format!("component_post_url \"{url}\": \"{host}\" is not a valid host[:port]"));
     }
     if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -344,7 +344,17 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused_by_name() {
-        for url in ["example.com/hook", "ftp://example.com/", "http:///path"] {
+        for url in [
+            "example.com/hook",
+            "ftp://example.com/",
+            "http:///path",
+            "http://exa mple.com/",
+            "http://example.com:99999/",
+            "http://example.com:0/",
+            "http://example.com:8o8o/",
+            "http://[::1/",
+            "http://example.com/a path",
+        ] {
             assert!(Config::with_url(url).unwrap_err().contains("component_post_url"), "{url}");
         }
     }
@@ -357,6 +367,15 @@ mod tests {
             Config::from_lua(&table)
         };
         assert!(check("return {}").unwrap_err().contains("component_post_url is not set"));
+        let both =
+            "return { component_post_url = 'http://u:p@h/', component_post_headers = { authorization = 'Bearer t' } }";
+        assert!(check(both).unwrap_err().contains("component_post_headers sets Authorization and component_post_url"));
+        let c = check("return { component_post_url = 'http://h/', component_post_workers = 2 }").unwrap();
+        assert_eq!((c.max_in_flight, c.warm_workers), (2, 2), "the old name still limits, the warm set fits");
+        let c = check("return { component_post_url = 'http://h/', component_post_workers = 2, component_post_max_in_flight = 50 }").unwrap();
+        assert_eq!(c.max_in_flight, 50, "the new name wins");
+        let c = check("return { component_post_url = 'http://h/', component_post_retry_window = 0 }").unwrap();
+        assert_eq!((c.retry_window, c.retries), (Duration::ZERO, None));
         let c = check("return { component_post_url = 'http://h/', post_stanza_types = { 'message', 'iq' } }").unwrap();
         assert_eq!(c.stanzas, ["message", "iq"]);
         let c = check("return { component_post_url = 'http://h/', component_post_stanzas = 'presence', post_stanza_types = { 'iq' } }").unwrap();
@@ -392,6 +411,9 @@ mod tests {
             ("component_post_headers = { ['X-A'] = 'a\\r\\nInjected: 1' }", "line break"),
             ("component_post_headers = { ['Content-Type'] = 'text/plain' }", "cannot be overridden"),
             ("component_post_ca_file = 7", "component_post_ca_file"),
+            ("component_post_max_in_flight = 0", "component_post_max_in_flight"),
+            ("component_post_retry_window = -1", "component_post_retry_window"),
+            ("component_post_chat_state_delay = 0", "component_post_chat_state_delay"),
         ] {
             let err = check(&format!("return {{ component_post_url = 'http://h/', {source} }}")).unwrap_err();
             assert!(err.contains(name), "{source}: {err}");
