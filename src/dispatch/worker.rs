@@ -109,12 +109,16 @@ impl Shared {
     }
 
     /// After a burst: a fresh client, so the connections the burst opened are closed (the warm
-    /// workers open theirs again on their next request).
+    /// workers open theirs again on their next request), and the memory the burst's threads
+    /// used is given back to the system.
     fn forget_idle_connections(&self) {
-        let mut settings = lock(&self.settings);
-        if let Ok(endpoint) = Endpoint::new(&settings.config) {
-            *settings = Arc::new(Settings { config: settings.config.clone(), endpoint });
+        {
+            let mut settings = lock(&self.settings);
+            if let Ok(endpoint) = Endpoint::new(&settings.config) {
+                *settings = Arc::new(Settings { config: settings.config.clone(), endpoint });
+            }
         }
+        give_back_free_memory();
     }
 
     /// One attempt, with everything that runs foreign or parsing code under a panic guard.
@@ -272,6 +276,22 @@ pub(super) fn release_line(state: &mut State, line: Option<&str>) {
         None => {}
     }
 }
+
+/// glibc keeps what exited threads freed in per-thread arenas: measured, 1,000 requests in
+/// flight left Prosody 44 MiB larger after the burst. `malloc_trim` returns it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn give_back_free_memory() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+    }
+    // SAFETY: malloc_trim only releases free heap memory; it takes no pointers of ours.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn give_back_free_memory() {}
 
 /// Keeps the live-worker count right even if this thread unwinds.
 struct Counted<'a>(&'a Shared, bool);

@@ -45,7 +45,8 @@ fn main() {
     let addr = line.trim().strip_prefix("LISTENING ").expect("LISTENING line").to_owned();
 
     let mut config = Config::with_url(&format!("http://{addr}/hook")).unwrap();
-    config.workers = workers;
+    config.max_in_flight = workers;
+    config.warm_workers = config.warm_workers.min(workers);
     config.queue_size = window.max(1) * 2;
     let mut dispatcher = Dispatcher::new(config).unwrap();
     let fd = dispatcher.fd();
@@ -58,6 +59,7 @@ fn main() {
         stanza_type: Some("chat".into()),
         xml: format!("<message to='echo@bot.localhost' type='chat' id='m{n}'><body>m{n}</body></message>"),
         body: Some(format!("m{n}")),
+        chat_states: false,
     };
 
     let (cpu0, vol0, invol0) = cpu_us(libc::RUSAGE_SELF);
@@ -93,7 +95,7 @@ fn main() {
         (invol1 - invol0) as f64 / n,
         n / wakeups as f64,
     );
-    dispatcher.close(std::time::Duration::from_secs(1));
+    dispatcher.close();
     drop(webhook.stdin.take());
     let _ = webhook.wait();
 }
