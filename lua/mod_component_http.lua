@@ -67,7 +67,8 @@ for _, kind in ipairs(client:kinds()) do
 	forwarded[kind] = true;
 end
 
-local function send_outcomes(stanzas, logs)
+-- `status_type, status_message`: the webhook's state changed (an outage began or ended).
+local function send_outcomes(stanzas, logs, status_type, status_message)
 	if not stanzas then
 		return;
 	end
@@ -75,6 +76,9 @@ local function send_outcomes(stanzas, logs)
 		for i = 1, #logs, 2 do
 			module:log(logs[i], "%s", logs[i+1]);
 		end
+	end
+	if status_type then
+		module:set_status(status_type, status_message);
 	end
 	for i = 1, #stanzas do
 		module:send(stanzas[i]);
@@ -156,8 +160,85 @@ for _, kind in ipairs({ "message", "presence", "iq" }) do
 	end
 end
 
-module:log("info", "Posting %s stanzas to %s", table.concat(client:kinds(), ", "),
-	(options.component_post_url:gsub("//[^/@]*@", "//")));
+local public_url = options.component_post_url:gsub("//[^/@]*@", "//");
+module:log("info", "Posting %s stanzas to %s", table.concat(client:kinds(), ", "), public_url);
+module:set_status("info", "Posting to "..public_url);
+
+-- Statistics. The native side counts as it settles stanzas, off this thread; the figures are
+-- handed to Prosody's statistics (mod_http_openmetrics and the other backends) only when
+-- Prosody collects them, so they cost nothing per stanza here.
+local metrics = {
+	posted = module:metric("counter", "posted", "", "Stanzas handed to the module, by kind", { "kind" });
+	outcomes = module:metric("counter", "outcomes", "",
+		"Stanza outcomes: reply, no_reply, or the condition of the error sent to the sender", { "outcome" });
+	responses = module:metric("counter", "responses", "",
+		"Webhook HTTP answers by status class; none: no valid answer", { "class" });
+	retries = module:metric("counter", "retries", "", "Attempts after a stanza's first", {});
+	latency = module:metric("histogram", "request_latency", "seconds",
+		"Time from posting a stanza to the webhook's answer read, per attempt", {},
+		{ buckets = native.latency_buckets });
+	queued = module:metric("gauge", "queued", "",
+		"Stanzas waiting for a worker, held during an outage, or behind their sender's previous one", {});
+	in_flight = module:metric("gauge", "in_flight", "", "Requests in flight", {});
+	workers = module:metric("gauge", "workers", "", "Worker threads", {});
+	endpoint_up = module:metric("gauge", "endpoint_up", "", "1 while the webhook answers, 0 during an outage", {});
+};
+
+-- What was added to each counter so far: the native counts are totals. Handed over on reload
+-- together with the client, whose totals go on.
+local reported = {};
+
+local function add_total(family, name, label, total)
+	local key = label and name.."/"..label or name;
+	local delta = total - (reported[key] or 0);
+	if delta > 0 then
+		local m = label and family:with_labels(label) or family:with_labels();
+		m:add(delta);
+		reported[key] = total;
+	end
+end
+
+local function report_latency(s)
+	local m = metrics.latency:with_labels();
+	local buckets, seen = s.latency_buckets, reported.latency_buckets or {};
+	if type(m[1]) == "table" and type(m[1].count) == "number" and type(m._count) == "number" then
+		-- Prosody's own backend keeps cumulative bucket counts: set them.
+		local cumulative = 0;
+		for i = 1, #buckets do
+			cumulative = cumulative + buckets[i] - (seen[i] or 0);
+			if m[i] then m[i].count = m[i].count + cumulative; end
+		end
+		m._sum = m._sum + s.latency_sum - (reported.latency_sum or 0);
+		m._count = m._count + s.latency_count - (reported.latency_count or 0);
+	else
+		-- Another backend: replay the new observations at their buckets' bounds.
+		local bounds = native.latency_buckets;
+		for i = 1, #buckets do
+			for _ = 1, buckets[i] - (seen[i] or 0) do
+				m:sample(bounds[i] or bounds[#bounds] * 2);
+			end
+		end
+	end
+	reported.latency_buckets, reported.latency_sum, reported.latency_count = buckets, s.latency_sum, s.latency_count;
+end
+
+module:hook_global("stats-update", function ()
+	local s = client:stats();
+	if not s.posted then
+		return; -- closed
+	end
+	for family, by_label in pairs({ posted = s.posted, outcomes = s.outcomes, responses = s.responses }) do
+		for label, total in pairs(by_label) do
+			add_total(metrics[family], family, label, total);
+		end
+	end
+	add_total(metrics.retries, "retries", nil, s.retries);
+	report_latency(s);
+	metrics.queued:with_labels():set(s.queued);
+	metrics.in_flight:with_labels():set(s.in_flight);
+	metrics.workers:with_labels():set(s.workers);
+	metrics.endpoint_up:with_labels():set(s.endpoint_up and 1 or 0);
+end);
 
 -- On reload the new instance takes over this one's pool (queue, requests in flight, order
 -- per sender, connections) instead of answering everything pending with an error.
@@ -165,7 +246,7 @@ local handed_over = false;
 
 function module.save()
 	handed_over = true;
-	return { component_http_client = client };
+	return { component_http_client = client, component_http_reported = reported };
 end
 
 function module.restore(saved)
@@ -174,6 +255,7 @@ function module.restore(saved)
 		return;
 	end
 	watcher:close();
+	reported = saved.component_http_reported or reported;
 	send_outcomes(client:adopt(old));
 	watcher = server.watchfd(client:fd(), on_wakeup);
 	module:log("debug", "Took over the previous instance's %d pending stanzas", client:pending());

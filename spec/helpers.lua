@@ -15,8 +15,12 @@ function helpers.fake_module(options, host)
 		path = "lua/mod_component_http.lua",
 		options = options or {},
 		hooks = {},
+		global_hooks = {},
 		sent = {},
 		logs = {},
+		-- Prosody's own statistics registry (the "internal" provider's), as the real
+		-- module:metric would use it.
+		statistics = require "util.statistics".new(),
 	};
 	function fake:get_option(name) return self.options[name]; end
 	function fake:hook(event, handler, priority)
@@ -24,6 +28,21 @@ function helpers.fake_module(options, host)
 	end
 	function fake:log(level, fmt, ...)
 		table.insert(self.logs, { level = level, message = fmt:format(...) });
+	end
+	function fake:hook_global(event, handler)
+		self.global_hooks[event] = handler;
+	end
+	function fake:set_status(status_type, message)
+		self.status_type, self.status_message = status_type, message;
+	end
+	function fake:metric(type_, name, unit, description, labels, extra)
+		assert(type(labels) == "table", "module:metric wants a table of label keys (Prosody appends them)");
+		local label_keys = { "host" };
+		for _, label in ipairs(labels or {}) do table.insert(label_keys, label); end
+		local registry = self.statistics.metric_registry;
+		local family = registry[type_](registry, "prosody_mod_component_http/"..name, unit or "", description or "",
+			label_keys, extra);
+		return family:with_partial_label(self.host);
 	end
 	function fake:send(stanza)
 		if self.send_error then error(self.send_error); end

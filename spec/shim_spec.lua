@@ -90,6 +90,27 @@ describe("mod_component_http shim", function ()
 		assert.is_true(warned);
 	end);
 
+	it("says in its status that the webhook is unreachable, and counts for Prosody's statistics", function ()
+		local fake, watch = load({ component_post_url = dead_url, component_post_retry_window = 0 });
+		assert.are.equal("info", fake.status_type);
+		local msg = st.message({ to = "echo@bot.localhost", from = "u@localhost/r", type = "chat", id = "m1" }):text_tag("body", "hi");
+		fake.hooks["message/bare"].handler(event(msg));
+		helpers.wait_sent(fake, watch, 1);
+		assert.are.equal("warn", fake.status_type);
+		assert.truthy(fake.status_message:find("The webhook is unreachable since", 1, true));
+		-- Collected twice: totals are added once.
+		fake.global_hooks["stats-update"]();
+		fake.global_hooks["stats-update"]();
+		local text = fake.statistics.metric_registry:render();
+		local function sample(pattern)
+			return tonumber(text:match(pattern:gsub("[%-%%]", "%%%0")..' ([%d.e+-]+)'));
+		end
+		assert.are.equal(1, sample('component_http__posted_total{host="bot.localhost",kind="message"}'));
+		assert.are.equal(1, sample('component_http__outcomes_total{host="bot.localhost",outcome="remote-server-timeout"}'));
+		assert.are.equal(1, sample('component_http__responses_total{host="bot.localhost",class="none"}'));
+		assert.are.equal(0, sample('component_http__endpoint_up{host="bot.localhost"}'));
+	end);
+
 	it("keeps an error in delivery from escaping the fd callback", function ()
 		local fake, watch = load({ component_post_url = dead_url, component_post_retry_window = 0 });
 		fake.send_error = "boom";

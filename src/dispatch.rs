@@ -18,6 +18,7 @@
 
 mod keeper;
 mod outage;
+mod stats;
 mod worker;
 
 use std::collections::{HashMap, VecDeque};
@@ -27,10 +28,11 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::http::{Endpoint, Jitter};
-use crate::response::{complete, Completion, Outcome, QUEUE_FULL, UNLOADED};
+use crate::response::{complete, Completion, Level, Outcome, QUEUE_FULL, UNLOADED};
 use crate::stanza::Incoming;
 use crate::wakeup::Wakeup;
 use outage::Outage;
+pub use stats::{Stats, LATENCY_BUCKETS};
 
 struct Job {
     id: u64,
@@ -129,6 +131,9 @@ struct Completions {
     list: Vec<Completion>,
     /// A wake-up byte is pending for the current batch.
     armed: bool,
+    /// The webhook's state changed (an outage began or ended): what the module's status
+    /// should say now, until the shim takes it.
+    status: Option<(Level, String)>,
 }
 
 struct Shared {
@@ -143,6 +148,7 @@ struct Shared {
     closing: Condvar,
     completions: Mutex<Completions>,
     wakeup: Wakeup,
+    stats: Mutex<Stats>,
 }
 
 pub struct Dispatcher {
@@ -180,6 +186,7 @@ impl Dispatcher {
             closing: Condvar::new(),
             completions: Mutex::new(Completions::default()),
             wakeup: Wakeup::new().map_err(|e| format!("could not create the wake-up socket: {e}"))?,
+            stats: Mutex::new(Stats::default()),
         });
         let mut dispatcher = Dispatcher { shared, next_id: 0, id_prefix: Jitter::new().next_u64() };
         let started = keeper::start(&dispatcher.shared).and_then(|()| dispatcher.shared.start_warm_workers());
@@ -202,6 +209,11 @@ impl Dispatcher {
     pub fn pending(&self) -> usize {
         let state = lock(&self.shared.state);
         state.waiting + state.in_flight.len()
+    }
+
+    /// The counters so far (see [`Stats`]).
+    pub fn stats(&self) -> Stats {
+        lock(&self.shared.stats).clone()
     }
 
     pub fn figures(&self) -> Figures {
@@ -263,11 +275,12 @@ impl Dispatcher {
         } else {
             None
         };
+        lock(&self.shared.stats).posted(&job.incoming.name);
         if let Some(why) = refused {
             drop(state);
             let outcome =
                 Outcome::Error(if why.contains("queue") { QUEUE_FULL } else { UNLOADED }, format!("not posted: {why}"));
-            self.shared.push(complete(&job.incoming, outcome));
+            self.shared.push_outcome(&job.incoming, outcome);
             return;
         }
         state.waiting += 1;
@@ -286,7 +299,8 @@ impl Dispatcher {
 
     /// Answers a stanza at once without posting it (it could not be read).
     pub fn refuse(&self, incoming: &Incoming, outcome: Outcome) {
-        self.shared.push(complete(incoming, outcome));
+        lock(&self.shared.stats).posted(&incoming.name);
+        self.shared.push_outcome(incoming, outcome);
     }
 
     /// Takes every finished completion. Clears the wake-up first, under the same lock the
@@ -298,6 +312,13 @@ impl Dispatcher {
             self.shared.wakeup.clear();
         }
         std::mem::take(&mut completions.list)
+    }
+
+    /// Like `drain`, and the module's new status if the webhook's state changed.
+    pub fn drain_with_status(&self) -> (Vec<Completion>, Option<(Level, String)>) {
+        let list = self.drain();
+        let status = if list.is_empty() { None } else { lock(&self.shared.completions).status.take() };
+        (list, status)
     }
 
     /// Stops the pool without waiting for anything: answers every queued and in-flight stanza
@@ -321,11 +342,11 @@ impl Dispatcher {
         self.shared.keeper.notify_all();
         let agent = lock(&self.shared.settings).endpoint.agent.clone();
         agent.shutdown();
-        let mut out = self.drain();
-        out.extend(abandoned.iter().map(|incoming| {
-            complete(incoming, Outcome::Error(UNLOADED, "the component stopped before the webhook answered".into()))
-        }));
-        out
+        for incoming in &abandoned {
+            let outcome = Outcome::Error(UNLOADED, "the component stopped before the webhook answered".into());
+            self.shared.push_outcome(incoming, outcome);
+        }
+        self.drain()
     }
 }
 
@@ -338,6 +359,23 @@ impl Drop for Dispatcher {
 }
 
 impl Shared {
+    /// Counts an outcome and queues its completion.
+    fn push_outcome(&self, incoming: &Incoming, outcome: Outcome) {
+        lock(&self.stats).outcome(&outcome);
+        self.push(complete(incoming, outcome));
+    }
+
+    /// The webhook's state changed: log it, and have the module's status say it.
+    fn report_status(&self, level: Level, status: String, log: String) {
+        let mut completions = lock(&self.completions);
+        completions.status = Some((level, status));
+        completions.list.push(Completion { send: None, log: Some((level, log)) });
+        if !completions.armed {
+            completions.armed = true;
+            self.wakeup.signal();
+        }
+    }
+
     fn push(&self, completion: Completion) {
         let mut completions = lock(&self.completions);
         completions.list.push(completion);

@@ -139,14 +139,21 @@ impl Attempt {
     }
 }
 
-/// Posts once and reads the answer, all within the stanza's deadline.
-pub fn post_once(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Verdict {
+/// Posts once and reads the answer, all within the stanza's deadline. Also returns the HTTP
+/// status, if there was a valid answer.
+pub fn post_once(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> (Verdict, Option<u16>) {
     let attempt = attempt(endpoint, config, delivery);
-    if matches!(attempt, Attempt::Unreachable(_)) {
-        // The webhook may have moved: look its name up again next time.
-        endpoint.resolver.forget();
-    }
-    attempt.into_verdict(delivery.incoming)
+    let status = match &attempt {
+        Attempt::Answer(answer) => Some(answer.status),
+        Attempt::TooLarge(_) => Some(200),
+        Attempt::Unreachable(_) => {
+            // The webhook may have moved: look its name up again next time.
+            endpoint.resolver.forget();
+            None
+        }
+        Attempt::TimedOut(_) => None,
+    };
+    (attempt.into_verdict(delivery.incoming), status)
 }
 
 fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Attempt {

@@ -92,14 +92,44 @@ impl UserData for Client {
         });
         // Returns the finished outcomes as `stanzas, logs`, or nothing at all when none is
         // waiting (cheap enough to call after every submit: no table is built).
+        // A third and fourth value, the module's new status type and message, come when the
+        // webhook's state changed (an outage began or ended).
         methods.add_method("drain", |lua, this, ()| {
             guard("drain", || {
-                let completions = this.dispatcher.as_ref().map(Dispatcher::drain).unwrap_or_default();
+                let (completions, status) =
+                    this.dispatcher.as_ref().map(Dispatcher::drain_with_status).unwrap_or_default();
                 if completions.is_empty() {
                     return Ok(MultiValue::new());
                 }
                 let (stanzas, logs) = to_lua(lua, &this.stanza_mt, completions)?;
-                Ok(MultiValue::from_vec(vec![Value::Table(stanzas), logs.map_or(Value::Nil, Value::Table)]))
+                let mut values = vec![Value::Table(stanzas), logs.map_or(Value::Nil, Value::Table)];
+                if let Some((level, message)) = status {
+                    values.push(Value::String(lua.create_string(level.as_str())?));
+                    values.push(Value::String(lua.create_string(message)?));
+                }
+                Ok(MultiValue::from_vec(values))
+            })
+        });
+        // The counters and figures for Prosody's statistics (see `Stats`); read when Prosody
+        // collects them, not per stanza.
+        methods.add_method("stats", |lua, this, ()| {
+            guard("stats", || {
+                let t = lua.create_table()?;
+                let Some(d) = &this.dispatcher else { return Ok(t) };
+                let (stats, figures) = (d.stats(), d.figures());
+                let counts = |list: &[(String, u64)]| lua.create_table_from(list.iter().map(|(k, n)| (k.as_str(), *n)));
+                t.set("posted", counts(&stats.posted)?)?;
+                t.set("outcomes", counts(&stats.outcomes)?)?;
+                t.set("responses", counts(&stats.responses)?)?;
+                t.set("retries", stats.retries)?;
+                t.set("latency_buckets", lua.create_sequence_from(stats.latency_buckets)?)?;
+                t.set("latency_sum", stats.latency_sum)?;
+                t.set("latency_count", stats.latency_count)?;
+                t.set("queued", figures.waiting)?;
+                t.set("in_flight", figures.in_flight)?;
+                t.set("workers", figures.workers)?;
+                t.set("endpoint_up", !figures.endpoint_down)?;
+                Ok(t)
             })
         });
         methods.add_method("fd", |_, this, ()| guard("fd", || Ok(this.dispatcher.as_ref().map(|d| d.fd()))));
@@ -194,6 +224,7 @@ pub fn exports(lua: &Lua) -> mlua::Result<Table> {
     exports.set("serialize", lua.create_function(serialize)?)?;
     exports.set("parse", lua.create_function(parse)?)?;
     exports.set("option_names", lua.create_sequence_from(config::OPTION_NAMES)?)?;
+    exports.set("latency_buckets", lua.create_sequence_from(dispatch::LATENCY_BUCKETS)?)?;
     exports.set("version", env!("CARGO_PKG_VERSION"))?;
     Ok(exports)
 }

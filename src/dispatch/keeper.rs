@@ -36,7 +36,7 @@ fn expiry(job: &Job, outage: Option<&Outage>, retry_window: Duration) -> Instant
 
 /// The answer to a job whose time ran out while it waited: its deadline (timed out, whatever
 /// the reason it waited), or its retry window during an outage (the webhook's last failure).
-fn expired(job: &Job, outage: Option<&Outage>, now: Instant) -> Completion {
+fn expired(job: &Job, outage: Option<&Outage>, now: Instant) -> Outcome {
     let outcome = match outage {
         Some(outage) if now < job.deadline => {
             let held = now.saturating_duration_since(job.held_since.unwrap_or(job.accepted.max(outage.since)));
@@ -59,7 +59,7 @@ fn expired(job: &Job, outage: Option<&Outage>, now: Instant) -> Completion {
                 .into(),
         ),
     };
-    super::worker::settle(job, outcome)
+    outcome
 }
 
 fn run(shared: &Arc<Shared>) {
@@ -91,7 +91,7 @@ fn run(shared: &Arc<Shared>) {
             }
             for job in ran_out {
                 state.waiting -= 1;
-                let completion = expired(&job, state.outage.as_ref(), now);
+                let completion = shared.settle(&job, expired(&job, state.outage.as_ref(), now));
                 shared.answer(&state.limits, &job, completion, job.composing_sent);
                 release_line(&mut state, job.line.as_deref());
             }

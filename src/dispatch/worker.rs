@@ -135,7 +135,10 @@ impl Shared {
                 retry: job.attempts,
                 deadline: job.deadline,
             };
-            post_once(&settings.endpoint, &settings.config, &delivery)
+            let started = Instant::now();
+            let (verdict, status) = post_once(&settings.endpoint, &settings.config, &delivery);
+            lock(&self.stats).attempt(status, started.elapsed(), job.attempts > 0);
+            verdict
         }))
         .unwrap_or_else(|_| Verdict::Final(internal_error(&job.incoming)))
     }
@@ -145,7 +148,7 @@ impl Shared {
     /// next one's answer cannot overtake.
     fn finish(self: &Arc<Self>, job: Job, outcome: Outcome, jitter: &mut Jitter) {
         let reached = !matches!(&outcome, Outcome::Error(e, _) if *e == crate::response::TIMED_OUT);
-        let completion = settle(&job, outcome);
+        let completion = self.settle(&job, outcome);
         let mut state = lock(&self.state);
         if let Some(in_flight) = state.in_flight.remove(&job.id) {
             let composing_sent = job.composing_sent || in_flight.composing == Composing::Sent;
@@ -155,7 +158,17 @@ impl Shared {
         if state.outage.is_some() {
             if reached {
                 // The webhook answered: release everything held.
-                state.outage = None;
+                if let Some(outage) = state.outage.take() {
+                    let down_for = outage.since.elapsed().as_secs_f64();
+                    self.report_status(
+                        Level::Info,
+                        "The webhook answers".into(),
+                        format!(
+                            "The webhook answers again after {down_for:.1} s; sending the {} held stanzas",
+                            state.waiting
+                        ),
+                    );
+                }
                 start = self.offer_work(&mut state);
                 self.changed.notify_all();
             } else if job.probe {
@@ -188,6 +201,15 @@ impl Shared {
             let last_error = (error.clone(), reason.clone());
             match &mut state.outage {
                 None => {
+                    self.report_status(
+                        Level::Warn,
+                        format!("The webhook is unreachable since {}: {reason}", clock_time()),
+                        format!(
+                            "The webhook is unreachable ({reason}); holding stanzas for up to {} s \
+                             (component_post_retry_window) and probing it",
+                            limits.retry_window.as_secs_f64()
+                        ),
+                    );
                     state.outage = Some(Outage::begin(now, last_error, retry_after, jitter, limits.retry_window));
                 }
                 Some(outage) => {
@@ -202,10 +224,12 @@ impl Shared {
         let window_over = held_since.checked_add(limits.retry_window).is_none_or(|end| now >= end);
         let retries_over = limits.retries.is_some_and(|retries| job.attempts > retries);
         if now >= job.deadline {
-            self.answer(&limits, &job, settle(&job, out_of_time(&outcome)), job.composing_sent);
+            let completion = self.settle(&job, out_of_time(&outcome));
+            self.answer(&limits, &job, completion, job.composing_sent);
             release_line(&mut state, job.line.as_deref());
         } else if window_over || retries_over {
-            self.answer(&limits, &job, settle(&job, outcome), job.composing_sent);
+            let completion = self.settle(&job, outcome);
+            self.answer(&limits, &job, completion, job.composing_sent);
             release_line(&mut state, job.line.as_deref());
         } else {
             job.probe = false;
@@ -229,9 +253,23 @@ impl Shared {
     }
 }
 
+/// The time of day (UTC), for the module's status.
+fn clock_time() -> String {
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    format!("{:02}:{:02}:{:02} UTC", seconds / 3600 % 24, seconds / 60 % 60, seconds % 60)
+}
+
+impl Shared {
+    /// The outcome counted and made a completion.
+    pub(super) fn settle(&self, job: &Job, outcome: Outcome) -> Completion {
+        lock(&self.stats).outcome(&outcome);
+        settle(job, outcome)
+    }
+}
+
 /// The outcome made a completion, under a panic guard; error log lines say how many attempts
 /// it took, so retried failures are visible.
-pub(super) fn settle(job: &Job, outcome: Outcome) -> Completion {
+fn settle(job: &Job, outcome: Outcome) -> Completion {
     let outcome = match outcome {
         Outcome::Error(error, reason) if job.attempts > 1 => {
             Outcome::Error(error, format!("{reason} (after {} attempts)", job.attempts))
