@@ -159,11 +159,18 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// The completions of stanzas, without the log lines that report the webhook's state.
+fn outcomes(d: &Dispatcher) -> Vec<Completion> {
+    let (mut list, _) = d.drain_with_status();
+    list.retain(|c| c.send.is_some() || !c.log.as_ref().is_some_and(|(_, l)| l.starts_with("The webhook ")));
+    list
+}
+
 /// Drains until `n` completions arrived.
 fn collect(d: &Dispatcher, n: usize) -> Vec<Completion> {
     let mut all = Vec::new();
     wait_until(&format!("{n} completions"), || {
-        all.extend(d.drain());
+        all.extend(outcomes(d));
         all.len() >= n
     });
     assert_eq!(all.len(), n, "more completions than stanzas: {all:?}");
@@ -541,7 +548,7 @@ fn an_unreachable_webhook_is_probed_not_hammered_and_nothing_is_lost() {
     let before = down_requests.load(Ordering::SeqCst);
     wait_until("three more probes", || down_requests.load(Ordering::SeqCst) >= before + 3);
     assert!(before <= 20, "{before} requests while down: at most the first attempt of each line's head");
-    assert!(d.drain().is_empty(), "nothing is answered while held");
+    assert!(outcomes(&d).is_empty(), "nothing is answered while held");
     up.store(true, Ordering::SeqCst);
     let done = collect(&d, 100);
     for sender in 0..20 {
@@ -579,7 +586,7 @@ fn a_webhook_down_longer_than_the_retry_window_gets_every_stanza_an_error() {
     assert!(done.iter().all(|c| sent_xml(c).contains("Bad gateway")));
     // Nothing after the end: each stanza had exactly one outcome.
     wait_until("the component stays idle", || d.pending() == 0);
-    assert!(d.drain().is_empty());
+    assert!(outcomes(&d).is_empty());
 }
 
 #[test]
@@ -892,4 +899,32 @@ fn no_chat_states_for_senders_without_them_or_with_the_option_off() {
         wait_until("idle", || d.pending() == 0);
         assert!(d.drain().is_empty());
     }
+}
+
+#[test]
+fn an_outage_is_reported_when_it_begins_and_ends() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let server = serve(move |_| {
+        if c.fetch_add(1, Ordering::SeqCst) < 3 {
+            Answer { status: 502, ..json("") }
+        } else {
+            Answer { status: 204, ..json("") }
+        }
+    });
+    let mut d = dispatcher(&server.url, |_| {});
+    d.submit(message(1));
+    let mut statuses = Vec::new();
+    let mut answered = 0;
+    wait_until("the answer after the outage", || {
+        let (list, status) = d.drain_with_status();
+        answered += list.iter().filter(|c| c.log.is_none()).count();
+        statuses.extend(status);
+        answered == 1
+    });
+    // Both changes may come in one batch; the status says the latest.
+    let last = statuses.last().expect("a status");
+    assert_eq!(*last, (Level::Info, "The webhook answers".to_string()));
+    assert_eq!(d.stats().retries, 3);
+    assert_eq!(d.stats().responses, [("5xx".to_string(), 3), ("2xx".to_string(), 1)]);
 }
