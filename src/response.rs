@@ -208,11 +208,14 @@ fn json_type(value: &Value) -> &'static str {
 /// - An iq `get`/`set` gets exactly one answer carrying its `id`: the webhook's reply made an
 ///   iq `result` (or `error`, if the webhook says so), an empty result when the webhook had
 ///   nothing to say, or the error.
-/// - An iq `result`/`error` is never answered.
+/// - An iq `result`/`error`, and an iq without an id, is never answered.
 pub fn complete(orig: &Incoming, outcome: Outcome) -> Completion {
     let stanza_type = orig.stanza_type.as_deref().unwrap_or("");
     let is_iq = orig.name == "iq";
-    let is_request = is_iq && matches!(stanza_type, "get" | "set");
+    // An iq without an id cannot be answered (its sender could not match the answer; RFC 6120
+    // 8.2.3). Prosody refuses such iqs from clients itself; they can still come from a
+    // component or a remote server.
+    let is_request = is_iq && matches!(stanza_type, "get" | "set") && orig.id.is_some();
     let answerable = stanza_type != "error" && (!is_iq || is_request);
     let what = describe(orig);
     match outcome {
@@ -304,6 +307,14 @@ mod tests {
             xml: String::new(),
             body: None,
             chat_states: false,
+        }
+    }
+
+    #[test]
+    fn an_iq_without_an_id_is_never_answered() {
+        let orig = Incoming { id: None, ..incoming("iq", Some("get")) };
+        for outcome in [Outcome::NoReply, Outcome::Reply(Element::new("iq")), Outcome::Error(INTERNAL, "x".into())] {
+            assert_eq!(complete(&orig, outcome).send, None);
         }
     }
 
