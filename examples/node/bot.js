@@ -1,0 +1,63 @@
+// A mod_component_http bot in Node.js with Express.
+//
+//     cd examples/node && npm ci && BOT_SECRET=... node bot.js [PORT]     (default port 8080)
+//
+// Prosody side:
+//     Component "bot.example.com" "component_http"
+//         component_post_url = "http://127.0.0.1:8080/"
+//         component_post_stanzas = { "message", "iq" }
+//         component_post_secret = "..."   -- the same as BOT_SECRET
+//
+// It checks X-Signature, answers a retried request (same X-Delivery-Id) with the answer it
+// already gave, and shows a chat reply, a headline ("news") and an iq answered with a stanza.
+// Express's res.json() sends "application/json; charset=utf-8", which the module accepts.
+"use strict";
+
+const crypto = require("crypto");
+const express = require("express");
+
+const secret = process.env.BOT_SECRET || "";
+const answered = new Map(); // X-Delivery-Id -> [status, body]: the last 10,000 answers
+let handled = 0;
+
+function verified(req) {
+  if (!secret) return true;
+  const timestamp = req.get("X-Signature-Timestamp") || "";
+  const expected = "sha256=" + crypto.createHmac("sha256", secret)
+    .update(Buffer.concat([Buffer.from(timestamp + "."), req.body])).digest("hex");
+  const given = Buffer.from(req.get("X-Signature") || "");
+  const fresh = /^\d+$/.test(timestamp) && Math.abs(Date.now() / 1000 - Number(timestamp)) <= 300;
+  return fresh && given.length === expected.length && crypto.timingSafeEqual(given, Buffer.from(expected));
+}
+
+function answer(stanza) {
+  handled += 1;
+  if (stanza.kind === "iq") {
+    if (/type=['"]get['"]/.test(stanza.stanza) && stanza.stanza.includes("jabber:iq:version")) {
+      return [200, { stanza: "<iq type='result'><query xmlns='jabber:iq:version'>" +
+        "<name>node example bot</name><version>1.0</version></query></iq>" }];
+    }
+    return [501, null]; // feature-not-implemented, for every other iq
+  }
+  if (stanza.body === undefined) return [204, null]; // a chat state, a receipt...: nothing to say
+  if (stanza.body.trim().toLowerCase() === "news") return [200, { type: "headline", body: "Nothing new today." }];
+  return [200, { body: `You said: ${stanza.body} (#${handled})` }];
+}
+
+const app = express();
+// The raw bytes, as signed; parsed below.
+app.use(express.raw({ type: "*/*", limit: "1mb" }));
+app.post("*", (req, res) => {
+  if (!verified(req)) return res.status(401).end();
+  const delivery = req.get("X-Delivery-Id");
+  if (!answered.has(delivery)) {
+    answered.set(delivery, answer(JSON.parse(req.body.toString("utf8"))));
+    if (answered.size > 10000) answered.delete(answered.keys().next().value);
+  }
+  const [status, body] = answered.get(delivery);
+  if (body === null) return res.status(status).end();
+  return res.status(status).json(body);
+});
+
+const port = Number(process.argv[2] || 8080);
+app.listen(port, "127.0.0.1", () => console.log(`listening on http://127.0.0.1:${port}/`));

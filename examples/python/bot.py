@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""A mod_component_http bot in Python, with nothing but the standard library.
+
+    BOT_SECRET=... python3 examples/python/bot.py [PORT]      (default port 8080)
+
+Prosody side:
+    Component "bot.example.com" "component_http"
+        component_post_url = "http://127.0.0.1:8080/"
+        component_post_stanzas = { "message", "iq" }
+        component_post_secret = "..."   -- the same as BOT_SECRET
+
+What it shows:
+- checks X-Signature (HMAC-SHA256 of "<timestamp>.<body>") and refuses stale timestamps;
+- answers a retried request (same X-Delivery-Id) with the answer it already gave, so a user
+  never gets a reply twice and nothing is done twice;
+- a chat reply, a headline (a non-chat message: "news"), and an iq answered with a stanza
+  (XEP-0092 software version);
+- a stanza it has nothing to say to gets 204: accepted, no reply.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import sys
+import threading
+import time
+from collections import OrderedDict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from xml.etree import ElementTree
+
+SECRET = os.environ.get("BOT_SECRET", "").encode()
+answered = OrderedDict()  # X-Delivery-Id -> (status, body): the last 10,000 answers
+handled = 0
+lock = threading.Lock()  # requests come in concurrently: one sender's in order, others meanwhile
+
+
+def verified(headers, body):
+    if not SECRET:
+        return True
+    timestamp = headers.get("X-Signature-Timestamp", "")
+    expected = "sha256=" + hmac.new(SECRET, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    fresh = timestamp.isdigit() and abs(time.time() - int(timestamp)) <= 300
+    return fresh and hmac.compare_digest(expected, headers.get("X-Signature", ""))
+
+
+def answer(stanza):
+    """What to answer a stanza with: (HTTP status, JSON object or None)."""
+    global handled
+    handled += 1
+    if stanza["kind"] == "iq":
+        iq = ElementTree.fromstring(stanza["stanza"])
+        if iq.get("type") == "get" and iq.find("{jabber:iq:version}query") is not None:
+            return 200, {"stanza": "<iq type='result'><query xmlns='jabber:iq:version'>"
+                                   "<name>python example bot</name><version>1.0</version></query></iq>"}
+        return 501, None  # feature-not-implemented, for every other iq
+    text = stanza.get("body")
+    if text is None:
+        return 204, None  # a chat state, a receipt...: nothing to say
+    if text.strip().lower() == "news":
+        return 200, {"type": "headline", "body": "Nothing new today."}
+    return 200, {"body": f"You said: {text} (#{handled})"}
+
+
+class Bot(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not verified(self.headers, body):
+            return self.reply(401, None)
+        delivery = self.headers.get("X-Delivery-Id")
+        with lock:
+            if delivery not in answered:
+                answered[delivery] = answer(json.loads(body))
+                while len(answered) > 10_000:
+                    answered.popitem(last=False)
+            status, payload = answered[delivery]
+        self.reply(status, payload)
+
+    def reply(self, status, payload):
+        data = json.dumps(payload).encode() if payload is not None else b""
+        self.send_response(status)
+        if payload is not None:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+if __name__ == "__main__":
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8080
+    ThreadingHTTPServer.daemon_threads = True
+    server = ThreadingHTTPServer(("127.0.0.1", port), Bot)
+    print(f"listening on http://127.0.0.1:{port}/", flush=True)
+    server.serve_forever()
