@@ -28,8 +28,9 @@ if ($secret !== '') {
 
 function answer(array $stanza, int $handled): array {
     if ($stanza['kind'] === 'iq') {
-        $iq = simplexml_load_string($stanza['stanza']);
-        if ((string)$iq['type'] === 'get' && str_contains($stanza['stanza'], 'jabber:iq:version')) {
+        // The top element's type, without needing PHP's XML extension.
+        $get = preg_match('/^<iq\b[^>]*\btype=([\'"])get\1/', $stanza['stanza']);
+        if ($get && str_contains($stanza['stanza'], 'jabber:iq:version')) {
             return [200, ['stanza' => "<iq type='result'><query xmlns='jabber:iq:version'>"
                 . "<name>php example bot</name><version>1.0</version></query></iq>"]];
         }

@@ -1,0 +1,117 @@
+"""The example bots in examples/ (README, Writing a bot), each run as its file says, against a
+real Prosody: a chat reply, a headline, an iq answered with a stanza, an iq it does not
+implement, signatures checked, and a retried delivery answered once."""
+
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import BOT, REPO_ROOT
+from e2e_util import die_with_parent, free_port, port_accepts, stop_process, wait_until
+
+SECRET = "example-secret"
+BOT_JID = f"echo@{BOT}"
+EXAMPLES = os.path.join(REPO_ROOT, "examples")
+
+
+def start_python(port, workdir):
+    return ["/usr/bin/python3", os.path.join(EXAMPLES, "python", "bot.py"), str(port)], workdir
+
+
+def start_node(port, workdir):
+    for name in ("bot.js", "package.json", "package-lock.json"):
+        shutil.copy(os.path.join(EXAMPLES, "node", name), workdir)
+    # Express from the npm registry the machine is configured for, at the locked versions.
+    r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=workdir, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return ["node", "bot.js", str(port)], workdir
+
+
+def start_php(port, workdir):
+    return ["php", "-S", f"127.0.0.1:{port}", os.path.join(EXAMPLES, "php", "bot.php")], workdir
+
+
+LANGUAGES = {"python": start_python, "node": start_node, "php": start_php}
+
+
+@pytest.fixture(params=list(LANGUAGES))
+def example_bot(request):
+    workdir = tempfile.mkdtemp(prefix=f"e2e-{request.param}-bot-")
+    port = free_port()
+    command, cwd = LANGUAGES[request.param](port, workdir)
+    env = {**os.environ, "BOT_SECRET": SECRET, "TMPDIR": workdir}
+    log = open(os.path.join(workdir, "bot.log"), "wb")
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+    try:
+        wait_until(lambda: proc.poll() is not None or port_accepts(port), timeout=30, what=f"the {request.param} bot")
+        assert proc.poll() is None, open(os.path.join(workdir, "bot.log")).read()
+        yield request.param, f"http://127.0.0.1:{port}/"
+    finally:
+        stop_process(proc)
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def post(url, payload, delivery_id, secret=SECRET):
+    body = json.dumps(payload).encode()
+    timestamp = str(int(time.time()))
+    signature = "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    request = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "X-Delivery-Id": delivery_id, "X-Retry-Count": "0",
+        "X-Signature-Timestamp": timestamp, "X-Signature": signature})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_example_bot_end_to_end(example_bot, prosody_factory, connect):
+    language, url = example_bot
+    prosody = prosody_factory({BOT: {"component_post_url": url, "component_post_secret": SECRET,
+                                     "component_post_stanzas": ["message", "iq"]}})
+    alice = connect(prosody)
+
+    since = alice.mark()
+    alice.send_message(BOT_JID, "hello")
+    reply = alice.wait_for(lambda s: s.name == "message", since=since, timeout=15)
+    assert (reply.type, reply.frm, reply.body) == ("chat", BOT_JID, "You said: hello (#1)")
+
+    since = alice.mark()
+    alice.send_message(BOT_JID, "news")
+    reply = alice.wait_for(lambda s: s.name == "message", since=since, timeout=15)
+    assert (reply.type, reply.body) == ("headline", "Nothing new today.")
+
+    since = alice.mark()
+    iid = alice.send_iq_get(BOT_JID, "<query xmlns='jabber:iq:version'/>")
+    result = alice.wait_for(lambda s: s.name == "iq" and s.id == iid, since=since, timeout=15)
+    assert result.type == "result", result.xml
+    name = result.child("query", "jabber:iq:version").find("{jabber:iq:version}name").text
+    assert name == f"{language} example bot"
+
+    since = alice.mark()
+    iid = alice.send_iq_get(BOT_JID, "<query xmlns='http://jabber.org/protocol/disco#items'/>")
+    error = alice.wait_for(lambda s: s.name == "iq" and s.id == iid, since=since, timeout=15)
+    assert error.type == "error" and error.error[:2] == ("cancel", "feature-not-implemented"), error.xml
+
+
+def test_example_bot_checks_signatures_and_answers_a_retry_once(example_bot):
+    _, url = example_bot
+    stanza = {"to": BOT_JID, "from": "alice@localhost/x", "kind": "message",
+              "stanza": "<message type='chat'><body>hi</body></message>", "body": "hi"}
+    assert post(url, stanza, "id-1", secret="wrong")[0] == 401
+    first = post(url, stanza, "id-1")
+    assert first == (200, first[1]) and json.loads(first[1]) == {"body": "You said: hi (#1)"}
+    assert post(url, stanza, "id-1") == first, "a retried delivery must get the same answer, not a new one"
+    assert json.loads(post(url, stanza, "id-2")[1]) == {"body": "You said: hi (#2)"}
