@@ -150,11 +150,7 @@ impl Phase {
             messages,
             send_ns: (0..messages).map(|_| AtomicU64::new(0)).collect(),
             state: (0..messages).map(|_| AtomicU8::new(0)).collect(),
-            gate: Mutex::new(Gate {
-                outstanding: 0,
-                last_progress: Instant::now(),
-                last_reply_ns: 0,
-            }),
+            gate: Mutex::new(Gate { outstanding: 0, last_progress: Instant::now(), last_reply_ns: 0 }),
             cv: Condvar::new(),
             per_session: (0..sessions).map(|_| Mutex::new(SessStats::default())).collect(),
         }
@@ -298,32 +294,22 @@ impl Client {
             let tx = tx.clone();
             let cfg = cfg.clone();
             let shared = shared.clone();
-            readers.push(
-                std::thread::Builder::new()
-                    .name(format!("reader-{i}"))
-                    .spawn(move || {
-                        let user = format!("{}{}", cfg.user_prefix, i + 1);
-                        let res = xmpp::login(
-                            cfg.addr,
-                            &cfg.domain,
-                            &user,
-                            &cfg.password,
-                            &format!("bench{i}"),
-                            cfg.login_timeout,
-                        );
-                        match res {
-                            Ok(sess) => {
-                                let w = sess.writer.try_clone();
-                                let _ = tx.send((i, w.map(|w| (w, sess.full_jid.clone()))));
-                                drop(tx);
-                                reader_loop(shared, i, sess.reader);
-                            }
-                            Err(e) => {
-                                let _ = tx.send((i, Err(e)));
-                            }
-                        }
-                    })?,
-            );
+            readers.push(std::thread::Builder::new().name(format!("reader-{i}")).spawn(move || {
+                let user = format!("{}{}", cfg.user_prefix, i + 1);
+                let res =
+                    xmpp::login(cfg.addr, &cfg.domain, &user, &cfg.password, &format!("bench{i}"), cfg.login_timeout);
+                match res {
+                    Ok(sess) => {
+                        let w = sess.writer.try_clone();
+                        let _ = tx.send((i, w.map(|w| (w, sess.full_jid.clone()))));
+                        drop(tx);
+                        reader_loop(shared, i, sess.reader);
+                    }
+                    Err(e) => {
+                        let _ = tx.send((i, Err(e)));
+                    }
+                }
+            })?);
         }
         drop(tx);
         let mut writers: Vec<Option<(TcpStream, String)>> = (0..cfg.sessions).map(|_| None).collect();
@@ -365,12 +351,7 @@ impl Client {
         *self.shared.current.write().unwrap() = ph.clone();
         self.shared.generation.fetch_add(1, Ordering::Release);
 
-        let mut res = PhaseResult {
-            phase_id: id,
-            window: opts.window,
-            requested: opts.messages,
-            ..Default::default()
-        };
+        let mut res = PhaseResult { phase_id: id, window: opts.window, requested: opts.messages, ..Default::default() };
         let start = Instant::now();
         let start_ns = self.shared.now_ns();
         ph.gate.lock().unwrap().last_progress = start;

@@ -37,13 +37,7 @@ fn schedstat_ns(path: &str) -> Option<u64> {
 
 /// A `Vm*:` / `Threads:` line of /proc/<pid>/status, in kB (or a count).
 fn status_field(status: &str, key: &str) -> Option<u64> {
-    status
-        .lines()
-        .find(|l| l.starts_with(key))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    status.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Machine-wide CPU from the first line of /proc/stat, in clock ticks:

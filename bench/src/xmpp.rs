@@ -45,10 +45,7 @@ fn io_err(msg: impl Into<String>) -> io::Error {
 }
 
 fn attr(e: &BytesStart, key: &[u8]) -> Option<String> {
-    e.attributes()
-        .flatten()
-        .find(|a| a.key.as_ref() == key)
-        .map(|a| String::from_utf8_lossy(&a.value).into_owned())
+    e.attributes().flatten().find(|a| a.key.as_ref() == key).map(|a| String::from_utf8_lossy(&a.value).into_owned())
 }
 
 fn entity(name: &[u8]) -> Option<char> {
@@ -86,10 +83,7 @@ impl StanzaReader {
         let mut in_body = false;
         loop {
             self.buf.clear();
-            let ev = self
-                .reader
-                .read_event_into(&mut self.buf)
-                .map_err(|e| io_err(format!("xml: {e}")))?;
+            let ev = self.reader.read_event_into(&mut self.buf).map_err(|e| io_err(format!("xml: {e}")))?;
             match ev {
                 Event::Start(e) => {
                     if e.name().as_ref() == b"stream:stream" {
@@ -117,8 +111,7 @@ impl StanzaReader {
                         st.id = attr(&e, b"id");
                         return Ok(st);
                     } else if self.depth == 2 {
-                        st.children
-                            .push(String::from_utf8_lossy(e.name().as_ref()).into_owned());
+                        st.children.push(String::from_utf8_lossy(e.name().as_ref()).into_owned());
                     }
                 }
                 Event::Text(t) => {
@@ -164,9 +157,7 @@ impl StanzaReader {
                         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream closed"));
                     }
                 }
-                Event::Eof => {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"))
-                }
+                Event::Eof => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed")),
                 _ => {}
             }
         }

@@ -34,9 +34,7 @@ fn main() {
             "--password" => password = val(),
             "--sessions" => sessions = val().parse().expect("--sessions N"),
             "--to" => target = val(),
-            "--windows" => {
-                windows = val().split(',').map(|w| w.trim().parse().expect("--windows 1,16")).collect()
-            }
+            "--windows" => windows = val().split(',').map(|w| w.trim().parse().expect("--windows 1,16")).collect(),
             "--messages" => messages = val().parse().expect("--messages N"),
             "--stall-timeout" => stall = val().parse().expect("--stall-timeout SECONDS"),
             "-h" | "--help" => {

@@ -65,7 +65,12 @@ enum Parsed {
     /// Need more bytes.
     Partial,
     /// A complete request occupying `consumed` bytes.
-    Request { consumed: usize, body: Vec<u8>, keep_alive: bool, is_post: bool },
+    Request {
+        consumed: usize,
+        body: Vec<u8>,
+        keep_alive: bool,
+        is_post: bool,
+    },
     Bad,
 }
 
@@ -136,9 +141,7 @@ fn parse(buf: &[u8]) -> Parsed {
         match dechunk(rest) {
             None => Parsed::Partial,
             Some(Err(())) => Parsed::Bad,
-            Some(Ok((body, used))) => {
-                Parsed::Request { consumed: head_len + used, body, keep_alive, is_post }
-            }
+            Some(Ok((body, used))) => Parsed::Request { consumed: head_len + used, body, keep_alive, is_post },
         }
     } else {
         let n = content_length.unwrap_or(0);
@@ -152,10 +155,7 @@ fn parse(buf: &[u8]) -> Parsed {
 fn respond(c: &Counters, body: &[u8], keep_alive: bool, is_post: bool, out: &mut Vec<u8>) {
     let conn_hdr = if keep_alive { "" } else { "Connection: close\r\n" };
     if !is_post {
-        let _ = write!(
-            out,
-            "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n{conn_hdr}\r\n"
-        );
+        let _ = write!(out, "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n{conn_hdr}\r\n");
         return;
     }
     let text = serde_json::from_slice::<serde_json::Value>(body)
@@ -202,9 +202,8 @@ fn on_readable(conn: &mut Conn, c: &Counters) -> bool {
             Parsed::Partial => break,
             Parsed::Bad => {
                 c.bad.fetch_add(1, Ordering::Relaxed);
-                conn.wbuf.extend_from_slice(
-                    b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                );
+                conn.wbuf
+                    .extend_from_slice(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                 conn.close_after_write = true;
                 conn.rbuf.clear();
             }
