@@ -45,6 +45,8 @@ pub struct Config {
     /// webhook has not answered a chat message within `chat_state_delay`, `<active/>` after.
     pub chat_states: bool,
     pub chat_state_delay: Duration,
+    /// JSON (component_http) or XML (mod_rest) requests and answers.
+    pub format: Format,
 }
 
 pub const KINDS: [&str; 3] = ["message", "presence", "iq"];
@@ -52,33 +54,90 @@ pub const KINDS: [&str; 3] = ["message", "presence", "iq"];
 /// Upper bound of `component_post_max_in_flight`: one thread each, so keep it sane.
 const MAX_IN_FLIGHT: i64 = 10_000;
 
-/// Every option the module reads; the shim asks for this list instead of keeping its own.
-pub const OPTION_NAMES: [&str; 19] = [
-    "component_post_url",
-    "component_post_stanzas",
-    "post_stanza_types",
-    "component_post_max_in_flight",
-    "component_post_workers",
-    "component_post_warm_workers",
-    "component_post_idle_timeout",
-    "component_post_queue_size",
-    "component_post_connect_timeout",
-    "component_post_timeout",
-    "component_post_retry_window",
-    "component_post_retries",
-    "component_post_max_reply_size",
-    "component_post_ordered",
-    "component_post_secret",
-    "component_post_headers",
-    "component_post_ca_file",
-    "component_post_chat_states",
-    "component_post_chat_state_delay",
+/// How requests and answers are written: component_http's JSON contract, or mod_rest's XML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Xml,
+}
+
+/// Which module's options these are: the same options under another prefix, read once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    pub prefix: &'static str,
+    /// The option naming the URL stanzas are POSTed to.
+    pub url: &'static str,
+    pub format: Format,
+    pub default_stanzas: &'static [&'static str],
+}
+
+pub const COMPONENT_HTTP: Profile = Profile {
+    prefix: "component_post_",
+    url: "component_post_url",
+    format: Format::Json,
+    default_stanzas: &["message"],
+};
+pub const REST: Profile = Profile {
+    prefix: "rest_",
+    url: "rest_callback_url",
+    format: Format::Xml,
+    default_stanzas: &["message", "presence", "iq"],
+};
+
+/// Every option a module reads, after its prefix; the shim asks for the full names instead of
+/// keeping its own list.
+const SUFFIXES: [&str; 17] = [
+    "stanzas",
+    "max_in_flight",
+    "workers",
+    "warm_workers",
+    "idle_timeout",
+    "queue_size",
+    "connect_timeout",
+    "timeout",
+    "retry_window",
+    "retries",
+    "max_reply_size",
+    "ordered",
+    "secret",
+    "headers",
+    "ca_file",
+    "chat_states",
+    "chat_state_delay",
 ];
+
+impl Profile {
+    pub fn by_name(name: &str) -> Option<Profile> {
+        match name {
+            "component_http" => Some(COMPONENT_HTTP),
+            "rest" => Some(REST),
+            _ => None,
+        }
+    }
+
+    fn name(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix)
+    }
+
+    /// The full names of the options this module reads.
+    pub fn option_names(&self) -> Vec<String> {
+        let mut names = vec![self.url.to_owned()];
+        if *self == COMPONENT_HTTP {
+            names.push("post_stanza_types".to_owned());
+        }
+        names.extend(SUFFIXES.iter().map(|suffix| self.name(suffix)));
+        names
+    }
+}
 
 impl Config {
     /// Defaults for everything but the URL (used by tests).
     pub fn with_url(url: &str) -> Result<Config, String> {
-        let (url, authorization) = split_userinfo(url)?;
+        Config::with_url_named(url, COMPONENT_HTTP.url)
+    }
+
+    fn with_url_named(url: &str, option: &str) -> Result<Config, String> {
+        let (url, authorization) = split_userinfo(url).map_err(|e| e.replace("component_post_url", option))?;
         Ok(Config {
             url,
             authorization,
@@ -98,71 +157,82 @@ impl Config {
             ca_file: None,
             chat_states: true,
             chat_state_delay: Duration::from_secs(1),
+            format: Format::Json,
         })
     }
 
     pub fn from_lua(options: &Table) -> Result<Config, String> {
-        let url = match options.raw_get::<Value>("component_post_url").map_err(|e| e.to_string())? {
+        Config::from_lua_for(options, COMPONENT_HTTP)
+    }
+
+    /// The options of the module `profile` describes, from the raw values of its options.
+    pub fn from_lua_for(options: &Table, profile: Profile) -> Result<Config, String> {
+        let url_name = profile.url;
+        let url = match options.raw_get::<Value>(url_name).map_err(|e| e.to_string())? {
             Value::String(s) => s.to_string_lossy(),
             Value::Nil => {
-                return Err("component_post_url is not set: set it to the URL that receives the stanzas, \
-                            e.g. component_post_url = \"http://127.0.0.1:8080/bot\""
-                    .into())
+                return Err(format!(
+                    "{url_name} is not set: set it to the URL that receives the stanzas, \
+                     e.g. {url_name} = \"http://127.0.0.1:8080/bot\""
+                ))
             }
-            other => return Err(format!("component_post_url must be a string, not a {}", other.type_name())),
+            other => return Err(format!("{url_name} must be a string, not a {}", other.type_name())),
         };
-        let mut config = Config::with_url(&url)?;
-        config.stanzas = stanza_kinds(options)?;
+        let mut config = Config::with_url_named(&url, url_name)?;
+        config.format = profile.format;
+        let n = |suffix: &str| profile.name(suffix);
+        config.stanzas = stanza_kinds(options, profile)?;
         // component_post_workers is the older name of the limit, kept working.
-        let legacy_workers = integer(options, "component_post_workers", 1, MAX_IN_FLIGHT)?;
-        if let Some(n) = integer(options, "component_post_max_in_flight", 1, MAX_IN_FLIGHT)?.or(legacy_workers) {
+        let legacy_workers = integer(options, &n("workers"), 1, MAX_IN_FLIGHT)?;
+        if let Some(n) = integer(options, &n("max_in_flight"), 1, MAX_IN_FLIGHT)?.or(legacy_workers) {
             config.max_in_flight = n as usize;
         }
-        if let Some(n) = integer(options, "component_post_warm_workers", 1, MAX_IN_FLIGHT)? {
+        if let Some(n) = integer(options, &n("warm_workers"), 1, MAX_IN_FLIGHT)? {
             config.warm_workers = n as usize;
         }
         config.warm_workers = config.warm_workers.min(config.max_in_flight);
-        if let Some(d) = seconds(options, "component_post_idle_timeout")? {
+        if let Some(d) = seconds(options, &n("idle_timeout"))? {
             config.idle_timeout = d;
         }
-        if let Some(n) = integer(options, "component_post_queue_size", 1, 10_000_000)? {
+        if let Some(n) = integer(options, &n("queue_size"), 1, 10_000_000)? {
             config.queue_size = n as usize;
         }
-        if let Some(d) = seconds(options, "component_post_connect_timeout")? {
+        if let Some(d) = seconds(options, &n("connect_timeout"))? {
             config.connect_timeout = d;
         }
-        if let Some(d) = seconds(options, "component_post_timeout")? {
+        if let Some(d) = seconds(options, &n("timeout"))? {
             config.timeout = d;
         }
-        if let Some(n) = integer(options, "component_post_max_reply_size", 1, 1 << 30)? {
+        if let Some(n) = integer(options, &n("max_reply_size"), 1, 1 << 30)? {
             config.max_reply_size = n as u64;
         }
-        if let Some(n) = integer(options, "component_post_retries", 0, 1000)? {
+        if let Some(n) = integer(options, &n("retries"), 0, 1000)? {
             config.retries = Some(n as u32);
         }
-        if let Some(d) = seconds_or_zero(options, "component_post_retry_window")? {
+        if let Some(d) = seconds_or_zero(options, &n("retry_window"))? {
             config.retry_window = d;
         }
-        if let Some(b) = boolean(options, "component_post_ordered")? {
+        if let Some(b) = boolean(options, &n("ordered"))? {
             config.ordered = b;
         }
-        config.secret = string(options, "component_post_secret")?;
+        config.secret = string(options, &n("secret"))?;
         if config.secret.as_deref() == Some("") {
-            return Err("component_post_secret is empty: remove it or set a long random string".into());
+            return Err(format!("{} is empty: remove it or set a long random string", n("secret")));
         }
-        config.ca_file = string(options, "component_post_ca_file")?;
-        if let Some(b) = boolean(options, "component_post_chat_states")? {
+        config.ca_file = string(options, &n("ca_file"))?;
+        if let Some(b) = boolean(options, &n("chat_states"))? {
             config.chat_states = b;
         }
-        if let Some(d) = seconds(options, "component_post_chat_state_delay")? {
+        if let Some(d) = seconds(options, &n("chat_state_delay"))? {
             config.chat_state_delay = d;
         }
-        config.headers = headers(options)?;
+        config.headers = headers(options, &n("headers"))?;
         if config.authorization.is_some() && config.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
         {
-            return Err("component_post_headers sets Authorization and component_post_url has user:password@: \
-                        keep one of the two"
-                .into());
+            return Err(format!(
+                "{} sets Authorization and {url_name} has user:password@: keep one of the two",
+                n("headers")
+            ));
         }
         if config.connect_timeout > config.timeout {
             config.connect_timeout = config.timeout;
@@ -172,8 +242,11 @@ impl Config {
 }
 
 /// `component_post_stanzas` (documented) or `post_stanza_types` (what the original code reads).
-fn stanza_kinds(options: &Table) -> Result<Vec<String>, String> {
-    for name in ["component_post_stanzas", "post_stanza_types"] {
+fn stanza_kinds(options: &Table, profile: Profile) -> Result<Vec<String>, String> {
+    let documented = profile.name("stanzas");
+    // `post_stanza_types` is what the original component_http's code reads.
+    let names: &[&str] = if profile == COMPONENT_HTTP { &[&documented, "post_stanza_types"] } else { &[&documented] };
+    for &name in names {
         let value = options.raw_get::<Value>(name).map_err(|e| e.to_string())?;
         let items: Vec<Value> = match value {
             Value::Nil => continue,
@@ -196,7 +269,7 @@ fn stanza_kinds(options: &Table) -> Result<Vec<String>, String> {
         }
         return Ok(kinds);
     }
-    Ok(vec!["message".into()])
+    Ok(profile.default_stanzas.iter().map(|k| k.to_string()).collect())
 }
 
 fn string(options: &Table, name: &str) -> Result<Option<String>, String> {
@@ -217,8 +290,9 @@ fn boolean(options: &Table, name: &str) -> Result<Option<bool>, String> {
 
 /// `component_post_headers = { ["Authorization"] = "Bearer …" }`: names and values checked
 /// now, so a typo cannot make every request fail later.
-fn headers(options: &Table) -> Result<Vec<(String, String)>, String> {
-    const NAME: &str = "component_post_headers";
+fn headers(options: &Table, name: &str) -> Result<Vec<(String, String)>, String> {
+    #[allow(non_snake_case)]
+    let NAME = name;
     let table = match options.raw_get::<Value>(NAME).map_err(|e| e.to_string())? {
         Value::Nil => return Ok(Vec::new()),
         Value::Table(t) => t,

@@ -10,7 +10,7 @@ use ureq::unversioned::transport::DefaultConnector;
 
 use crate::config::Config;
 use crate::resolve::CachingResolver;
-use crate::response::{interpret, HttpAnswer, Outcome, BAD_REPLY, CONNECTION_FAILURE, TIMED_OUT};
+use crate::response::{interpret_as, HttpAnswer, Outcome, BAD_REPLY, CONNECTION_FAILURE, TIMED_OUT};
 use crate::signing;
 use crate::stanza::Incoming;
 
@@ -114,10 +114,10 @@ enum Attempt {
 }
 
 impl Attempt {
-    fn into_verdict(self, incoming: &Incoming) -> Verdict {
+    fn into_verdict(self, incoming: &Incoming, format: crate::config::Format) -> Verdict {
         match self {
             Attempt::Answer(answer) => {
-                let outcome = interpret(incoming, &answer);
+                let outcome = interpret_as(incoming, &answer, format);
                 match answer.status {
                     502..=504 => Verdict::Unreachable(outcome, answer.retry_after.filter(|_| answer.status == 503)),
                     429 => Verdict::RateLimited(outcome, answer.retry_after),
@@ -153,7 +153,7 @@ pub fn post_once(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> (
         }
         Attempt::TimedOut(_) => None,
     };
-    (attempt.into_verdict(delivery.incoming), status)
+    (attempt.into_verdict(delivery.incoming, config.format), status)
 }
 
 fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Attempt {
@@ -168,7 +168,7 @@ fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Attempt
     let mut request = endpoint
         .agent
         .post(&config.url)
-        .header("Content-Type", "application/json")
+        .header("Content-Type", crate::request::content_type(config.format))
         .header(DELIVERY_HEADER, delivery.delivery_id)
         .header(RETRY_HEADER, delivery.retry.to_string());
     if let Some(authorization) = &config.authorization {

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod dispatch;
 pub mod http;
+pub mod inbound;
 pub mod request;
 pub mod resolve;
 pub mod response;
@@ -191,10 +192,21 @@ impl UserData for Client {
     }
 }
 
-fn new_client(lua: &Lua, (options, stanza_mt): (Table, Table)) -> mlua::Result<MultiValue> {
+/// `component_http` (the default) or `rest`.
+fn profile(name: Option<String>) -> mlua::Result<config::Profile> {
+    let name = name.unwrap_or_else(|| "component_http".into());
+    config::Profile::by_name(&name).ok_or_else(|| mlua::Error::runtime(format!("unknown module profile {name:?}")))
+}
+
+/// The options the module of `profile` reads.
+fn option_names(lua: &Lua, name: Option<String>) -> mlua::Result<Table> {
+    guard("option_names", || lua.create_sequence_from(profile(name)?.option_names()))
+}
+
+fn new_client(lua: &Lua, (options, stanza_mt, name): (Table, Table, Option<String>)) -> mlua::Result<MultiValue> {
     guard("new", || {
         let refuse = |why: String| Ok(MultiValue::from_vec(vec![Value::Nil, Value::String(lua.create_string(why)?)]));
-        let config = match Config::from_lua(&options) {
+        let config = match Config::from_lua_for(&options, profile(name)?) {
             Ok(config) => config,
             Err(why) => return refuse(why),
         };
@@ -204,6 +216,45 @@ fn new_client(lua: &Lua, (options, stanza_mt): (Table, Table)) -> mlua::Result<M
         };
         let client = lua.create_userdata(Client { dispatcher: Some(dispatcher), stanza_mt })?;
         Ok(MultiValue::from_vec(vec![Value::UserData(client)]))
+    })
+}
+
+/// `push(body, content_type, host, accept_json, max_size, stanza_mt)`: the stanza to route, or
+/// `nil, status, message` when the push is refused (see `inbound`).
+fn push(
+    lua: &Lua,
+    (body, content_type, host, accept_json, max_size, stanza_mt): (
+        mlua::String,
+        Option<String>,
+        String,
+        bool,
+        usize,
+        Table,
+    ),
+) -> mlua::Result<MultiValue> {
+    guard("push", || {
+        match inbound::stanza_from_push(&body.as_bytes(), content_type.as_deref(), &host, accept_json, max_size) {
+            Ok(stanza) => Ok(MultiValue::from_vec(vec![Value::Table(stanza.to_lua(lua, &stanza_mt)?)])),
+            Err(refusal) => Ok(MultiValue::from_vec(vec![
+                Value::Nil,
+                Value::Integer(i64::from(refusal.status)),
+                Value::String(lua.create_string(refusal.message)?),
+            ])),
+        }
+    })
+}
+
+/// Compares an `Authorization` header with the configured credentials in constant time.
+fn same_secret(_: &Lua, (given, expected): (mlua::String, mlua::String)) -> mlua::Result<bool> {
+    guard("same_secret", || Ok(inbound::same_secret(&given.as_bytes(), &expected.as_bytes())))
+}
+
+/// A stanza in the shape of a webhook request (`to`, `from`, `kind`, `stanza`, `body`): how
+/// component_http returns the answer to a pushed iq.
+fn request_json(lua: &Lua, stanza: Table) -> mlua::Result<mlua::String> {
+    guard("request_json", || {
+        let incoming = Incoming::from_lua(&stanza).map_err(mlua::Error::runtime)?;
+        lua.create_string(request::encode(&incoming))
     })
 }
 
@@ -223,7 +274,10 @@ pub fn exports(lua: &Lua) -> mlua::Result<Table> {
     exports.set("new", lua.create_function(new_client)?)?;
     exports.set("serialize", lua.create_function(serialize)?)?;
     exports.set("parse", lua.create_function(parse)?)?;
-    exports.set("option_names", lua.create_sequence_from(config::OPTION_NAMES)?)?;
+    exports.set("option_names", lua.create_function(option_names)?)?;
+    exports.set("push", lua.create_function(push)?)?;
+    exports.set("same_secret", lua.create_function(same_secret)?)?;
+    exports.set("request_json", lua.create_function(request_json)?)?;
     exports.set("latency_buckets", lua.create_sequence_from(dispatch::LATENCY_BUCKETS)?)?;
     exports.set("version", env!("CARGO_PKG_VERSION"))?;
     Ok(exports)

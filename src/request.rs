@@ -1,7 +1,25 @@
 //! The JSON body POSTed for one stanza: `to`, `from`, `kind`, `stanza`, and `body` for a message
 //! that has one — the contract of the original module.
 
+use crate::config::Format;
 use crate::stanza::Incoming;
+
+/// The request body of a stanza in a module's contract: JSON (component_http) or the stanza
+/// itself, serialized as Prosody does (mod_rest).
+pub fn body(stanza: &Incoming, format: Format) -> Vec<u8> {
+    match format {
+        Format::Json => encode(stanza),
+        Format::Xml => stanza.xml.as_bytes().to_vec(),
+    }
+}
+
+/// The `Content-Type` of such a body.
+pub fn content_type(format: Format) -> &'static str {
+    match format {
+        Format::Json => "application/json",
+        Format::Xml => "application/xmpp+xml",
+    }
+}
 
 /// Encodes the request body. Keys come in a fixed order so bodies are easy to read in logs.
 pub fn encode(stanza: &Incoming) -> Vec<u8> {

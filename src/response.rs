@@ -5,6 +5,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::config::Format;
 use crate::stanza::{error_reply, Element, Incoming};
 use crate::xml::{parse_stanza, Limits};
 
@@ -93,10 +94,25 @@ pub struct HttpAnswer {
     pub retry_after: Option<std::time::Duration>,
 }
 
-/// Decides what an HTTP answer means for the stanza it answers.
+/// Decides what an HTTP answer means for the stanza it answers (the JSON contract).
 pub fn interpret(orig: &Incoming, answer: &HttpAnswer) -> Outcome {
+    interpret_as(orig, answer, Format::Json)
+}
+
+/// Decides what an HTTP answer means, in either contract: a `200` of the contract's type is
+/// the reply; another `2xx` (or type) is accepted without a reply; the rest are errors.
+pub fn interpret_as(orig: &Incoming, answer: &HttpAnswer, format: Format) -> Outcome {
     match answer.status {
-        200 if is_json(answer.content_type.as_deref()) => {
+        200 if format == Format::Xml && is_xmpp_xml(answer.content_type.as_deref()) => {
+            if answer.body.iter().all(u8::is_ascii_whitespace) {
+                return Outcome::NoReply;
+            }
+            match reply_from_xml(orig, &answer.body) {
+                Ok(reply) => Outcome::Reply(reply),
+                Err(why) => Outcome::Error(BAD_REPLY, format!("webhook reply refused: {why}")),
+            }
+        }
+        200 if format == Format::Json && is_json(answer.content_type.as_deref()) => {
             if answer.body.iter().all(u8::is_ascii_whitespace) {
                 return Outcome::NoReply;
             }
@@ -112,9 +128,25 @@ pub fn interpret(orig: &Incoming, answer: &HttpAnswer) -> Outcome {
 
 /// `application/json`, with or without parameters such as `; charset=utf-8`.
 pub fn is_json(content_type: Option<&str>) -> bool {
+    is_media_type(content_type, "application/json")
+}
+
+/// `application/xmpp+xml`, with or without parameters.
+pub fn is_xmpp_xml(content_type: Option<&str>) -> bool {
+    is_media_type(content_type, "application/xmpp+xml")
+}
+
+fn is_media_type(content_type: Option<&str>, wanted: &str) -> bool {
     let Some(content_type) = content_type else { return false };
     let media_type = content_type.split(';').next().unwrap_or("").trim();
-    media_type.eq_ignore_ascii_case("application/json")
+    media_type.eq_ignore_ascii_case(wanted)
+}
+
+/// Builds the reply stanza of a webhook's XML answer (mod_rest's contract).
+pub fn reply_from_xml(orig: &Incoming, body: &[u8]) -> Result<Element, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the stanza is not UTF-8".to_string())?;
+    let reply = parse_stanza(text, Limits::default())?;
+    address(reply, orig, None, None)
 }
 
 /// Builds the reply stanza described by a webhook's JSON object.
@@ -125,17 +157,23 @@ pub fn reply_from_json(orig: &Incoming, body: &[u8]) -> Result<Element, String> 
     };
     let to = string_field(&fields, "to")?;
     let from = string_field(&fields, "from")?;
+    let default_kind = if orig.name == "iq" { "iq" } else { "message" };
+    let reply = element_from_json(&fields, default_kind)?;
+    address(reply, orig, to, from)
+}
 
-    let mut reply = if let Some(xml) = string_field(&fields, "stanza")? {
+/// The stanza a JSON object describes (`stanza`, or `kind`, `type` and `body`), before its
+/// addresses are filled in.
+pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Result<Element, String> {
+    let reply = if let Some(xml) = string_field(fields, "stanza")? {
         parse_stanza(xml, Limits::default()).map_err(|e| format!("'stanza': {e}"))?
     } else {
-        let default_kind = if orig.name == "iq" { "iq" } else { "message" };
-        let kind = string_field(&fields, "kind")?.unwrap_or(default_kind);
+        let kind = string_field(fields, "kind")?.unwrap_or(default_kind);
         if !matches!(kind, "message" | "presence" | "iq") {
             return Err(format!("'kind' is \"{kind}\", expected message, presence or iq"));
         }
         let mut reply = Element::new(kind);
-        match string_field(&fields, "type")? {
+        match string_field(fields, "type")? {
             Some(t) => reply.set_attr("type", t),
             None if kind == "message" => reply.set_attr("type", "chat"),
             None => {}
@@ -147,10 +185,15 @@ pub fn reply_from_json(orig: &Incoming, body: &[u8]) -> Result<Element, String> 
         }
         reply
     };
-    // Supplied addresses win; missing ones answer the sender from where it wrote to.
+    Ok(reply)
+}
+
+/// Fills in a reply's missing addresses — supplied ones win; missing ones answer the sender
+/// from where it wrote to — and applies the rule that a webhook speaks only for its own
+/// component, never for other users or hosts.
+fn address(mut reply: Element, orig: &Incoming, to: Option<&str>, from: Option<&str>) -> Result<Element, String> {
     fill_attr(&mut reply, "to", to.or(orig.from.as_deref()));
     fill_attr(&mut reply, "from", from.or(orig.to.as_deref()));
-    // A webhook speaks only for its own component, never for other users or hosts.
     let own_domain = orig.to.as_deref().map(jid_domain).unwrap_or("");
     let reply_from = reply.attr("from").unwrap_or("");
     if !jid_domain(reply_from).eq_ignore_ascii_case(own_domain) {

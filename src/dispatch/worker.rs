@@ -127,7 +127,7 @@ impl Shared {
             let settings = Arc::clone(&lock(&self.settings));
             // Encoded here rather than in `submit`: everything that need not touch Lua stays
             // off Prosody's main thread.
-            let body = request::encode(&job.incoming);
+            let body = request::body(&job.incoming, settings.config.format);
             let delivery = Delivery {
                 incoming: &job.incoming,
                 body: &body,

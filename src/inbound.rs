@@ -1,0 +1,153 @@
+//! A stanza pushed over HTTP — mod_rest's `POST /rest`, component_http's push endpoint — checked
+//! and made a stanza to route, or refused with the HTTP status a client can act on. Nothing is
+//! routed when a push is refused.
+
+use serde_json::Value;
+
+use crate::response::{element_from_json, is_json, is_xmpp_xml, jid_domain};
+use crate::stanza::Element;
+use crate::xml::{parse_stanza, Limits};
+
+/// Why a push was refused: the HTTP status and a message for the client.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub message: String,
+}
+
+fn refuse(status: u16, message: impl Into<String>) -> Refusal {
+    Refusal { status, message: message.into() }
+}
+
+/// The stanza a push asks to send as the component `host`.
+///
+/// - `application/xmpp+xml` (always) or `application/json` (when `accept_json`: the shape of a
+///   webhook reply), else 415;
+/// - at most `max_size` bytes, else 413;
+/// - one `message`, `presence` or `iq`, without an XML declaration or an `xmlns` attribute, within
+///   the parser's limits, with a `to`, else 400;
+/// - `from` defaults to `host`; one on another domain is refused with 403.
+pub fn stanza_from_push(
+    body: &[u8],
+    content_type: Option<&str>,
+    host: &str,
+    accept_json: bool,
+    max_size: usize,
+) -> Result<Element, Refusal> {
+    if body.len() > max_size {
+        return Err(refuse(413, format!("the stanza is larger than {max_size} bytes")));
+    }
+    let mut stanza = if is_xmpp_xml(content_type) {
+        from_xml(body)?
+    } else if accept_json && is_json(content_type) {
+        from_json(body)?
+    } else {
+        let wanted = if accept_json { "application/xmpp+xml or application/json" } else { "application/xmpp+xml" };
+        return Err(refuse(415, format!("Content-Type must be {wanted}")));
+    };
+    if stanza.attr("to").is_none_or(str::is_empty) {
+        return Err(refuse(400, "the stanza has no 'to'"));
+    }
+    if stanza.attr("from").is_none() {
+        stanza.set_attr("from", host);
+    }
+    let from = stanza.attr("from").unwrap_or_default();
+    if !jid_domain(from).eq_ignore_ascii_case(host) {
+        return Err(refuse(403, format!("'from' {from:?} is not on this component ({host})")));
+    }
+    stanza.check_xml().map_err(|e| refuse(400, e))?;
+    Ok(stanza)
+}
+
+fn from_xml(body: &[u8]) -> Result<Element, Refusal> {
+    let text = std::str::from_utf8(body).map_err(|_| refuse(400, "the stanza is not UTF-8"))?;
+    if text.trim_start().starts_with("<?") {
+        return Err(refuse(400, "no XML declaration or processing instruction, please: just the stanza"));
+    }
+    let stanza = parse_stanza(text, Limits::default()).map_err(|e| refuse(400, e))?;
+    if stanza.attr("xmlns").is_some() {
+        return Err(refuse(400, "the stanza must not have an xmlns attribute (jabber:client is implied)"));
+    }
+    Ok(stanza)
+}
+
+fn from_json(body: &[u8]) -> Result<Element, Refusal> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| refuse(400, format!("invalid JSON: {e}")))?;
+    let Value::Object(fields) = value else {
+        return Err(refuse(400, "expected a JSON object"));
+    };
+    let mut stanza = element_from_json(&fields, "message").map_err(|e| refuse(400, e))?;
+    for key in ["to", "from"] {
+        match fields.get(key) {
+            Some(Value::String(jid)) if stanza.attr(key).is_none() => stanza.set_attr(key, jid),
+            None | Some(Value::Null) | Some(Value::String(_)) => {}
+            Some(_) => return Err(refuse(400, format!("'{key}' must be a string"))),
+        }
+    }
+    Ok(stanza)
+}
+
+/// Compares a given secret with the expected one in time that does not depend on where they
+/// differ (only on the given one's length).
+pub fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    let mut differ = u8::from(given.len() != expected.len());
+    for (i, &b) in given.iter().enumerate() {
+        differ |= b ^ expected.get(i).copied().unwrap_or(!b);
+    }
+    differ == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST: &str = "rest.example.net";
+    const XML: Option<&str> = Some("application/xmpp+xml");
+
+    fn push(body: &str, content_type: Option<&str>) -> Result<String, (u16, String)> {
+        stanza_from_push(body.as_bytes(), content_type, HOST, true, 1024)
+            .map(|e| e.to_xml())
+            .map_err(|r| (r.status, r.message))
+    }
+
+    #[test]
+    fn a_valid_push_gets_the_component_as_sender() {
+        assert_eq!(
+            push("<message type='chat' to='user@example.org'><body>Hello!</body></message>", XML).unwrap(),
+            "<message type='chat' to='user@example.org' from='rest.example.net'><body>Hello!</body></message>"
+        );
+        let json = push(r#"{"to":"u@example.org","body":"hi"}"#, Some("application/json; charset=utf-8")).unwrap();
+        assert_eq!(json, "<message type='chat' to='u@example.org' from='rest.example.net'><body>hi</body></message>");
+        let bot = push(r#"<iq type='get' to='example.net' from='bot@rest.example.net/x' id='1'/>"#, XML).unwrap();
+        assert!(bot.contains("from='bot@rest.example.net/x'"), "{bot}");
+    }
+
+    #[test]
+    fn refusals_carry_the_status_a_client_can_act_on() {
+        let status = |body: &str, ct: Option<&str>| push(body, ct).unwrap_err().0;
+        assert_eq!(status("<message to='a@b'/>", Some("text/xml")), 415);
+        assert_eq!(status("<message to='a@b'/>", None), 415);
+        assert_eq!(status(&format!("<message to='a@b'><body>{}</body></message>", "x".repeat(2000)), XML), 413);
+        assert_eq!(status("<message to='a@b'>", XML), 400);
+        assert_eq!(status("<message to='a@b'/><message to='a@b'/>", XML), 400);
+        assert_eq!(status("<?xml version='1.0'?><message to='a@b'/>", XML), 400);
+        assert_eq!(status("<message xmlns='jabber:client' to='a@b'/>", XML), 400);
+        assert_eq!(status("<foo to='a@b'/>", XML), 400);
+        assert_eq!(status("<message/>", XML), 400);
+        assert_eq!(status("<!DOCTYPE x [<!ENTITY a 'b'>]><message to='a@b'>&a;</message>", XML), 400);
+        assert_eq!(status("<message to='a@b' from='admin@example.net'/>", XML), 403);
+        assert_eq!(status(r#"{"to":"a@b","from":"admin@localhost"}"#, Some("application/json")), 403);
+        assert_eq!(status(r#"{"to": 7}"#, Some("application/json")), 400);
+        assert_eq!(status("[]", Some("application/json")), 400);
+        let xml_only = stanza_from_push(br#"{"to":"a@b"}"#, Some("application/json"), HOST, false, 1024);
+        assert_eq!(xml_only.unwrap_err().status, 415);
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"Bearer abc", b"Bearer abc"));
+        for wrong in [&b"Bearer abd"[..], b"Bearer ab", b"Bearer abcd", b"", b"bearer abc"] {
+            assert!(!same_secret(wrong, b"Bearer abc"), "{wrong:?}");
+        }
+    }
+}
