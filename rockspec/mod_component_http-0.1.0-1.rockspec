@@ -8,7 +8,7 @@ source = {
 	url = "git+file:///dev/null", -- built from a checkout with `luarocks make`
 }
 description = {
-	summary = "Prosody component that forwards stanzas to an HTTP webhook (drop-in mod_component_http)",
+	summary = "Prosody components that bridge stanzas and HTTP (drop-in mod_component_http and mod_rest)",
 	detailed = [[
 A drop-in replacement for Prosody's community mod_component_http: every stanza sent to the
 component is POSTed as JSON to component_post_url, and the webhook's JSON answer becomes the
@@ -28,6 +28,9 @@ build = {
 	install = {
 		lua = {
 			mod_component_http = "lua/mod_component_http.lua",
+			mod_rest = "lua/mod_rest.lua",
+			-- What both share; Prosody's module:require finds it beside them.
+			component_http_shared = "lua/component_http_shared.lua",
 		},
 		lib = {
 			component_http_native = "target/component_http_native.so",

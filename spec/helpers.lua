@@ -23,6 +23,8 @@ function helpers.fake_module(options, host)
 		statistics = require "util.statistics".new(),
 	};
 	function fake:get_option(name) return self.options[name]; end
+	function fake:get_option_string(name) return self.options[name]; end
+	function fake:get_option_number(name, default) return self.options[name] or default; end
 	function fake:hook(event, handler, priority)
 		self.hooks[event] = { handler = handler, priority = priority };
 	end
@@ -44,6 +46,8 @@ function helpers.fake_module(options, host)
 			label_keys, extra);
 		return family:with_partial_label(self.host);
 	end
+	function fake:depends(name) self.dependencies = (self.dependencies or "")..name.." "; end
+	function fake:provides(kind, item) self.provided = self.provided or {}; self.provided[kind] = item; end
 	function fake:send(stanza)
 		if self.send_error then error(self.send_error); end
 		table.insert(self.sent, stanza);
@@ -77,6 +81,10 @@ function helpers.load_shim(options, awaited_events)
 		module = fake,
 		prosody = { hosts = { [fake.host] = { events = events } } },
 	}, { __index = _G });
+	-- module:require, as Prosody's: a file beside the module, run in the module's environment.
+	function fake:require(name)
+		return assert(loadfile("lua/"..name..".lua", "t", env))();
+	end
 	local chunk = assert(loadfile("lua/mod_component_http.lua", "t", env));
 	local ok, err = pcall(chunk);
 	return fake, watch, ok, err;

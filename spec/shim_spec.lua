@@ -111,6 +111,25 @@ describe("mod_component_http shim", function ()
 		assert.are.equal(0, sample('component_http__endpoint_up{host="bot.localhost"}'));
 	end);
 
+	it("offers a push endpoint only with credentials, and refuses a wrong token before anything else", function ()
+		local without = load({ component_post_url = dead_url });
+		assert.is_nil(without.provided);
+		local fake = load({ component_post_url = dead_url, component_post_push_credentials = "Bearer t0k3n" });
+		local route = fake.provided.http;
+		assert.are.equal("component_http", route.default_path);
+		local response = { headers = {} };
+		local body = route.route.POST({ request = { headers = { authorization = "Bearer t0k3" }, body = "{}" },
+			response = response });
+		assert.are.equal(401, response.status_code);
+		assert.are.equal("Bearer", response.headers.www_authenticate);
+		assert.truthy(body:find("component_post_push_credentials", 1, true));
+		response = { headers = {} };
+		body = route.route.POST({ request = { headers = { authorization = "Bearer t0k3n",
+			content_type = "application/json" }, body = '{"to":"a@b","from":"x@elsewhere"}' }, response = response });
+		assert.are.equal(403, response.status_code);
+		assert.are.same({}, fake.sent);
+	end);
+
 	it("keeps an error in delivery from escaping the fd callback", function ()
 		local fake, watch = load({ component_post_url = dead_url, component_post_retry_window = 0 });
 		fake.send_error = "boom";

@@ -1,0 +1,369 @@
+-- What mod_component_http and mod_rest share: loading the native library, handing it the
+-- stanzas to POST, sending what comes back, the descriptor watch, statistics, status, reload
+-- handover and the push endpoint. Each module is a few lines that call this with its profile
+-- (see mod_component_http.lua and mod_rest.lua); it runs in the calling module's environment
+-- (module:require), so `module` is that module.
+
+return function (profile)
+
+	local st = require "util.stanza";
+	local jid_bare = require "util.jid".bare;
+	local server = require "net.server";
+	local timer = require "util.timer";
+
+	local native_name = "component_http_native";
+
+	-- LuaRocks puts this file in <tree>/share/lua/<ver>/ and the library in <tree>/lib/lua/<ver>/.
+	-- Prosody adds the first to its paths for installer_plugin_path but not the second (0.12 and
+	-- 13 check package.path where they mean package.cpath), so look for the library ourselves.
+	local function load_native()
+		if package.loaded[native_name] then
+			return package.loaded[native_name];
+		end
+		local candidates = {};
+		local dir = module.path and module.path:match("^(.*)[/\\][^/\\]+$");
+		if dir then
+			table.insert(candidates, dir.."/"..native_name..".so");
+			local tree, lua_version = dir:match("^(.*)/share/lua/([^/]+)$");
+			if tree then
+				table.insert(candidates, tree.."/lib/lua/"..lua_version.."/"..native_name..".so");
+			end
+		end
+		local on_cpath = package.searchpath(native_name, package.cpath);
+		if on_cpath then
+			table.insert(candidates, on_cpath);
+		end
+		local problems = {};
+		for _, path in ipairs(candidates) do
+			local file = io.open(path, "rb");
+			if file then
+				file:close();
+				local open, err = package.loadlib(path, "luaopen_"..native_name);
+				if open then
+					package.loaded[native_name] = open();
+					return package.loaded[native_name];
+				end
+				table.insert(problems, path..": "..tostring(err));
+			end
+		end
+		error(("could not load %s.so (looked next to %s, in its LuaRocks tree and on package.cpath)%s"):format(
+			native_name, tostring(module.path), #problems > 0 and ": "..table.concat(problems, "; ") or ""));
+	end
+
+	local native = load_native();
+
+	-- Options are passed raw: the native side validates them and names the one that is wrong. It
+	-- also says which options exist, so the two lists cannot drift apart.
+	local options = {};
+	for _, name in ipairs(native.option_names(profile.native)) do
+		options[name] = module:get_option(name);
+	end
+
+	-- mod_rest without a callback URL only sends: stanzas to it are left to Prosody, which answers
+	-- them as it answers stanzas nobody handles.
+	local client;
+	if options[profile.url_option] ~= nil or not profile.url_optional then
+		local config_error;
+		client, config_error = native.new(options, st.stanza_mt, profile.native);
+		if not client then
+			module:log("error", "Not starting: %s", config_error);
+			error(config_error);
+		end
+	end
+
+	if client then
+		local forwarded = {};
+		for _, kind in ipairs(client:kinds()) do
+			forwarded[kind] = true;
+		end
+
+		-- `status_type, status_message`: the webhook's state changed (an outage began or ended).
+		local function send_outcomes(stanzas, logs, status_type, status_message)
+			if not stanzas then
+				return;
+			end
+			if logs then
+				for i = 1, #logs, 2 do
+					module:log(logs[i], "%s", logs[i+1]);
+				end
+			end
+			if status_type then
+				module:set_status(status_type, status_message);
+			end
+			for i = 1, #stanzas do
+				module:send(stanzas[i]);
+			end
+		end
+
+		local function deliver_ready()
+			send_outcomes(client:drain());
+		end
+
+		-- Sends whatever the webhook has answered; called when the descriptor wakes us. (Also draining
+		-- after every submit was measured: it made Prosody's main thread slower, 108 -> 176 µs per
+		-- stanza, see BENCHMARKS.md.) The main loop calls watchfd callbacks without a pcall of its
+		-- own: an error escaping here would unwind through the server loop, so catch and log it.
+		local traceback = debug.traceback;
+		local function on_wakeup()
+			local ok, err = xpcall(deliver_ready, traceback);
+			if not ok then
+				module:log("error", "Failed to deliver webhook answers: %s", err);
+			end
+		end
+
+		local watcher = server.watchfd(client:fd(), on_wakeup);
+
+		-- An iq result or error that a module on this host is waiting for (module:send_iq) is theirs.
+		-- Sent from a bare JID or the host, send_iq waits on "iq-result/<target>/<id>" events, which are
+		-- fired only if nobody handles the iq first; sent from a full JID it hooks "iq/full" itself at
+		-- priority 1, which is why iq/full is hooked below that.
+		local host_events = prosody.hosts[module.host].events;
+		local function awaited_by_another_module(stanza)
+			local t = stanza.attr.type;
+			if t ~= "result" and t ~= "error" then
+				return false;
+			end
+			local to = stanza.attr.to or module.host;
+			local target = (to == module.host and "host") or "bare";
+			local handlers = host_events.get_handlers("iq-"..t.."/"..target.."/"..tostring(stanza.attr.id));
+			return handlers ~= nil and #handlers > 0;
+		end
+
+		local function forward(event)
+			local stanza = event.stanza;
+			if stanza.name == "iq" and awaited_by_another_module(stanza) then
+				return; -- leave it to mod_iq
+			end
+			client:submit(stanza);
+			return true;
+		end
+
+		-- Always online, accepting every subscription, unless the webhook handles presence itself.
+		local function handle_presence(event)
+			local stanza = event.stanza;
+			local to, from, t = stanza.attr.to, stanza.attr.from, stanza.attr.type;
+			if not (to and from) then
+				return true;
+			end
+			local contact = jid_bare(to);
+			local online = contact.."/default";
+			if t == "probe" then
+				module:send(st.presence({ from = online, to = from }));
+			elseif t == "subscribe" then
+				module:send(st.presence({ from = contact, to = from, type = "subscribed" }));
+				module:send(st.presence({ from = online, to = from }));
+			elseif t == "unsubscribe" then
+				module:send(st.presence({ from = online, to = from, type = "unavailable" }));
+			end
+			return true;
+		end
+
+		-- Above mod_iq's iq/host handler (default priority 0), so the order is defined; iq/full below
+		-- module:send_iq's own handler (priority 1), see awaited_by_another_module.
+		local priority = 10;
+		for _, kind in ipairs({ "message", "presence", "iq" }) do
+			local handler = forwarded[kind] and forward or (kind == "presence" and profile.answer_presence and handle_presence);
+			if handler then
+				for _, target in ipairs({ "host", "bare", "full" }) do
+					module:hook(kind.."/"..target, handler, (kind == "iq" and target == "full") and 0.5 or priority);
+				end
+			end
+		end
+
+		local public_url = options[profile.url_option]:gsub("//[^/@]*@", "//");
+		module:log("info", "Posting %s stanzas to %s", table.concat(client:kinds(), ", "), public_url);
+		module:set_status("info", "Posting to "..public_url);
+
+		-- Statistics. The native side counts as it settles stanzas, off this thread; the figures are
+		-- handed to Prosody's statistics (mod_http_openmetrics and the other backends) only when
+		-- Prosody collects them, so they cost nothing per stanza here.
+		local metrics = {
+			posted = module:metric("counter", "posted", "", "Stanzas handed to the module, by kind", { "kind" });
+			outcomes = module:metric("counter", "outcomes", "",
+				"Stanza outcomes: reply, no_reply, or the condition of the error sent to the sender", { "outcome" });
+			responses = module:metric("counter", "responses", "",
+				"Webhook HTTP answers by status class; none: no valid answer", { "class" });
+			retries = module:metric("counter", "retries", "", "Attempts after a stanza's first", {});
+			latency = module:metric("histogram", "request_latency", "seconds",
+				"Time from posting a stanza to the webhook's answer read, per attempt", {},
+				{ buckets = native.latency_buckets });
+			queued = module:metric("gauge", "queued", "",
+				"Stanzas waiting for a worker, held during an outage, or behind their sender's previous one", {});
+			in_flight = module:metric("gauge", "in_flight", "", "Requests in flight", {});
+			workers = module:metric("gauge", "workers", "", "Worker threads", {});
+			endpoint_up = module:metric("gauge", "endpoint_up", "", "1 while the webhook answers, 0 during an outage", {});
+		};
+
+		-- What was added to each counter so far: the native counts are totals. Handed over on reload
+		-- together with the client, whose totals go on.
+		local reported = {};
+
+		local function add_total(family, name, label, total)
+			local key = label and name.."/"..label or name;
+			local delta = total - (reported[key] or 0);
+			if delta > 0 then
+				local m = label and family:with_labels(label) or family:with_labels();
+				m:add(delta);
+				reported[key] = total;
+			end
+		end
+
+		local function report_latency(s)
+			local m = metrics.latency:with_labels();
+			local buckets, seen = s.latency_buckets, reported.latency_buckets or {};
+			if type(m[1]) == "table" and type(m[1].count) == "number" and type(m._count) == "number" then
+				-- Prosody's own backend keeps cumulative bucket counts: set them.
+				local cumulative = 0;
+				for i = 1, #buckets do
+					cumulative = cumulative + buckets[i] - (seen[i] or 0);
+					if m[i] then m[i].count = m[i].count + cumulative; end
+				end
+				m._sum = m._sum + s.latency_sum - (reported.latency_sum or 0);
+				m._count = m._count + s.latency_count - (reported.latency_count or 0);
+			else
+				-- Another backend: replay the new observations at their buckets' bounds.
+				local bounds = native.latency_buckets;
+				for i = 1, #buckets do
+					for _ = 1, buckets[i] - (seen[i] or 0) do
+						m:sample(bounds[i] or bounds[#bounds] * 2);
+					end
+				end
+			end
+			reported.latency_buckets, reported.latency_sum, reported.latency_count = buckets, s.latency_sum, s.latency_count;
+		end
+
+		module:hook_global("stats-update", function ()
+			local s = client:stats();
+			if not s.posted then
+				return; -- closed
+			end
+			for family, by_label in pairs({ posted = s.posted, outcomes = s.outcomes, responses = s.responses }) do
+				for label, total in pairs(by_label) do
+					add_total(metrics[family], family, label, total);
+				end
+			end
+			add_total(metrics.retries, "retries", nil, s.retries);
+			report_latency(s);
+			metrics.queued:with_labels():set(s.queued);
+			metrics.in_flight:with_labels():set(s.in_flight);
+			metrics.workers:with_labels():set(s.workers);
+			metrics.endpoint_up:with_labels():set(s.endpoint_up and 1 or 0);
+		end);
+
+		-- On reload the new instance takes over this one's pool (queue, requests in flight, order
+		-- per sender, connections) instead of answering everything pending with an error.
+		local handed_over = false;
+
+		function module.save()
+			handed_over = true;
+			return { component_http_client = client, component_http_reported = reported };
+		end
+
+		function module.restore(saved)
+			local old = saved and saved.component_http_client;
+			if not old then
+				return;
+			end
+			watcher:close();
+			reported = saved.component_http_reported or reported;
+			send_outcomes(client:adopt(old));
+			watcher = server.watchfd(client:fd(), on_wakeup);
+			module:log("debug", "Took over the previous instance's %d pending stanzas", client:pending());
+		end
+
+		-- How long a handed-over pool waits to be adopted. A reload normally restores the new instance
+		-- at once; if the new instance fails to load (say, an invalid new option), nobody adopts the
+		-- pool, and this instance answers what it still holds rather than leave it unanswered.
+		local adoption_grace = 2;
+
+		function module.unload()
+			-- Stop watching before the descriptor is closed, then answer whatever is still pending.
+			watcher:close();
+			if not handed_over then
+				send_outcomes(client:close());
+				return;
+			end
+			timer.add_task(adoption_grace, function ()
+				if client:fd() == nil then
+					return; -- adopted: its stanzas are the new instance's now
+				end
+				module:log("warn", "The reloaded module did not take over; answering the %d pending stanzas", client:pending());
+				local ok, err = xpcall(send_outcomes, traceback, client:close());
+				if not ok then
+					module:log("error", "Failed to answer pending stanzas: %s", err);
+				end
+			end);
+		end
+	end
+
+	-- The push endpoint: a bot sends stanzas of its own, over HTTP (mod_rest's POST /rest). An iq
+	-- waits for its answer, which comes back in the HTTP response.
+	local function start_push(credentials)
+		local http_id = require "util.id";
+		local answer_json = profile.push_answers_json;
+		local iq_timeout = module:get_option_number(profile.iq_timeout_option, 30);
+		local max_push_size = module:get_option_number(profile.max_push_size_option, 1024 * 1024);
+
+		local function render(response, stanza)
+			if answer_json then
+				response.headers.content_type = "application/json";
+				return native.request_json(stanza);
+			end
+			response.headers.content_type = "application/xmpp+xml";
+			return tostring(stanza);
+		end
+
+		local function handle_push(event)
+			local request, response = event.request, event.response;
+			local given = request.headers.authorization;
+			if not (given and native.same_secret(given, credentials)) then
+				response.status_code = 401;
+				response.headers.www_authenticate = "Bearer";
+				response.headers.content_type = "text/plain; charset=utf-8";
+				return "Authorization must be the configured credentials ("..profile.credentials_option..")\n";
+			end
+			local stanza, status, why = native.push(request.body or "", request.headers.content_type, module.host,
+				profile.push_accepts_json, max_push_size, st.stanza_mt);
+			if not stanza then
+				module:log("debug", "Refused a push with HTTP %d: %s", status, why);
+				response.status_code = status;
+				response.headers.content_type = "text/plain; charset=utf-8";
+				return why.."\n";
+			end
+			if stanza.name == "iq" and (stanza.attr.type == "get" or stanza.attr.type == "set") then
+				stanza.attr.id = stanza.attr.id or http_id.short();
+				module:send_iq(stanza, nil, iq_timeout):next(function (result)
+					response:send(render(response, result.stanza));
+				end, function (err)
+					local answer = err and err.context and err.context.stanza;
+					if answer then
+						response:send(render(response, answer)); -- an error the other side sent
+					else
+						response.status_code = 504;
+						response.headers.content_type = "text/plain; charset=utf-8";
+						response:send(("No answer to the iq within %d s (%s)\n"):format(iq_timeout, profile.iq_timeout_option));
+					end
+				end);
+				return true; -- answered when the iq's answer comes
+			end
+			module:send(stanza);
+			response.status_code = 202;
+			return render(response, stanza);
+		end
+
+		module:depends("http");
+		module:provides("http", {
+			default_path = profile.push_path;
+			route = { ["POST"] = handle_push; ["POST /*"] = handle_push };
+		});
+	end
+
+	local push_credentials = module:get_option_string(profile.credentials_option);
+	if push_credentials then
+		start_push(push_credentials);
+	elseif not client then
+		module:log("warn", "Neither %s nor %s is set: this component does nothing", profile.url_option,
+			profile.credentials_option);
+	end
+
+end
