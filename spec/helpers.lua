@@ -2,8 +2,9 @@
 -- library from this checkout's cargo build (see the README's test command).
 local prosody_libs = os.getenv("PROSODY_LIBS") or "/usr/lib/prosody";
 local native_dir = os.getenv("NATIVE_DIR") or "target/test-tree/lib/lua/5.4";
-package.path = prosody_libs.."/?.lua;"..package.path;
-package.cpath = native_dir.."/?.so;"..prosody_libs.."/?.so;"..package.cpath;
+-- Prosody 13 names its libraries prosody.util.*, found from the directory above.
+package.path = prosody_libs.."/?.lua;"..prosody_libs.."/../?.lua;"..package.path;
+package.cpath = native_dir.."/?.so;"..prosody_libs.."/?.so;"..prosody_libs.."/../?.so;"..package.cpath;
 
 local helpers = {};
 

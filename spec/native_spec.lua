@@ -7,7 +7,7 @@ local native = require "component_http_native";
 -- Stanzas as Prosody builds them; each must serialize exactly as tostring() does.
 local function golden_stanzas()
 	local nested = st.message({ to = "echo@bot.localhost", from = "u@localhost/r", type = "chat", id = "a'b\"c" })
-		:text_tag("body", "1 < 2 & 3 > 2 \"quoted\" 'single' \u{1F600}")
+		:text_tag("body", "1 < 2 & 3 > 2 \"quoted\" 'single' \240\159\152\128")
 		:tag("x", { xmlns = "urn:x" }):tag("y", { xmlns = "urn:x" }):text("same ns"):up()
 		:tag("z", { xmlns = "urn:z" }):up():up()
 		:tag("active", { xmlns = "http://jabber.org/protocol/chatstates" }):up();
@@ -74,7 +74,7 @@ describe("native.parse", function ()
 
 	it("gives tables that Prosody's stanza methods work on", function ()
 		local s = assert(native.parse(samples[1], st.stanza_mt));
-		assert.are.equal("a & b \u{263A}", s:get_child_text("body"));
+		assert.are.equal("a & b \226\152\186", s:get_child_text("body"));
 		assert.are.equal("x", s:get_child("x", "urn:x").name);
 		local copy = st.clone(s);
 		assert.are.same(s, copy);

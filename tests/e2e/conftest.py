@@ -24,7 +24,8 @@ from e2e_xmpp import XmppClient  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
 ROCKSPEC = os.path.join("rockspec", "mod_component_http-0.1.0-1.rockspec")
-LUA_VERSION = "5.4"
+# The Lua the Prosody under test runs on, and so the one the rock is built for.
+LUA_VERSION = os.environ.get("E2E_LUA_VERSION", "5.4")
 
 USERS = {"alice": "pw-alice", "bob": "pw-bob"}
 BOT = "bot.localhost"

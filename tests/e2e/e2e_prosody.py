@@ -21,6 +21,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 from prosody_config import Lua, config_text, lua_options, lua_value  # noqa: E402,F401
 
 
+# Which Prosody runs the suite: Debian's (on PATH) by default, or the one installed under
+# E2E_PROSODY_PREFIX (scripts/prosody13 builds Prosody 13 there): the same suite for both.
+_PREFIX = os.environ.get("E2E_PROSODY_PREFIX")
+PROSODY = os.path.join(_PREFIX, "bin", "prosody") if _PREFIX else "prosody"
+PROSODYCTL = os.path.join(_PREFIX, "bin", "prosodyctl") if _PREFIX else "prosodyctl"
+
+
 class ProsodyError(RuntimeError):
     pass
 
@@ -76,7 +83,7 @@ class Prosody:
     # -- lifecycle -----------------------------------------------------------
     def prosodyctl(self, *args, input_text=None, timeout=20):
         return subprocess.run(
-            ["prosodyctl", "--config", self.config_path, *args],
+            [PROSODYCTL, "--config", self.config_path, *args],
             input=input_text, capture_output=True, text=True, timeout=timeout,
             stdin=None if input_text is not None else subprocess.DEVNULL,
         )
@@ -91,7 +98,7 @@ class Prosody:
         self.register_users()
         self._console = open(self.console_path, "wb")
         self.proc = subprocess.Popen(
-            ["prosody", "--config", self.config_path, "-F"],
+            [PROSODY, "--config", self.config_path, "-F"],
             cwd=self.dir, stdin=subprocess.DEVNULL, stdout=self._console, stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
         )

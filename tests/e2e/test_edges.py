@@ -9,7 +9,7 @@ import socket
 import subprocess
 import tempfile
 
-from conftest import BOT, REPO_ROOT, ROCKSPEC
+from conftest import BOT, LUA_VERSION, REPO_ROOT, ROCKSPEC
 from e2e_util import free_port, wait_until
 from e2e_webhook import Reply
 
@@ -131,9 +131,9 @@ def test_upgrading_the_rock_while_prosody_runs_is_harmless_until_the_restart(pro
     since = alice.mark()
     alice.send_message(BOT_JID, "one")
     assert alice.wait_for(lambda s: s.name == "message", since=since).body == "before"
-    lib = os.path.join(plugin_tree, "lib", "lua", "5.4", "component_http_native.so")
+    lib = os.path.join(plugin_tree, "lib", "lua", LUA_VERSION, "component_http_native.so")
     inode = os.stat(lib).st_ino
-    r = subprocess.run(["luarocks", "--lua-version", "5.4", "make", "--tree", plugin_tree, ROCKSPEC],
+    r = subprocess.run(["luarocks", "--lua-version", LUA_VERSION, "make", "--tree", plugin_tree, ROCKSPEC],
                        cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, r.stdout + r.stderr
     assert os.stat(lib).st_ino != inode, "the library was rewritten in place under the running process"
