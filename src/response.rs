@@ -102,21 +102,21 @@ pub fn interpret(orig: &Incoming, answer: &HttpAnswer) -> Outcome {
 /// Decides what an HTTP answer means, in either contract: a `200` of the contract's type is
 /// the reply; another `2xx` (or type) is accepted without a reply; the rest are errors.
 pub fn interpret_as(orig: &Incoming, answer: &HttpAnswer, format: Format) -> Outcome {
+    let content_type = answer.content_type.as_deref();
+    let of_the_contract = match format {
+        Format::Json => is_json(content_type),
+        Format::Xml => is_xmpp_xml(content_type),
+    };
     match answer.status {
-        200 if format == Format::Xml && is_xmpp_xml(answer.content_type.as_deref()) => {
+        200 if of_the_contract => {
             if answer.body.iter().all(u8::is_ascii_whitespace) {
                 return Outcome::NoReply;
             }
-            match reply_from_xml(orig, &answer.body) {
-                Ok(reply) => Outcome::Reply(reply),
-                Err(why) => Outcome::Error(BAD_REPLY, format!("webhook reply refused: {why}")),
-            }
-        }
-        200 if format == Format::Json && is_json(answer.content_type.as_deref()) => {
-            if answer.body.iter().all(u8::is_ascii_whitespace) {
-                return Outcome::NoReply;
-            }
-            match reply_from_json(orig, &answer.body) {
+            let reply = match format {
+                Format::Json => reply_from_json(orig, &answer.body),
+                Format::Xml => reply_from_xml(orig, &answer.body),
+            };
+            match reply {
                 Ok(reply) => Outcome::Reply(reply),
                 Err(why) => Outcome::Error(BAD_REPLY, format!("webhook reply refused: {why}")),
             }
