@@ -11,12 +11,17 @@
 // It checks X-Signature, answers a retried request (same X-Delivery-Id) with the answer it
 // already gave, and shows a chat reply, a headline ("news") and an iq answered with a stanza.
 // Express's res.json() sends "application/json; charset=utf-8", which the module accepts.
+// "ping me" shows a message sent on the bot's own initiative: POSTed to the component's push
+// endpoint (PUSH_URL, e.g. http://bot.example.com:5280/component_http, with PUSH_TOKEN equal to
+// component_post_push_credentials).
 "use strict";
 
 const crypto = require("crypto");
 const express = require("express");
 
 const secret = process.env.BOT_SECRET || "";
+const pushUrl = process.env.PUSH_URL;
+const pushToken = process.env.PUSH_TOKEN || "";
 const answered = new Map(); // X-Delivery-Id -> [status, body]: the last 10,000 answers
 let handled = 0;
 
@@ -40,6 +45,14 @@ function answer(stanza) {
     return [501, null]; // feature-not-implemented, for every other iq
   }
   if (stanza.body === undefined) return [204, null]; // a chat state, a receipt...: nothing to say
+  if (stanza.body.trim().toLowerCase() === "ping me" && pushUrl) {
+    setTimeout(() => fetch(pushUrl, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: pushToken },
+      body: JSON.stringify({ to: stanza.from, from: stanza.to, body: "ping!" }),
+    }).catch((e) => console.error("push failed:", e)), 1000);
+    return [200, { body: "I will, in a second." }];
+  }
   if (stanza.body.trim().toLowerCase() === "news") return [200, { type: "headline", body: "Nothing new today." }];
   return [200, { body: `You said: ${stanza.body} (#${handled})` }];
 }

@@ -11,7 +11,11 @@
 //
 // It checks X-Signature, answers a retried request (same X-Delivery-Id) with the answer it
 // already gave (kept in files under the system's temporary directory), and shows a chat
-// reply, a headline ("news") and an iq answered with a stanza.
+// reply, a headline ("news") and an iq answered with a stanza. "ping me" shows a message sent on
+// the bot's own initiative: POSTed to the component's push endpoint (PUSH_URL, e.g.
+// http://bot.example.com:5280/component_http, with PUSH_TOKEN equal to
+// component_post_push_credentials); php -S answers one request at a time, so it is sent before
+// the reply.
 
 $secret = getenv('BOT_SECRET') ?: '';
 $body = file_get_contents('php://input');
@@ -38,6 +42,15 @@ function answer(array $stanza, int $handled): array {
     }
     if (!isset($stanza['body'])) {
         return [204, null]; // a chat state, a receipt...: nothing to say
+    }
+    if (strtolower(trim($stanza['body'])) === 'ping me' && getenv('PUSH_URL')) {
+        $message = json_encode(['to' => $stanza['from'], 'from' => $stanza['to'], 'body' => 'ping!']);
+        file_get_contents(getenv('PUSH_URL'), false, stream_context_create(['http' => [
+            'method' => 'POST',
+            'header' => "Content-Type: application/json\r\nAuthorization: " . getenv('PUSH_TOKEN'),
+            'content' => $message,
+        ]]));
+        return [200, ['body' => 'Sent you a ping.']];
     }
     if (strtolower(trim($stanza['body'])) === 'news') {
         return [200, ['type' => 'headline', 'body' => 'Nothing new today.']];

@@ -15,7 +15,10 @@ What it shows:
   never gets a reply twice and nothing is done twice;
 - a chat reply, a headline (a non-chat message: "news"), and an iq answered with a stanza
   (XEP-0092 software version);
-- a stanza it has nothing to say to gets 204: accepted, no reply.
+- a stanza it has nothing to say to gets 204: accepted, no reply;
+- a message sent on the bot's own initiative ("ping me"): POSTed to the component's push
+  endpoint (PUSH_URL, e.g. http://bot.example.com:5280/component_http, with PUSH_TOKEN equal to
+  component_post_push_credentials).
 """
 
 import hashlib
@@ -25,11 +28,13 @@ import os
 import sys
 import threading
 import time
+import urllib.request
 from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from xml.etree import ElementTree
 
 SECRET = os.environ.get("BOT_SECRET", "").encode()
+PUSH_URL, PUSH_TOKEN = os.environ.get("PUSH_URL"), os.environ.get("PUSH_TOKEN", "")
 answered = OrderedDict()  # X-Delivery-Id -> (status, body): the last 10,000 answers
 handled = 0
 lock = threading.Lock()  # requests come in concurrently: one sender's in order, others meanwhile
@@ -42,6 +47,15 @@ def verified(headers, body):
     expected = "sha256=" + hmac.new(SECRET, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
     fresh = timestamp.isdigit() and abs(time.time() - int(timestamp)) <= 300
     return fresh and hmac.compare_digest(expected, headers.get("X-Signature", ""))
+
+
+def push(stanza):
+    """Sends a message of the bot's own: a second after it was asked to."""
+    time.sleep(1)
+    message = json.dumps({"to": stanza["from"], "from": stanza["to"], "body": "ping!"}).encode()
+    request = urllib.request.Request(PUSH_URL, data=message, method="POST", headers={
+        "Content-Type": "application/json", "Authorization": PUSH_TOKEN})
+    urllib.request.urlopen(request, timeout=10).close()
 
 
 def answer(stanza):
@@ -57,6 +71,9 @@ def answer(stanza):
     text = stanza.get("body")
     if text is None:
         return 204, None  # a chat state, a receipt...: nothing to say
+    if text.strip().lower() == "ping me" and PUSH_URL:
+        threading.Thread(target=push, args=(stanza,), daemon=True).start()
+        return 200, {"body": "I will, in a second."}
     if text.strip().lower() == "news":
         return 200, {"type": "headline", "body": "Nothing new today."}
     return 200, {"body": f"You said: {text} (#{handled})"}

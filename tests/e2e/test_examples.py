@@ -19,6 +19,7 @@ from conftest import BOT, REPO_ROOT
 from e2e_util import die_with_parent, free_port, port_accepts, stop_process, wait_until
 
 SECRET = "example-secret"
+PUSH_TOKEN = "Bearer example-push-token"
 BOT_JID = f"echo@{BOT}"
 EXAMPLES = os.path.join(REPO_ROOT, "examples")
 
@@ -47,16 +48,17 @@ LANGUAGES = {"python": start_python, "node": start_node, "php": start_php}
 @pytest.fixture(params=list(LANGUAGES))
 def example_bot(request):
     workdir = tempfile.mkdtemp(prefix=f"e2e-{request.param}-bot-")
-    port = free_port()
+    port, http_port = free_port(), free_port()
     command, cwd = LANGUAGES[request.param](port, workdir)
-    env = {**os.environ, "BOT_SECRET": SECRET, "TMPDIR": workdir}
+    env = {**os.environ, "BOT_SECRET": SECRET, "TMPDIR": workdir, "PUSH_TOKEN": PUSH_TOKEN,
+           "PUSH_URL": f"http://127.0.0.1:{http_port}/component_http"}
     log = open(os.path.join(workdir, "bot.log"), "wb")
     proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
                             stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     try:
         wait_until(lambda: proc.poll() is not None or port_accepts(port), timeout=30, what=f"the {request.param} bot")
         assert proc.poll() is None, open(os.path.join(workdir, "bot.log")).read()
-        yield request.param, f"http://127.0.0.1:{port}/"
+        yield request.param, f"http://127.0.0.1:{port}/", http_port
     finally:
         stop_process(proc)
         log.close()
@@ -78,9 +80,11 @@ def post(url, payload, delivery_id, secret=SECRET):
 
 
 def test_example_bot_end_to_end(example_bot, prosody_factory, connect):
-    language, url = example_bot
-    prosody = prosody_factory({BOT: {"component_post_url": url, "component_post_secret": SECRET,
-                                     "component_post_stanzas": ["message", "iq"]}})
+    language, url, http_port = example_bot
+    prosody = prosody_factory(
+        {BOT: {"component_post_url": url, "component_post_secret": SECRET, "component_post_stanzas": ["message", "iq"],
+               "component_post_push_credentials": PUSH_TOKEN}},
+        global_options={"http_ports": [http_port], "http_interfaces": ["127.0.0.1"], "http_default_host": BOT})
     alice = connect(prosody)
 
     since = alice.mark()
@@ -100,6 +104,14 @@ def test_example_bot_end_to_end(example_bot, prosody_factory, connect):
     name = result.child("query", "jabber:iq:version").find("{jabber:iq:version}name").text
     assert name == f"{language} example bot"
 
+    # A message of the bot's own, pushed: the reply and the push both come.
+    since = alice.mark()
+    alice.send_message(BOT_JID, "ping me")
+    got = alice.wait_for_count(lambda s: s.name == "message", 2, since=since, timeout=15)
+    assert sorted(s.body for s in got) == sorted(["ping!", "Sent you a ping." if language == "php"
+                                                  else "I will, in a second."])
+    assert all(s.frm == BOT_JID for s in got)
+
     since = alice.mark()
     iid = alice.send_iq_get(BOT_JID, "<query xmlns='http://jabber.org/protocol/disco#items'/>")
     error = alice.wait_for(lambda s: s.name == "iq" and s.id == iid, since=since, timeout=15)
@@ -107,7 +119,7 @@ def test_example_bot_end_to_end(example_bot, prosody_factory, connect):
 
 
 def test_example_bot_checks_signatures_and_answers_a_retry_once(example_bot):
-    _, url = example_bot
+    _, url, _ = example_bot
     stanza = {"to": BOT_JID, "from": "alice@localhost/x", "kind": "message",
               "stanza": "<message type='chat'><body>hi</body></message>", "body": "hi"}
     assert post(url, stanza, "id-1", secret="wrong")[0] == 401
