@@ -52,8 +52,12 @@ def test_a_slow_reply_is_preceded_by_composing_and_carries_active(hook, alice):
     assert [r.json["body"] for r in hook.requests] == ["think"]
 
 
-def test_a_fast_reply_gets_no_notification(hook, alice):
+def test_a_fast_reply_gets_no_notification(prosody_factory, make_webhook, connect):
+    # "Fast" means within the delay: a delay no loaded machine can exceed keeps this exact.
+    hook = make_webhook()
     hook.handler = lambda req: Reply.with_json({"body": "quick"})
+    prosody = prosody_factory({BOT: {"component_post_url": hook.url(), "component_post_chat_state_delay": 3600}})
+    alice = connect(prosody)
     since, _, answer = exchange(alice, "fast")
     assert received_between(alice, since, answer) == []
     assert state_of(answer) == "active"
