@@ -47,7 +47,8 @@ impl CachingResolver {
         let name = host_port.to_owned();
         std::thread::Builder::new()
             .name("component_http-resolve".into())
-            .stack_size(64 * 1024)
+            // getaddrinfo may run NSS modules with stacks of their own making: room to spare.
+            .stack_size(256 * 1024)
             .spawn(move || {
                 let _ = tx.send(name.to_socket_addrs().map(Iterator::collect::<Vec<_>>));
             })

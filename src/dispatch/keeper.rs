@@ -17,7 +17,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<(), String> {
     let shared = Arc::clone(shared);
     std::thread::Builder::new()
         .name("component_http-keeper".into())
-        .stack_size(64 * 1024)
+        .stack_size(256 * 1024)
         .spawn(move || run(&shared))
         .map(drop)
         .map_err(|e| format!("could not start the keeper thread: {e}"))
