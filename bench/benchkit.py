@@ -132,12 +132,15 @@ class Prosody:
                 self.proc.wait()
 
 
-def loadgen(c2s_port, sessions, window, messages, stall_timeout=60):
+def loadgen(c2s_port, sessions, window, messages, stall_timeout=60, per_session=False, login_timeout=10):
     """bench's load generator: `sessions` c2s sessions, `window` messages outstanding in all
-    (message i goes to session i mod sessions), `messages` in all. Returns its JSON result."""
+    (message i goes to session i mod sessions), `messages` in all; with `per_session`, each
+    session has one message outstanding and sends its next when it is answered (`window` is
+    ignored). Returns its JSON result."""
     out = subprocess.run([f"{HERE}/target/release/loadgen", "--addr", f"127.0.0.1:{c2s_port}",
                           "--password", PASSWORD, "--sessions", str(sessions), "--windows", str(window),
-                          "--messages", str(messages), "--stall-timeout", str(stall_timeout)],
+                          "--messages", str(messages), "--stall-timeout", str(stall_timeout),
+                          "--login-timeout", str(login_timeout)] + (["--per-session"] if per_session else []),
                          capture_output=True, text=True, timeout=3600)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if not lines:
@@ -165,52 +168,61 @@ class EchoWebhook:
 
 
 class SlowWebhook:
-    """An echo webhook that answers each POST after `delay` seconds, holding any number of
-    requests at once (asyncio, in a thread); counts requests in flight and connections."""
+    """bench's webhook (a separate process, one epoll thread) answering each POST after `delay`
+    seconds, any number at once; its counters include the most requests it held at once."""
 
     def __init__(self, delay):
-        self.delay, self.port = delay, free_port()
-        self.in_flight = self.max_in_flight = self.connections = self.requests = 0
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-        self._thread.start()
-        self._ready.wait()
+        self.proc = subprocess.Popen([f"{HERE}/target/release/webhook", "--delay-ms", str(round(delay * 1000))],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("LISTENING "):
+            raise SystemExit(f"webhook said {line!r}")
+        self.port = int(line.rsplit(":", 1)[1])
 
-    async def _main(self):
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        server = await asyncio.start_server(self._serve, "127.0.0.1", self.port, backlog=4096)
-        self._ready.set()
-        async with server:
-            await self._stop.wait()
+    @property
+    def pid(self):
+        return self.proc.pid
 
-    async def _serve(self, reader, writer):
-        self.connections += 1
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                body = json.loads(await reader.readexactly(length))
-                self.requests += 1
-                self.in_flight += 1
-                self.max_in_flight = max(self.max_in_flight, self.in_flight)
-                await asyncio.sleep(self.delay)
-                self.in_flight -= 1
-                answer = json.dumps({"body": f"Did you say {body.get('body')}?"}).encode()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-                             % len(answer) + answer)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
-            pass
-        finally:
-            writer.close()
+    def stats(self):
+        """accepted, requests, in_flight, max_in_flight, … (see src/bin/webhook.rs)."""
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
 
     def url(self):
         return f"http://127.0.0.1:{self.port}/hook"
 
     def close(self):
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=5)
+        self.proc.kill()
+        self.proc.wait()
+
+
+def cpu_ticks(pid, thread=None):
+    """utime + stime of a process (or of one of its threads) in clock ticks."""
+    path = f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat"
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def machine_busy_ticks():
+    """Ticks all cores spent busy (user, nice, system, irq, softirq) since boot."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[0] + v[1] + v[2] + v[5] + v[6]
+
+
+def children_ticks():
+    """CPU of this process's finished children (the load generator) in ticks."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return round((r.ru_utime + r.ru_stime) * os.sysconf("SC_CLK_TCK"))
+
+
+def self_ticks():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return round((r.ru_utime + r.ru_stime) * os.sysconf("SC_CLK_TCK"))
+
+
+def load_average():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])

@@ -8,6 +8,11 @@
 --
 --   Component "bot.localhost" "bench_null"
 --     bench_null_reply = "route"   -- or "origin"
+--     bench_null_delay = 1         -- seconds; default 0
+--
+-- With bench_null_delay, each answer is sent that many seconds later from a
+-- Prosody timer: the floor of the slow-bot scenario (bench/slowbot), a bot
+-- exactly that slow with no HTTP at all.
 --
 -- "route" (default) sends the reply with module:send, through Prosody's
 -- normal routing, as this repository's module does. "origin" hands it
@@ -18,6 +23,7 @@ local st = require "util.stanza";
 
 local reply_via = module:get_option_string("bench_null_reply", "route");
 assert(reply_via == "route" or reply_via == "origin", "bench_null_reply must be \"route\" or \"origin\"");
+local delay = module:get_option_number("bench_null_delay", 0);
 
 local function answer(event)
 	local origin, stanza = event.origin, event.stanza;
@@ -33,10 +39,17 @@ local function answer(event)
 		from = stanza.attr.to;
 		type = "chat";
 	}):tag("body"):text("Did you say " .. body .. "?"):up();
-	if reply_via == "origin" then
-		origin.send(reply);
+	local function send()
+		if reply_via == "origin" then
+			origin.send(reply);
+		else
+			module:send(reply);
+		end
+	end
+	if delay > 0 then
+		module:add_timer(delay, send);
 	else
-		module:send(reply);
+		send();
 	end
 	return true;
 end

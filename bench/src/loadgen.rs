@@ -11,6 +11,7 @@
 //! one reader thread per session reads. The window is a counting gate: the
 //! dispatcher takes a slot per message, a reader gives it back per first reply.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -46,6 +47,10 @@ pub struct PhaseOptions {
     pub deadline: Duration,
     /// Wait this long after the last expected reply, to catch duplicates.
     pub settle: Duration,
+    /// Each session has at most one message outstanding and sends its next one when the
+    /// previous got its reply or error (a user talking to a bot); `window` is then ignored and
+    /// every session sends `messages / sessions`.
+    pub per_session: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -92,6 +97,8 @@ pub struct PhaseResult {
     pub replied: usize,
     /// Error bounces (type='error') matched by id.
     pub errors: usize,
+    /// The same, by `type/condition` of their `<error/>` (e.g. `wait/remote-server-timeout`).
+    pub errors_by_condition: BTreeMap<String, usize>,
     /// Sent but neither replied nor bounced by the end of the phase.
     pub lost: usize,
     pub duplicates: usize,
@@ -120,11 +127,14 @@ struct SessStats {
     stale: usize,
     unexpected: usize,
     errors: usize,
+    error_conditions: BTreeMap<String, usize>,
     other: usize,
 }
 
 struct Gate {
     outstanding: usize,
+    /// Sessions whose last message was answered (per-session mode only).
+    ready: VecDeque<usize>,
     last_progress: Instant,
     last_reply_ns: u64,
 }
@@ -140,25 +150,34 @@ struct Phase {
     gate: Mutex<Gate>,
     cv: Condvar,
     per_session: Vec<Mutex<SessStats>>,
+    /// Per-session mode: answered sessions queue up in `Gate::ready`.
+    one_each: bool,
 }
 
 impl Phase {
-    fn new(id: u32, sessions: usize, messages: usize) -> Phase {
+    fn new(id: u32, sessions: usize, messages: usize, one_each: bool) -> Phase {
         Phase {
             id,
             sessions,
             messages,
             send_ns: (0..messages).map(|_| AtomicU64::new(0)).collect(),
             state: (0..messages).map(|_| AtomicU8::new(0)).collect(),
-            gate: Mutex::new(Gate { outstanding: 0, last_progress: Instant::now(), last_reply_ns: 0 }),
+            gate: Mutex::new(Gate {
+                outstanding: 0,
+                ready: VecDeque::new(),
+                last_progress: Instant::now(), last_reply_ns: 0 }),
             cv: Condvar::new(),
             per_session: (0..sessions).map(|_| Mutex::new(SessStats::default())).collect(),
+            one_each,
         }
     }
 
-    fn release(&self, now_ns: u64) {
+    fn release(&self, now_ns: u64, session: usize) {
         let mut g = self.gate.lock().unwrap();
         g.outstanding = g.outstanding.saturating_sub(1);
+        if self.one_each {
+            g.ready.push_back(session);
+        }
         g.last_progress = Instant::now();
         g.last_reply_ns = now_ns;
         drop(g);
@@ -228,8 +247,10 @@ fn reader_loop(shared: Arc<Shared>, me: usize, mut r: StanzaReader) {
                     let i = q * ph.sessions + s;
                     if ph.state[i].swap(2, Ordering::AcqRel) == 0 {
                         ss.errors += 1;
+                        let condition = st.error.clone().unwrap_or_else(|| "(no error element)".into());
+                        *ss.error_conditions.entry(condition).or_default() += 1;
                         drop(ss);
-                        ph.release(now);
+                        ph.release(now, me);
                     } else {
                         ss.duplicates += 1;
                     }
@@ -260,7 +281,7 @@ fn reader_loop(shared: Arc<Shared>, me: usize, mut r: StanzaReader) {
                     _ => ss.last_seq = Some(q),
                 }
                 drop(ss);
-                ph.release(now);
+                ph.release(now, me);
             }
             Some((p, _, _)) if p != ph.id => ss.stale += 1,
             _ => ss.unexpected += 1,
@@ -282,7 +303,7 @@ impl Client {
     pub fn connect(cfg: &ClientConfig) -> io::Result<Client> {
         let shared = Arc::new(Shared {
             epoch: Instant::now(),
-            current: RwLock::new(Arc::new(Phase::new(0, cfg.sessions, 0))),
+            current: RwLock::new(Arc::new(Phase::new(0, cfg.sessions, 0, false))),
             generation: AtomicU64::new(0),
             dead: AtomicUsize::new(0),
             dead_reason: Mutex::new(None),
@@ -347,7 +368,7 @@ impl Client {
         let id = self.next_phase;
         self.next_phase += 1;
         let s_count = self.cfg.sessions;
-        let ph = Arc::new(Phase::new(id, s_count, opts.messages));
+        let ph = Arc::new(Phase::new(id, s_count, opts.messages, opts.per_session));
         *self.shared.current.write().unwrap() = ph.clone();
         self.shared.generation.fetch_add(1, Ordering::Release);
 
@@ -359,10 +380,10 @@ impl Client {
         let window = opts.window.max(1);
 
         // Wait until `cond(outstanding)` holds; false if the phase must end.
-        let wait = |pred: &dyn Fn(usize) -> bool, res: &mut PhaseResult| -> bool {
+        let wait = |pred: &dyn Fn(&Gate) -> bool, res: &mut PhaseResult| -> bool {
             let mut g = ph.gate.lock().unwrap();
             loop {
-                if pred(g.outstanding) {
+                if pred(&g) {
                     return true;
                 }
                 if stop.load(Ordering::Relaxed) {
@@ -393,30 +414,64 @@ impl Client {
         };
 
         let mut ok = true;
-        for i in 0..opts.messages {
-            if !wait(&|o| o < window, &mut res) {
-                ok = false;
-                break;
-            }
-            ph.gate.lock().unwrap().outstanding += 1;
-            let s = i % s_count;
-            let q = i / s_count;
+        let mut send = |s: usize, q: usize, res: &mut PhaseResult| -> bool {
             buf.clear();
             let _ = write!(
                 buf,
                 "<message to='{t}' type='chat' id='{id}-{s}-{q}'><body>m{id}-{s}-{q}</body></message>",
                 t = self.cfg.target
             );
-            ph.send_ns[i].store(self.shared.now_ns(), Ordering::Release);
+            ph.send_ns[q * s_count + s].store(self.shared.now_ns(), Ordering::Release);
             if let Err(e) = self.writers[s].write_all(&buf) {
                 res.aborted = Some(format!("write to session {s}: {e}"));
-                ok = false;
-                break;
+                return false;
             }
             res.sent += 1;
+            true
+        };
+        if opts.per_session {
+            // Every session starts with one message; each answer lets its session send the next.
+            let per = opts.messages / s_count;
+            let mut next_q = vec![0usize; s_count];
+            ph.gate.lock().unwrap().ready.extend(0..s_count);
+            let mut sent = 0;
+            while sent < per * s_count {
+                if !wait(&|g| !g.ready.is_empty(), &mut res) {
+                    ok = false;
+                    break;
+                }
+                let s = {
+                    let mut g = ph.gate.lock().unwrap();
+                    let s = g.ready.pop_front().expect("a ready session");
+                    if next_q[s] < per {
+                        g.outstanding += 1;
+                    }
+                    s
+                };
+                if next_q[s] < per {
+                    if !send(s, next_q[s], &mut res) {
+                        ok = false;
+                        break;
+                    }
+                    next_q[s] += 1;
+                    sent += 1;
+                }
+            }
+        } else {
+            for i in 0..opts.messages {
+                if !wait(&|g| g.outstanding < window, &mut res) {
+                    ok = false;
+                    break;
+                }
+                ph.gate.lock().unwrap().outstanding += 1;
+                if !send(i % s_count, i / s_count, &mut res) {
+                    ok = false;
+                    break;
+                }
+            }
         }
         if ok {
-            wait(&|o| o == 0, &mut res);
+            wait(&|g| g.outstanding == 0, &mut res);
         }
         let last_reply_ns = ph.gate.lock().unwrap().last_reply_ns;
         if !opts.settle.is_zero() && !stop.load(Ordering::Relaxed) {
@@ -432,6 +487,9 @@ impl Client {
             res.stale += ss.stale;
             res.unexpected += ss.unexpected;
             res.errors += ss.errors;
+            for (condition, n) in std::mem::take(&mut ss.error_conditions) {
+                *res.errors_by_condition.entry(condition).or_default() += n;
+            }
             res.other_stanzas += ss.other;
         }
         res.replied = lat.len();

@@ -23,6 +23,8 @@ pub struct Stanza {
     pub body: Option<String>,
     /// Names of direct children, in order.
     pub children: Vec<String>,
+    /// For a stanza with an `<error/>` child: `type/condition`, e.g. `wait/remote-server-timeout`.
+    pub error: Option<String>,
     /// All character data below the element, concatenated (used for
     /// `<mechanism>` lists during login).
     pub text: String,
@@ -67,6 +69,14 @@ fn entity(name: &[u8]) -> Option<char> {
     }
 }
 
+/// The first element inside `<error/>` other than `<text/>` is the defined condition.
+fn note_condition(st: &mut Stanza, in_error: bool, error_type: &str, e: &BytesStart) {
+    let name = e.local_name();
+    if in_error && st.error.is_none() && name.as_ref() != b"text" {
+        st.error = Some(format!("{error_type}/{}", String::from_utf8_lossy(name.as_ref())));
+    }
+}
+
 impl StanzaReader {
     pub fn new(stream: TcpStream) -> Self {
         let mut reader = Reader::from_reader(BufReader::with_capacity(64 * 1024, stream));
@@ -81,6 +91,8 @@ impl StanzaReader {
     pub fn next(&mut self) -> io::Result<Stanza> {
         let mut st = Stanza::default();
         let mut in_body = false;
+        let mut in_error = false;
+        let mut error_type = String::new();
         loop {
             self.buf.clear();
             let ev = self.reader.read_event_into(&mut self.buf).map_err(|e| io_err(format!("xml: {e}")))?;
@@ -101,7 +113,13 @@ impl StanzaReader {
                             in_body = true;
                             st.body = Some(String::new());
                         }
+                        if n == "error" {
+                            in_error = true;
+                            error_type = attr(&e, b"type").unwrap_or_default();
+                        }
                         st.children.push(n);
+                    } else if self.depth == 4 {
+                        note_condition(&mut st, in_error, &error_type, &e);
                     }
                 }
                 Event::Empty(e) => {
@@ -111,7 +129,13 @@ impl StanzaReader {
                         st.id = attr(&e, b"id");
                         return Ok(st);
                     } else if self.depth == 2 {
-                        st.children.push(String::from_utf8_lossy(e.name().as_ref()).into_owned());
+                        let n = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                        if n == "error" {
+                            st.error = Some(format!("{}/(none)", attr(&e, b"type").unwrap_or_default()));
+                        }
+                        st.children.push(n);
+                    } else if self.depth == 3 {
+                        note_condition(&mut st, in_error, &error_type, &e);
                     }
                 }
                 Event::Text(t) => {
@@ -145,6 +169,7 @@ impl StanzaReader {
                 Event::End(_) => {
                     if self.depth == 3 {
                         in_body = false;
+                        in_error = false;
                     }
                     if self.depth == 0 {
                         return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "stream closed"));
@@ -253,6 +278,28 @@ pub fn login(
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
+    #[test]
+    fn error_condition_is_read() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut w = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (r, _) = listener.accept().unwrap();
+        w.write_all(
+            b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams'>\
+              <message type='error' id='1'><body>x</body><error type='wait'>\
+              <text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>why</text>\
+              <remote-server-timeout xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>\
+              <message type='chat'><body>y</body></message>",
+        )
+        .unwrap();
+        let mut reader = super::StanzaReader::new(r);
+        let st = reader.next().unwrap();
+        assert_eq!(st.error.as_deref(), Some("wait/remote-server-timeout"));
+        assert_eq!(st.body.as_deref(), Some("x"));
+        assert_eq!(reader.next().unwrap().error, None);
+    }
+
     #[test]
     fn b64_matches_rfc4648() {
         assert_eq!(super::b64(b""), "");

@@ -1,57 +1,69 @@
 //! Standalone load generator against an already running XMPP server.
 //!
-//! loadgen --addr 127.0.0.1:5222 [--domain localhost] [--user-prefix u]
-//!         [--password pw] [--sessions 16] [--to bot.localhost]
-//!         [--windows 1,16,256] [--messages 20000] [--stall-timeout 10]
+//! loadgen --addr 127.0.0.1:5222 [--sessions 16] [--windows 1,16,256] [--messages 20000] …
+//! loadgen --addr 127.0.0.1:5222 --sessions 1000 --per-session --messages 2000   (slow bots)
 //!
 //! Users u1..uN must exist with the given password. Prints one JSON object
 //! per window on stdout (the orchestrator, `bench`, uses the same code
-//! in-process and adds the /proc and webhook measurements).
+//! in-process and adds the /proc and webhook measurements). `loadgen --help`
+//! lists every option.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use benchlib::loadgen::{Client, ClientConfig, PhaseOptions};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(about = "Closed-loop c2s load generator for mod_component_http's benchmarks")]
+struct Args {
+    /// Prosody's c2s address
+    #[arg(long)]
+    addr: SocketAddr,
+    #[arg(long, default_value = "localhost")]
+    domain: String,
+    /// Users are <PREFIX>1..<PREFIX>N
+    #[arg(long, default_value = "u")]
+    user_prefix: String,
+    #[arg(long, default_value = "pw")]
+    password: String,
+    #[arg(long, default_value_t = 16)]
+    sessions: usize,
+    /// Where the messages go
+    #[arg(long = "to", default_value = "bot.localhost")]
+    target: String,
+    /// Messages outstanding in all, one phase per value
+    #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
+    windows: Vec<usize>,
+    /// Messages per phase
+    #[arg(long, default_value_t = 20_000)]
+    messages: usize,
+    /// Each session has one message outstanding and sends the next when it is answered (one
+    /// phase; --windows is ignored; each session sends MESSAGES / SESSIONS)
+    #[arg(long)]
+    per_session: bool,
+    /// End a phase after this many seconds without a reply
+    #[arg(long, default_value_t = 10)]
+    stall_timeout: u64,
+    /// Hard cap per phase, seconds
+    #[arg(long, default_value_t = 600)]
+    phase_timeout: u64,
+    /// Seconds for each session's login (thousands at once take a while)
+    #[arg(long, default_value_t = 10)]
+    login_timeout: u64,
+}
 
 fn main() {
-    let mut addr: Option<SocketAddr> = None;
-    let mut domain = "localhost".to_string();
-    let mut prefix = "u".to_string();
-    let mut password = "pw".to_string();
-    let mut sessions = 16usize;
-    let mut target = "bot.localhost".to_string();
-    let mut windows = vec![1usize, 16, 256];
-    let mut messages = 20_000usize;
-    let mut stall = 10u64;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut val = || args.next().unwrap_or_else(|| panic!("{a} needs a value"));
-        match a.as_str() {
-            "--addr" => addr = Some(val().parse().expect("--addr HOST:PORT")),
-            "--domain" => domain = val(),
-            "--user-prefix" => prefix = val(),
-            "--password" => password = val(),
-            "--sessions" => sessions = val().parse().expect("--sessions N"),
-            "--to" => target = val(),
-            "--windows" => windows = val().split(',').map(|w| w.trim().parse().expect("--windows 1,16")).collect(),
-            "--messages" => messages = val().parse().expect("--messages N"),
-            "--stall-timeout" => stall = val().parse().expect("--stall-timeout SECONDS"),
-            "-h" | "--help" => {
-                eprintln!("see the header of bench/src/bin/loadgen.rs");
-                return;
-            }
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    let a = Args::parse();
     let cfg = ClientConfig {
-        addr: addr.expect("--addr is required"),
-        domain,
-        user_prefix: prefix,
-        password,
-        sessions,
-        target,
-        login_timeout: Duration::from_secs(10),
+        addr: a.addr,
+        domain: a.domain,
+        user_prefix: a.user_prefix,
+        password: a.password,
+        sessions: a.sessions,
+        target: a.target,
+        login_timeout: Duration::from_secs(a.login_timeout),
     };
     let mut client = match Client::connect(&cfg) {
         Ok(c) => c,
@@ -60,15 +72,18 @@ fn main() {
             std::process::exit(1);
         }
     };
+    eprintln!("loadgen: {} sessions logged in", a.sessions);
     let stop = AtomicBool::new(false);
+    let windows = if a.per_session { vec![a.sessions] } else { a.windows };
     for w in windows {
         let r = client.run_phase(
             &PhaseOptions {
                 window: w,
-                messages,
-                stall_timeout: Duration::from_secs(stall),
-                deadline: Duration::from_secs(600),
+                messages: a.messages,
+                stall_timeout: Duration::from_secs(a.stall_timeout),
+                deadline: Duration::from_secs(a.phase_timeout),
                 settle: Duration::from_millis(200),
+                per_session: a.per_session,
             },
             &stop,
         );

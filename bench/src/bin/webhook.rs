@@ -6,15 +6,23 @@
 //!
 //! A request without a JSON "body" string gets 204 (no reply stanza).
 //!
-//! Usage: webhook [--port P]      (default 0 = any free port, 127.0.0.1 only)
+//! Usage: webhook [--port P] [--delay-ms D]
+//!   --port P      default 0 = any free port, 127.0.0.1 only
+//!   --delay-ms D  hold every answer D ms (a slow bot); any number of requests
+//!                 are held at once, on the same one thread (a timer queue)
 //!
-//! First stdout line: `LISTENING 127.0.0.1:<port>`. Then, for every line
+//! It raises its descriptor limit to the hard limit, and the listen backlog
+//! to what the kernel allows, so that thousands of connections can arrive at
+//! once. First stdout line: `LISTENING 127.0.0.1:<port>`. Then, for every line
 //! `stats` read on stdin it prints one JSON line with counters:
 //! {"accepted":N,"active":N,"requests":N,"replies":N,"no_body":N,"bad":N,
-//!  "closed_by_peer":N,"closed_by_us":N}
+//!  "closed_by_peer":N,"closed_by_us":N,"in_flight":N,"max_in_flight":N}
+//! (in flight: requests read whose answer is still held by --delay-ms).
 //! It exits when stdin closes, so it never outlives the orchestrator.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
 use std::io::{self, BufRead, Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,13 +41,15 @@ struct Counters {
     bad: AtomicU64,
     closed_by_peer: AtomicU64,
     closed_by_us: AtomicU64,
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
 }
 
 impl Counters {
     fn json(&self) -> String {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
-            "{{\"accepted\":{},\"active\":{},\"requests\":{},\"replies\":{},\"no_body\":{},\"bad\":{},\"closed_by_peer\":{},\"closed_by_us\":{}}}",
+            "{{\"accepted\":{},\"active\":{},\"requests\":{},\"replies\":{},\"no_body\":{},\"bad\":{},\"closed_by_peer\":{},\"closed_by_us\":{},\"in_flight\":{},\"max_in_flight\":{}}}",
             g(&self.accepted),
             g(&self.active),
             g(&self.requests),
@@ -47,7 +57,9 @@ impl Counters {
             g(&self.no_body),
             g(&self.bad),
             g(&self.closed_by_peer),
-            g(&self.closed_by_us)
+            g(&self.closed_by_us),
+            g(&self.in_flight),
+            g(&self.max_in_flight)
         )
     }
 }
@@ -58,7 +70,18 @@ struct Conn {
     wbuf: Vec<u8>,
     wpos: usize,
     close_after_write: bool,
+    /// A request asked to close; with --delay-ms its answer may still be held.
+    no_more_requests: bool,
     want_write: bool,
+}
+
+/// An answer held by --delay-ms until `due`. The delay is the same for all, so the queue is in
+/// due order and answers on one connection stay in request order.
+struct Held {
+    due: Instant,
+    token: Token,
+    answer: Vec<u8>,
+    close: bool,
 }
 
 enum Parsed {
@@ -179,7 +202,7 @@ fn respond(c: &Counters, body: &[u8], keep_alive: bool, is_post: bool, out: &mut
 }
 
 /// Returns false when the connection should be dropped now.
-fn on_readable(conn: &mut Conn, c: &Counters) -> bool {
+fn on_readable(conn: &mut Conn, c: &Counters, token: Token, delay: Duration, held: &mut VecDeque<Held>) -> bool {
     let mut tmp = [0u8; 16384];
     let mut eof = false;
     loop {
@@ -197,7 +220,7 @@ fn on_readable(conn: &mut Conn, c: &Counters) -> bool {
             }
         }
     }
-    while !conn.close_after_write {
+    while !conn.close_after_write && !conn.no_more_requests {
         match parse(&conn.rbuf) {
             Parsed::Partial => break,
             Parsed::Bad => {
@@ -209,10 +232,17 @@ fn on_readable(conn: &mut Conn, c: &Counters) -> bool {
             }
             Parsed::Request { consumed, body, keep_alive, is_post } => {
                 c.requests.fetch_add(1, Ordering::Relaxed);
-                respond(c, &body, keep_alive, is_post, &mut conn.wbuf);
                 conn.rbuf.drain(..consumed);
-                if !keep_alive {
-                    conn.close_after_write = true;
+                if delay.is_zero() {
+                    respond(c, &body, keep_alive, is_post, &mut conn.wbuf);
+                    conn.close_after_write = !keep_alive;
+                } else {
+                    let mut answer = Vec::with_capacity(256);
+                    respond(c, &body, keep_alive, is_post, &mut answer);
+                    held.push_back(Held { due: Instant::now() + delay, token, answer, close: !keep_alive });
+                    let n = c.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+                    c.max_in_flight.fetch_max(n, Ordering::Relaxed);
+                    conn.no_more_requests = !keep_alive;
                 }
             }
         }
@@ -244,19 +274,28 @@ fn flush(conn: &mut Conn) -> io::Result<bool> {
 
 fn main() -> io::Result<()> {
     let mut port: u16 = 0;
+    let mut delay = Duration::ZERO;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--port" => port = args.next().and_then(|p| p.parse().ok()).expect("--port N"),
+            "--delay-ms" => {
+                delay = Duration::from_millis(args.next().and_then(|p| p.parse().ok()).expect("--delay-ms N"))
+            }
             "-h" | "--help" => {
-                eprintln!("usage: webhook [--port P]   (see source header)");
+                eprintln!("usage: webhook [--port P] [--delay-ms D]   (see source header)");
                 return Ok(());
             }
             other => panic!("unknown argument {other}"),
         }
     }
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    raise_descriptor_limit();
     let mut listener = TcpListener::bind(addr)?;
+    // listen(2) again on a listening socket only changes its backlog; the kernel caps it at
+    // net.core.somaxconn. Thousands of slow-bot senders connect at once.
+    // SAFETY: a plain syscall on a descriptor we own.
+    unsafe { libc::listen(listener.as_raw_fd(), 65535) };
     let local = listener.local_addr()?;
     println!("LISTENING {local}");
     io::stdout().flush()?;
@@ -285,9 +324,22 @@ fn main() -> io::Result<()> {
     let mut conns: HashMap<Token, Conn> = HashMap::new();
     let mut next_token = 1usize;
     let c = &*counters;
+    let mut held: VecDeque<Held> = VecDeque::new();
 
     loop {
-        if let Err(e) = poll.poll(&mut events, None) {
+        // Answers whose delay is over go out first; then wait for the network or the next one.
+        while held.front().is_some_and(|h| h.due <= Instant::now()) {
+            let h = held.pop_front().expect("a held answer");
+            c.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let Some(conn) = conns.get_mut(&h.token) else { continue };
+            conn.wbuf.extend_from_slice(&h.answer);
+            conn.close_after_write |= h.close;
+            if !after_io(&poll, conn, h.token, c)? {
+                drop_conn(&poll, &mut conns, h.token, c);
+            }
+        }
+        let timeout = held.front().map(|h| h.due.saturating_duration_since(Instant::now()));
+        if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
@@ -312,6 +364,7 @@ fn main() -> io::Result<()> {
                                     wbuf: Vec::with_capacity(4096),
                                     wpos: 0,
                                     close_after_write: false,
+                                    no_more_requests: false,
                                     want_write: false,
                                 },
                             );
@@ -330,38 +383,56 @@ fn main() -> io::Result<()> {
             let Some(conn) = conns.get_mut(&tok) else { continue };
             let mut keep = true;
             if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                keep = on_readable(conn, c);
+                keep = on_readable(conn, c, tok, delay, &mut held);
             }
-            if keep {
-                match flush(conn) {
-                    Ok(true) => {
-                        if conn.close_after_write {
-                            c.closed_by_us.fetch_add(1, Ordering::Relaxed);
-                            keep = false;
-                        } else if conn.want_write {
-                            conn.want_write = false;
-                            poll.registry().reregister(&mut conn.stream, tok, Interest::READABLE)?;
-                        }
-                    }
-                    Ok(false) => {
-                        if !conn.want_write {
-                            conn.want_write = true;
-                            poll.registry().reregister(
-                                &mut conn.stream,
-                                tok,
-                                Interest::READABLE | Interest::WRITABLE,
-                            )?;
-                        }
-                    }
-                    Err(_) => keep = false,
-                }
+            if !keep || !after_io(&poll, conn, tok, c)? {
+                drop_conn(&poll, &mut conns, tok, c);
             }
-            if !keep {
-                if let Some(mut conn) = conns.remove(&tok) {
-                    let _ = poll.registry().deregister(&mut conn.stream);
-                    c.active.fetch_sub(1, Ordering::Relaxed);
-                }
+        }
+    }
+}
+
+/// Flush what a connection has to write and watch for writability while some is left.
+/// Ok(false): the connection is done (closed after its last answer, or broken).
+fn after_io(poll: &Poll, conn: &mut Conn, tok: Token, c: &Counters) -> io::Result<bool> {
+    match flush(conn) {
+        Ok(true) => {
+            if conn.close_after_write {
+                c.closed_by_us.fetch_add(1, Ordering::Relaxed);
+                return Ok(false);
             }
+            if conn.want_write {
+                conn.want_write = false;
+                poll.registry().reregister(&mut conn.stream, tok, Interest::READABLE)?;
+            }
+            Ok(true)
+        }
+        Ok(false) => {
+            if !conn.want_write {
+                conn.want_write = true;
+                poll.registry().reregister(&mut conn.stream, tok, Interest::READABLE | Interest::WRITABLE)?;
+            }
+            Ok(true)
+        }
+        Err(_) => Ok(false),
+    }
+}
+
+fn drop_conn(poll: &Poll, conns: &mut HashMap<Token, Conn>, tok: Token, c: &Counters) {
+    if let Some(mut conn) = conns.remove(&tok) {
+        let _ = poll.registry().deregister(&mut conn.stream);
+        c.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Soft descriptor limit up to the hard one: one descriptor per held connection.
+fn raise_descriptor_limit() {
+    // SAFETY: getrlimit/setrlimit on our own process with a valid struct.
+    unsafe {
+        let mut l: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
         }
     }
 }

@@ -28,6 +28,7 @@ pub(crate) fn measured_phase(
         stall_timeout: Duration::from_secs(ctx.opts.stall_timeout_s),
         deadline: Duration::from_secs(ctx.opts.phase_timeout_s),
         settle: Duration::from_millis(250),
+        per_session: false,
     };
     let mut perf = perf_out.and_then(|out| {
         die_with_parent(
