@@ -132,19 +132,29 @@ class Prosody:
                 self.proc.wait()
 
 
-def loadgen(c2s_port, sessions, window, messages, stall_timeout=60, per_session=False, login_timeout=10):
+def loadgen(c2s_port, sessions, window, messages, stall_timeout=60, per_session=False, login_timeout=10,
+            on_logged_in=None):
     """bench's load generator: `sessions` c2s sessions, `window` messages outstanding in all
     (message i goes to session i mod sessions), `messages` in all; with `per_session`, each
     session has one message outstanding and sends its next when it is answered (`window` is
-    ignored). Returns its JSON result."""
-    out = subprocess.run([f"{HERE}/target/release/loadgen", "--addr", f"127.0.0.1:{c2s_port}",
-                          "--password", PASSWORD, "--sessions", str(sessions), "--windows", str(window),
-                          "--messages", str(messages), "--stall-timeout", str(stall_timeout),
-                          "--login-timeout", str(login_timeout)] + (["--per-session"] if per_session else []),
-                         capture_output=True, text=True, timeout=3600)
-    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    ignored). `on_logged_in()` runs once every session is logged in, before the first message
+    (to start measuring there). Returns its JSON result."""
+    proc = subprocess.Popen([f"{HERE}/target/release/loadgen", "--addr", f"127.0.0.1:{c2s_port}",
+                             "--password", PASSWORD, "--sessions", str(sessions), "--windows", str(window),
+                             "--messages", str(messages), "--stall-timeout", str(stall_timeout),
+                             "--login-timeout", str(login_timeout)] + (["--per-session"] if per_session else []),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errors = []
+    for line in proc.stderr:
+        if "logged in" in line:
+            break
+        errors.append(line)
+    if on_logged_in:
+        on_logged_in()
+    stdout, stderr = proc.communicate(timeout=3600)
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if not lines:
-        raise SystemExit(f"loadgen failed: {out.stderr[-2000:]}")
+        raise SystemExit(f"loadgen failed: {(''.join(errors) + stderr)[-2000:]}")
     return json.loads(lines[-1])
 
 
