@@ -291,7 +291,7 @@ fn reader_loop(shared: Arc<Shared>, me: usize, mut r: StanzaReader) {
 
 pub struct Client {
     cfg: ClientConfig,
-    writers: Vec<TcpStream>,
+    writers: Vec<Arc<TcpStream>>,
     shared: Arc<Shared>,
     readers: Vec<JoinHandle<()>>,
     next_phase: u32,
@@ -321,8 +321,7 @@ impl Client {
                     xmpp::login(cfg.addr, &cfg.domain, &user, &cfg.password, &format!("bench{i}"), cfg.login_timeout);
                 match res {
                     Ok(sess) => {
-                        let w = sess.writer.try_clone();
-                        let _ = tx.send((i, w.map(|w| (w, sess.full_jid.clone()))));
+                        let _ = tx.send((i, Ok((sess.writer, sess.full_jid))));
                         drop(tx);
                         reader_loop(shared, i, sess.reader);
                     }
@@ -333,7 +332,7 @@ impl Client {
             })?);
         }
         drop(tx);
-        let mut writers: Vec<Option<(TcpStream, String)>> = (0..cfg.sessions).map(|_| None).collect();
+        let mut writers: Vec<Option<(Arc<TcpStream>, String)>> = (0..cfg.sessions).map(|_| None).collect();
         let mut first_err = None;
         for _ in 0..cfg.sessions {
             // Each login has its own timeout, so this ends; the margin covers connect.
@@ -422,7 +421,7 @@ impl Client {
                 t = self.cfg.target
             );
             ph.send_ns[q * s_count + s].store(self.shared.now_ns(), Ordering::Release);
-            if let Err(e) = self.writers[s].write_all(&buf) {
+            if let Err(e) = (&*self.writers[s]).write_all(&buf) {
                 res.aborted = Some(format!("write to session {s}: {e}"));
                 return false;
             }
@@ -505,8 +504,8 @@ impl Client {
     /// Close the streams politely and join the reader threads (bounded).
     pub fn close(self) {
         self.shared.closing.store(true, Ordering::SeqCst);
-        for mut w in self.writers.iter() {
-            let _ = w.write_all(b"</stream:stream>");
+        for w in self.writers.iter() {
+            let _ = (&**w).write_all(b"</stream:stream>");
         }
         let deadline = Instant::now() + Duration::from_secs(3);
         for h in &self.readers {
