@@ -35,6 +35,9 @@ pub struct ClientConfig {
     /// Where messages go, e.g. `bot.localhost`.
     pub target: String,
     pub login_timeout: Duration,
+    /// Logins under way at once (0: all at once). Thousands of connects at the same moment
+    /// overflow Prosody's listen backlog and get reset.
+    pub login_concurrency: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -289,6 +292,37 @@ fn reader_loop(shared: Arc<Shared>, me: usize, mut r: StanzaReader) {
     }
 }
 
+/// At most `limit` holders at once (0: no limit).
+struct Turnstile {
+    limit: usize,
+    inside: Mutex<usize>,
+    cv: Condvar,
+}
+
+struct Turn<'a>(&'a Turnstile);
+
+impl Turnstile {
+    fn new(limit: usize) -> Turnstile {
+        Turnstile { limit, inside: Mutex::new(0), cv: Condvar::new() }
+    }
+
+    fn enter(&self) -> Turn<'_> {
+        let mut n = self.inside.lock().unwrap();
+        while self.limit > 0 && *n >= self.limit {
+            n = self.cv.wait(n).unwrap();
+        }
+        *n += 1;
+        Turn(self)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *self.0.inside.lock().unwrap() -= 1;
+        self.0.cv.notify_one();
+    }
+}
+
 pub struct Client {
     cfg: ClientConfig,
     writers: Vec<Arc<TcpStream>>,
@@ -311,14 +345,18 @@ impl Client {
         });
         let (tx, rx) = mpsc::channel();
         let mut readers = Vec::new();
+        let logins = Arc::new(Turnstile::new(cfg.login_concurrency));
         for i in 0..cfg.sessions {
             let tx = tx.clone();
             let cfg = cfg.clone();
             let shared = shared.clone();
+            let logins = logins.clone();
             readers.push(std::thread::Builder::new().name(format!("reader-{i}")).spawn(move || {
                 let user = format!("{}{}", cfg.user_prefix, i + 1);
+                let turn = logins.enter();
                 let res =
                     xmpp::login(cfg.addr, &cfg.domain, &user, &cfg.password, &format!("bench{i}"), cfg.login_timeout);
+                drop(turn);
                 match res {
                     Ok(sess) => {
                         let _ = tx.send((i, Ok((sess.writer, sess.full_jid))));

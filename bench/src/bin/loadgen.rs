@@ -52,6 +52,9 @@ struct Args {
     /// Seconds for each session's login (thousands at once take a while)
     #[arg(long, default_value_t = 10)]
     login_timeout: u64,
+    /// Logins under way at once (0: all at once)
+    #[arg(long, default_value_t = 64)]
+    login_concurrency: usize,
 }
 
 fn main() {
@@ -64,6 +67,7 @@ fn main() {
         sessions: a.sessions,
         target: a.target,
         login_timeout: Duration::from_secs(a.login_timeout),
+        login_concurrency: a.login_concurrency,
     };
     let mut client = match Client::connect(&cfg) {
         Ok(c) => c,

@@ -256,6 +256,7 @@ pub(crate) fn run_setup(ctx: &mut Ctx, plan: &SetupPlan, run_dir: &Path, results
         sessions: ctx.opts.sessions,
         target: COMPONENT.into(),
         login_timeout: Duration::from_secs(15),
+        login_concurrency: 0,
     };
     let mut client = match Client::connect(&ccfg) {
         Ok(c) => c,
