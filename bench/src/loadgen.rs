@@ -168,7 +168,9 @@ impl Phase {
             gate: Mutex::new(Gate {
                 outstanding: 0,
                 ready: VecDeque::new(),
-                last_progress: Instant::now(), last_reply_ns: 0 }),
+                last_progress: Instant::now(),
+                last_reply_ns: 0,
+            }),
             cv: Condvar::new(),
             per_session: (0..sessions).map(|_| Mutex::new(SessStats::default())).collect(),
             one_each,

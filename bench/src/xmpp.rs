@@ -4,8 +4,8 @@
 //! It understands just enough to log in and to read back `<message>` replies;
 //! it is a load generator's client, not a general XMPP library.
 
-use std::io::{self, BufReader, Write};
 use std::io::Read;
+use std::io::{self, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;

@@ -21,12 +21,12 @@
 //! It exits when stdin closes, so it never outlives the orchestrator.
 
 use std::collections::{HashMap, VecDeque};
-use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
 use std::io::{self, BufRead, Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
