@@ -45,7 +45,7 @@ pub struct StanzaReader {
 }
 
 fn io_err(msg: impl Into<String>) -> io::Error {
-    io::Error::new(io::ErrorKind::Other, msg.into())
+    io::Error::other(msg.into())
 }
 
 fn attr(e: &BytesStart, key: &[u8]) -> Option<String> {
@@ -101,6 +101,7 @@ impl StanzaReader {
     }
 
     /// Read the next depth-1 element. Stream headers are consumed silently.
+    #[allow(clippy::should_implement_trait)] // fallible and never ends: not an Iterator
     pub fn next(&mut self) -> io::Result<Stanza> {
         let mut st = Stanza::default();
         let mut in_body = false;
@@ -151,32 +152,26 @@ impl StanzaReader {
                         note_condition(&mut st, in_error, &error_type, &e);
                     }
                 }
-                Event::Text(t) => {
-                    if self.depth >= 2 {
-                        let s = String::from_utf8_lossy(&t);
-                        if in_body {
-                            st.body.as_mut().unwrap().push_str(&s);
-                        }
-                        st.text.push_str(&s);
+                Event::Text(t) if self.depth >= 2 => {
+                    let s = String::from_utf8_lossy(&t);
+                    if in_body {
+                        st.body.as_mut().unwrap().push_str(&s);
                     }
+                    st.text.push_str(&s);
                 }
-                Event::CData(t) => {
-                    if self.depth >= 2 {
-                        let s = String::from_utf8_lossy(&t);
-                        if in_body {
-                            st.body.as_mut().unwrap().push_str(&s);
-                        }
-                        st.text.push_str(&s);
+                Event::CData(t) if self.depth >= 2 => {
+                    let s = String::from_utf8_lossy(&t);
+                    if in_body {
+                        st.body.as_mut().unwrap().push_str(&s);
                     }
+                    st.text.push_str(&s);
                 }
-                Event::GeneralRef(r) => {
-                    if self.depth >= 2 {
-                        if let Some(c) = entity(&r) {
-                            if in_body {
-                                st.body.as_mut().unwrap().push(c);
-                            }
-                            st.text.push(c);
+                Event::GeneralRef(r) if self.depth >= 2 => {
+                    if let Some(c) = entity(&r) {
+                        if in_body {
+                            st.body.as_mut().unwrap().push(c);
                         }
+                        st.text.push(c);
                     }
                 }
                 Event::End(_) => {
