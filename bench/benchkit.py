@@ -2,7 +2,6 @@
 Prosody started from the shared config generator (scripts/prosody_config.py) with its users,
 the webhooks, the load generator, and /proc sampling. Loopback only."""
 
-import asyncio
 import json
 import os
 import resource
