@@ -238,9 +238,11 @@ class WebhookProcess:
     The child gets SIGTERM when the thread that started it ends (PR_SET_PDEATHSIG follows the
     parent thread): start it from a thread that outlives it."""
 
-    def __init__(self, command, name="webhook", env=None, cwd=None, start=True):
+    def __init__(self, command, name="webhook", env=None, cwd=None, files=()):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix=f"e2e-{name}-")
+        for path in files:  # copied into the private directory first
+            shutil.copy(path, self.dir)
         self.name = name
         self.command = [str(a).replace("{port}", str(self.port)).replace("{dir}", self.dir) for a in command]
         self.env = {**os.environ, "TMPDIR": self.dir, **(env or {})}
@@ -248,12 +250,11 @@ class WebhookProcess:
         self.log_path = os.path.join(self.dir, "output.log")
         self.proc = None
         self.kills = 0
-        if start:
-            try:
-                self.start()
-            except BaseException:
-                self.close()
-                raise
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def url(self, path="/"):
         return f"http://127.0.0.1:{self.port}{path}"
@@ -285,13 +286,8 @@ class PhpEchoBot(WebhookProcess):
     """`php -S 127.0.0.1:PORT echo.php`, the README's echo bot copied to a private directory."""
 
     def __init__(self, source_path):
-        super().__init__(["php", "-S", "127.0.0.1:{port}", "echo.php"], name="php-echo", start=False)
-        shutil.copy(source_path, os.path.join(self.dir, "echo.php"))
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
+        super().__init__(["php", "-S", "127.0.0.1:{port}", os.path.basename(source_path)], name="php-echo",
+                         files=[source_path])
 
     def url(self, path="/echo.php"):
         return super().url(path)
