@@ -38,7 +38,8 @@ function verified(req) {
 function answer(stanza) {
   handled += 1;
   if (stanza.kind === "iq") {
-    if (/type=['"]get['"]/.test(stanza.stanza) && stanza.stanza.includes("jabber:iq:version")) {
+    const get = /^<iq\b[^>]*\btype=(['"])get\1/.test(stanza.stanza); // the top element's type
+    if (get && stanza.stanza.includes("jabber:iq:version")) {
       return [200, { stanza: "<iq type='result'><query xmlns='jabber:iq:version'>" +
         "<name>node example bot</name><version>1.0</version></query></iq>" }];
     }
@@ -62,12 +63,16 @@ const app = express();
 app.use(express.raw({ type: "*/*", limit: "1mb" }));
 app.post("*", (req, res) => {
   if (!verified(req)) return res.status(401).end();
-  const delivery = req.get("X-Delivery-Id");
-  if (!answered.has(delivery)) {
-    answered.set(delivery, answer(JSON.parse(req.body.toString("utf8"))));
-    if (answered.size > 10000) answered.delete(answered.keys().next().value);
+  const delivery = req.get("X-Delivery-Id"); // the module always sends one; curl may not
+  let result = delivery === undefined ? undefined : answered.get(delivery);
+  if (result === undefined) {
+    result = answer(JSON.parse(req.body.toString("utf8")));
+    if (delivery !== undefined) {
+      answered.set(delivery, result);
+      if (answered.size > 10000) answered.delete(answered.keys().next().value);
+    }
   }
-  const [status, body] = answered.get(delivery);
+  const [status, body] = result;
   if (body === null) return res.status(status).end();
   return res.status(status).json(body);
 });

@@ -72,6 +72,14 @@ if (is_file($file)) {
     file_put_contents("$dir/count", $handled);
     [$status, $reply] = answer(json_decode($body, true), $handled);
     file_put_contents($file, json_encode([$status, $reply]));
+    if ($handled % 1000 === 0) {
+        // A retry comes within the module's deadline (component_post_timeout): an hour is plenty.
+        foreach (glob("$dir/*.json") as $old) {
+            if (filemtime($old) < time() - 3600) {
+                @unlink($old);
+            }
+        }
+    }
 }
 flock($lock, LOCK_UN);
 

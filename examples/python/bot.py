@@ -86,13 +86,16 @@ class Bot(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if not verified(self.headers, body):
             return self.reply(401, None)
-        delivery = self.headers.get("X-Delivery-Id")
+        delivery = self.headers.get("X-Delivery-Id")  # the module always sends one; curl may not
         with lock:
-            if delivery not in answered:
-                answered[delivery] = answer(json.loads(body))
-                while len(answered) > 10_000:
-                    answered.popitem(last=False)
-            status, payload = answered[delivery]
+            result = answered.get(delivery) if delivery is not None else None
+            if result is None:
+                result = answer(json.loads(body))
+                if delivery is not None:
+                    answered[delivery] = result
+                    while len(answered) > 10_000:
+                        answered.popitem(last=False)
+        status, payload = result
         self.reply(status, payload)
 
     def reply(self, status, payload):

@@ -1,8 +1,8 @@
 """Webhook servers for the e2e tests.
 
 ScriptedWebhook is an HTTP server on 127.0.0.1 whose answers each test scripts
-and which records every request it gets.  PhpEchoBot serves the README's PHP
-echo bot with `php -S`.
+and which records every request it gets.  WebhookProcess runs a webhook as a process of its
+own (killable, restartable); PhpEchoBot is one serving the README's PHP echo bot with `php -S`.
 """
 
 import json
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Union
 
-from e2e_util import die_with_parent, free_port, port_accepts, stop_process, wait_until
+from e2e_util import die_with_parent, free_port, port_accepts, stop_process, tail, wait_until
 
 
 @dataclass
@@ -229,34 +229,65 @@ def echo_php_source_path(repo_root):
     return os.path.join(repo_root, "examples", "echo.php")
 
 
-class PhpEchoBot:
-    """`php -S 127.0.0.1:PORT echo.php` in a private directory."""
+class WebhookProcess:
+    """A webhook that is a process of its own: `command` (`{port}` and `{dir}` in its arguments
+    filled in) run in a private directory, which is also its TMPDIR and holds its output
+    (`log_path`). `start` returns once it listens; `kill` ends it at once (SIGKILL: the kernel
+    aborts its connections), so a test can `start` it again on the same port.
 
-    def __init__(self, source_path):
-        self.source_path = source_path
+    The child gets SIGTERM when the thread that started it ends (PR_SET_PDEATHSIG follows the
+    parent thread): start it from a thread that outlives it."""
+
+    def __init__(self, command, name="webhook", env=None, cwd=None, files=()):
         self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="e2e-php-")
-        shutil.copy(source_path, os.path.join(self.dir, "echo.php"))
-        self.log_path = os.path.join(self.dir, "php.log")
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            ["php", "-S", f"127.0.0.1:{self.port}", "echo.php"],
-            cwd=self.dir, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
+        self.dir = tempfile.mkdtemp(prefix=f"e2e-{name}-")
+        for path in files:  # copied into the private directory first
+            shutil.copy(path, self.dir)
+        self.name = name
+        self.command = [str(a).replace("{port}", str(self.port)).replace("{dir}", self.dir) for a in command]
+        self.env = {**os.environ, "TMPDIR": self.dir, **(env or {})}
+        self.cwd = cwd or self.dir
+        self.log_path = os.path.join(self.dir, "output.log")
+        self.proc = None
+        self.kills = 0
         try:
-            wait_until(lambda: self.proc.poll() is not None or port_accepts(self.port),
-                       timeout=10, what="php -S to listen")
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"php -S exited with {self.proc.returncode}")
-        except Exception:
+            self.start()
+        except BaseException:
             self.close()
             raise
 
-    def url(self, path="/echo.php"):
+    def url(self, path="/"):
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def start(self):
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+        wait_until(lambda: self.proc.poll() is not None or port_accepts(self.port),
+                   timeout=30, what=f"{self.name} to listen on {self.port}")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{tail(self.log_path, 40)}")
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+            self.kills += 1
+
+    def output(self):
+        return tail(self.log_path, 80)
 
     def close(self):
         stop_process(self.proc)
-        self._log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PhpEchoBot(WebhookProcess):
+    """`php -S 127.0.0.1:PORT echo.php`, the README's echo bot copied to a private directory."""
+
+    def __init__(self, source_path):
+        super().__init__(["php", "-S", "127.0.0.1:{port}", os.path.basename(source_path)], name="php-echo",
+                         files=[source_path])
+
+    def url(self, path="/echo.php"):
+        return super().url(path)

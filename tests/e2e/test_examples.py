@@ -1,6 +1,7 @@
 """The example bots in examples/ (README, Writing a bot), each run as its file says, against a
-real Prosody: a chat reply, a headline, an iq answered with a stanza, an iq it does not
-implement, signatures checked, and a retried delivery answered once."""
+real Prosody: a chat reply, a headline, an iq answered with a stanza, a message pushed on the
+bot's own initiative, an iq it does not implement; and posted to directly: bad and stale
+signatures refused, a retried delivery answered once, with the answer it got the first time."""
 
 import hashlib
 import hmac
@@ -16,7 +17,8 @@ import urllib.request
 import pytest
 
 from conftest import BOT, REPO_ROOT
-from e2e_util import die_with_parent, free_port, port_accepts, stop_process, wait_until
+from e2e_util import free_port
+from e2e_webhook import WebhookProcess
 
 SECRET = "example-secret"
 PUSH_TOKEN = "Bearer example-push-token"
@@ -24,59 +26,59 @@ BOT_JID = f"echo@{BOT}"
 EXAMPLES = os.path.join(REPO_ROOT, "examples")
 
 
-def start_python(port, workdir):
-    return ["/usr/bin/python3", os.path.join(EXAMPLES, "python", "bot.py"), str(port)], workdir
+@pytest.fixture(scope="session")
+def node_bot_dir():
+    """examples/node with Express installed by `npm ci` from the committed lockfile, from the
+    registry npm is configured for; once per run, outside the repo."""
+    parent = tempfile.mkdtemp(prefix="e2e-node-bot-")
+    try:
+        for name in ("bot.js", "package.json", "package-lock.json"):
+            shutil.copy(os.path.join(EXAMPLES, "node", name), parent)
+        r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=parent, stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+        yield parent
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
 
 
-def start_node(port, workdir):
-    for name in ("bot.js", "package.json", "package-lock.json"):
-        shutil.copy(os.path.join(EXAMPLES, "node", name), workdir)
-    # Express from the npm registry the machine is configured for, at the locked versions.
-    r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=workdir, capture_output=True, text=True,
-                       timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return ["node", "bot.js", str(port)], workdir
-
-
-def start_php(port, workdir):
-    return ["php", "-S", f"127.0.0.1:{port}", os.path.join(EXAMPLES, "php", "bot.php")], workdir
-
-
-LANGUAGES = {"python": start_python, "node": start_node, "php": start_php}
+# How each bot is run: as the first lines of its file say.
+LANGUAGES = {
+    "python": lambda request: (["/usr/bin/python3", os.path.join(EXAMPLES, "python", "bot.py"), "{port}"], None),
+    "node": lambda request: (["node", "bot.js", "{port}"], request.getfixturevalue("node_bot_dir")),
+    "php": lambda request: (["php", "-S", "127.0.0.1:{port}", os.path.join(EXAMPLES, "php", "bot.php")], None),
+}
 
 
 @pytest.fixture(params=list(LANGUAGES))
 def example_bot(request):
-    workdir = tempfile.mkdtemp(prefix=f"e2e-{request.param}-bot-")
-    port, http_port = free_port(), free_port()
-    command, cwd = LANGUAGES[request.param](port, workdir)
-    env = {**os.environ, "BOT_SECRET": SECRET, "TMPDIR": workdir, "PUSH_TOKEN": PUSH_TOKEN,
-           "PUSH_URL": f"http://127.0.0.1:{http_port}/component_http"}
-    log = open(os.path.join(workdir, "bot.log"), "wb")
-    proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+    """(language, the bot's URL, the port of Prosody's HTTP server it pushes to)."""
+    command, cwd = LANGUAGES[request.param](request)
+    http_port = free_port()
+    bot = WebhookProcess(command, name=f"{request.param}-bot", cwd=cwd, env={
+        "BOT_SECRET": SECRET, "PUSH_TOKEN": PUSH_TOKEN, "PUSH_URL": f"http://127.0.0.1:{http_port}/component_http"})
     try:
-        wait_until(lambda: proc.poll() is not None or port_accepts(port), timeout=30, what=f"the {request.param} bot")
-        assert proc.poll() is None, open(os.path.join(workdir, "bot.log")).read()
-        yield request.param, f"http://127.0.0.1:{port}/", http_port
+        yield request.param, bot.url(), http_port
     finally:
-        stop_process(proc)
-        log.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
+            print(f"===== the {request.param} bot's output =====\n{bot.output()}")
+        bot.close()
 
 
-def post(url, payload, delivery_id, secret=SECRET):
+def post(url, payload, delivery_id, secret=SECRET, timestamp=None):
+    """POSTs a request as the module does; -> (status, Content-Type, body)."""
     body = json.dumps(payload).encode()
-    timestamp = str(int(time.time()))
+    timestamp = str(timestamp or int(time.time()))
     signature = "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    request = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "X-Delivery-Id": delivery_id, "X-Retry-Count": "0",
-        "X-Signature-Timestamp": timestamp, "X-Signature": signature})
+    headers = {"Content-Type": "application/json", "X-Signature-Timestamp": timestamp, "X-Signature": signature}
+    if delivery_id is not None:
+        headers.update({"X-Delivery-Id": delivery_id, "X-Retry-Count": "0"})
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as r:
-            return r.status, r.read()
+            return r.status, r.headers.get("Content-Type"), r.read()
     except urllib.error.HTTPError as e:
-        return e.code, e.read()
+        return e.code, e.headers.get("Content-Type"), e.read()
 
 
 def test_example_bot_end_to_end(example_bot, prosody_factory, connect):
@@ -119,11 +121,17 @@ def test_example_bot_end_to_end(example_bot, prosody_factory, connect):
 
 
 def test_example_bot_checks_signatures_and_answers_a_retry_once(example_bot):
-    _, url, _ = example_bot
+    language, url, _ = example_bot
     stanza = {"to": BOT_JID, "from": "alice@localhost/x", "kind": "message",
               "stanza": "<message type='chat'><body>hi</body></message>", "body": "hi"}
-    assert post(url, stanza, "id-1", secret="wrong")[0] == 401
+    assert post(url, stanza, "id-0", secret="wrong")[0] == 401
+    assert post(url, stanza, "id-0", timestamp=int(time.time()) - 3600)[0] == 401, "a replayed request"
     first = post(url, stanza, "id-1")
-    assert first == (200, first[1]) and json.loads(first[1]) == {"body": "You said: hi (#1)"}
+    # Express's res.json() adds a charset, which the module accepts (the end-to-end test's replies).
+    content_type = "application/json; charset=utf-8" if language == "node" else "application/json"
+    assert first[:2] == (200, content_type) and json.loads(first[2]) == {"body": "You said: hi (#1)"}
     assert post(url, stanza, "id-1") == first, "a retried delivery must get the same answer, not a new one"
-    assert json.loads(post(url, stanza, "id-2")[1]) == {"body": "You said: hi (#2)"}
+    assert json.loads(post(url, stanza, "id-2")[2]) == {"body": "You said: hi (#2)"}
+    # Without a delivery id (say, from curl), nothing is taken for a retry.
+    assert json.loads(post(url, stanza, None)[2]) == {"body": "You said: hi (#3)"}
+    assert json.loads(post(url, stanza, None)[2]) == {"body": "You said: hi (#4)"}

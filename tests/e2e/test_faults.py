@@ -17,12 +17,9 @@ import json
 import os
 import re
 import select
-import shutil
 import socket
 import struct
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -30,8 +27,8 @@ from collections import Counter
 import pytest
 
 from conftest import BOT, BOT2
-from e2e_util import die_with_parent, free_port, port_accepts, proc_counts, proc_memory, wait_until
-from e2e_webhook import SENTINEL_PREFIX, Reply
+from e2e_util import free_port, proc_counts, proc_memory
+from e2e_webhook import SENTINEL_PREFIX, Reply, WebhookProcess
 
 BOT_JID = "echo@bot.localhost"
 BOT2_JID = "echo@bot2.localhost"
@@ -365,51 +362,24 @@ Server(("127.0.0.1", port), Echo).serve_forever()
 """
 
 
-class EchoWebhookProcess:
+class EchoWebhookProcess(WebhookProcess):
     """An echo webhook ({"body": "ack <body>"} after `delay` s) in a process of its own, so a
-    test can kill it (SIGKILL: the kernel aborts its connections) and start a new one on the
-    same port.  Every request it got is in `requests()` (logged before it is answered).
-
-    Call `start` from a thread that outlives the process: the child gets SIGTERM when the
-    thread that started it ends (PR_SET_PDEATHSIG follows the parent thread)."""
+    test can kill it and start a new one on the same port.  Every request it got is in
+    `requests()` (logged before it is answered)."""
 
     def __init__(self, delay=0.0):
-        self.port = free_port()
-        self.delay = delay
-        self.dir = tempfile.mkdtemp(prefix="e2e-echo-")
-        self.log_path = os.path.join(self.dir, "requests.jsonl")
-        self.proc = None
-        self.kills = 0
-        self.start()
+        super().__init__([sys.executable, "-c", ECHO_CHILD, "{port}", "{dir}/requests.jsonl", delay],
+                         name="echo webhook process")
 
     def url(self, path="/hook"):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", ECHO_CHILD, str(self.port), self.log_path, str(self.delay)],
-            stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
-        wait_until(lambda: self.proc.poll() is not None or port_accepts(self.port),
-                   timeout=10, what=f"the echo webhook process to listen on {self.port}")
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"the echo webhook process exited with {self.proc.returncode}")
-
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-            self.kills += 1
+        return super().url(path)
 
     def requests(self):
         try:
-            with open(self.log_path) as f:
+            with open(os.path.join(self.dir, "requests.jsonl")) as f:
                 return [json.loads(line) for line in f if line.strip()]
         except FileNotFoundError:
             return []
-
-    def close(self):
-        self.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # -- rig ---------------------------------------------------------------------------------------
