@@ -47,6 +47,9 @@ pub struct Config {
     pub chat_state_delay: Duration,
     /// JSON (component_http) or XML (mod_rest) requests and answers.
     pub format: Format,
+    /// The component's host, as Prosody loaded the module on it: replies may only come from it
+    /// (or a JID on it) and may not go to it.
+    pub host: String,
 }
 
 pub const KINDS: [&str; 3] = ["message", "presence", "iq"];
@@ -158,6 +161,7 @@ impl Config {
             chat_states: true,
             chat_state_delay: Duration::from_secs(1),
             format: Format::Json,
+            host: "bot.localhost".into(),
         })
     }
 

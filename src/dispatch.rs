@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::http::{Endpoint, Jitter};
-use crate::response::{complete, Completion, Level, Outcome, QUEUE_FULL, UNLOADED};
+use crate::outcome::{complete, Completion, Level, Outcome, QUEUE_FULL, UNLOADED};
 use crate::stanza::Incoming;
 use crate::wakeup::Wakeup;
 use outage::Outage;

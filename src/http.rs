@@ -8,9 +8,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ureq::tls::{RootCerts, TlsConfig};
 use ureq::unversioned::transport::DefaultConnector;
 
+use crate::answer::{interpret, Contract, HttpAnswer};
 use crate::config::Config;
+use crate::outcome::{Outcome, BAD_REPLY, CONNECTION_FAILURE, TIMED_OUT};
 use crate::resolve::CachingResolver;
-use crate::response::{interpret_as, HttpAnswer, Outcome, BAD_REPLY, CONNECTION_FAILURE, TIMED_OUT};
 use crate::signing;
 use crate::stanza::Incoming;
 
@@ -114,10 +115,10 @@ enum Attempt {
 }
 
 impl Attempt {
-    fn into_verdict(self, incoming: &Incoming, format: crate::config::Format) -> Verdict {
+    fn into_verdict(self, incoming: &Incoming, contract: Contract) -> Verdict {
         match self {
             Attempt::Answer(answer) => {
-                let outcome = interpret_as(incoming, &answer, format);
+                let outcome = interpret(incoming, &answer, contract);
                 match answer.status {
                     502..=504 => Verdict::Unreachable(outcome, answer.retry_after.filter(|_| answer.status == 503)),
                     429 => Verdict::RateLimited(outcome, answer.retry_after),
@@ -153,7 +154,7 @@ pub fn post_once(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> (
         }
         Attempt::TimedOut(_) => None,
     };
-    (attempt.into_verdict(delivery.incoming, config.format), status)
+    (attempt.into_verdict(delivery.incoming, Contract::of(config)), status)
 }
 
 fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Attempt {
@@ -195,12 +196,18 @@ fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Attempt
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let content_type = header("content-type");
     let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now()));
-    // Read to the end: servers such as `php -S` send no Content-Length and close instead.
-    match response.body_mut().with_config().limit(config.max_reply_size).read_to_vec() {
-        Ok(body) => Attempt::Answer(HttpAnswer { status, content_type, body, retry_after }),
-        Err(ureq::Error::BodyExceedsLimit(limit)) => Attempt::TooLarge(limit),
-        Err(e) => transport_error(e, delivery.deadline),
-    }
+    // Read to the end: servers such as `php -S` send no Content-Length and close instead. Only
+    // a reply is kept, and only a reply is held to max_reply_size: a 404 with a 2 MiB page is
+    // still a 404 (its body is dropped, and so is the connection if the body is that long).
+    let is_reply = Contract::of(config).is_reply(status, content_type.as_deref());
+    let body = match response.body_mut().with_config().limit(config.max_reply_size).read_to_vec() {
+        Ok(body) if is_reply => body,
+        Ok(_) => Vec::new(),
+        Err(ureq::Error::BodyExceedsLimit(limit)) if is_reply => return Attempt::TooLarge(limit),
+        Err(ureq::Error::BodyExceedsLimit(_)) => Vec::new(),
+        Err(e) => return transport_error(e, delivery.deadline),
+    };
+    Attempt::Answer(HttpAnswer { status, content_type, body, retry_after })
 }
 
 /// `Retry-After` as delta-seconds or as an HTTP date (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37

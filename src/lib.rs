@@ -1,20 +1,25 @@
 //! What Lua sees: `require "component_http_native"` returns
 //!
-//! - `new(options, stanza_mt)`: a client for one component, or `nil, message` when an option is
-//!   invalid. `options` maps config option names to their raw values; `stanza_mt` is Prosody's
-//!   stanza metatable, given to every stanza the client builds.
-//! - `serialize(stanza)` and `parse(xml, stanza_mt)`: the two conversions on their own, for tests.
+//! - `new(options, stanza_mt, profile, host)`: a client for the component `host`, or
+//!   `nil, message` when an option is invalid. `options` maps config option names to their raw
+//!   values; `stanza_mt` is Prosody's stanza metatable, given to every stanza the client builds;
+//!   `profile` is `"component_http"` or `"rest"`.
+//! - `serialize(stanza)`, `parse(xml, stanza_mt)` and `prep_jid(jid)`: the conversions on their
+//!   own, for tests.
 //!
 //! A client has `submit(stanza)`, `drain()`, `fd()`, `kinds()` and `close()`; see [`Client`].
 //! No panic may unwind into Lua: every entry point catches it and raises a Lua error instead.
 
+pub mod answer;
 pub mod config;
 pub mod dispatch;
 pub mod http;
 pub mod inbound;
+pub mod jid;
+pub mod outcome;
+pub mod policy;
 pub mod request;
 pub mod resolve;
-pub mod response;
 pub mod signing;
 pub mod stanza;
 pub mod wakeup;
@@ -26,7 +31,7 @@ use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, Value};
 
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
-use crate::response::Completion;
+use crate::outcome::Completion;
 use crate::stanza::Incoming;
 
 /// Runs `f`, turning a panic into a Lua error.
@@ -68,7 +73,7 @@ fn to_lua(lua: &Lua, stanza_mt: &Table, completions: Vec<Completion>) -> mlua::R
                 None => logs.insert(lua.create_table()?),
             };
             logs.raw_push(level.as_str())?;
-            logs.raw_push(message)?;
+            logs.raw_push(outcome::loggable(&message))?;
         }
     }
     Ok((stanzas, logs))
@@ -85,7 +90,7 @@ impl UserData for Client {
                     Ok(incoming) => dispatcher.submit(incoming),
                     Err(why) => dispatcher.refuse(
                         &Incoming::unreadable(&stanza),
-                        response::Outcome::Error(response::INTERNAL, format!("cannot post it: {why}")),
+                        outcome::Outcome::Error(outcome::INTERNAL, format!("cannot post it: {why}")),
                     ),
                 }
                 Ok(())
@@ -106,7 +111,7 @@ impl UserData for Client {
                 let mut values = vec![Value::Table(stanzas), logs.map_or(Value::Nil, Value::Table)];
                 if let Some((level, message)) = status {
                     values.push(Value::String(lua.create_string(level.as_str())?));
-                    values.push(Value::String(lua.create_string(message)?));
+                    values.push(Value::String(lua.create_string(outcome::loggable(&message).as_ref())?));
                 }
                 Ok(MultiValue::from_vec(values))
             })
@@ -159,7 +164,7 @@ impl UserData for Client {
                     let mut completions = adopted.close();
                     completions.push(Completion {
                         send: None,
-                        log: Some((response::Level::Error, format!("could not take over the old pool: {why}"))),
+                        log: Some((outcome::Level::Error, format!("could not take over the old pool: {why}"))),
                     });
                     return to_lua(lua, &this.stanza_mt, completions);
                 }
@@ -203,13 +208,19 @@ fn option_names(lua: &Lua, name: Option<String>) -> mlua::Result<Table> {
     guard("option_names", || lua.create_sequence_from(profile(name)?.option_names()))
 }
 
-fn new_client(lua: &Lua, (options, stanza_mt, name): (Table, Table, Option<String>)) -> mlua::Result<MultiValue> {
+fn new_client(
+    lua: &Lua,
+    (options, stanza_mt, name, host): (Table, Table, Option<String>, Option<String>),
+) -> mlua::Result<MultiValue> {
     guard("new", || {
         let refuse = |why: String| Ok(MultiValue::from_vec(vec![Value::Nil, Value::String(lua.create_string(why)?)]));
-        let config = match Config::from_lua_for(&options, profile(name)?) {
+        let host =
+            host.ok_or_else(|| mlua::Error::runtime("new(options, stanza_mt, profile, host): host is required"))?;
+        let mut config = match Config::from_lua_for(&options, profile(name)?) {
             Ok(config) => config,
             Err(why) => return refuse(why),
         };
+        config.host = host;
         let dispatcher = match Dispatcher::new(config) {
             Ok(d) => d,
             Err(why) => return refuse(why),
@@ -258,6 +269,11 @@ fn request_json(lua: &Lua, stanza: Table) -> mlua::Result<mlua::String> {
     })
 }
 
+/// A JID prepared by Prosody's rules (`util.jid.prep`), or nil: for tests that compare the two.
+fn prep_jid(_: &Lua, text: String) -> mlua::Result<Option<String>> {
+    guard("prep_jid", || Ok(jid::prep(&text).ok().map(|j| j.to_string())))
+}
+
 fn serialize(_: &Lua, stanza: Table) -> mlua::Result<String> {
     guard("serialize", || Incoming::from_lua(&stanza).map(|i| i.xml).map_err(mlua::Error::runtime))
 }
@@ -274,6 +290,7 @@ pub fn exports(lua: &Lua) -> mlua::Result<Table> {
     exports.set("new", lua.create_function(new_client)?)?;
     exports.set("serialize", lua.create_function(serialize)?)?;
     exports.set("parse", lua.create_function(parse)?)?;
+    exports.set("prep_jid", lua.create_function(prep_jid)?)?;
     exports.set("option_names", lua.create_function(option_names)?)?;
     exports.set("push", lua.create_function(push)?)?;
     exports.set("same_secret", lua.create_function(same_secret)?)?;

@@ -54,14 +54,10 @@ mod tests {
 
     fn incoming(body: Option<&str>) -> Incoming {
         Incoming {
-            name: "message".into(),
-            to: Some("echo@bot.localhost".into()),
             from: Some("user@localhost/r".into()),
-            id: Some("1".into()),
-            stanza_type: Some("chat".into()),
             xml: "<message to='echo@bot.localhost'><body>\"hi\" \u{1F600}</body></message>".into(),
             body: body.map(Into::into),
-            chat_states: false,
+            ..Incoming::sample("message", Some("chat"))
         }
     }
 

@@ -13,6 +13,10 @@ use mlua::{Lua, Table, Value};
 pub const MAX_DEPTH: usize = 200;
 
 pub const XMLNS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+/// The namespace of `xml:lang`; no other prefix may be bound to it.
+pub const XML_NAMESPACE: &str = "http://www.w3.org/XML/1998/namespace";
+/// The namespace of `xmlns` declarations themselves; nothing may be in it.
+pub const XMLNS_NAMESPACE: &str = "http://www.w3.org/2000/xmlns/";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
@@ -85,10 +89,21 @@ impl Element {
                     if ns.is_empty() {
                         return Err(format!("attribute {local:?} has an empty namespace"));
                     }
+                    // The serializer binds a fresh prefix to it, which XML forbids for these two.
+                    if ns == XMLNS_NAMESPACE || ns == XML_NAMESPACE {
+                        return Err(format!("attribute {local:?} is in the reserved namespace {ns:?}"));
+                    }
                     check_text(ns, "attribute namespace")?;
                     check_name(local, "attribute name")?;
                 }
-                None => check_name(k, "attribute name")?,
+                // `xml:lang` and its kin are the one prefix that needs no declaration.
+                None => match k.strip_prefix("xml:") {
+                    Some(local) => check_name(local, "attribute name")?,
+                    None => check_name(k, "attribute name")?,
+                },
+            }
+            if k == "xmlns" && (v == XMLNS_NAMESPACE || v == XML_NAMESPACE) {
+                return Err(format!("<{}> is in the reserved namespace {v:?}", self.name));
             }
             check_text(v, "attribute value")?;
         }
@@ -187,13 +202,13 @@ fn write_end(out: &mut String, name: &str) {
     out.push('>');
 }
 
-/// An XML name, slightly stricter than the spec: letters, digits, `_ - . :` and any non-ASCII
-/// character that is not a control or space; not starting with a digit, `-` or `.`.
+/// A name without a prefix (an XML NCName), slightly stricter than the spec: letters, digits,
+/// `_ - .` and any non-ASCII character that is not a control or space; not starting with a
+/// digit, `-` or `.`. No `:`: prefixes are the serializer's business, and a name with a colon
+/// would be written with a prefix nobody declared.
 pub fn check_name(name: &str, what: &str) -> Result<(), String> {
     let valid_char = |c: char| {
-        c.is_alphanumeric()
-            || matches!(c, '_' | '-' | '.' | ':')
-            || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+        c.is_alphanumeric() || matches!(c, '_' | '-' | '.') || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
     };
     let valid_start = |c: char| !(c.is_ascii_digit() || c == '-' || c == '.');
     match name.chars().next() {
@@ -276,6 +291,23 @@ impl Incoming {
             from: get("from"),
             id: get("id"),
             stanza_type: get("type"),
+            xml: String::new(),
+            body: None,
+            chat_states: false,
+        }
+    }
+}
+
+#[cfg(test)]
+impl Incoming {
+    /// A stanza from `user@localhost/phone` to `echo@bot.localhost`, id `abc`, for tests.
+    pub fn sample(name: &str, stanza_type: Option<&str>) -> Incoming {
+        Incoming {
+            name: name.into(),
+            to: Some("echo@bot.localhost".into()),
+            from: Some("user@localhost/phone".into()),
+            id: Some("abc".into()),
+            stanza_type: stanza_type.map(Into::into),
             xml: String::new(),
             body: None,
             chat_states: false,
@@ -426,6 +458,19 @@ mod tests {
     }
 
     #[test]
+    fn check_xml_refuses_what_would_be_ill_formed_with_namespaces() {
+        // Found by review: each of these serialized to XML a namespace-aware parser rejects.
+        assert!(Element::new("b:c").check_xml().is_err());
+        assert!(Element::new("m").with_attr("urn:x\u{1}b:c", "v").check_xml().is_err());
+        assert!(Element::new("m").with_attr("a:b", "v").check_xml().is_err());
+        assert!(Element::new("m").with_attr("xmlns", XMLNS_NAMESPACE).check_xml().is_err());
+        assert!(Element::new("m").with_attr("xmlns", XML_NAMESPACE).check_xml().is_err());
+        assert!(Element::new("m").with_attr(&format!("{XMLNS_NAMESPACE}\u{1}k"), "v").check_xml().is_err());
+        assert!(Element::new("m").with_attr(&format!("{XML_NAMESPACE}\u{1}k"), "v").check_xml().is_err());
+        assert!(Element::new("m").with_attr("xml:lang", "en").with_attr("xml:space", "preserve").check_xml().is_ok());
+    }
+
+    #[test]
     fn namespaced_attributes_get_fresh_prefixes() {
         let e = Element::new("a").with_attr("urn:one\u{1}k", "v").with_attr("urn:two\u{1}k", "w&");
         assert_eq!(e.to_xml(), "<a xmlns:ns1='urn:one' ns1:k='v' xmlns:ns2='urn:two' ns2:k='w&amp;'/>");
@@ -434,14 +479,10 @@ mod tests {
     #[test]
     fn error_reply_matches_prosody_shape() {
         let orig = Incoming {
-            name: "message".into(),
             to: Some("bot.localhost".into()),
             from: Some("u@localhost/r".into()),
             id: Some("m1".into()),
-            stanza_type: Some("chat".into()),
-            xml: String::new(),
-            body: None,
-            chat_states: false,
+            ..Incoming::sample("message", Some("chat"))
         };
         let e = error_reply(&orig, "wait", "remote-server-timeout", Some("Gateway timeout"));
         assert_eq!(

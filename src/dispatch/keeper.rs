@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use super::worker::release_line;
 use super::*;
-use crate::response::{chat_state, TIMED_OUT};
+use crate::outcome::{chat_state, TIMED_OUT};
 
 pub(super) fn start(shared: &Arc<Shared>) -> Result<(), String> {
     let shared = Arc::clone(shared);

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use crate::http::Jitter;
-use crate::response::StanzaError;
+use crate::outcome::StanzaError;
 
 /// The first wait before probing a webhook found unreachable; doubled per failed probe.
 const FIRST_PROBE_DELAY: Duration = Duration::from_millis(200);
@@ -77,7 +77,7 @@ impl Outage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::response::CONNECTION_FAILURE;
+    use crate::outcome::CONNECTION_FAILURE;
 
     #[test]
     fn probes_back_off_up_to_a_cap_and_follow_retry_after_within_bounds() {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::response::Outcome;
+use crate::outcome::Outcome;
 
 /// Upper bounds, in seconds, of the request latency histogram's buckets (plus +Inf).
 pub const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -71,7 +71,7 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::response::{Outcome, TIMED_OUT};
+    use crate::outcome::{Outcome, TIMED_OUT};
 
     #[test]
     fn counts_by_label_and_bucket() {

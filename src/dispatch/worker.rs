@@ -5,8 +5,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::*;
 use crate::http::{post_once, Delivery, Verdict};
+use crate::outcome::{chat_state, describe, mark_active, Level, INTERNAL};
 use crate::request;
-use crate::response::{chat_state, describe, mark_active, Level, INTERNAL};
 
 /// Workers spend their time blocked in reads; they need little stack, and 1,000 of them must
 /// stay cheap (only the pages touched count towards memory).
@@ -147,7 +147,7 @@ impl Shared {
     /// know about the webhook, then let the next stanza of its line go — in that order, so the
     /// next one's answer cannot overtake.
     fn finish(self: &Arc<Self>, job: Job, outcome: Outcome, jitter: &mut Jitter) {
-        let reached = !matches!(&outcome, Outcome::Error(e, _) if *e == crate::response::TIMED_OUT);
+        let reached = !matches!(&outcome, Outcome::Error(e, _) if *e == crate::outcome::TIMED_OUT);
         let completion = self.settle(&job, outcome);
         let mut state = lock(&self.state);
         if let Some(in_flight) = state.in_flight.remove(&job.id) {
@@ -245,7 +245,8 @@ impl Shared {
     /// Sends a job's completion, with the chat states its sender expects: a chat reply carries
     /// `<active/>`; after a `<composing/>`, anything else is followed by a standalone one.
     pub(super) fn answer(&self, limits: &Limits, job: &Job, mut completion: Completion, composing_sent: bool) {
-        let replied_in_chat = limits.chat_states && job.incoming.chat_states && mark_active(&mut completion);
+        let replied_in_chat =
+            limits.chat_states && job.incoming.chat_states && mark_active(&mut completion, &job.incoming);
         self.push(completion);
         if composing_sent && !replied_in_chat {
             self.push(Completion { send: Some(chat_state(&job.incoming, "active")), log: None });
@@ -291,7 +292,7 @@ pub(super) fn out_of_time(last: &Outcome) -> Outcome {
         _ => "none",
     };
     Outcome::Error(
-        crate::response::TIMED_OUT,
+        crate::outcome::TIMED_OUT,
         format!("component_post_timeout ran out while the webhook was unreachable (last failure: {last})"),
     )
 }

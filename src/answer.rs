@@ -1,0 +1,397 @@
+//! Reading the webhook's HTTP answer: which answers are replies, and the reply stanza a JSON
+//! object (component_http) or an XML stanza (mod_rest) describes, addressed and checked by
+//! [`crate::policy`]. Runs on the worker threads.
+//!
+//! The JSON mapping here (`kind`, `type`, `to`, `from`, `body`, `stanza`) is also what a push
+//! to component_http's endpoint speaks ([`crate::inbound`]).
+
+use serde_json::{Map, Value};
+
+use crate::config::{Config, Format};
+use crate::outcome::{self, status_error, Outcome, BAD_REPLY};
+use crate::policy::{self, Sender};
+use crate::stanza::{Element, Incoming};
+use crate::xml::{parse_stanza, Limits};
+
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+    /// A `Retry-After` given in seconds.
+    pub retry_after: Option<std::time::Duration>,
+}
+
+/// What a reply is checked against: the module's contract and the component's host.
+#[derive(Debug, Clone, Copy)]
+pub struct Contract<'a> {
+    pub format: Format,
+    pub host: &'a str,
+}
+
+impl<'a> Contract<'a> {
+    pub fn of(config: &'a Config) -> Contract<'a> {
+        Contract { format: config.format, host: &config.host }
+    }
+
+    /// Whether an answer of this status and type is read as a reply (the only answers whose
+    /// body is read, and so the only ones `max_reply_size` applies to).
+    pub fn is_reply(&self, status: u16, content_type: Option<&str>) -> bool {
+        status == 200
+            && match self.format {
+                Format::Json => is_json(content_type),
+                Format::Xml => is_xmpp_xml(content_type),
+            }
+    }
+}
+
+/// Decides what an HTTP answer means, in either contract: a `200` of the contract's type is
+/// the reply; another `2xx` (or type) is accepted without a reply; the rest are errors.
+pub fn interpret(orig: &Incoming, answer: &HttpAnswer, contract: Contract) -> Outcome {
+    match answer.status {
+        status if contract.is_reply(status, answer.content_type.as_deref()) => {
+            if answer.body.iter().all(u8::is_ascii_whitespace) {
+                return Outcome::NoReply;
+            }
+            let reply = match contract.format {
+                Format::Json => reply_from_json(orig, &answer.body),
+                Format::Xml => reply_from_xml(orig, &answer.body),
+            }
+            .and_then(|reply| address(reply, orig, contract.host));
+            match reply {
+                Ok(reply) => Outcome::Reply(reply),
+                Err(why) => Outcome::Error(BAD_REPLY, format!("webhook reply refused: {why}")),
+            }
+        }
+        200..=299 => Outcome::NoReply,
+        status => Outcome::Error(status_error(status), format!("webhook answered HTTP {status}")),
+    }
+}
+
+/// `application/json`, with or without parameters such as `; charset=utf-8`.
+pub fn is_json(content_type: Option<&str>) -> bool {
+    is_media_type(content_type, "application/json")
+}
+
+/// `application/xmpp+xml`, with or without parameters.
+pub fn is_xmpp_xml(content_type: Option<&str>) -> bool {
+    is_media_type(content_type, "application/xmpp+xml")
+}
+
+fn is_media_type(content_type: Option<&str>, wanted: &str) -> bool {
+    let Some(content_type) = content_type else { return false };
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    media_type.eq_ignore_ascii_case(wanted)
+}
+
+/// The reply stanza of a webhook's XML answer (mod_rest's contract), before it is addressed.
+fn reply_from_xml(_orig: &Incoming, body: &[u8]) -> Result<Element, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the stanza is not UTF-8".to_string())?;
+    parse_stanza(text, Limits::default())
+}
+
+/// The reply stanza a webhook's JSON object describes, before it is addressed.
+fn reply_from_json(orig: &Incoming, body: &[u8]) -> Result<Element, String> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Value::Object(fields) = value else {
+        return Err(format!("expected a JSON object, got {}", json_type(&value)));
+    };
+    let default_kind = if orig.name == "iq" { "iq" } else { "message" };
+    element_from_json(&fields, default_kind)
+}
+
+/// The stanza a JSON object describes (`stanza`, or `kind`, `type` and `body`), with the `to`
+/// and `from` it names (a `stanza`'s own attributes win), before defaults fill the rest.
+pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Result<Element, String> {
+    let mut reply = if let Some(xml) = string_field(fields, "stanza")? {
+        parse_stanza(xml, Limits::default()).map_err(|e| format!("'stanza': {e}"))?
+    } else {
+        let kind = string_field(fields, "kind")?.unwrap_or(default_kind);
+        if !matches!(kind, "message" | "presence" | "iq") {
+            return Err(format!("'kind' is \"{kind}\", expected message, presence or iq"));
+        }
+        let mut reply = Element::new(kind);
+        match string_field(fields, "type")? {
+            Some(t) => reply.set_attr("type", t),
+            None if kind == "message" => reply.set_attr("type", "chat"),
+            None => {}
+        }
+        if kind == "message" {
+            if let Some(text) = body_text(fields.get("body")) {
+                reply.push_element(Element::new("body").with_text(&text));
+            }
+        }
+        reply
+    };
+    for key in ["to", "from"] {
+        if let Some(jid) = string_field(fields, key)? {
+            if reply.attr(key).is_none() {
+                reply.set_attr(key, jid);
+            }
+        }
+    }
+    Ok(reply)
+}
+
+/// Fills in a reply's missing addresses (a reply answers the sender, from where it wrote to) and
+/// checks it ([`policy::check`]). The answer to an iq `get`/`set` goes to its sender whatever
+/// the webhook wrote, with the request's id.
+fn address(reply: Element, orig: &Incoming, host: &str) -> Result<Element, String> {
+    let mut reply = if outcome::answers_request(orig) {
+        outcome::iq_response(orig, reply)
+    } else {
+        let mut reply = reply;
+        for (key, default) in [("to", &orig.from), ("from", &orig.to)] {
+            if let (None, Some(value)) = (reply.attr(key), default) {
+                reply.set_attr(key, value);
+            }
+        }
+        reply
+    };
+    policy::check(&mut reply, host, Sender::Webhook).map_err(|refusal| refusal.message().to_owned())?;
+    Ok(reply)
+}
+
+fn string_field<'a>(fields: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, String> {
+    match fields.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(format!("'{key}' must be a string, got {}", json_type(other))),
+    }
+}
+
+/// Body text: strings as they are, other values as their JSON text, `null` as no body.
+fn body_text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::complete;
+
+    const JSON: Contract = Contract { format: Format::Json, host: "bot.localhost" };
+
+    fn incoming(name: &str, stanza_type: Option<&str>) -> Incoming {
+        Incoming::sample(name, stanza_type)
+    }
+
+    fn answer(status: u16, content_type: &str, body: &str) -> HttpAnswer {
+        HttpAnswer {
+            status,
+            content_type: Some(content_type.into()),
+            body: body.as_bytes().to_vec(),
+            retry_after: None,
+        }
+    }
+
+    fn reply(orig: &Incoming, body: &str) -> Outcome {
+        interpret(orig, &answer(200, "application/json", body), JSON)
+    }
+
+    fn sent(orig: &Incoming, answer: &HttpAnswer) -> Option<String> {
+        complete(orig, interpret(orig, answer, JSON)).send.map(|e| e.to_xml())
+    }
+
+    fn refused_because(outcome: &Outcome) -> &str {
+        match outcome {
+            Outcome::Error(BAD_REPLY, why) => why,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn echo_reply_swaps_addresses_and_defaults_to_chat() {
+        let msg = incoming("message", Some("chat"));
+        assert_eq!(
+            sent(&msg, &answer(200, "application/json", r#"{"body":"Did you say hi?"}"#)).unwrap(),
+            "<message type='chat' to='user@localhost/phone' from='echo@bot.localhost'><body>Did you say hi?</body></message>"
+        );
+    }
+
+    #[test]
+    fn charset_parameter_and_case_are_accepted() {
+        assert!(is_json(Some("application/json; charset=utf-8")));
+        assert!(is_json(Some("Application/JSON")));
+        assert!(!is_json(Some("text/html")));
+        assert!(!is_json(Some("application/jsonp")));
+        assert!(!is_json(None));
+    }
+
+    #[test]
+    fn body_values_become_text_and_null_means_absent() {
+        let msg = incoming("message", None);
+        let xml = |body: &str| sent(&msg, &answer(200, "application/json", body)).unwrap();
+        assert!(xml(r#"{"body":42}"#).contains("<body>42</body>"));
+        assert!(xml(r#"{"body":true}"#).contains("<body>true</body>"));
+        assert!(xml(r#"{"body":{"a":1}}"#).contains("<body>{&quot;a&quot;:1}</body>"));
+        assert!(!xml(r#"{"body":null}"#).contains("<body"));
+        assert!(refused_because(&reply(&msg, r#"{"body":"a\u0000b"}"#)).contains("U+0000"));
+        assert!(xml(r#"{"type":"normal","body":"x"}"#).contains("type='normal'"));
+    }
+
+    #[test]
+    fn supplied_addresses_and_kind_are_kept_prepared() {
+        let msg = incoming("message", None);
+        let xml = sent(
+            &msg,
+            &answer(200, "application/json", r#"{"kind":"presence","to":"a@b","from":"x@BOT.localhost/r"}"#),
+        )
+        .unwrap();
+        assert_eq!(xml, "<presence to='a@b' from='x@bot.localhost/r'/>");
+        assert!(refused_because(&reply(&msg, r#"{"kind":"carrier-pigeon"}"#)).contains("carrier-pigeon"));
+    }
+
+    #[test]
+    fn stanza_field_is_parsed_and_missing_addresses_filled() {
+        let msg = incoming("message", None);
+        let xml = sent(
+            &msg,
+            &answer(
+                200,
+                "application/json",
+                r#"{"stanza":"<message to='other@localhost'><body>raw</body></message>"}"#,
+            ),
+        )
+        .unwrap();
+        assert_eq!(xml, "<message to='other@localhost' from='echo@bot.localhost'><body>raw</body></message>");
+        assert!(matches!(reply(&msg, r#"{"stanza":"<message>"}"#), Outcome::Error(BAD_REPLY, _)));
+    }
+
+    #[test]
+    fn replies_may_only_come_from_the_component() {
+        let msg = incoming("message", None);
+        for body in [
+            r#"{"from":"admin@localhost","body":"x"}"#,
+            r#"{"from":"bot.localhost.evil.example"}"#,
+            r#"{"stanza":"<message from='someone@localhost/r'/>"}"#,
+            r#"{"from":"evil.example/bot.localhost"}"#,
+        ] {
+            assert!(refused_because(&reply(&msg, body)).contains("not on this component"), "{body}");
+        }
+        for from in ["bot.localhost", "other@bot.localhost", "x@bot.localhost/a@b/c"] {
+            let body = format!(r#"{{"from":"{from}","body":"x"}}"#);
+            assert!(matches!(reply(&msg, &body), Outcome::Reply(_)), "{from}");
+        }
+    }
+
+    #[test]
+    fn the_host_decides_not_the_address_the_stanza_came_to() {
+        // Found by review: a reply to "@localhost" bounced back to the component as a request
+        // whose `to` was "@localhost"; "own domain" taken from that let the next reply speak
+        // as the admin. The module's host decides.
+        let bounced = Incoming { to: Some("@localhost".into()), ..incoming("message", Some("chat")) };
+        let impersonation = r#"{"from":"admin@localhost","to":"alice@localhost","body":"Send me your password."}"#;
+        assert!(refused_because(&reply(&bounced, impersonation)).contains("not on this component"));
+        let elsewhere = Incoming { to: Some("x@localhost".into()), ..incoming("message", Some("chat")) };
+        assert!(refused_because(&reply(&elsewhere, impersonation)).contains("not on this component"));
+        // And the first step of that chain is refused too.
+        let msg = incoming("message", Some("chat"));
+        assert!(refused_because(&reply(&msg, r#"{"to":"@localhost","body":"x"}"#)).contains("not a valid JID"));
+    }
+
+    #[test]
+    fn replies_to_the_component_itself_are_refused() {
+        let msg = incoming("message", Some("chat"));
+        for to in ["bot.localhost", "echo@bot.localhost", "other@Bot.Localhost/r"] {
+            let body = format!(r#"{{"to":"{to}","body":"loop"}}"#);
+            assert!(refused_because(&reply(&msg, &body)).contains("come back to the webhook"), "{to}");
+        }
+    }
+
+    #[test]
+    fn an_iq_reply_prosody_cannot_handle_is_refused() {
+        // Found by review: this made Prosody's mod_iq raise, and the rest of the batch was lost.
+        let msg = incoming("message", Some("chat"));
+        assert!(refused_because(&reply(&msg, r#"{"kind":"iq","type":"get","to":"localhost"}"#)).contains("payload"));
+        assert!(refused_because(&reply(&msg, r#"{"kind":"iq","to":"localhost"}"#)).contains("type"));
+    }
+
+    #[test]
+    fn only_200_json_replies() {
+        let msg = incoming("message", None);
+        let with = |status, content_type, body| interpret(&msg, &answer(status, content_type, body), JSON);
+        assert_eq!(with(200, "text/plain", "{}"), Outcome::NoReply);
+        assert_eq!(with(201, "application/json", r#"{"body":"x"}"#), Outcome::NoReply);
+        assert_eq!(with(204, "application/json", ""), Outcome::NoReply);
+        assert_eq!(with(200, "application/json", " \n"), Outcome::NoReply);
+        assert!(matches!(with(200, "application/json", "nope"), Outcome::Error(BAD_REPLY, _)));
+        assert!(matches!(with(200, "application/json", "[1]"), Outcome::Error(BAD_REPLY, _)));
+        assert!(JSON.is_reply(200, Some("application/json")));
+        assert!(!JSON.is_reply(404, Some("application/json")));
+        assert!(!JSON.is_reply(200, Some("text/html")));
+    }
+
+    #[test]
+    fn http_errors_become_stanza_errors() {
+        let msg = incoming("message", Some("chat"));
+        let done = complete(&msg, interpret(&msg, &answer(503, "text/plain", ""), JSON));
+        assert!(done.send.unwrap().to_xml().contains("<error type='wait'><remote-server-timeout"));
+        assert!(done.log.unwrap().1.contains("HTTP 503"));
+    }
+
+    #[test]
+    fn error_stanzas_are_never_answered() {
+        let msg = incoming("message", Some("error"));
+        assert_eq!(sent(&msg, &answer(500, "text/plain", "")), None);
+        assert_eq!(sent(&msg, &answer(200, "application/json", r#"{"body":"x"}"#)), None);
+    }
+
+    #[test]
+    fn iq_get_always_gets_exactly_one_response_with_its_id() {
+        let iq = incoming("iq", Some("get"));
+        assert_eq!(
+            sent(&iq, &answer(204, "text/plain", "")).unwrap(),
+            "<iq type='result' id='abc' to='user@localhost/phone' from='echo@bot.localhost'/>"
+        );
+        let payload = r#"{"stanza":"<iq><query xmlns='jabber:iq:version'><name>bot</name></query></iq>"}"#;
+        assert_eq!(
+            sent(&iq, &answer(200, "application/json", payload)).unwrap(),
+            "<iq type='result' id='abc' to='user@localhost/phone' from='echo@bot.localhost'><query xmlns='jabber:iq:version'><name>bot</name></query></iq>"
+        );
+        // A message-shaped reply still answers the iq, as an empty result.
+        assert!(sent(&iq, &answer(200, "application/json", r#"{"kind":"message","body":"hi"}"#))
+            .unwrap()
+            .starts_with("<iq type='result' id='abc'"));
+        assert!(sent(&iq, &answer(500, "text/plain", "")).unwrap().contains("type='error'"));
+    }
+
+    #[test]
+    fn the_answer_to_an_iq_goes_to_the_one_who_asked() {
+        // Found by review: a `to` in the reply used to win, sending the answer elsewhere.
+        let iq = incoming("iq", Some("get"));
+        let redirected =
+            r#"{"stanza":"<iq to='other@localhost' from='x@bot.localhost' id='mine'><q xmlns='urn:q'/></iq>"}"#;
+        assert_eq!(
+            sent(&iq, &answer(200, "application/json", redirected)).unwrap(),
+            "<iq to='user@localhost/phone' from='echo@bot.localhost' id='abc' type='result'><q xmlns='urn:q'/></iq>"
+        );
+        let json = r#"{"kind":"iq","to":"other@localhost"}"#;
+        assert!(sent(&iq, &answer(200, "application/json", json)).unwrap().contains("to='user@localhost/phone'"));
+    }
+
+    #[test]
+    fn iq_results_and_errors_are_never_answered() {
+        for t in ["result", "error"] {
+            let iq = incoming("iq", Some(t));
+            assert_eq!(sent(&iq, &answer(204, "text/plain", "")), None);
+            assert_eq!(sent(&iq, &answer(500, "text/plain", "")), None);
+            assert_eq!(sent(&iq, &answer(200, "application/json", r#"{"kind":"iq"}"#)), None);
+        }
+    }
+}
