@@ -40,14 +40,22 @@ describe("native.serialize", function ()
 end);
 
 -- Serialization with attributes sorted: two trees are equal whatever order their attribute
--- tables happen to iterate in.
+-- tables happen to iterate in. Line ends are compared as a parser reads them: Prosody's
+-- serializer writes a carriage return in text, and tab, line feed or carriage return in an
+-- attribute, as they are, and any XML parser reads them back as a line feed and spaces.
 local function canonical(node)
-	if type(node) == "string" then return st.xml_escape(node); end
+	if type(node) == "string" then return st.xml_escape((node:gsub("\r\n?", "\n"))); end
 	local keys = {};
-	for k in pairs(node.attr) do table.insert(keys, k); end
+	for k, v in pairs(node.attr) do
+		-- `xmlns=''` under a namespaced parent is kept by the native parser so that it
+		-- survives serialization; util.xml leaves the attribute out. The same tree.
+		if not (k == "xmlns" and v == "") then table.insert(keys, k); end
+	end
 	table.sort(keys);
 	local out = { "<", node.name };
-	for _, k in ipairs(keys) do table.insert(out, (" %s='%s'"):format(k, st.xml_escape(node.attr[k]))); end
+	for _, k in ipairs(keys) do
+		table.insert(out, (" %s='%s'"):format(k, st.xml_escape((node.attr[k]:gsub("\r\n?", "\n"):gsub("[\t\n]", " ")))));
+	end
 	table.insert(out, ">");
 	for _, child in ipairs(node) do table.insert(out, canonical(child)); end
 	table.insert(out, "</"..node.name..">");
@@ -81,6 +89,54 @@ describe("native.parse", function ()
 		assert.are.equal("message", st.reply(s).name);
 	end);
 
+	-- Whatever the native parser accepts, it must write back as XML that Prosody's own
+	-- namespace-aware parser (expat) reads as the same tree: a stanza that is ill-formed on
+	-- the wire disconnects the user who receives it.
+	it("writes only what util.xml reads back as the same tree", function ()
+		local inputs = {
+			"<a:b:c xmlns:a='urn:x'/>",
+			"<message xmlns:a='urn:x'><a:b:c/></message>",
+			"<message xmlns:a='urn:x' a:b:c='v'/>",
+			"<message xmlns:a='urn:x' a:k='v' xmlns:b='urn:x' b:k='w'/>",
+			"<message xmlns='http://www.w3.org/2000/xmlns/'/>",
+			"<message><x xmlns='http://www.w3.org/XML/1998/namespace'/></message>",
+			"<message xmlns:a='http://www.w3.org/XML/1998/namespace' a:lang='en'/>",
+			"<message xmlns:a='http://www.w3.org/2000/xmlns/' a:k='v'/>",
+			"<message xmlns:xml='http://www.w3.org/XML/1998/namespace' xml:lang='en'/>",
+			"<message xml:lang='en' xml:space='preserve'><body xml:lang='de'>x</body></message>",
+			"<message xmlns='jabber:client'><x xmlns=''><y/></x></message>",
+			"<message xmlns:a='urn:a'><a:x><a:y a:k='1'/></a:x></message>",
+			"<message xmlns:a='urn:a'><b xmlns:a='urn:b'><a:c/></b><a:c/></message>",
+			"<iq type='get'><q xmlns='ja&quot;&lt;ber'/></iq>",
+			"<message><body>&#x1F600;&#9;&#10;&#13;</body></message>",
+			"<message xmlns:x='urn:x' x:xmlns='v'/>",
+			"<message><xml-stuff/><_a/><a.b-c/></message>",
+		};
+		for _, text in ipairs(inputs) do
+			local ours = native.parse(text, st.stanza_mt);
+			if ours then
+				local written = tostring(ours);
+				local again, err = xml.parse(written);
+				assert.is_truthy(again, ("%s was written as %s, which util.xml refuses: %s"):format(text, written, tostring(err)));
+				assert.are.equal(canonical(ours), canonical(again), text);
+			end
+		end
+	end);
+
+	it("refuses names and namespaces that cannot be written well-formed", function ()
+		for _, bad in ipairs({
+			"<a:b:c xmlns:a='urn:x'/>",
+			"<message xmlns:a='urn:x' a:b:c='v'/>",
+			"<message xmlns='http://www.w3.org/2000/xmlns/'/>",
+			"<message><x xmlns='http://www.w3.org/XML/1998/namespace'/></message>",
+			"<message xmlns:a='urn:x' a:k='v' xmlns:b='urn:x' b:k='w'/>",
+		}) do
+			local result, err = native.parse(bad, st.stanza_mt);
+			assert.is_nil(result, bad);
+			assert.is_string(err);
+		end
+	end);
+
 	it("refuses hostile XML with a reason instead of a tree", function ()
 		for _, bad in ipairs({
 			"<!DOCTYPE m [<!ENTITY a 'x'>]><message>&a;</message>",
@@ -96,6 +152,28 @@ describe("native.parse", function ()
 	end);
 end);
 
+describe("native.prep_jid", function ()
+	local jid = require "util.jid";
+	it("prepares JIDs as Prosody's util.jid.prep does, and refuses what it refuses", function ()
+		local samples = {
+			"alice@localhost", "Alice@LocalHost/Phone", "localhost", "example.com.", "a@b/c@d/e",
+			"bot.localhost/r", "@localhost", "a@", "a@b@c", "localhost/", "a@/r", ".", "a b@localhost",
+			"a\"b@localhost", "a:b@localhost", "a<b@localhost", "Ünïcødé@Example.org/Ŕesource",
+			"a@xn--bcher-kva.example", "a@local host", "a@\226\128\139", "a@b/\226\128\139",
+			("x"):rep(1023).."@localhost", ("x"):rep(1024).."@localhost", "a@"..("b"):rep(1024),
+		};
+		for _, text in ipairs(samples) do
+			local theirs = jid.prep(text);
+			-- A part prepared to nothing ("a@\226\128\139" is "a@" to Prosody): not a JID to us.
+			if theirs and (theirs:match("[@/]$") or theirs:match("^@")) then theirs = nil; end
+			assert.are.equal(theirs, native.prep_jid(text), text);
+		end
+		-- The one rule stricter than Prosody's: no control characters in a domain.
+		assert.are.equal("a@b\nc", jid.prep("a@b\nc"));
+		assert.is_nil(native.prep_jid("a@b\nc"));
+	end);
+end);
+
 describe("native.new", function ()
 	it("refuses bad options and names the option", function ()
 		local cases = {
@@ -107,14 +185,15 @@ describe("native.new", function ()
 			[{ component_post_url = "http://h/", component_post_timeout = 0 }] = "component_post_timeout",
 		};
 		for options, name in pairs(cases) do
-			local client, err = native.new(options, st.stanza_mt);
+			local client, err = native.new(options, st.stanza_mt, "component_http", "bot.localhost");
 			assert.is_nil(client);
 			assert.matches(name, err, 1, true);
 		end
 	end);
 
 	it("closes twice without harm and answers nothing when idle", function ()
-		local client = assert(native.new({ component_post_url = "http://127.0.0.1:9/" }, st.stanza_mt));
+		local client = assert(native.new({ component_post_url = "http://127.0.0.1:9/" }, st.stanza_mt, "component_http",
+			"bot.localhost"));
 		assert.are.equal(0, select("#", client:drain()), "nothing waiting: drain returns nothing");
 		local stanzas, logs = client:close();
 		assert.are.same({}, stanzas);

@@ -1,11 +1,17 @@
-//! The webhook reply parser: any body, as a 200 application/json answer to a message or an iq,
-//! must end in an outcome without panicking, and a reply must be a sendable stanza.
+//! The webhook reply handling: any body, as a 200 application/json answer to a message and to
+//! an iq get, must end in an outcome without panicking, and what is sent must be a stanza the
+//! policy allows: from the component's host, not to it, with prepared JIDs, as XML an
+//! independent namespace-aware parser accepts.
 #![no_main]
 
-use component_http_native::response::{complete, interpret, jid_domain, HttpAnswer, Outcome};
+use component_http_native::answer::{interpret, Contract, HttpAnswer};
+use component_http_native::config::Format;
+use component_http_native::jid;
+use component_http_native::outcome::{complete, Outcome};
 use component_http_native::stanza::Incoming;
-use component_http_native::xml::{parse_stanza, Limits};
 use libfuzzer_sys::fuzz_target;
+
+const HOST: &str = "bot.localhost";
 
 fuzz_target!(|data: &[u8]| {
     for (name, stanza_type) in [("message", "chat"), ("iq", "get")] {
@@ -17,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
             stanza_type: Some(stanza_type.into()),
             xml: String::new(),
             body: None,
+            chat_states: false,
         };
         let answer = HttpAnswer {
             status: 200,
@@ -24,16 +31,21 @@ fuzz_target!(|data: &[u8]| {
             body: data.to_vec(),
             retry_after: None,
         };
-        let outcome = interpret(&orig, &answer);
+        let outcome = interpret(&orig, &answer, Contract { format: Format::Json, host: HOST });
         let is_reply = matches!(outcome, Outcome::Reply(_));
         let completion = complete(&orig, outcome);
         if let Some(stanza) = completion.send {
             assert!(matches!(stanza.name.as_str(), "message" | "presence" | "iq"));
             if is_reply {
-                let from = stanza.attr("from").expect("replies have a from");
-                assert!(jid_domain(from).eq_ignore_ascii_case("bot.localhost"), "reply from {from}");
+                let from = jid::prep(stanza.attr("from").expect("replies have a from")).expect("a valid from");
+                let to = jid::prep(stanza.attr("to").expect("replies have a to")).expect("a valid to");
+                assert_eq!(from.domain, HOST, "a reply from {from}");
+                assert_ne!(to.domain, HOST, "a reply to {to}");
             }
-            parse_stanza(&stanza.to_xml(), Limits::default()).expect("a sent stanza serializes to valid XML");
+            let written = stanza.to_xml();
+            if let Err(e) = roxmltree::Document::parse(&written) {
+                panic!("sent {written:?}, which a namespace-aware parser refuses: {e}");
+            }
         }
     }
 });
