@@ -180,9 +180,10 @@ fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Attempt
     }
     if let Some(secret) = &config.secret {
         let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).to_string();
-        request = request
-            .header(signing::TIMESTAMP_HEADER, &timestamp)
-            .header(signing::SIGNATURE_HEADER, signing::sign(secret.as_bytes(), &timestamp, delivery.body));
+        request = request.header(signing::TIMESTAMP_HEADER, &timestamp).header(
+            signing::SIGNATURE_HEADER,
+            signing::sign(secret.as_bytes(), &timestamp, delivery.delivery_id, delivery.retry, delivery.body),
+        );
     }
     // One global bound for the whole exchange, body included: every read and write gets what
     // is left of it, however the webhook spreads its answer out.

@@ -1,7 +1,13 @@
 <?php
 // A mod_component_http bot in PHP, beyond the echo bot.
 //
-//     BOT_SECRET=... php -S 127.0.0.1:8080 examples/php/bot.php
+//     BOT_SECRET=... php examples/php/bot.php [PORT]      (default port 8080)
+//
+// which checks its settings and then serves this file with PHP's built-in web server, as
+// `php -S 127.0.0.1:PORT examples/php/bot.php` would. It refuses to start without BOT_SECRET;
+// BOT_INSECURE=1 instead accepts unsigned requests from anyone (for trying it out without a
+// secret, never exposed). Served by `php -S` or any other web server without either, it answers
+// every request with 500 and logs why.
 //
 // Prosody side:
 //     Component "bot.example.com" "component_http"
@@ -9,25 +15,54 @@
 //         component_post_stanzas = { "message", "iq" }
 //         component_post_secret = "..."   -- the same as BOT_SECRET
 //
-// It checks X-Signature, answers a retried request (same X-Delivery-Id) with the answer it
-// already gave (kept in files under the system's temporary directory), and shows a chat
-// reply, a headline ("news") and an iq answered with a stanza. "ping me" shows a message sent on
-// the bot's own initiative: POSTed to the component's push endpoint (PUSH_URL, e.g.
+// It checks X-Signature (README, Signatures: an HMAC-SHA256 over the timestamp, X-Delivery-Id,
+// X-Retry-Count and the body), answers a retried request (same X-Delivery-Id) with the answer it
+// already gave (kept in files under the system's temporary directory; as the delivery id is
+// signed, a replayed request is such a duplicate too), and shows a chat reply, a headline
+// ("news") and an iq answered with a stanza. "ping me" shows a message sent on the bot's own
+// initiative: POSTed to the component's push endpoint (PUSH_URL, e.g.
 // http://bot.example.com:5280/component_http, with PUSH_TOKEN equal to
 // component_post_push_credentials); php -S answers one request at a time, so it is sent before
 // the reply.
 
+const NO_SECRET = "BOT_SECRET is not set: set it to the component's component_post_secret, "
+    . 'or set BOT_INSECURE=1 to accept unsigned requests from anyone';
 $secret = getenv('BOT_SECRET') ?: '';
-$body = file_get_contents('php://input');
+$insecure = getenv('BOT_INSECURE') === '1';
 
-if ($secret !== '') {
-    $timestamp = $_SERVER['HTTP_X_SIGNATURE_TIMESTAMP'] ?? '';
-    $expected = 'sha256=' . hash_hmac('sha256', $timestamp . '.' . $body, $secret);
-    if (!ctype_digit($timestamp) || abs(time() - (int)$timestamp) > 300
-        || !hash_equals($expected, $_SERVER['HTTP_X_SIGNATURE'] ?? '')) {
-        http_response_code(401);
-        exit;
+if (PHP_SAPI === 'cli') { // run as `php bot.php [PORT]`
+    if ($secret === '' && !$insecure) {
+        fwrite(STDERR, NO_SECRET . "\n");
+        exit(1);
     }
+    if ($secret === '') {
+        fwrite(STDERR, "BOT_INSECURE=1: signatures are not checked\n");
+    }
+    if (function_exists('pcntl_exec')) { // the same process becomes the web server
+        pcntl_exec(PHP_BINARY, ['-S', '127.0.0.1:' . ($argv[1] ?? '8080'), __FILE__]);
+    }
+    fwrite(STDERR, 'could not start the web server: run php -S 127.0.0.1:PORT ' . __FILE__ . "\n");
+    exit(1);
+}
+if ($secret === '' && !$insecure) {
+    error_log(NO_SECRET);
+    http_response_code(500);
+    exit;
+}
+
+function verified(string $secret, array $server, string $body): bool {
+    $timestamp = $server['HTTP_X_SIGNATURE_TIMESTAMP'] ?? '';
+    $delivery = $server['HTTP_X_DELIVERY_ID'] ?? '';
+    $retry = $server['HTTP_X_RETRY_COUNT'] ?? '';
+    $expected = 'sha256=' . hash_hmac('sha256', "v1\n$timestamp\n$delivery\n$retry\n" . $body, $secret);
+    return ctype_digit($timestamp) && abs(time() - (int)$timestamp) <= 300
+        && hash_equals($expected, $server['HTTP_X_SIGNATURE'] ?? '');
+}
+
+$body = file_get_contents('php://input');
+if ($secret !== '' && !verified($secret, $_SERVER, $body)) {
+    http_response_code(401);
+    exit;
 }
 
 function answer(array $stanza, int $handled): array {

@@ -3,6 +3,9 @@
 
     BOT_SECRET=... python3 examples/python/bot.py [PORT]      (default port 8080)
 
+It refuses to start without BOT_SECRET; BOT_INSECURE=1 instead accepts unsigned requests from
+anyone (for trying it out without a secret, never exposed).
+
 Prosody side:
     Component "bot.example.com" "component_http"
         component_post_url = "http://127.0.0.1:8080/"
@@ -10,9 +13,11 @@ Prosody side:
         component_post_secret = "..."   -- the same as BOT_SECRET
 
 What it shows:
-- checks X-Signature (HMAC-SHA256 of "<timestamp>.<body>") and refuses stale timestamps;
+- checks X-Signature (README, Signatures: an HMAC-SHA256 over the timestamp, X-Delivery-Id,
+  X-Retry-Count and the body) and refuses stale timestamps;
 - answers a retried request (same X-Delivery-Id) with the answer it already gave, so a user
-  never gets a reply twice and nothing is done twice;
+  never gets a reply twice and nothing is done twice; as the delivery id is signed, a replayed
+  request is such a duplicate too;
 - a chat reply, a headline (a non-chat message: "news"), and an iq answered with a stanza
   (XEP-0092 software version);
 - a stanza it has nothing to say to gets 204: accepted, no reply;
@@ -34,19 +39,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from xml.etree import ElementTree
 
 SECRET = os.environ.get("BOT_SECRET", "").encode()
+INSECURE = os.environ.get("BOT_INSECURE") == "1"
+NO_SECRET = ("BOT_SECRET is not set: set it to the component's component_post_secret, "
+             "or set BOT_INSECURE=1 to accept unsigned requests from anyone")
 PUSH_URL, PUSH_TOKEN = os.environ.get("PUSH_URL"), os.environ.get("PUSH_TOKEN", "")
 answered = OrderedDict()  # X-Delivery-Id -> (status, body): the last 10,000 answers
 handled = 0
 lock = threading.Lock()  # requests come in concurrently: one sender's in order, others meanwhile
 
 
-def verified(headers, body):
-    if not SECRET:
-        return True
+def verified(secret: bytes, headers, body: bytes) -> bool:
     timestamp = headers.get("X-Signature-Timestamp", "")
-    expected = "sha256=" + hmac.new(SECRET, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    fresh = timestamp.isdigit() and abs(time.time() - int(timestamp)) <= 300
-    return fresh and hmac.compare_digest(expected, headers.get("X-Signature", ""))
+    delivery, retry = headers.get("X-Delivery-Id", ""), headers.get("X-Retry-Count", "")
+    signed = f"v1\n{timestamp}\n{delivery}\n{retry}\n".encode() + body
+    expected = "sha256=" + hmac.new(secret, signed, hashlib.sha256).hexdigest()
+    fresh = timestamp.isdecimal() and abs(time.time() - int(timestamp)) <= 300
+    return fresh and hmac.compare_digest(expected.encode(), headers.get("X-Signature", "").encode())
 
 
 def push(stanza):
@@ -84,7 +92,7 @@ class Bot(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if not verified(self.headers, body):
+        if SECRET and not verified(SECRET, self.headers, body):  # no SECRET: only with BOT_INSECURE=1
             return self.reply(401, None)
         delivery = self.headers.get("X-Delivery-Id")  # the module always sends one; curl may not
         with lock:
@@ -112,8 +120,12 @@ class Bot(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
+    if not SECRET and not INSECURE:
+        sys.exit(NO_SECRET)
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8080
     ThreadingHTTPServer.daemon_threads = True
     server = ThreadingHTTPServer(("127.0.0.1", port), Bot)
+    if not SECRET:
+        print("BOT_INSECURE=1: signatures are not checked", flush=True)
     print(f"listening on http://127.0.0.1:{port}/", flush=True)
     server.serve_forever()

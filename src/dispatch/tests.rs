@@ -697,7 +697,10 @@ fn requests_are_signed_and_carry_extra_headers() {
     let timestamp = header(&seen[0], "x-signature-timestamp").unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     assert!(now.abs_diff(timestamp.parse::<u64>().unwrap()) < 10);
-    let expected = crate::signing::sign(b"It's a secret to everybody", timestamp, seen[0].body.as_bytes());
+    let delivery_id = header(&seen[0], "x-delivery-id").unwrap();
+    assert_eq!(header(&seen[0], "x-retry-count"), Some("0"));
+    let expected =
+        crate::signing::sign(b"It's a secret to everybody", timestamp, delivery_id, 0, seen[0].body.as_bytes());
     assert_eq!(header(&seen[0], "x-signature"), Some(expected.as_str()));
     assert_eq!(header(&seen[0], "authorization"), Some("Bearer abc"));
 }

@@ -173,8 +173,11 @@ def test_signature(prosody_factory, webhook, connect):
     (req,) = webhook.wait_for_requests(1)
     ts = req.header("x-signature-timestamp")
     assert ts and ts.isdigit() and abs(time.time() - int(ts)) < 60
-    expected = "sha256=" + hmac.new(secret.encode(), ts.encode() + b"." + req.raw_body,
-                                    hashlib.sha256).hexdigest()
+    # README, Signatures: v1, the timestamp, the delivery id and the retry count, each ended by
+    # a line feed, then the body.
+    assert req.header("x-retry-count") == "0" and req.header("x-delivery-id")
+    text = f"v1\n{ts}\n{req.header('x-delivery-id')}\n0\n".encode() + req.raw_body
+    expected = "sha256=" + hmac.new(secret.encode(), text, hashlib.sha256).hexdigest()
     assert req.header("x-signature") == expected
 
 
