@@ -2,7 +2,8 @@
 //! prepared with its stringprep profile (RFC 3920: nodeprep, nameprep, resourceprep) and at most
 //! 1023 bytes, the limit of Prosody's `util.encodings`.
 //!
-//! One rule is stricter than Prosody's: a domain may not contain ASCII control characters.
+//! Two rules are stricter than Prosody's: a domain may not contain ASCII control characters,
+//! and no part may prepare to nothing (Prosody makes `a@\u{200B}` the JID `a@`).
 //!
 //! Every address a webhook or a push writes goes through [`prep`] before anything is sent: what
 //! Prosody could not parse, it would bounce back to the component as an error from a made-up
