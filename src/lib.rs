@@ -180,20 +180,6 @@ impl UserData for Client {
                 to_lua(lua, &this.stanza_mt, completions)
             })
         });
-        // Live figures: queue, in flight, workers, whether the webhook is unreachable.
-        methods.add_method("figures", |lua, this, ()| {
-            guard("figures", || {
-                let figures = lua.create_table()?;
-                if let Some(f) = this.dispatcher.as_ref().map(Dispatcher::figures) {
-                    figures.set("waiting", f.waiting)?;
-                    figures.set("in_flight", f.in_flight)?;
-                    figures.set("workers", f.workers)?;
-                    figures.set("idle_workers", f.idle_workers)?;
-                    figures.set("endpoint_down", f.endpoint_down)?;
-                }
-                Ok(figures)
-            })
-        });
     }
 }
 
