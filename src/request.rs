@@ -1,5 +1,6 @@
 //! The JSON body POSTed for one stanza: `to`, `from`, `kind`, `stanza`, and `body` for a message
-//! that has one — the contract of the original module.
+//! that has one — the contract of the original module — plus the stanza's `id` and `type` when
+//! it has them, so a bot need not parse `stanza` for what it answers by.
 
 use crate::config::Format;
 use crate::stanza::Incoming;
@@ -30,6 +31,12 @@ pub fn encode(stanza: &Incoming) -> Vec<u8> {
     field(&mut out, "from", stanza.from.as_deref().unwrap_or(""));
     out.push(b',');
     field(&mut out, "kind", &stanza.name);
+    for (key, value) in [("id", &stanza.id), ("type", &stanza.stanza_type)] {
+        if let Some(value) = value {
+            out.push(b',');
+            field(&mut out, key, value);
+        }
+    }
     out.push(b',');
     field(&mut out, "stanza", &stanza.xml);
     if let Some(body) = &stanza.body {
@@ -70,6 +77,8 @@ mod tests {
                 "to": "echo@bot.localhost",
                 "from": "user@localhost/r",
                 "kind": "message",
+                "id": "abc",
+                "type": "chat",
                 "stanza": "<message to='echo@bot.localhost'><body>\"hi\" \u{1F600}</body></message>",
                 "body": "\"hi\" \u{1F600}",
             })
@@ -80,5 +89,12 @@ mod tests {
     fn no_body_key_without_a_body() {
         let v: Value = serde_json::from_slice(&encode(&incoming(None))).unwrap();
         assert!(v.get("body").is_none());
+    }
+
+    #[test]
+    fn no_id_or_type_key_without_them() {
+        let bare = Incoming { id: None, stanza_type: None, ..incoming(None) };
+        let v: Value = serde_json::from_slice(&encode(&bare)).unwrap();
+        assert_eq!(v.as_object().unwrap().keys().collect::<Vec<_>>(), ["from", "kind", "stanza", "to"]);
     }
 }

@@ -42,8 +42,9 @@ def test_iq_request_shape(hook, alice):
     iid = alice.send_iq_get(BOT_JID, VERSION_QUERY)
     (req,) = hook.wait_for_requests(1)
     data = req.json
-    assert set(data) == {"to", "from", "kind", "stanza"}
+    assert set(data) == {"to", "from", "kind", "id", "type", "stanza"}
     assert data["kind"] == "iq"
+    assert (data["id"], data["type"]) == (iid, "get")
     assert data["to"] == BOT_JID
     assert data["from"] == alice.full_jid
     assert data["stanza"].startswith("<iq")

@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 from conftest import BOT
 
-MESSAGE_KEYS = {"to", "from", "kind", "stanza", "body"}
+MESSAGE_KEYS = {"to", "from", "kind", "id", "type", "stanza", "body"}
 
 
 def media_type(req):
@@ -29,6 +29,7 @@ def test_message_with_body(hook, alice):
     assert data["from"] == alice.full_jid
     assert data["kind"] == "message"
     assert data["body"] == "hello"
+    assert (data["id"], data["type"]) == (mid, "chat")
     assert data["stanza"].startswith("<message")
     assert "<body>hello</body>" in data["stanza"]
     el = parse_stanza(data["stanza"])
@@ -49,6 +50,12 @@ def test_message_without_body_has_no_body_key(hook, alice):
     assert "body" not in data
     assert set(data) == MESSAGE_KEYS - {"body"}
     assert "http://jabber.org/protocol/chatstates" in data["stanza"]
+
+
+def test_no_id_or_type_key_when_the_stanza_has_none(hook, alice):
+    alice.send_raw("<message to='echo@bot.localhost'><body>bare</body></message>")
+    (req,) = hook.wait_for_requests(1)
+    assert set(req.json) == MESSAGE_KEYS - {"id", "type"}
 
 
 def test_special_characters_survive(hook, alice):
