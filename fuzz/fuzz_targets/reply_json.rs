@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
             stanza_type: Some(stanza_type.into()),
             xml: String::new(),
             body: None,
+            chat_states: false,
         };
         let answer = HttpAnswer {
             status: 200,
