@@ -1,5 +1,5 @@
 -- The native library's conversions, checked against Prosody's own util.stanza and util.xml.
-local helpers = require "spec.helpers";
+require "spec.helpers"; -- sets the paths to Prosody's libraries and the native library
 local st = require "util.stanza";
 local xml = require "util.xml";
 local native = require "component_http_native";

@@ -53,6 +53,8 @@ pub(crate) mod tests {
 
     /// Reads one byte through a duplicate of `fd` without blocking: true if there was one.
     pub(crate) fn take_byte(fd: RawFd) -> bool {
+        // SAFETY: the callers pass the `fd()` of a `Wakeup` they still hold, so the descriptor stays
+        // open while it is borrowed here; it is only duplicated, never closed through the borrow.
         let dup = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned().unwrap();
         let stream = UnixStream::from(dup);
         stream.set_nonblocking(true).unwrap();

@@ -19,7 +19,8 @@ if HERE not in sys.path:
 
 from e2e_prosody import Prosody  # noqa: E402
 from e2e_util import tail  # noqa: E402
-from e2e_webhook import PhpEchoBot, ScriptedWebhook, echo_php_source_path  # noqa: E402
+from e2e_raw_webhook import RawWebhook  # noqa: E402
+from e2e_webhook import EchoWebhookProcess, PhpEchoBot, ScriptedWebhook, echo_php_source_path  # noqa: E402
 from e2e_xmpp import XmppClient  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -136,12 +137,19 @@ class _Closer:
             item.close()
 
 
+def _closing(make):
+    """A factory fixture's body (`yield from` it): yields a factory of `make(...)` items, closes
+    every item at teardown and returns them."""
+    c = _Closer(make)
+    yield c
+    c.close_all()
+    return c.items
+
+
 @pytest.fixture
 def make_webhook():
     """Factory of ScriptedWebhook servers (closed at teardown)."""
-    c = _Closer(ScriptedWebhook)
-    yield c
-    c.close_all()
+    yield from _closing(ScriptedWebhook)
 
 
 @pytest.fixture
@@ -169,6 +177,21 @@ def php_echo(echo_php_path):
     bot = PhpEchoBot(echo_php_path)
     yield bot
     bot.close()
+
+
+@pytest.fixture
+def echo_process():
+    """Factory of EchoWebhookProcess webhooks (closed at teardown): echo bots to kill and restart."""
+    yield from _closing(EchoWebhookProcess)
+
+
+@pytest.fixture
+def raw_hook():
+    """Factory of RawWebhook servers (closed at teardown): webhooks that misbehave on raw sockets.
+    A handler that raised fails the test."""
+    hooks = yield from _closing(RawWebhook)
+    for h in hooks:
+        assert not h.handler_errors, h.handler_errors
 
 
 # -- XMPP clients -------------------------------------------------------------

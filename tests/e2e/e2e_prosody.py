@@ -36,14 +36,16 @@ class Prosody:
     """A Prosody process under test.
 
     components: {host: {option: value}} -- each becomes
-        Component "host" "<component_module>" followed by its options.
+        Component "host" "<component_module>" followed by its options;
+        component_modules: {host: module} for hosts that run another module.
     users: {username: password} registered on VirtualHost "localhost".
     """
 
     def __init__(self, plugin_tree, components, users=None, component_module="component_http",
-                 global_options=None, admin=True, startup_timeout=15.0):
+                 component_modules=None, global_options=None, admin=True, startup_timeout=15.0):
         self.plugin_tree = os.path.abspath(plugin_tree)
         self.components = dict(components)
+        self.component_modules = dict(component_modules or {})
         self.users = dict(users if users is not None else {"alice": "pw-alice", "bob": "pw-bob"})
         self.component_module = component_module
         self.global_options = dict(global_options or {})
@@ -67,6 +69,7 @@ class Prosody:
         return config_text(
             self.dir, self.c2s_port, self.components, plugin_tree=self.plugin_tree,
             log=self.log_path, log_level="debug", component_module=self.component_module,
+            component_modules=self.component_modules,
             modules_enabled=["roster", "saslauth"] + (["admin_shell"] if self.admin else []),
             globals={
                 "data_path": self.data_dir,

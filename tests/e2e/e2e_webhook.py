@@ -2,7 +2,8 @@
 
 ScriptedWebhook is an HTTP server on 127.0.0.1 whose answers each test scripts
 and which records every request it gets.  WebhookProcess runs a webhook as a process of its
-own (killable, restartable); PhpEchoBot is one serving the README's PHP echo bot with `php -S`.
+own (killable, restartable); PhpEchoBot is one serving the README's PHP echo bot with `php -S`,
+EchoWebhookProcess a Python echo bot that logs every request, to kill under load.
 """
 
 import json
@@ -10,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -291,3 +293,67 @@ class PhpEchoBot(WebhookProcess):
 
     def url(self, path="/echo.php"):
         return super().url(path)
+
+
+# The child of EchoWebhookProcess: a stdlib HTTP/1.1 echo bot (keep-alive) that appends every
+# request to a log before answering. Sentinels are answered but not logged.
+ECHO_CHILD = r"""
+import json, os, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+port, log_path, delay = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+class Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 20
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        body = str(request.get("body"))
+        if not body.startswith("sentinel-"):
+            record = {"delivery_id": self.headers.get("X-Delivery-Id"),
+                      "retry": int(self.headers.get("X-Retry-Count") or 0),
+                      "from": request.get("from"), "body": body, "pid": os.getpid()}
+            os.write(log_fd, (json.dumps(record) + "\n").encode())
+            time.sleep(delay)
+        answer = json.dumps({"body": "ack " + body}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        pass
+
+Server(("127.0.0.1", port), Echo).serve_forever()
+"""
+
+
+class EchoWebhookProcess(WebhookProcess):
+    """An echo webhook ({"body": "ack <body>"} after `delay` s) in a process of its own, so a
+    test can kill it and start a new one on the same port.  Every request it got is in
+    `requests()` (logged before it is answered)."""
+
+    def __init__(self, delay=0.0):
+        super().__init__([sys.executable, "-c", ECHO_CHILD, "{port}", "{dir}/requests.jsonl", delay],
+                         name="echo webhook process")
+
+    def url(self, path="/hook"):
+        return super().url(path)
+
+    def requests(self):
+        try:
+            with open(os.path.join(self.dir, "requests.jsonl")) as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
+

@@ -14,15 +14,14 @@ import threading
 import time
 
 from conftest import BOT
+from e2e_traffic import CONNECTION_FAILURE, REPLY, Traffic, assert_healthy, start, summary
 from e2e_util import proc_counts, wait_until
 from e2e_webhook import Reply
-from test_faults import (CONNECTION_FAILURE, REPLY, SENDERS, Traffic, assert_healthy,  # noqa: F401
-                         echo_process, login, raw_hook, start, summary)
 
 IN_FLIGHT = 120  # lines that must be in flight at once: 2 senders x 60 bot JIDs
 
 
-def test_requests_in_flight_grow_with_demand_and_shrink_back(prosody_factory, login, make_webhook):  # noqa: F811
+def test_requests_in_flight_grow_with_demand_and_shrink_back(prosody_factory, connect, make_webhook):
     hook = make_webhook()
     open_now, peak = [0], [0]
     cond = threading.Condition()
@@ -41,7 +40,7 @@ def test_requests_in_flight_grow_with_demand_and_shrink_back(prosody_factory, lo
     hook.handler = hold_until_all_are_open
     prosody = prosody_factory({BOT: {"component_post_url": hook.url(), "component_post_idle_timeout": 1}},
                               users={"alice": "pw-alice", "bob": "pw-bob"})
-    clients = [login(prosody, "alice"), login(prosody, "bob")]
+    clients = [connect(prosody, "alice"), connect(prosody, "bob")]
     idle = proc_counts(prosody.pid)
     bots = [f"echo{k}@{BOT}" for k in range(IN_FLIGHT // len(clients))]
     marks = {c: c.mark() for c in clients}
@@ -65,11 +64,11 @@ def test_requests_in_flight_grow_with_demand_and_shrink_back(prosody_factory, lo
     assert_healthy(prosody)
 
 
-def test_a_restarting_webhook_goes_unnoticed(prosody_factory, login, echo_process):  # noqa: F811
+def test_a_restarting_webhook_goes_unnoticed(prosody_factory, connect, echo_process):
     """Three senders, 100 messages each; the webhook process is killed twice and started again
     3 s later each time. Every message gets its reply, none an error, in order."""
     hook = echo_process(delay=0.01)
-    prosody, clients = start(prosody_factory, login, hook.url())
+    prosody, clients = start(prosody_factory, connect, hook.url())
     traffic = Traffic(clients, n=100)
     traffic.start(pace=0.02)
     for _ in range(2):
@@ -90,14 +89,14 @@ def test_a_restarting_webhook_goes_unnoticed(prosody_factory, login, echo_proces
     assert_healthy(prosody)
 
 
-def test_a_webhook_that_stays_down_gets_one_error_per_stanza_and_few_attempts(prosody_factory, login, raw_hook):  # noqa: F811
+def test_a_webhook_that_stays_down_gets_one_error_per_stanza_and_few_attempts(prosody_factory, connect, raw_hook):
     """Every request is reset as soon as its headers arrive, for 10 messages from each of three
     senders; with a 2 s retry window each ends in "Connection failure", exactly once, and the
     webhook saw far fewer attempts than one per stanza."""
     down = [True]
     hook = raw_hook(early=lambda ex: ex.reset() if down[0] else None,
                     handler=lambda ex: ex.answer_json({"body": "ack " + str(ex.body_field)}))
-    prosody, clients = start(prosody_factory, login, hook.url(), component_post_retry_window=2)
+    prosody, clients = start(prosody_factory, connect, hook.url(), component_post_retry_window=2)
     traffic = Traffic(clients, n=10)
     traffic.send()
     traffic.wait_all()

@@ -13,9 +13,8 @@ import socket
 
 import pytest
 
-from test_faults import RawWebhook, login, raw_hook, start  # noqa: F401 (fixtures)
+from e2e_traffic import TIMED_OUT, start
 
-TIMED_OUT = ("wait", "remote-server-timeout", "The webhook did not answer in time")
 FINISHES_AFTER = 1.5  # seconds: past the 1 s deadline, within a fresh 1 s per phase
 TIMEOUT = {"component_post_timeout": 1, "component_post_connect_timeout": 1}
 
@@ -75,9 +74,9 @@ def slow_chunks(ex):
 
 
 @pytest.mark.parametrize("slowness", [late_headers, headers_then_slow_body, slow_head, slow_chunks])
-def test_a_slow_answer_is_cut_at_the_deadline(prosody_factory, login, raw_hook, slowness):  # noqa: F811
+def test_a_slow_answer_is_cut_at_the_deadline(prosody_factory, connect, raw_hook, slowness):
     hook = raw_hook(slowness)
-    prosody, (alice,) = start(prosody_factory, login, hook.url(), users=("alice",), **TIMEOUT)
+    prosody, (alice,) = start(prosody_factory, connect, hook.url(), users=("alice",), **TIMEOUT)
     alice.send_message("echo@bot.localhost", "alice-0", id_="slow-1")
     reply = alice.wait_for(lambda s: s.id == "slow-1", timeout=30, what="the answer to slow-1")
     assert reply.error == TIMED_OUT, reply
@@ -110,10 +109,10 @@ class NeverAccepting:
         self.listener.close()
 
 
-def test_a_webhook_that_never_accepts_the_connection_is_cut_at_the_deadline(prosody_factory, login):  # noqa: F811
+def test_a_webhook_that_never_accepts_the_connection_is_cut_at_the_deadline(prosody_factory, connect):
     hook = NeverAccepting()
     try:
-        prosody, (alice,) = start(prosody_factory, login, hook.url(), users=("alice",),
+        prosody, (alice,) = start(prosody_factory, connect, hook.url(), users=("alice",),
                                   component_post_timeout=1, component_post_connect_timeout=5)
         alice.send_message("echo@bot.localhost", "alice-0", id_="hang-1")
         reply = alice.wait_for(lambda s: s.id == "hang-1", timeout=30, what="the answer to hang-1")

@@ -74,7 +74,8 @@ def test_a_sender_on_another_domain_gets_its_reply_routed_back(prosody_factory, 
     port = free_port()
     prosody = prosody_factory(
         {BOT: {"component_post_url": webhook.url()},
-         "remote.example": {"__module__": "component", "component_secret": "s3cret"}},
+         "remote.example": {"component_secret": "s3cret"}},
+        component_modules={"remote.example": "component"},
         global_options={"component_ports": [port], "component_interfaces": ["127.0.0.1"]})
     wait_until(lambda: prosody.alive(), timeout=5, what="Prosody")
     remote = ExternalComponent(port, "remote.example", "s3cret")
@@ -99,7 +100,8 @@ def test_an_iq_without_an_id_is_posted_but_not_answered(prosody_factory, webhook
     port = free_port()
     prosody = prosody_factory(
         {BOT: {"component_post_url": webhook.url(), "component_post_stanzas": ["message", "iq"]},
-         "remote.example": {"__module__": "component", "component_secret": "s3cret"}},
+         "remote.example": {"component_secret": "s3cret"}},
+        component_modules={"remote.example": "component"},
         global_options={"component_ports": [port], "component_interfaces": ["127.0.0.1"]})
     alice = connect(prosody)
     since = alice.mark()

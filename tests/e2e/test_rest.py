@@ -20,8 +20,11 @@ XMPP_XML = "application/xmpp+xml"
 
 
 def start(prosody_factory, components, http_port=None):
+    """A Prosody with `components` (REST runs mod_rest, any other host component_http) and HTTP on
+    `http_port` (a free one if not given): (prosody, http_port)."""
     http_port = http_port or free_port()
-    prosody = prosody_factory(components, global_options={
+    modules = {REST: "rest"} if REST in components else None
+    prosody = prosody_factory(components, component_modules=modules, global_options={
         "http_ports": [http_port], "http_interfaces": ["127.0.0.1"],
         "modules_enabled": ["roster", "saslauth", "admin_shell", "ping"]})
     return prosody, http_port
@@ -44,7 +47,7 @@ def post(port, body, content_type=XMPP_XML, token=TOKEN, host=REST, path="/rest"
 
 @pytest.fixture
 def rest(prosody_factory, connect):
-    prosody, port = start(prosody_factory, {REST: {"__module__": "rest", "rest_credentials": TOKEN}})
+    prosody, port = start(prosody_factory, {REST: {"rest_credentials": TOKEN}})
     return prosody, port, connect(prosody)
 
 
@@ -127,8 +130,8 @@ def test_the_callback_gets_stanzas_as_xml_and_its_answer_decides(prosody_factory
                                                                   expected):
     hook = make_webhook()
     hook.handler = lambda req: answer
-    prosody, _ = start(prosody_factory, {REST: {"__module__": "rest", "rest_credentials": TOKEN,
-                                                "rest_callback_url": hook.url(), "rest_retry_window": 0}})
+    prosody, _ = start(prosody_factory, {REST: {"rest_credentials": TOKEN, "rest_callback_url": hook.url(),
+                                                "rest_retry_window": 0}})
     alice = connect(prosody)
     since = alice.mark()
     mid = alice.send_message(f"bot@{REST}", "Hello")
@@ -183,7 +186,7 @@ def readme_curl_examples():
 def test_the_readmes_curl_examples_work_as_written(prosody_factory, connect):
     examples = readme_curl_examples()
     assert len(examples) == 2, examples
-    prosody, _ = start(prosody_factory, {REST: {"__module__": "rest", "rest_credentials": TOKEN}}, http_port=5280)
+    prosody, _ = start(prosody_factory, {REST: {"rest_credentials": TOKEN}}, http_port=5280)
     alice = connect(prosody)
     since = alice.mark()
     sent = subprocess.run(["sh", "-c", examples[0]], capture_output=True, text=True, timeout=30)
