@@ -13,10 +13,14 @@ use crate::policy::{self, Sender};
 use crate::stanza::{Element, Incoming};
 use crate::xml::{parse_stanza, Limits};
 
+/// An HTTP answer, read to the end (its body only if it is a reply).
 #[derive(Debug, Clone)]
 pub struct HttpAnswer {
+    /// The HTTP status.
     pub status: u16,
+    /// The `Content-Type` header, as sent.
     pub content_type: Option<String>,
+    /// The body, if the answer is a reply; empty otherwise.
     pub body: Vec<u8>,
     /// A `Retry-After` given in seconds.
     pub retry_after: Option<std::time::Duration>,
@@ -25,11 +29,14 @@ pub struct HttpAnswer {
 /// What a reply is checked against: the module's contract and the component's host.
 #[derive(Debug, Clone, Copy)]
 pub struct Contract<'a> {
+    /// JSON (component_http) or XML (mod_rest).
     pub format: Format,
+    /// The component's host: replies come from it and never go to it.
     pub host: &'a str,
 }
 
 impl<'a> Contract<'a> {
+    /// The contract of the module `config` describes.
     pub fn of(config: &'a Config) -> Contract<'a> {
         Contract { format: config.format, host: &config.host }
     }

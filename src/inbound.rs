@@ -12,7 +12,9 @@ use crate::xml::{parse_stanza, Limits};
 /// Why a push was refused: the HTTP status and a message for the client.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Refusal {
+    /// The HTTP status to answer with (400, 403, 413, 415).
     pub status: u16,
+    /// What was wrong, for the client.
     pub message: String,
 }
 

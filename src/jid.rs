@@ -17,8 +17,11 @@ const MAX_PART: usize = 1023;
 /// A prepared JID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Jid {
+    /// The local part, before the `@`.
     pub node: Option<String>,
+    /// The domain, prepared (lowercase).
     pub domain: String,
+    /// The resource, after the `/`.
     pub resource: Option<String>,
 }
 

@@ -10,8 +10,11 @@ use crate::stanza::{error_reply, Element, Incoming, Node, CHAT_STATES};
 /// An XMPP stanza error: type, defined condition, optional human-readable text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StanzaError {
+    /// `cancel`, `wait`, `modify`, `auth`.
     pub error_type: &'static str,
+    /// The defined condition (`remote-server-timeout`, …), in `urn:ietf:params:xml:ns:xmpp-stanzas`.
     pub condition: &'static str,
+    /// Human-readable text, if any.
     pub text: Option<&'static str>,
 }
 
@@ -19,13 +22,19 @@ const fn err(error_type: &'static str, condition: &'static str, text: Option<&'s
     StanzaError { error_type, condition, text }
 }
 
+/// The webhook stayed unreachable for the whole retry window.
 pub const CONNECTION_FAILURE: StanzaError = err("cancel", "remote-server-timeout", Some("Connection failure"));
+/// The deadline (`*_timeout`) passed first.
 pub const TIMED_OUT: StanzaError = err("wait", "remote-server-timeout", Some("The webhook did not answer in time"));
+/// The webhook answered with a reply the module may not send.
 pub const BAD_REPLY: StanzaError = err("cancel", "internal-server-error", Some("The webhook sent an invalid reply"));
+/// The queue was full when the stanza arrived.
 pub const QUEUE_FULL: StanzaError =
     err("wait", "resource-constraint", Some("Too many stanzas are waiting for the webhook"));
+/// The module was unloaded (or its reload failed) before the webhook answered.
 pub const UNLOADED: StanzaError =
     err("wait", "service-unavailable", Some("The component was stopped before the webhook answered"));
+/// A bug of ours: logged as such.
 pub const INTERNAL: StanzaError = err("cancel", "internal-server-error", None);
 
 /// The stanza error a non-2xx HTTP status maps to.
@@ -49,13 +58,18 @@ pub fn status_error(status: u16) -> StanzaError {
 /// A log line for Prosody's log, at one of its levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
+    /// Details for debugging (`log_level = "debug"`).
     Debug,
+    /// Normal operation worth noting.
     Info,
+    /// Something a sender noticed, or an operator should.
     Warn,
+    /// Something is broken.
     Error,
 }
 
 impl Level {
+    /// The level's name in Prosody's `module:log`.
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Debug => "debug",
@@ -69,7 +83,9 @@ impl Level {
 /// What the webhook said about one stanza, before the rules about what may be answered.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
+    /// The webhook's reply, addressed and checked: sent as it is.
     Reply(Element),
+    /// The webhook accepted the stanza and has nothing to say.
     NoReply,
     /// `reason` is for the operator's log: what went wrong and where.
     Error(StanzaError, String),
@@ -78,7 +94,9 @@ pub enum Outcome {
 /// The finished result for one stanza: at most one stanza to send, at most one log line.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
+    /// The stanza to send, if any.
     pub send: Option<Element>,
+    /// The line to log, if any.
     pub log: Option<(Level, String)>,
 }
 

@@ -26,6 +26,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// What was wrong, for the log or the HTTP client.
     pub fn message(&self) -> &str {
         match self {
             Refusal::Invalid(why) | Refusal::NotOurs(why) => why,
@@ -37,7 +38,9 @@ impl Refusal {
 /// assign (it waits for the answer under that id); a webhook's reply must carry its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sender {
+    /// A reply in the webhook's answer.
     Webhook,
+    /// A stanza pushed over HTTP.
     Push,
 }
 

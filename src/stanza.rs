@@ -12,32 +12,41 @@ use mlua::{Lua, Table, Value};
 /// so only a hand-built (hostile or buggy) table can reach this; it protects our stack.
 pub const MAX_DEPTH: usize = 200;
 
+/// The namespace of stanza error conditions.
 pub const XMLNS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 /// The namespace of `xml:lang`; no other prefix may be bound to it.
 pub const XML_NAMESPACE: &str = "http://www.w3.org/XML/1998/namespace";
 /// The namespace of `xmlns` declarations themselves; nothing may be in it.
 pub const XMLNS_NAMESPACE: &str = "http://www.w3.org/2000/xmlns/";
 
+/// A child of an element: an element or text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
+    /// A child element.
     Element(Element),
+    /// Text, unescaped.
     Text(String),
 }
 
+/// An element of the owned stanza tree.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Element {
+    /// The name, without prefix.
     pub name: String,
     /// Attributes in the order they were read or set. `xmlns` is an ordinary attribute here, as it
     /// is in Prosody; a namespaced attribute is keyed `"<namespace>\u{1}<name>"`.
     pub attrs: Vec<(String, String)>,
+    /// Child elements and text, in document order.
     pub children: Vec<Node>,
 }
 
 impl Element {
+    /// An element with no attributes or children.
     pub fn new(name: &str) -> Self {
         Element { name: name.to_owned(), ..Default::default() }
     }
 
+    /// The value of attribute `key`, if set.
     pub fn attr(&self, key: &str) -> Option<&str> {
         self.attrs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
@@ -50,28 +59,34 @@ impl Element {
         }
     }
 
+    /// Removes attribute `key`, if set.
     pub fn remove_attr(&mut self, key: &str) {
         self.attrs.retain(|(k, _)| k != key);
     }
 
+    /// Sets attribute `key` (builder style).
     pub fn with_attr(mut self, key: &str, value: &str) -> Self {
         self.set_attr(key, value);
         self
     }
 
+    /// Appends a child element.
     pub fn push_element(&mut self, child: Element) {
         self.children.push(Node::Element(child));
     }
 
+    /// Appends text.
     pub fn push_text(&mut self, text: &str) {
         self.children.push(Node::Text(text.to_owned()));
     }
 
+    /// Appends a child element (builder style).
     pub fn with_child(mut self, child: Element) -> Self {
         self.push_element(child);
         self
     }
 
+    /// Appends text (builder style).
     pub fn with_text(mut self, text: &str) -> Self {
         self.push_text(text);
         self
@@ -247,11 +262,17 @@ pub fn escape_into(out: &mut String, text: &str) {
 /// its addressing (to answer it later) and its serialization (to POST it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incoming {
+    /// `message`, `presence` or `iq`.
     pub name: String,
+    /// Where it was sent (`to`), as Prosody routed it.
     pub to: Option<String>,
+    /// Its sender (`from`).
     pub from: Option<String>,
+    /// Its `id`, if any.
     pub id: Option<String>,
+    /// Its `type`, if any.
     pub stanza_type: Option<String>,
+    /// The whole stanza, serialized as Prosody's `tostring` does.
     pub xml: String,
     /// Text of the `<body/>` child in the stanza's own namespace, as `stanza:get_child_text("body")`.
     pub body: Option<String>,

@@ -17,9 +17,12 @@ use crate::stanza::{check_name, Element, Node};
 
 const XML_NAMESPACE: &[u8] = b"http://www.w3.org/XML/1998/namespace";
 
+/// How much a parsed stanza may hold.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Elements nested inside one another, at most.
     pub max_depth: usize,
+    /// Elements in the whole stanza, at most.
     pub max_elements: usize,
     /// Attributes on one element. Stanzas use a handful; the cap (with a set for duplicates)
     /// keeps a push of 100,000 attributes from costing Prosody's main thread seconds.
