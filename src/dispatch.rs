@@ -91,6 +91,8 @@ struct State {
     /// one); otherwise it starts a worker.
     live_workers: usize,
     idle_workers: usize,
+    /// The keeper thread runs (cleared when it exits).
+    keeper_alive: bool,
     limits: Limits,
 }
 
@@ -214,6 +216,14 @@ impl Dispatcher {
     /// The counters so far (see [`Stats`]).
     pub fn stats(&self) -> Stats {
         lock(&self.shared.stats).clone()
+    }
+
+    /// Threads that may still produce completions: the workers and the keeper. Once this is 0
+    /// after `close`, every completion there will ever be is in the list.
+    #[cfg(test)]
+    fn threads_alive(&self) -> usize {
+        let state = lock(&self.shared.state);
+        state.live_workers + usize::from(state.keeper_alive)
     }
 
     pub fn figures(&self) -> Figures {

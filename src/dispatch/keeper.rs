@@ -14,13 +14,29 @@ use super::*;
 use crate::response::{chat_state, TIMED_OUT};
 
 pub(super) fn start(shared: &Arc<Shared>) -> Result<(), String> {
-    let shared = Arc::clone(shared);
+    lock(&shared.state).keeper_alive = true;
+    let keeper = Arc::clone(shared);
     std::thread::Builder::new()
         .name("component_http-keeper".into())
         .stack_size(256 * 1024)
-        .spawn(move || run(&shared))
+        .spawn(move || {
+            let _alive = Alive(&keeper);
+            run(&keeper);
+        })
         .map(drop)
-        .map_err(|e| format!("could not start the keeper thread: {e}"))
+        .map_err(|e| {
+            lock(&shared.state).keeper_alive = false;
+            format!("could not start the keeper thread: {e}")
+        })
+}
+
+/// Clears `keeper_alive` when the keeper exits, even by unwinding.
+struct Alive<'a>(&'a Shared);
+
+impl Drop for Alive<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.state).keeper_alive = false;
+    }
 }
 
 /// When a waiting job must be answered at the latest.

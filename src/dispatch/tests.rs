@@ -162,11 +162,12 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 /// The completions of stanzas, without the log lines that report the webhook's state.
 fn outcomes(d: &Dispatcher) -> Vec<Completion> {
     let (mut list, _) = d.drain_with_status();
-    list.retain(|c| c.send.is_some() || !c.log.as_ref().is_some_and(|(_, l)| l.starts_with("The webhook ")));
+    list.retain(|c| c.send.is_some() || !is_status_log(c));
     list
 }
 
-/// Drains until `n` completions arrived.
+/// Drains until `n` completions arrived. More may still come later (the component is still
+/// running): a test's last collection uses [`collect_last`], which proves that none does.
 fn collect(d: &Dispatcher, n: usize) -> Vec<Completion> {
     let mut all = Vec::new();
     wait_until(&format!("{n} completions"), || {
@@ -175,6 +176,25 @@ fn collect(d: &Dispatcher, n: usize) -> Vec<Completion> {
     });
     assert_eq!(all.len(), n, "more completions than stanzas: {all:?}");
     all
+}
+
+/// Drains until `n` completions arrived, then proves that nothing more ever comes: once no
+/// stanza is pending, the dispatcher is closed (nothing left for it to answer) and every
+/// thread that could still produce a completion (workers, keeper) has exited; only then is the
+/// list final. A late duplicate answer, from whichever thread, is in it.
+fn collect_last(d: &mut Dispatcher, n: usize) -> Vec<Completion> {
+    let mut all = collect(d, n);
+    wait_until("no stanza pending", || d.pending() == 0);
+    let closed = d.close();
+    all.extend(closed.into_iter().filter(|c| c.send.is_some() || !is_status_log(c)));
+    wait_until("every thread exited", || d.threads_alive() == 0);
+    all.extend(outcomes(d));
+    assert_eq!(all.len(), n, "more completions than stanzas: {all:?}");
+    all
+}
+
+fn is_status_log(c: &Completion) -> bool {
+    c.log.as_ref().is_some_and(|(_, l)| l.starts_with("The webhook "))
 }
 
 /// Holds the webhook's answers until the test opens it, counting the requests held.
@@ -221,7 +241,7 @@ fn posts_json_and_replies_over_keep_alive() {
     for n in 0..200 {
         d.submit(message(n));
     }
-    let done = collect(&d, 200);
+    let done = collect_last(&mut d, 200);
     let mut replies: Vec<String> = done.iter().map(sent_xml).collect();
     replies.sort();
     let mut expected: Vec<String> = (0..200)
@@ -246,7 +266,7 @@ fn userinfo_is_sent_as_basic_auth() {
     let url = server.url.replace("http://", "http://bot:s3cret@");
     let mut d = dispatcher(&url, |_| {});
     d.submit(message(1));
-    assert_eq!(collect(&d, 1)[0].send, None);
+    assert_eq!(collect_last(&mut d, 1)[0].send, None);
     let head = server.seen.lock().unwrap()[0].head.clone();
     assert!(head.contains("uthorization: Basic Ym90OnMzY3JldA=="), "{head}");
 }
@@ -258,7 +278,7 @@ fn reads_answers_without_content_length_to_the_end() {
     for n in 0..5 {
         d.submit(message(n));
     }
-    for c in collect(&d, 5) {
+    for c in collect_last(&mut d, 5) {
         assert!(sent_xml(&c).contains("<body>php style</body>"), "{c:?}");
     }
 }
@@ -268,7 +288,7 @@ fn refused_connection_is_a_connection_failure() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut d = dispatcher(&format!("http://127.0.0.1:{port}/"), |c| c.retry_window = Duration::ZERO);
     d.submit(message(1));
-    let done = collect(&d, 1);
+    let done = collect_last(&mut d, 1);
     let xml = sent_xml(&done[0]);
     assert!(xml.contains("<error type='cancel'><remote-server-timeout"), "{xml}");
     assert!(xml.contains("Connection failure"), "{xml}");
@@ -280,7 +300,7 @@ fn slow_webhook_times_out() {
     let server = serve(|_| Answer { delay: Duration::from_secs(600), ..json("{}") });
     let mut d = dispatcher(&server.url, |c| c.timeout = Duration::from_millis(200));
     d.submit(message(1));
-    let done = collect(&d, 1);
+    let done = collect_last(&mut d, 1);
     assert!(sent_xml(&done[0]).contains("<error type='wait'><remote-server-timeout"));
 }
 
@@ -297,7 +317,7 @@ fn the_deadline_holds_across_slow_headers_and_a_trickled_body() {
     });
     let mut d = dispatcher(&server.url, |c| c.timeout = Duration::from_secs(1));
     d.submit(message(1));
-    let done = collect(&d, 1);
+    let done = collect_last(&mut d, 1);
     assert!(sent_xml(&done[0]).contains("<error type='wait'><remote-server-timeout"), "{:?}", done[0]);
 }
 
@@ -307,7 +327,7 @@ fn oversized_reply_is_refused() {
     let server = serve(move |_| json(&big));
     let mut d = dispatcher(&server.url, |c| c.max_reply_size = 1024);
     d.submit(message(1));
-    let done = collect(&d, 1);
+    let done = collect_last(&mut d, 1);
     assert!(sent_xml(&done[0]).contains("internal-server-error"));
     assert!(done[0].log.as_ref().unwrap().1.contains("larger than"));
 }
@@ -331,7 +351,7 @@ fn full_queue_refuses_at_once() {
         assert!(sent_xml(c).contains("<error type='wait'><resource-constraint"));
     }
     gate.open();
-    let rest = collect(&d, 3);
+    let rest = collect_last(&mut d, 3);
     assert!(rest.iter().all(|c| c.send.is_none()));
 }
 
@@ -428,7 +448,7 @@ fn peak_concurrency_per_sender(ordered: bool, senders: usize, count: usize) -> (
             d.submit(message_from(sender, n));
         }
     }
-    collect(&d, senders * count);
+    collect_last(&mut d, senders * count);
     let peaks = (0..senders).map(|s| active.lock().unwrap()[&format!("user{s}@localhost/r")].1).collect();
     (peaks, server)
 }
@@ -456,7 +476,7 @@ fn without_ordering_one_sender_is_posted_concurrently() {
     }
     gate.wait_held(16);
     gate.open();
-    collect(&d, 16);
+    collect_last(&mut d, 16);
 }
 
 /// Concurrency follows demand: with the default limit, a webhook holding every request sees
@@ -481,7 +501,7 @@ fn the_pool_grows_with_demand_and_shrinks_back_when_idle() {
     wait_until("the burst's connections closed", || server.open.load(Ordering::SeqCst) == 0);
     // The warm set still serves.
     d.submit(message(1));
-    collect(&d, 1);
+    collect_last(&mut d, 1);
 }
 
 #[test]
@@ -494,7 +514,7 @@ fn the_limit_on_requests_in_flight_holds() {
     gate.wait_held(3);
     assert_eq!(d.figures(), Figures { waiting: 17, in_flight: 3, workers: 3, idle_workers: 0, endpoint_down: false });
     gate.open();
-    collect(&d, 20);
+    collect_last(&mut d, 20);
     assert_eq!(gate.peak.load(Ordering::SeqCst), 3);
 }
 
@@ -528,7 +548,7 @@ fn an_unreachable_webhook_is_probed_not_hammered_and_nothing_is_lost() {
     assert!(while_down < 40, "{while_down} requests while down for 100 stanzas");
     assert!(outcomes(&d).is_empty(), "nothing is answered while held");
     up.store(true, Ordering::SeqCst);
-    let done = collect(&d, 100);
+    let done = collect_last(&mut d, 100);
     for sender in 0..20 {
         let to = format!("to='user{sender}@localhost/r'");
         let order: Vec<String> = done.iter().map(sent_xml).filter(|xml| xml.contains(&to)).collect();
@@ -559,7 +579,7 @@ fn a_webhook_down_longer_than_the_retry_window_gets_every_stanza_an_error() {
         d.submit(message_from(sender, 0));
         d.submit(message_from(sender, 1));
     }
-    let done = collect(&d, 60);
+    let done = collect_last(&mut d, 60);
     assert!(done.iter().all(|c| sent_xml(c).contains("<error type='cancel'><remote-server-timeout")));
     assert!(done.iter().all(|c| sent_xml(c).contains("Bad gateway")));
     // Nothing after the end: each stanza had exactly one outcome.
@@ -580,7 +600,7 @@ fn retries_503_with_the_same_delivery_id_then_replies() {
     });
     let mut d = dispatcher(&server.url, |_| {});
     d.submit(message(1));
-    let done = collect(&d, 1);
+    let done = collect_last(&mut d, 1);
     assert!(sent_xml(&done[0]).contains("third time lucky"));
     let seen = server.seen.lock().unwrap();
     assert_eq!(seen.len(), 3);
@@ -596,7 +616,7 @@ fn delivery_ids_differ_between_stanzas() {
     let mut d = dispatcher(&server.url, |_| {});
     d.submit(message(1));
     d.submit(message(2));
-    collect(&d, 2);
+    collect_last(&mut d, 2);
     let seen = server.seen.lock().unwrap();
     assert_ne!(header(&seen[0], "x-delivery-id"), header(&seen[1], "x-delivery-id"));
 }
@@ -615,7 +635,7 @@ fn zero_retries_and_non_retryable_codes_answer_at_once() {
     collect(&d, 1);
     d.reconfigure(Config { retries: Some(5), ..d.config() }).unwrap();
     d.submit(message(2));
-    let done = collect(&d, 1);
+    let done = collect_last(&mut d, 1);
     assert!(sent_xml(&done[0]).contains("internal-server-error"));
     assert_eq!(server.seen.lock().unwrap().len(), 2, "neither 503 with retries=0 nor 500 is retried");
 }
@@ -641,7 +661,7 @@ fn retry_after_is_honoured_on_429_and_503() {
         let (server, times) = retry_after_then_204(status);
         let mut d = dispatcher(&server.url, |_| {});
         d.submit(message(1));
-        assert_eq!(collect(&d, 1)[0].send, None);
+        assert_eq!(collect_last(&mut d, 1)[0].send, None);
         let times = times.lock().unwrap();
         assert_eq!(times.len(), 2);
         assert!(times[1] - times[0] >= Duration::from_secs(1), "{status}: retried after {:?}", times[1] - times[0]);
@@ -654,7 +674,7 @@ fn a_hostile_retry_after_is_capped_by_the_deadline() {
         serve(|_| Answer { status: 429, headers: vec!["Retry-After: 18446744073709551615".into()], ..json("") });
     let mut d = dispatcher(&server.url, |c| c.timeout = Duration::from_millis(300));
     d.submit(message(1));
-    let done = collect(&d, 1);
+    let done = collect_last(&mut d, 1);
     let log = &done[0].log.as_ref().unwrap().1;
     assert!(log.contains("webhook answered HTTP 429"), "{log}");
     assert!(!log.contains("internal error"), "{log}");
@@ -665,7 +685,7 @@ fn retries_stop_at_the_deadline() {
     let server = serve(|_| Answer { status: 503, ..json("") });
     let mut d = dispatcher(&server.url, |c| c.timeout = Duration::from_millis(1200));
     d.submit(message(1));
-    let done = collect(&d, 1);
+    let done = collect_last(&mut d, 1);
     assert!(sent_xml(&done[0]).contains("The webhook did not answer in time"), "{:?}", done[0]);
     let attempts = server.seen.lock().unwrap().len();
     let log = &done[0].log.as_ref().unwrap().1;
@@ -692,7 +712,7 @@ fn requests_are_signed_and_carry_extra_headers() {
         c.headers = vec![("Authorization".into(), "Bearer abc".into())];
     });
     d.submit(message(1));
-    collect(&d, 1);
+    collect_last(&mut d, 1);
     let seen = server.seen.lock().unwrap();
     let timestamp = header(&seen[0], "x-signature-timestamp").unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
@@ -713,7 +733,7 @@ fn reconfigure_keeps_everything_pending_and_applies_the_new_url() {
     gate.wait_held(1);
     d.reconfigure(Config { max_in_flight: 3, ..Config::with_url(&new.url).unwrap() }).unwrap();
     gate.open();
-    let done = collect(&d, 5);
+    let done = collect_last(&mut d, 5);
     // The one in flight finished at the old URL; the queued ones went to the new one, in order.
     assert!(done[0].send.is_none());
     assert!(done[1..].iter().all(|c| sent_xml(c).contains("from the new webhook")));
@@ -729,7 +749,7 @@ fn reconfigure_to_the_same_url_keeps_the_connections() {
     collect(&d, 1);
     d.reconfigure(Config { timeout: Duration::from_secs(7), ..d.config() }).unwrap();
     d.submit(message(2));
-    collect(&d, 1);
+    collect_last(&mut d, 1);
     assert_eq!(server.connections.load(Ordering::SeqCst), 1);
 }
 
@@ -751,7 +771,7 @@ fn answers_of_one_sender_come_back_in_order() {
             d.submit(message_from(sender, n));
         }
     }
-    let done = collect(&d, 180);
+    let done = collect_last(&mut d, 180);
     for sender in 0..3 {
         let to = format!("to='user{sender}@localhost/r'");
         let order: Vec<String> = done.iter().map(sent_xml).filter(|xml| xml.contains(&to)).collect();
@@ -774,7 +794,7 @@ fn the_deadline_counts_time_spent_in_the_queue() {
     for sender in 0..5 {
         d.submit(message_from(sender, 0));
     }
-    let done = collect(&d, 5);
+    let done = collect_last(&mut d, 5);
     assert!(done.iter().all(|c| sent_xml(c).contains("<error type='wait'><remote-server-timeout")));
     assert_eq!(done.iter().filter(|c| c.log.as_ref().unwrap().1.contains("in the queue")).count(), 4);
     assert_eq!(server.seen.lock().unwrap().len(), 1);
@@ -813,7 +833,7 @@ fn a_slow_answer_is_preceded_by_composing_and_carries_active() {
     let composing = collect(&d, 1);
     assert_eq!(sent_xml(&composing[0]), COMPOSING);
     gate.open();
-    let reply = collect(&d, 1);
+    let reply = collect_last(&mut d, 1);
     assert_eq!(
         sent_xml(&reply[0]),
         "<message type='chat' to='user1@localhost/r' from='echo@bot.localhost'><body>thought about it</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>"
@@ -828,7 +848,7 @@ fn a_slow_answer_without_a_reply_is_followed_by_active() {
         d.submit(chatty(1));
         assert_eq!(sent_xml(&collect(&d, 1)[0]), COMPOSING);
         gate.open();
-        let after: Vec<String> = collect(&d, 2).iter().map(sent_xml).collect();
+        let after: Vec<String> = collect_last(&mut d, 2).iter().map(sent_xml).collect();
         assert!(!after[0].contains("chatstates"), "{after:?}");
         assert_eq!(after[1], ACTIVE);
     }
@@ -843,7 +863,7 @@ fn a_fast_answer_gets_no_notification_only_active_in_the_reply() {
     assert!(sent_xml(&done[0])
         .ends_with("<body>quick</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>"));
     d.submit(chatty(2));
-    collect(&d, 1);
+    collect_last(&mut d, 1);
     wait_until("idle", || d.pending() == 0);
     assert!(d.drain().is_empty());
 }
@@ -862,7 +882,7 @@ fn no_chat_states_for_senders_without_them_or_with_the_option_off() {
         let waited = Instant::now();
         wait_until("ten delays", || waited.elapsed() >= Duration::from_millis(500));
         gate.open();
-        let done = collect(&d, 1);
+        let done = collect_last(&mut d, 1);
         assert!(!sent_xml(&done[0]).contains("chatstates"), "{:?}", done[0]);
         wait_until("idle", || d.pending() == 0);
         assert!(d.drain().is_empty());
