@@ -93,6 +93,10 @@ struct State {
     idle_workers: usize,
     /// The keeper thread runs (cleared when it exits).
     keeper_alive: bool,
+    /// When the keeper plans its next round, while it sleeps. Whatever makes something due
+    /// earlier (a stanza becoming ready, a `<composing/>` to send) wakes it: see
+    /// [`Shared::wake_keeper_by`].
+    keeper_wakes_at: Option<Instant>,
     limits: Limits,
 }
 
@@ -301,6 +305,8 @@ impl Dispatcher {
             }
             state.followers.insert(line.clone(), VecDeque::new());
         }
+        let due = keeper::expiry_now(&job, &state);
+        self.shared.wake_keeper_by(&mut state, due);
         state.ready.push_back(job);
         let spawn = self.shared.offer_work(&mut state);
         drop(state);
@@ -419,6 +425,32 @@ impl Shared {
         state.live_workers += start;
         state.idle_workers += start;
         start
+    }
+
+    /// Something falls due at `at`: wake the keeper if it planned to sleep past that. Called
+    /// under the state lock wherever a deadline appears that the keeper has not seen, so the
+    /// deadline is hard (the keeper's sleep is no upper bound on lateness).
+    fn wake_keeper_by(&self, state: &mut State, at: Instant) {
+        if state.keeper_wakes_at.is_some_and(|planned| at < planned) {
+            state.keeper_wakes_at = Some(at);
+            self.keeper.notify_one();
+        }
+    }
+
+    /// Lets the next stanza of a line become ready, or ends the line.
+    fn release_line(&self, state: &mut State, line: Option<&str>) {
+        let Some(line) = line else { return };
+        match state.followers.get_mut(line).map(VecDeque::pop_front) {
+            Some(Some(next)) => {
+                let due = keeper::expiry_now(&next, state);
+                self.wake_keeper_by(state, due);
+                state.ready.push_back(next);
+            }
+            Some(None) => {
+                state.followers.remove(line);
+            }
+            None => {}
+        }
     }
 
     /// Waits up to `d` (a `Retry-After`); false if the pool started closing meanwhile.

@@ -801,6 +801,59 @@ fn the_deadline_counts_time_spent_in_the_queue() {
     gate.open();
 }
 
+/// A stanza that becomes ready only when its predecessor on its line completes, and then finds
+/// every worker busy, is answered at its own deadline: the keeper is told of the new, earlier
+/// deadline rather than noticing it on its next round, up to a timeout later.
+///
+/// How it is told apart without timing anything: A1 (behind A0) is due at `s + T`; B0, posted
+/// `T/2` later to a webhook that never answers, is cut by its own request's deadline at
+/// `b + T`. The keeper is made to plan its next round (a reconfiguration) `T/4` after B0,
+/// while nothing is ready, so a keeper that is not told wakes at `b + T/4 + T`, after B0's
+/// timeout. A1's answer must come before B0's.
+#[test]
+fn a_stanza_released_behind_a_busy_pool_is_answered_at_its_deadline() {
+    const T: Duration = Duration::from_secs(2);
+    let gate = Arc::new(Gate::default());
+    let g = Arc::clone(&gate);
+    let server = serve(move |request| {
+        if from_of(request) == "user0@localhost/r" {
+            g.pass();
+            Answer { status: 204, ..json("") }
+        } else {
+            Answer { delay: Duration::from_secs(600), ..json("{}") }
+        }
+    });
+    let mut d = dispatcher(&server.url, |c| {
+        c.max_in_flight = 2;
+        c.warm_workers = 0;
+        c.timeout = T;
+        c.chat_states = false;
+    });
+    let pause = |d: Duration| {
+        let from = Instant::now();
+        wait_until("a pause", || from.elapsed() >= d);
+    };
+    d.submit(message_from(0, 0));
+    d.submit(message_from(0, 1)); // A1: waits behind A0
+    gate.wait_held(1);
+    pause(T / 2);
+    d.submit(message_from(1, 0)); // B0: in flight until its deadline
+    wait_until("A0 and B0 in flight", || d.figures().in_flight == 2);
+    pause(T / 4);
+    d.reconfigure(d.config()).unwrap(); // the keeper plans its next round now: nothing is ready
+    d.submit(message_from(2, 0)); // C0: ready, taken by A0's worker when A0 completes
+    gate.open();
+    let done = collect_last(&mut d, 4);
+    let position = |to: &str| {
+        done.iter()
+            .position(|c| sent_xml(c).contains(&format!("to='{to}'")) && sent_xml(c).contains("remote-server-timeout"))
+            .unwrap_or_else(|| panic!("no timeout for {to}: {done:?}"))
+    };
+    let (a1, b0) = (position("user0@localhost/r"), position("user1@localhost/r"));
+    assert!(done[a1].log.as_ref().unwrap().1.contains("in the queue"), "{:?}", done[a1]);
+    assert!(a1 < b0, "A1 was answered after B0, whose deadline is T/2 later: {done:?}");
+}
+
 fn chatty(n: usize) -> Incoming {
     Incoming { chat_states: true, ..message(n) }
 }

@@ -83,7 +83,9 @@ impl Shared {
                     let composing = if job.composing_sent {
                         Composing::Sent
                     } else if state.limits.chat_states && job.incoming.chat_states {
-                        Composing::Due(job.accepted.checked_add(state.limits.chat_state_delay).unwrap_or(job.accepted))
+                        let at = job.accepted.checked_add(state.limits.chat_state_delay).unwrap_or(job.accepted);
+                        self.wake_keeper_by(&mut state, at);
+                        Composing::Due(at)
                     } else {
                         Composing::NotWanted
                     };
@@ -179,7 +181,7 @@ impl Shared {
                 self.keeper.notify_one();
             }
         }
-        release_line(&mut state, job.line.as_deref());
+        self.release_line(&mut state, job.line.as_deref());
         drop(state);
         self.spawn_workers(start);
     }
@@ -226,11 +228,11 @@ impl Shared {
         if now >= job.deadline {
             let completion = self.settle(&job, out_of_time(&outcome));
             self.answer(&limits, &job, completion, job.composing_sent);
-            release_line(&mut state, job.line.as_deref());
+            self.release_line(&mut state, job.line.as_deref());
         } else if window_over || retries_over {
             let completion = self.settle(&job, outcome);
             self.answer(&limits, &job, completion, job.composing_sent);
-            release_line(&mut state, job.line.as_deref());
+            self.release_line(&mut state, job.line.as_deref());
         } else {
             job.probe = false;
             state.waiting += 1;
@@ -301,18 +303,6 @@ fn internal_error(incoming: &Incoming) -> Outcome {
         INTERNAL,
         format!("internal error (a bug in mod_component_http) while posting {}", describe(incoming)),
     )
-}
-
-/// Lets the next stanza of a line become ready, or ends the line.
-pub(super) fn release_line(state: &mut State, line: Option<&str>) {
-    let Some(line) = line else { return };
-    match state.followers.get_mut(line).map(VecDeque::pop_front) {
-        Some(Some(next)) => state.ready.push_back(next),
-        Some(None) => {
-            state.followers.remove(line);
-        }
-        None => {}
-    }
 }
 
 /// glibc keeps what exited threads freed in per-thread arenas: measured, 1,000 requests in
