@@ -23,7 +23,7 @@ mod worker;
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::RawFd;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -72,6 +72,17 @@ enum Composing {
 struct Settings {
     config: Config,
     endpoint: Endpoint,
+}
+
+/// The settings workers use now, and the ones they replaced that a worker may still be posting
+/// with (after `reconfigure`, or a fresh client after a burst): `close` shuts every one of
+/// their clients down, so no request outlives the component.
+struct Clients {
+    current: Arc<Settings>,
+    /// Alive while a worker still holds one for its request.
+    replaced: Vec<Weak<Settings>>,
+    /// `close` shut them down; a client installed after that is shut down at once.
+    shut: bool,
 }
 
 #[derive(Default)]
@@ -143,7 +154,7 @@ struct Completions {
 }
 
 struct Shared {
-    settings: Mutex<Arc<Settings>>,
+    clients: Mutex<Clients>,
     state: Mutex<State>,
     /// Idle workers wait here for a ready job (or for closing).
     changed: Condvar,
@@ -185,7 +196,11 @@ impl Dispatcher {
         let endpoint = Endpoint::new(&config)?;
         let limits = Limits::of(&config);
         let shared = Arc::new(Shared {
-            settings: Mutex::new(Arc::new(Settings { config, endpoint })),
+            clients: Mutex::new(Clients {
+                current: Arc::new(Settings { config, endpoint }),
+                replaced: Vec::new(),
+                shut: false,
+            }),
             state: Mutex::new(State { limits, ..State::default() }),
             changed: Condvar::new(),
             keeper: Condvar::new(),
@@ -204,7 +219,7 @@ impl Dispatcher {
     }
 
     pub fn config(&self) -> Config {
-        lock(&self.shared.settings).config.clone()
+        self.shared.settings().config.clone()
     }
 
     pub fn fd(&self) -> RawFd {
@@ -246,7 +261,7 @@ impl Dispatcher {
     /// connections are kept when the URL and the TLS roots are the same.
     pub fn reconfigure(&mut self, config: Config) -> Result<(), String> {
         let endpoint = {
-            let current = lock(&self.shared.settings);
+            let current = self.shared.settings();
             let same_peer = current.config.url == config.url && current.config.ca_file == config.ca_file;
             if same_peer {
                 current.endpoint.clone()
@@ -255,7 +270,7 @@ impl Dispatcher {
             }
         };
         lock(&self.shared.state).limits = Limits::of(&config);
-        *lock(&self.shared.settings) = Arc::new(Settings { config, endpoint });
+        self.shared.install(Settings { config, endpoint }, None);
         // Surplus workers notice the new limits when they next look for work.
         self.shared.changed.notify_all();
         self.shared.keeper.notify_one();
@@ -356,8 +371,7 @@ impl Dispatcher {
         self.shared.changed.notify_all();
         self.shared.closing.notify_all();
         self.shared.keeper.notify_all();
-        let agent = lock(&self.shared.settings).endpoint.agent.clone();
-        agent.shutdown();
+        self.shared.shut_down_clients();
         for incoming in &abandoned {
             let outcome = Outcome::Error(UNLOADED, "the component stopped before the webhook answered".into());
             self.shared.push_outcome(incoming, outcome);
@@ -375,6 +389,43 @@ impl Drop for Dispatcher {
 }
 
 impl Shared {
+    /// The settings a request starts with.
+    fn settings(&self) -> Arc<Settings> {
+        Arc::clone(&lock(&self.clients).current)
+    }
+
+    /// Makes `new` the settings requests start with (if `over` is given, only if those are
+    /// still current), keeping the replaced ones' clients reachable for `close` while a worker
+    /// still uses them.
+    fn install(&self, new: Settings, over: Option<&Arc<Settings>>) {
+        let mut clients = lock(&self.clients);
+        if over.is_some_and(|expected| !Arc::ptr_eq(expected, &clients.current)) {
+            return;
+        }
+        if clients.shut {
+            new.endpoint.agent.clone().shutdown();
+        }
+        let old = std::mem::replace(&mut clients.current, Arc::new(new));
+        clients.replaced.retain(|settings| settings.strong_count() > 0);
+        clients.replaced.push(Arc::downgrade(&old));
+        drop(clients);
+        drop(old); // its idle connections close here, unless a worker still holds it
+    }
+
+    /// Interrupts every request in flight, on the current client and on any it replaced, and
+    /// closes their idle connections.
+    fn shut_down_clients(&self) {
+        let agents: Vec<ureq::Agent> = {
+            let mut clients = lock(&self.clients);
+            clients.shut = true;
+            let replaced = clients.replaced.iter().filter_map(Weak::upgrade);
+            std::iter::once(Arc::clone(&clients.current)).chain(replaced).map(|s| s.endpoint.agent.clone()).collect()
+        };
+        for agent in agents {
+            agent.shutdown();
+        }
+    }
+
     /// Counts an outcome and queues its completion.
     fn push_outcome(&self, incoming: &Incoming, outcome: Outcome) {
         lock(&self.stats).outcome(&outcome);

@@ -377,6 +377,52 @@ fn close_answers_everything_pending_and_interrupts_requests_in_flight() {
     assert_eq!(d.drain().len(), 1);
 }
 
+/// `close` interrupts a request on a client the component has since replaced (a new URL on
+/// reload), not only on the current one: with a timeout of an hour, a request left running
+/// would keep its worker past the test's hang guard.
+#[test]
+fn close_interrupts_requests_on_a_client_replaced_by_reconfigure() {
+    let (old, gate) = gated(json("{}")); // never opened: the webhook hangs
+    let new = serve(|_| json("{}"));
+    let mut d = dispatcher(&old.url, |c| c.timeout = Duration::from_secs(3600));
+    d.submit(message(1));
+    gate.wait_held(1);
+    d.reconfigure(Config { timeout: Duration::from_secs(3600), ..Config::with_url(&new.url).unwrap() }).unwrap();
+    assert_eq!(d.close().len(), 1);
+    wait_until("every thread exited", || d.threads_alive() == 0);
+    gate.open();
+    wait_until("the old webhook's connection closed", || old.open.load(Ordering::SeqCst) == 0);
+}
+
+/// The same for a client replaced when the pool shrank back to its warm set while a request
+/// was still in flight.
+#[test]
+fn close_interrupts_requests_on_a_client_replaced_after_a_burst() {
+    let gate = Arc::new(Gate::default());
+    let g = Arc::clone(&gate);
+    let server = serve(move |request| {
+        if from_of(request) == "user0@localhost/r" {
+            g.pass(); // never opened: hangs
+        }
+        Answer { status: 204, ..json("") }
+    });
+    let mut d = dispatcher(&server.url, |c| {
+        c.timeout = Duration::from_secs(3600);
+        c.warm_workers = 1;
+        c.idle_timeout = Duration::from_millis(50);
+    });
+    d.submit(message_from(0, 0));
+    gate.wait_held(1);
+    d.submit(message_from(1, 0));
+    collect(&d, 1);
+    // The second worker idles out: the pool is back to its warm set, and the client is replaced.
+    wait_until("one worker left", || d.figures().workers == 1);
+    assert_eq!(d.close().len(), 1);
+    wait_until("every thread exited", || d.threads_alive() == 0);
+    gate.open();
+    wait_until("every connection closed", || server.open.load(Ordering::SeqCst) == 0);
+}
+
 #[test]
 fn close_ends_idle_workers() {
     let server = serve(|_| json("{}"));

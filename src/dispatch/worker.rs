@@ -114,11 +114,10 @@ impl Shared {
     /// workers open theirs again on their next request), and the memory the burst's threads
     /// used is given back to the system.
     fn forget_idle_connections(&self) {
-        {
-            let mut settings = lock(&self.settings);
-            if let Ok(endpoint) = Endpoint::new(&settings.config) {
-                *settings = Arc::new(Settings { config: settings.config.clone(), endpoint });
-            }
+        let current = self.settings();
+        if let Ok(endpoint) = Endpoint::new(&current.config) {
+            // Unless `reconfigure` replaced them meanwhile: its settings win.
+            self.install(Settings { config: current.config.clone(), endpoint }, Some(&current));
         }
         give_back_free_memory();
     }
@@ -126,7 +125,7 @@ impl Shared {
     /// One attempt, with everything that runs foreign or parsing code under a panic guard.
     fn attempt(&self, job: &Job) -> Verdict {
         catch_unwind(AssertUnwindSafe(|| {
-            let settings = Arc::clone(&lock(&self.settings));
+            let settings = self.settings();
             // Encoded here rather than in `submit`: everything that need not touch Lua stays
             // off Prosody's main thread.
             let body = request::body(&job.incoming, settings.config.format);
