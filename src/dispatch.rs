@@ -27,7 +27,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::http::{Endpoint, Jitter};
+use crate::http::{Endpoint, Jitter, Roots};
 use crate::response::{complete, Completion, Level, Outcome, QUEUE_FULL, UNLOADED};
 use crate::stanza::Incoming;
 use crate::wakeup::Wakeup;
@@ -193,7 +193,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Dispatcher {
     pub fn new(config: Config) -> Result<Dispatcher, String> {
-        let endpoint = Endpoint::new(&config)?;
+        let (roots, notes) = Roots::load(&config)?;
+        let endpoint = Endpoint::new(&config, &roots);
         let limits = Limits::of(&config);
         let shared = Arc::new(Shared {
             clients: Mutex::new(Clients {
@@ -209,6 +210,7 @@ impl Dispatcher {
             wakeup: Wakeup::new().map_err(|e| format!("could not create the wake-up socket: {e}"))?,
             stats: Mutex::new(Stats::default()),
         });
+        shared.note(notes);
         let mut dispatcher = Dispatcher { shared, next_id: 0, id_prefix: Jitter::new().next_u64() };
         let started = keeper::start(&dispatcher.shared).and_then(|()| dispatcher.shared.start_warm_workers());
         if let Err(e) = started {
@@ -257,18 +259,20 @@ impl Dispatcher {
     }
 
     /// Applies a new configuration without disturbing what is queued or in flight: used when the
-    /// module is reloaded, so that nothing pending is lost and order per sender holds. Open
-    /// connections are kept when the URL and the TLS roots are the same.
+    /// module is reloaded, so that nothing pending is lost and order per sender holds. The CA
+    /// certificates are read again (outside every lock); open connections are kept when the URL
+    /// and the certificates are the same.
     pub fn reconfigure(&mut self, config: Config) -> Result<(), String> {
+        let (roots, notes) = Roots::load(&config)?;
         let endpoint = {
             let current = self.shared.settings();
-            let same_peer = current.config.url == config.url && current.config.ca_file == config.ca_file;
-            if same_peer {
+            if current.config.url == config.url && current.endpoint.roots == roots {
                 current.endpoint.clone()
             } else {
-                Endpoint::new(&config)?
+                Endpoint::new(&config, &roots)
             }
         };
+        self.shared.note(notes);
         lock(&self.shared.state).limits = Limits::of(&config);
         self.shared.install(Settings { config, endpoint }, None);
         // Surplus workers notice the new limits when they next look for work.
@@ -430,6 +434,13 @@ impl Shared {
     fn push_outcome(&self, incoming: &Incoming, outcome: Outcome) {
         lock(&self.stats).outcome(&outcome);
         self.push(complete(incoming, outcome));
+    }
+
+    /// Log lines for the operator (about the configuration, say).
+    fn note(&self, notes: Vec<(Level, String)>) {
+        for note in notes {
+            self.push(Completion { send: None, log: Some(note) });
+        }
     }
 
     /// The webhook's state changed: log it, and have the module's status say it.

@@ -3,14 +3,15 @@
 //! body), the answer read to the end, and what kind of result it was. Whether and when to try
 //! again is the dispatcher's business.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ureq::tls::{RootCerts, TlsConfig};
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::unversioned::transport::DefaultConnector;
 
 use crate::config::Config;
 use crate::resolve::CachingResolver;
-use crate::response::{interpret_as, HttpAnswer, Outcome, BAD_REPLY, CONNECTION_FAILURE, TIMED_OUT};
+use crate::response::{interpret_as, HttpAnswer, Level, Outcome, BAD_REPLY, CONNECTION_FAILURE, TIMED_OUT};
 use crate::signing;
 use crate::stanza::Incoming;
 
@@ -30,19 +31,18 @@ pub struct Delivery<'a> {
     pub deadline: Instant,
 }
 
-/// The HTTP client of one component: a keep-alive agent and its resolver.
+/// The HTTP client of one component: a keep-alive agent, its resolver, and the CA
+/// certificates it trusts.
 #[derive(Clone)]
 pub struct Endpoint {
     pub agent: ureq::Agent,
     pub resolver: CachingResolver,
+    pub roots: Roots,
 }
 
 impl Endpoint {
-    pub fn new(config: &Config) -> Result<Endpoint, String> {
-        let root_certs = match &config.ca_file {
-            None => RootCerts::PlatformVerifier,
-            Some(path) => RootCerts::new_with_certs(&system_and_extra_certs(path)?),
-        };
+    /// A client trusting `roots`; reads no file (see [`Roots::load`]).
+    pub fn new(config: &Config, roots: &Roots) -> Endpoint {
         let agent_config = ureq::Agent::config_builder()
             // Non-2xx answers are outcomes to map, not transport errors.
             .http_status_as_error(false)
@@ -61,32 +61,81 @@ impl Endpoint {
             .input_buffer_size(16 * 1024)
             .output_buffer_size(16 * 1024)
             .max_response_header_size(16 * 1024)
-            .tls_config(TlsConfig::builder().root_certs(root_certs).build())
+            .tls_config(TlsConfig::builder().root_certs(RootCerts::Specific(Arc::clone(&roots.certs))).build())
             .user_agent(concat!("mod_component_http/", env!("CARGO_PKG_VERSION")))
             .build();
         let resolver = CachingResolver::default();
         let agent = ureq::Agent::with_parts(agent_config, DefaultConnector::default(), resolver.clone());
-        Ok(Endpoint { agent, resolver })
+        Endpoint { agent, resolver, roots: roots.clone() }
     }
 }
 
-/// The system's CA bundle plus the operator's extra CA file, as one set of roots.
-fn system_and_extra_certs(path: &str) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
-    let mut certs = Vec::new();
-    let system = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
-    if let Some(pem) = system.iter().find_map(|p| std::fs::read(p).ok()) {
-        certs.extend(pem_certs(&pem));
-    }
-    let extra = std::fs::read(path).map_err(|e| format!("component_post_ca_file \"{path}\" cannot be read: {e}"))?;
-    let extra_certs = pem_certs(&extra);
-    if extra_certs.is_empty() {
-        return Err(format!("component_post_ca_file \"{path}\" holds no PEM certificate"));
-    }
-    certs.extend(extra_certs);
-    Ok(certs)
+/// The CA certificates `https://` webhooks are verified against: the system's, found as OpenSSL
+/// finds them (`SSL_CERT_FILE` and `SSL_CERT_DIR` if set, else the usual files and directories
+/// of the system; rustls-native-certs), plus `component_post_ca_file`. Read when the component
+/// starts and when it is reconfigured (reload), never in between: a bundle changed on disk is
+/// applied by the next reload.
+#[derive(Clone, Default)]
+pub struct Roots {
+    certs: Arc<Vec<Certificate<'static>>>,
 }
 
-fn pem_certs(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
+impl PartialEq for Roots {
+    fn eq(&self, other: &Roots) -> bool {
+        self.certs.len() == other.certs.len()
+            && self.certs.iter().zip(other.certs.iter()).all(|(a, b)| a.der() == b.der())
+    }
+}
+
+impl Roots {
+    /// The certificates, DER-encoded.
+    #[cfg(test)]
+    pub fn ders(&self) -> Vec<Vec<u8>> {
+        self.certs.iter().map(|cert| cert.der().to_vec()).collect()
+    }
+
+    /// Reads the roots `config` needs (the system's only for an `https://` URL), and what the
+    /// operator should be told about them: no system roots found, or files that could not be
+    /// read. An unreadable or empty `component_post_ca_file` is an error.
+    pub fn load(config: &Config) -> Result<(Roots, Vec<(Level, String)>), String> {
+        let mut certs = Vec::new();
+        let mut notes = Vec::new();
+        if config.url.get(..8).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://")) {
+            let system = rustls_native_certs::load_native_certs();
+            for error in &system.errors {
+                notes.push((Level::Warn, format!("could not read the system's CA certificates: {error}")));
+            }
+            if system.certs.is_empty() {
+                let whence = match (std::env::var_os("SSL_CERT_FILE"), std::env::var_os("SSL_CERT_DIR")) {
+                    (None, None) => "in the system's usual places".to_owned(),
+                    (file, dir) => format!("in SSL_CERT_FILE={file:?} SSL_CERT_DIR={dir:?}"),
+                };
+                let (level, consequence) = match config.ca_file {
+                    Some(_) => (Level::Warn, "only component_post_ca_file's certificates are trusted"),
+                    None => (
+                        Level::Error,
+                        "the https:// webhook cannot be verified; set SSL_CERT_FILE or SSL_CERT_DIR, or \
+                         component_post_ca_file",
+                    ),
+                };
+                notes.push((level, format!("no system CA certificates found {whence}: {consequence}")));
+            }
+            certs.extend(system.certs.iter().map(|der| Certificate::from_der(der).to_owned()));
+        }
+        if let Some(path) = &config.ca_file {
+            let extra =
+                std::fs::read(path).map_err(|e| format!("component_post_ca_file \"{path}\" cannot be read: {e}"))?;
+            let extra_certs = pem_certs(&extra);
+            if extra_certs.is_empty() {
+                return Err(format!("component_post_ca_file \"{path}\" holds no PEM certificate"));
+            }
+            certs.extend(extra_certs);
+        }
+        Ok((Roots { certs: Arc::new(certs) }, notes))
+    }
+}
+
+fn pem_certs(pem: &[u8]) -> Vec<Certificate<'static>> {
     ureq::tls::parse_pem(pem)
         .filter_map(|item| match item {
             Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),

@@ -1015,3 +1015,69 @@ fn an_outage_is_reported_when_it_begins_and_ends() {
     assert_eq!(d.stats().retries, 3);
     assert_eq!(d.stats().responses, [("5xx".to_string(), 3), ("2xx".to_string(), 1)]);
 }
+
+/// A PEM file of `n` certificates (their contents are not checked until a handshake).
+fn pem_file(path: &std::path::Path, n: usize, tag: u8) {
+    use base64::Engine;
+    let mut pem = String::new();
+    for i in 0..n {
+        let der: Vec<u8> = (0..64).map(|b| b ^ tag ^ i as u8).collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        pem.push_str(&format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n"));
+    }
+    std::fs::write(path, pem).unwrap();
+}
+
+fn roots_of(d: &Dispatcher) -> Vec<Vec<u8>> {
+    d.shared.settings().endpoint.roots.ders()
+}
+
+/// The only test that sets `SSL_CERT_FILE` (so no other reads it meanwhile): the system's
+/// roots are found as OpenSSL finds them, an operator is told when there are none, and a CA
+/// file changed on disk is read again at reconfiguration (reload), never in between.
+#[test]
+fn tls_roots_follow_ssl_cert_file_and_are_read_at_load_and_reload() {
+    let dir = std::env::temp_dir().join(format!("component_http-roots-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (system, extra) = (dir.join("system.pem"), dir.join("extra.pem"));
+    pem_file(&system, 2, 0x10);
+    pem_file(&extra, 1, 0x20);
+    std::env::set_var("SSL_CERT_FILE", &system);
+    std::env::remove_var("SSL_CERT_DIR");
+    let https = |ca_file: bool| {
+        let mut config = Config::with_url("https://127.0.0.1:9/hook").unwrap();
+        config.ca_file = ca_file.then(|| extra.to_str().unwrap().to_owned());
+        config
+    };
+    let logs = |d: &Dispatcher| -> Vec<(Level, String)> { d.drain().into_iter().filter_map(|c| c.log).collect() };
+
+    // SSL_CERT_FILE's two, then the CA file's one.
+    let mut d = Dispatcher::new(https(true)).unwrap();
+    assert_eq!(roots_of(&d).len(), 3);
+    assert_eq!(logs(&d), []);
+
+    // Changed on disk: not applied by a fresh client after a burst, applied at reconfiguration.
+    pem_file(&extra, 2, 0x30);
+    d.shared.forget_idle_connections();
+    assert_eq!(roots_of(&d).len(), 3);
+    d.reconfigure(https(true)).unwrap();
+    assert_eq!(roots_of(&d).len(), 4);
+    d.close();
+
+    // No system roots: said at load, as a warning beside a CA file, as an error without one.
+    std::env::set_var("SSL_CERT_FILE", dir.join("missing.pem"));
+    let d = Dispatcher::new(https(true)).unwrap();
+    assert_eq!(roots_of(&d).len(), 2);
+    let said = logs(&d);
+    assert!(
+        said.iter().any(|(level, line)| *level == Level::Warn
+            && line.contains("no system CA certificates found in SSL_CERT_FILE")
+            && line.contains("only component_post_ca_file's certificates are trusted")),
+        "{said:?}"
+    );
+    let d = Dispatcher::new(https(false)).unwrap();
+    let said = logs(&d);
+    assert!(said.iter().any(|(level, line)| *level == Level::Error && line.contains("cannot be verified")), "{said:?}");
+    std::env::remove_var("SSL_CERT_FILE");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

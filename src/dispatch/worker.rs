@@ -113,12 +113,12 @@ impl Shared {
     /// After a burst: a fresh client, so the connections the burst opened are closed (the warm
     /// workers open theirs again on their next request), and the memory the burst's threads
     /// used is given back to the system.
-    fn forget_idle_connections(&self) {
+    pub(super) fn forget_idle_connections(&self) {
         let current = self.settings();
-        if let Ok(endpoint) = Endpoint::new(&current.config) {
-            // Unless `reconfigure` replaced them meanwhile: its settings win.
-            self.install(Settings { config: current.config.clone(), endpoint }, Some(&current));
-        }
+        // The same CA certificates, read no file: the client is new, its trust is not.
+        let endpoint = Endpoint::new(&current.config, &current.endpoint.roots);
+        // Unless `reconfigure` replaced them meanwhile: its settings win.
+        self.install(Settings { config: current.config.clone(), endpoint }, Some(&current));
         give_back_free_memory();
     }
 
