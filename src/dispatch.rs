@@ -51,13 +51,14 @@ struct Job {
     probe: bool,
     /// `<composing/>` was sent to its sender (kept across holds during an outage).
     composing_sent: bool,
-    incoming: Incoming,
+    /// Shared with its [`InFlight`] entry while posted: a stanza is held once, not twice.
+    incoming: Arc<Incoming>,
 }
 
 /// A stanza a worker is posting, kept so `close` can answer it without waiting, and so the
 /// keeper can tell its sender the bot is composing.
 struct InFlight {
-    incoming: Incoming,
+    incoming: Arc<Incoming>,
     composing: Composing,
 }
 
@@ -282,8 +283,11 @@ impl Dispatcher {
     }
 
     /// Queues a stanza for posting; never blocks on the network.
-    pub fn submit(&mut self, incoming: Incoming) {
+    pub fn submit(&mut self, mut incoming: Incoming) {
         self.next_id += 1;
+        // The XML was written into a buffer grown by doubling: up to twice its length while it
+        // waits, unless given back (in place or by remapping: no copy of the stanza).
+        incoming.xml.shrink_to_fit();
         let accepted = Instant::now();
         let mut state = lock(&self.shared.state);
         let limits = state.limits;
@@ -299,7 +303,7 @@ impl Dispatcher {
             held_since: None,
             probe: false,
             composing_sent: false,
-            incoming,
+            incoming: Arc::new(incoming),
         };
         let refused = if state.closing {
             Some("the component is stopping")
@@ -360,12 +364,12 @@ impl Dispatcher {
     /// with an error, interrupts the requests in flight (their connections are shut down) and
     /// lets the workers exit by themselves. Returns the completions.
     pub fn close(&mut self) -> Vec<Completion> {
-        let abandoned: Vec<Incoming> = {
+        let abandoned: Vec<Arc<Incoming>> = {
             let mut state = lock(&self.shared.state);
             state.closing = true;
             state.waiting = 0;
             state.outage = None;
-            let mut abandoned: Vec<Incoming> = state.ready.drain(..).map(|job| job.incoming).collect();
+            let mut abandoned: Vec<Arc<Incoming>> = state.ready.drain(..).map(|job| job.incoming).collect();
             for (_, followers) in state.followers.drain() {
                 abandoned.extend(followers.into_iter().map(|job| job.incoming));
             }

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::stanza::Element;
 
+mod memory;
+
 /// What the test server answers: status, extra header lines, body, whether to send a
 /// Content-Length (without one it closes the connection, as `php -S` does), and a delay.
 #[derive(Clone)]

@@ -89,7 +89,7 @@ impl Shared {
                     } else {
                         Composing::NotWanted
                     };
-                    state.in_flight.insert(job.id, InFlight { incoming: job.incoming.clone(), composing });
+                    state.in_flight.insert(job.id, InFlight { incoming: Arc::clone(&job.incoming), composing });
                     return Some(job);
                 }
             }
