@@ -16,6 +16,7 @@
 //! Outages: see [`outage`]. While the webhook is unreachable, ready stanzas stay queued (those
 //! that failed go back to the queue) and only the probe is posted.
 
+mod jitter;
 mod keeper;
 mod outage;
 mod stats;
@@ -27,10 +28,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::http::{Endpoint, Jitter, Roots};
+use crate::http::{Endpoint, Roots};
 use crate::response::{complete, Completion, Level, Outcome, QUEUE_FULL, UNLOADED};
 use crate::stanza::Incoming;
 use crate::wakeup::Wakeup;
+use jitter::Jitter;
 use outage::Outage;
 pub use stats::{Stats, LATENCY_BUCKETS};
 
@@ -91,8 +93,9 @@ struct State {
     ready: VecDeque<Job>,
     /// Lines with a job ready or in flight, and the jobs waiting behind it.
     followers: HashMap<String, VecDeque<Job>>,
-    /// Jobs not yet taken by a worker: `ready` plus all followers.
-    waiting: usize,
+    /// Stanzas queued: accepted and not yet taken by a worker (`ready` plus all followers).
+    /// Bounded by `queue_size`. With those in flight, they make [`Dispatcher::pending`].
+    queued: usize,
     /// Stanzas a worker is posting.
     in_flight: HashMap<u64, InFlight>,
     /// Set while the webhook is unreachable.
@@ -109,12 +112,12 @@ struct State {
     /// earlier (a stanza becoming ready, a `<composing/>` to send) wakes it: see
     /// [`Shared::wake_keeper_by`].
     keeper_wakes_at: Option<Instant>,
-    limits: Limits,
+    limits: PoolLimits,
 }
 
 /// The pool's bounds, copied from the configuration so the hot paths need only one lock.
 #[derive(Default, Clone, Copy)]
-struct Limits {
+struct PoolLimits {
     max_workers: usize,
     warm_workers: usize,
     idle_timeout: Duration,
@@ -127,9 +130,9 @@ struct Limits {
     chat_state_delay: Duration,
 }
 
-impl Limits {
-    fn of(config: &Config) -> Limits {
-        Limits {
+impl PoolLimits {
+    fn of(config: &Config) -> PoolLimits {
+        PoolLimits {
             max_workers: config.max_in_flight,
             warm_workers: config.warm_workers,
             idle_timeout: config.idle_timeout,
@@ -179,6 +182,7 @@ pub struct Dispatcher {
 /// Figures for operators and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Figures {
+    /// Stanzas queued (`State::queued`); still named `waiting` for `client:figures()` in lib.rs.
     pub waiting: usize,
     pub in_flight: usize,
     pub workers: usize,
@@ -196,7 +200,7 @@ impl Dispatcher {
     pub fn new(config: Config) -> Result<Dispatcher, String> {
         let (roots, notes) = Roots::load(&config)?;
         let endpoint = Endpoint::new(&config, &roots);
-        let limits = Limits::of(&config);
+        let limits = PoolLimits::of(&config);
         let shared = Arc::new(Shared {
             clients: Mutex::new(Clients {
                 current: Arc::new(Settings { config, endpoint }),
@@ -232,7 +236,7 @@ impl Dispatcher {
     /// Stanzas accepted and not yet answered (queued or in flight).
     pub fn pending(&self) -> usize {
         let state = lock(&self.shared.state);
-        state.waiting + state.in_flight.len()
+        state.queued + state.in_flight.len()
     }
 
     /// The counters so far (see [`Stats`]).
@@ -251,7 +255,7 @@ impl Dispatcher {
     pub fn figures(&self) -> Figures {
         let state = lock(&self.shared.state);
         Figures {
-            waiting: state.waiting,
+            waiting: state.queued,
             in_flight: state.in_flight.len(),
             workers: state.live_workers,
             idle_workers: state.idle_workers,
@@ -274,7 +278,7 @@ impl Dispatcher {
             }
         };
         self.shared.note(notes);
-        lock(&self.shared.state).limits = Limits::of(&config);
+        lock(&self.shared.state).limits = PoolLimits::of(&config);
         self.shared.install(Settings { config, endpoint }, None);
         // Surplus workers notice the new limits when they next look for work.
         self.shared.changed.notify_all();
@@ -307,7 +311,7 @@ impl Dispatcher {
         };
         let refused = if state.closing {
             Some("the component is stopping")
-        } else if state.waiting >= limits.queue_size {
+        } else if state.queued >= limits.queue_size {
             Some("the queue is full (component_post_queue_size)")
         } else {
             None
@@ -320,7 +324,7 @@ impl Dispatcher {
             self.shared.push_outcome(&job.incoming, outcome);
             return;
         }
-        state.waiting += 1;
+        state.queued += 1;
         if let Some(line) = &job.line {
             if let Some(followers) = state.followers.get_mut(line) {
                 followers.push_back(job);
@@ -367,7 +371,7 @@ impl Dispatcher {
         let abandoned: Vec<Arc<Incoming>> = {
             let mut state = lock(&self.shared.state);
             state.closing = true;
-            state.waiting = 0;
+            state.queued = 0;
             state.outage = None;
             let mut abandoned: Vec<Arc<Incoming>> = state.ready.drain(..).map(|job| job.incoming).collect();
             for (_, followers) in state.followers.drain() {

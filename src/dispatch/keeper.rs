@@ -113,7 +113,7 @@ fn run(shared: &Arc<Shared>) {
                 break;
             }
             for job in ran_out {
-                state.waiting -= 1;
+                state.queued -= 1;
                 let completion = shared.settle(&job, expired(&job, state.outage.as_ref(), now));
                 shared.answer(&state.limits, &job, completion, job.composing_sent);
                 shared.release_line(&mut state, job.line.as_deref());

@@ -75,7 +75,7 @@ impl Shared {
             let may_take = state.outage.as_ref().is_none_or(|outage| outage.probe_due(Instant::now()));
             if may_take {
                 if let Some(mut job) = state.ready.pop_front() {
-                    state.waiting -= 1;
+                    state.queued -= 1;
                     if let Some(outage) = &mut state.outage {
                         outage.probe_in_flight = true;
                         job.probe = true;
@@ -166,7 +166,7 @@ impl Shared {
                         "The webhook answers".into(),
                         format!(
                             "The webhook answers again after {down_for:.1} s; sending the {} held stanzas",
-                            state.waiting
+                            state.queued
                         ),
                     );
                 }
@@ -234,7 +234,7 @@ impl Shared {
             self.release_line(&mut state, job.line.as_deref());
         } else {
             job.probe = false;
-            state.waiting += 1;
+            state.queued += 1;
             state.ready.push_back(job);
         }
         drop(state);
@@ -245,7 +245,7 @@ impl Shared {
 impl Shared {
     /// Sends a job's completion, with the chat states its sender expects: a chat reply carries
     /// `<active/>`; after a `<composing/>`, anything else is followed by a standalone one.
-    pub(super) fn answer(&self, limits: &Limits, job: &Job, mut completion: Completion, composing_sent: bool) {
+    pub(super) fn answer(&self, limits: &PoolLimits, job: &Job, mut completion: Completion, composing_sent: bool) {
         let replied_in_chat = limits.chat_states && job.incoming.chat_states && mark_active(&mut completion);
         self.push(completion);
         if composing_sent && !replied_in_chat {
@@ -264,13 +264,13 @@ impl Shared {
     /// The outcome counted and made a completion.
     pub(super) fn settle(&self, job: &Job, outcome: Outcome) -> Completion {
         lock(&self.stats).outcome(&outcome);
-        settle(job, outcome)
+        completion_of(job, outcome)
     }
 }
 
 /// The outcome made a completion, under a panic guard; error log lines say how many attempts
 /// it took, so retried failures are visible.
-fn settle(job: &Job, outcome: Outcome) -> Completion {
+fn completion_of(job: &Job, outcome: Outcome) -> Completion {
     let outcome = match outcome {
         Outcome::Error(error, reason) if job.attempts > 1 => {
             Outcome::Error(error, format!("{reason} (after {} attempts)", job.attempts))
@@ -331,6 +331,10 @@ impl Drop for Counted<'_> {
     }
 }
 
+/// The main loop of the component, one per worker thread: take the next ready stanza, post
+/// it (`attempt`, which ends in `http::post_once`), then settle what the answer means —
+/// `finish` (its outcome), `hold` (the webhook is unreachable) or a wait for `Retry-After` and
+/// another attempt. Everything else (the keeper, `submit`, `drain`) only feeds or empties it.
 fn run(shared: &Arc<Shared>) {
     let mut counted = Counted(shared, true);
     let mut jitter = Jitter::new();
