@@ -106,9 +106,14 @@ impl Roots {
                 notes.push((Level::Warn, format!("could not read the system's CA certificates: {error}")));
             }
             if system.certs.is_empty() {
-                let whence = match (std::env::var_os("SSL_CERT_FILE"), std::env::var_os("SSL_CERT_DIR")) {
-                    (None, None) => "in the system's usual places".to_owned(),
-                    (file, dir) => format!("in SSL_CERT_FILE={file:?} SSL_CERT_DIR={dir:?}"),
+                let set: Vec<String> = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
+                    .iter()
+                    .filter_map(|name| std::env::var_os(name).map(|v| format!("{name}={:?}", v.to_string_lossy())))
+                    .collect();
+                let whence = if set.is_empty() {
+                    "in the system's usual places".to_owned()
+                } else {
+                    format!("in {}", set.join(" "))
                 };
                 let (level, consequence) = match config.ca_file {
                     Some(_) => (Level::Warn, "only component_post_ca_file's certificates are trusted"),
