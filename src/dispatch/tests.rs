@@ -979,14 +979,22 @@ fn no_chat_states_for_senders_without_them_or_with_the_option_off() {
         });
         d.submit(incoming);
         gate.wait_held(1);
-        // The webhook holds it well past the delay: still only the plain reply comes.
-        let waited = Instant::now();
-        wait_until("ten delays", || waited.elapsed() >= Duration::from_millis(500));
+        // The sentinel, instead of a guessed wait: a sender who wants chat states (with the
+        // option on from now), whose <composing/> falls due after user1's would have. When it
+        // comes, user1's would have come too.
+        d.reconfigure(Config { chat_states: true, ..d.config() }).unwrap();
+        d.submit(chatty(2));
+        let composing = collect(&d, 1);
+        assert_eq!(sent_xml(&composing[0]), COMPOSING.replace("user1", "user2"));
         gate.open();
-        let done = collect_last(&mut d, 1);
-        assert!(!sent_xml(&done[0]).contains("chatstates"), "{:?}", done[0]);
-        wait_until("idle", || d.pending() == 0);
-        assert!(d.drain().is_empty());
+        let done = collect_last(&mut d, 2);
+        let to_user1: Vec<String> = done.iter().map(sent_xml).filter(|xml| xml.contains("to='user1@")).collect();
+        assert_eq!(to_user1.len(), 1, "no <composing/> before the reply: {done:?}");
+        if on {
+            // Its sender did not announce chat states: none in the reply either. (With the
+            // option off, the reply is sent after the sentinel turned it on, with <active/>.)
+            assert!(!to_user1[0].contains("chatstates"), "{to_user1:?}");
+        }
     }
 }
 
