@@ -16,6 +16,7 @@
 //! Outages: see [`outage`]. While the webhook is unreachable, ready stanzas stay queued (those
 //! that failed go back to the queue) and only the probe is posted.
 
+mod jitter;
 mod keeper;
 mod outage;
 mod stats;
@@ -23,14 +24,15 @@ mod worker;
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::RawFd;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::http::{Endpoint, Jitter};
+use crate::http::{Endpoint, Roots};
 use crate::outcome::{complete, Completion, Level, Outcome, QUEUE_FULL, UNLOADED};
 use crate::stanza::Incoming;
 use crate::wakeup::Wakeup;
+use jitter::Jitter;
 use outage::Outage;
 pub use stats::{Stats, LATENCY_BUCKETS};
 
@@ -51,13 +53,14 @@ struct Job {
     probe: bool,
     /// `<composing/>` was sent to its sender (kept across holds during an outage).
     composing_sent: bool,
-    incoming: Incoming,
+    /// Shared with its [`InFlight`] entry while posted: a stanza is held once, not twice.
+    incoming: Arc<Incoming>,
 }
 
 /// A stanza a worker is posting, kept so `close` can answer it without waiting, and so the
 /// keeper can tell its sender the bot is composing.
 struct InFlight {
-    incoming: Incoming,
+    incoming: Arc<Incoming>,
     composing: Composing,
 }
 
@@ -74,13 +77,25 @@ struct Settings {
     endpoint: Endpoint,
 }
 
+/// The settings workers use now, and the ones they replaced that a worker may still be posting
+/// with (after `reconfigure`, or a fresh client after a burst): `close` shuts every one of
+/// their clients down, so no request outlives the component.
+struct Clients {
+    current: Arc<Settings>,
+    /// Alive while a worker still holds one for its request.
+    replaced: Vec<Weak<Settings>>,
+    /// `close` shut them down; a client installed after that is shut down at once.
+    shut: bool,
+}
+
 #[derive(Default)]
 struct State {
     ready: VecDeque<Job>,
     /// Lines with a job ready or in flight, and the jobs waiting behind it.
     followers: HashMap<String, VecDeque<Job>>,
-    /// Jobs not yet taken by a worker: `ready` plus all followers.
-    waiting: usize,
+    /// Stanzas queued: accepted and not yet taken by a worker (`ready` plus all followers).
+    /// Bounded by `queue_size`. With those in flight, they make [`Dispatcher::pending`].
+    queued: usize,
     /// Stanzas a worker is posting.
     in_flight: HashMap<u64, InFlight>,
     /// Set while the webhook is unreachable.
@@ -91,12 +106,18 @@ struct State {
     /// one); otherwise it starts a worker.
     live_workers: usize,
     idle_workers: usize,
-    limits: Limits,
+    /// The keeper thread runs (cleared when it exits).
+    keeper_alive: bool,
+    /// When the keeper plans its next round, while it sleeps. Whatever makes something due
+    /// earlier (a stanza becoming ready, a `<composing/>` to send) wakes it: see
+    /// [`Shared::wake_keeper_by`].
+    keeper_wakes_at: Option<Instant>,
+    limits: PoolLimits,
 }
 
 /// The pool's bounds, copied from the configuration so the hot paths need only one lock.
 #[derive(Default, Clone, Copy)]
-struct Limits {
+struct PoolLimits {
     max_workers: usize,
     warm_workers: usize,
     idle_timeout: Duration,
@@ -109,9 +130,9 @@ struct Limits {
     chat_state_delay: Duration,
 }
 
-impl Limits {
-    fn of(config: &Config) -> Limits {
-        Limits {
+impl PoolLimits {
+    fn of(config: &Config) -> PoolLimits {
+        PoolLimits {
             max_workers: config.max_in_flight,
             warm_workers: config.warm_workers,
             idle_timeout: config.idle_timeout,
@@ -137,7 +158,7 @@ struct Completions {
 }
 
 struct Shared {
-    settings: Mutex<Arc<Settings>>,
+    clients: Mutex<Clients>,
     state: Mutex<State>,
     /// Idle workers wait here for a ready job (or for closing).
     changed: Condvar,
@@ -161,6 +182,7 @@ pub struct Dispatcher {
 /// Figures for operators and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Figures {
+    /// Stanzas queued (`State::queued`); still named `waiting` for `client:figures()` in lib.rs.
     pub waiting: usize,
     pub in_flight: usize,
     pub workers: usize,
@@ -176,10 +198,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Dispatcher {
     pub fn new(config: Config) -> Result<Dispatcher, String> {
-        let endpoint = Endpoint::new(&config)?;
-        let limits = Limits::of(&config);
+        let (roots, notes) = Roots::load(&config)?;
+        let endpoint = Endpoint::new(&config, &roots);
+        let limits = PoolLimits::of(&config);
         let shared = Arc::new(Shared {
-            settings: Mutex::new(Arc::new(Settings { config, endpoint })),
+            clients: Mutex::new(Clients {
+                current: Arc::new(Settings { config, endpoint }),
+                replaced: Vec::new(),
+                shut: false,
+            }),
             state: Mutex::new(State { limits, ..State::default() }),
             changed: Condvar::new(),
             keeper: Condvar::new(),
@@ -188,6 +215,7 @@ impl Dispatcher {
             wakeup: Wakeup::new().map_err(|e| format!("could not create the wake-up socket: {e}"))?,
             stats: Mutex::new(Stats::default()),
         });
+        shared.note(notes);
         let mut dispatcher = Dispatcher { shared, next_id: 0, id_prefix: Jitter::new().next_u64() };
         let started = keeper::start(&dispatcher.shared).and_then(|()| dispatcher.shared.start_warm_workers());
         if let Err(e) = started {
@@ -198,7 +226,7 @@ impl Dispatcher {
     }
 
     pub fn config(&self) -> Config {
-        lock(&self.shared.settings).config.clone()
+        self.shared.settings().config.clone()
     }
 
     pub fn fd(&self) -> RawFd {
@@ -208,7 +236,7 @@ impl Dispatcher {
     /// Stanzas accepted and not yet answered (queued or in flight).
     pub fn pending(&self) -> usize {
         let state = lock(&self.shared.state);
-        state.waiting + state.in_flight.len()
+        state.queued + state.in_flight.len()
     }
 
     /// The counters so far (see [`Stats`]).
@@ -216,10 +244,18 @@ impl Dispatcher {
         lock(&self.shared.stats).clone()
     }
 
+    /// Threads that may still produce completions: the workers and the keeper. Once this is 0
+    /// after `close`, every completion there will ever be is in the list.
+    #[cfg(test)]
+    fn threads_alive(&self) -> usize {
+        let state = lock(&self.shared.state);
+        state.live_workers + usize::from(state.keeper_alive)
+    }
+
     pub fn figures(&self) -> Figures {
         let state = lock(&self.shared.state);
         Figures {
-            waiting: state.waiting,
+            waiting: state.queued,
             in_flight: state.in_flight.len(),
             workers: state.live_workers,
             idle_workers: state.idle_workers,
@@ -228,20 +264,22 @@ impl Dispatcher {
     }
 
     /// Applies a new configuration without disturbing what is queued or in flight: used when the
-    /// module is reloaded, so that nothing pending is lost and order per sender holds. Open
-    /// connections are kept when the URL and the TLS roots are the same.
+    /// module is reloaded, so that nothing pending is lost and order per sender holds. The CA
+    /// certificates are read again (outside every lock); open connections are kept when the URL
+    /// and the certificates are the same.
     pub fn reconfigure(&mut self, config: Config) -> Result<(), String> {
+        let (roots, notes) = Roots::load(&config)?;
         let endpoint = {
-            let current = lock(&self.shared.settings);
-            let same_peer = current.config.url == config.url && current.config.ca_file == config.ca_file;
-            if same_peer {
+            let current = self.shared.settings();
+            if current.config.url == config.url && current.endpoint.roots == roots {
                 current.endpoint.clone()
             } else {
-                Endpoint::new(&config)?
+                Endpoint::new(&config, &roots)
             }
         };
-        lock(&self.shared.state).limits = Limits::of(&config);
-        *lock(&self.shared.settings) = Arc::new(Settings { config, endpoint });
+        self.shared.note(notes);
+        lock(&self.shared.state).limits = PoolLimits::of(&config);
+        self.shared.install(Settings { config, endpoint }, None);
         // Surplus workers notice the new limits when they next look for work.
         self.shared.changed.notify_all();
         self.shared.keeper.notify_one();
@@ -249,8 +287,11 @@ impl Dispatcher {
     }
 
     /// Queues a stanza for posting; never blocks on the network.
-    pub fn submit(&mut self, incoming: Incoming) {
+    pub fn submit(&mut self, mut incoming: Incoming) {
         self.next_id += 1;
+        // The XML was written into a buffer grown by doubling: up to twice its length while it
+        // waits, unless given back (in place or by remapping: no copy of the stanza).
+        incoming.xml.shrink_to_fit();
         let accepted = Instant::now();
         let mut state = lock(&self.shared.state);
         let limits = state.limits;
@@ -266,11 +307,11 @@ impl Dispatcher {
             held_since: None,
             probe: false,
             composing_sent: false,
-            incoming,
+            incoming: Arc::new(incoming),
         };
         let refused = if state.closing {
             Some("the component is stopping")
-        } else if state.waiting >= limits.queue_size {
+        } else if state.queued >= limits.queue_size {
             Some("the queue is full (component_post_queue_size)")
         } else {
             None
@@ -283,7 +324,7 @@ impl Dispatcher {
             self.shared.push_outcome(&job.incoming, outcome);
             return;
         }
-        state.waiting += 1;
+        state.queued += 1;
         if let Some(line) = &job.line {
             if let Some(followers) = state.followers.get_mut(line) {
                 followers.push_back(job);
@@ -291,6 +332,8 @@ impl Dispatcher {
             }
             state.followers.insert(line.clone(), VecDeque::new());
         }
+        let due = keeper::expiry_now(&job, &state);
+        self.shared.wake_keeper_by(&mut state, due);
         state.ready.push_back(job);
         let spawn = self.shared.offer_work(&mut state);
         drop(state);
@@ -325,12 +368,12 @@ impl Dispatcher {
     /// with an error, interrupts the requests in flight (their connections are shut down) and
     /// lets the workers exit by themselves. Returns the completions.
     pub fn close(&mut self) -> Vec<Completion> {
-        let abandoned: Vec<Incoming> = {
+        let abandoned: Vec<Arc<Incoming>> = {
             let mut state = lock(&self.shared.state);
             state.closing = true;
-            state.waiting = 0;
+            state.queued = 0;
             state.outage = None;
-            let mut abandoned: Vec<Incoming> = state.ready.drain(..).map(|job| job.incoming).collect();
+            let mut abandoned: Vec<Arc<Incoming>> = state.ready.drain(..).map(|job| job.incoming).collect();
             for (_, followers) in state.followers.drain() {
                 abandoned.extend(followers.into_iter().map(|job| job.incoming));
             }
@@ -340,8 +383,7 @@ impl Dispatcher {
         self.shared.changed.notify_all();
         self.shared.closing.notify_all();
         self.shared.keeper.notify_all();
-        let agent = lock(&self.shared.settings).endpoint.agent.clone();
-        agent.shutdown();
+        self.shared.shut_down_clients();
         for incoming in &abandoned {
             let outcome = Outcome::Error(UNLOADED, "the component stopped before the webhook answered".into());
             self.shared.push_outcome(incoming, outcome);
@@ -359,10 +401,54 @@ impl Drop for Dispatcher {
 }
 
 impl Shared {
+    /// The settings a request starts with.
+    fn settings(&self) -> Arc<Settings> {
+        Arc::clone(&lock(&self.clients).current)
+    }
+
+    /// Makes `new` the settings requests start with (if `over` is given, only if those are
+    /// still current), keeping the replaced ones' clients reachable for `close` while a worker
+    /// still uses them.
+    fn install(&self, new: Settings, over: Option<&Arc<Settings>>) {
+        let mut clients = lock(&self.clients);
+        if over.is_some_and(|expected| !Arc::ptr_eq(expected, &clients.current)) {
+            return;
+        }
+        if clients.shut {
+            new.endpoint.agent.clone().shutdown();
+        }
+        let old = std::mem::replace(&mut clients.current, Arc::new(new));
+        clients.replaced.retain(|settings| settings.strong_count() > 0);
+        clients.replaced.push(Arc::downgrade(&old));
+        drop(clients);
+        drop(old); // its idle connections close here, unless a worker still holds it
+    }
+
+    /// Interrupts every request in flight, on the current client and on any it replaced, and
+    /// closes their idle connections.
+    fn shut_down_clients(&self) {
+        let agents: Vec<ureq::Agent> = {
+            let mut clients = lock(&self.clients);
+            clients.shut = true;
+            let replaced = clients.replaced.iter().filter_map(Weak::upgrade);
+            std::iter::once(Arc::clone(&clients.current)).chain(replaced).map(|s| s.endpoint.agent.clone()).collect()
+        };
+        for agent in agents {
+            agent.shutdown();
+        }
+    }
+
     /// Counts an outcome and queues its completion.
     fn push_outcome(&self, incoming: &Incoming, outcome: Outcome) {
         lock(&self.stats).outcome(&outcome);
         self.push(complete(incoming, outcome));
+    }
+
+    /// Log lines for the operator (about the configuration, say).
+    fn note(&self, notes: Vec<(Level, String)>) {
+        for note in notes {
+            self.push(Completion { send: None, log: Some(note) });
+        }
     }
 
     /// The webhook's state changed: log it, and have the module's status say it.
@@ -409,6 +495,32 @@ impl Shared {
         state.live_workers += start;
         state.idle_workers += start;
         start
+    }
+
+    /// Something falls due at `at`: wake the keeper if it planned to sleep past that. Called
+    /// under the state lock wherever a deadline appears that the keeper has not seen, so the
+    /// deadline is hard (the keeper's sleep is no upper bound on lateness).
+    fn wake_keeper_by(&self, state: &mut State, at: Instant) {
+        if state.keeper_wakes_at.is_some_and(|planned| at < planned) {
+            state.keeper_wakes_at = Some(at);
+            self.keeper.notify_one();
+        }
+    }
+
+    /// Lets the next stanza of a line become ready, or ends the line.
+    fn release_line(&self, state: &mut State, line: Option<&str>) {
+        let Some(line) = line else { return };
+        match state.followers.get_mut(line).map(VecDeque::pop_front) {
+            Some(Some(next)) => {
+                let due = keeper::expiry_now(&next, state);
+                self.wake_keeper_by(state, due);
+                state.ready.push_back(next);
+            }
+            Some(None) => {
+                state.followers.remove(line);
+            }
+            None => {}
+        }
     }
 
     /// Waits up to `d` (a `Retry-After`); false if the pool started closing meanwhile.

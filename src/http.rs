@@ -3,14 +3,15 @@
 //! body), the answer read to the end, and what kind of result it was. Whether and when to try
 //! again is the dispatcher's business.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ureq::tls::{RootCerts, TlsConfig};
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
 use ureq::unversioned::transport::DefaultConnector;
 
 use crate::answer::{interpret, Contract, HttpAnswer};
 use crate::config::Config;
-use crate::outcome::{Outcome, BAD_REPLY, CONNECTION_FAILURE, TIMED_OUT};
+use crate::outcome::{Level, Outcome, BAD_REPLY, CONNECTION_FAILURE, TIMED_OUT};
 use crate::resolve::CachingResolver;
 use crate::signing;
 use crate::stanza::Incoming;
@@ -31,19 +32,18 @@ pub struct Delivery<'a> {
     pub deadline: Instant,
 }
 
-/// The HTTP client of one component: a keep-alive agent and its resolver.
+/// The HTTP client of one component: a keep-alive agent, its resolver, and the CA
+/// certificates it trusts.
 #[derive(Clone)]
 pub struct Endpoint {
     pub agent: ureq::Agent,
     pub resolver: CachingResolver,
+    pub roots: Roots,
 }
 
 impl Endpoint {
-    pub fn new(config: &Config) -> Result<Endpoint, String> {
-        let root_certs = match &config.ca_file {
-            None => RootCerts::PlatformVerifier,
-            Some(path) => RootCerts::new_with_certs(&system_and_extra_certs(path)?),
-        };
+    /// A client trusting `roots`; reads no file (see [`Roots::load`]).
+    pub fn new(config: &Config, roots: &Roots) -> Endpoint {
         let agent_config = ureq::Agent::config_builder()
             // Non-2xx answers are outcomes to map, not transport errors.
             .http_status_as_error(false)
@@ -62,32 +62,86 @@ impl Endpoint {
             .input_buffer_size(16 * 1024)
             .output_buffer_size(16 * 1024)
             .max_response_header_size(16 * 1024)
-            .tls_config(TlsConfig::builder().root_certs(root_certs).build())
+            .tls_config(TlsConfig::builder().root_certs(RootCerts::Specific(Arc::clone(&roots.certs))).build())
             .user_agent(concat!("mod_component_http/", env!("CARGO_PKG_VERSION")))
             .build();
         let resolver = CachingResolver::default();
         let agent = ureq::Agent::with_parts(agent_config, DefaultConnector::default(), resolver.clone());
-        Ok(Endpoint { agent, resolver })
+        Endpoint { agent, resolver, roots: roots.clone() }
     }
 }
 
-/// The system's CA bundle plus the operator's extra CA file, as one set of roots.
-fn system_and_extra_certs(path: &str) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
-    let mut certs = Vec::new();
-    let system = ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
-    if let Some(pem) = system.iter().find_map(|p| std::fs::read(p).ok()) {
-        certs.extend(pem_certs(&pem));
-    }
-    let extra = std::fs::read(path).map_err(|e| format!("component_post_ca_file \"{path}\" cannot be read: {e}"))?;
-    let extra_certs = pem_certs(&extra);
-    if extra_certs.is_empty() {
-        return Err(format!("component_post_ca_file \"{path}\" holds no PEM certificate"));
-    }
-    certs.extend(extra_certs);
-    Ok(certs)
+/// The CA certificates `https://` webhooks are verified against: the system's, found as OpenSSL
+/// finds them (`SSL_CERT_FILE` and `SSL_CERT_DIR` if set, else the usual files and directories
+/// of the system; rustls-native-certs), plus `component_post_ca_file`. Read when the component
+/// starts and when it is reconfigured (reload), never in between: a bundle changed on disk is
+/// applied by the next reload.
+#[derive(Clone, Default)]
+pub struct Roots {
+    certs: Arc<Vec<Certificate<'static>>>,
 }
 
-fn pem_certs(pem: &[u8]) -> Vec<ureq::tls::Certificate<'static>> {
+impl PartialEq for Roots {
+    fn eq(&self, other: &Roots) -> bool {
+        self.certs.len() == other.certs.len()
+            && self.certs.iter().zip(other.certs.iter()).all(|(a, b)| a.der() == b.der())
+    }
+}
+
+impl Roots {
+    /// The certificates, DER-encoded.
+    #[cfg(test)]
+    pub fn ders(&self) -> Vec<Vec<u8>> {
+        self.certs.iter().map(|cert| cert.der().to_vec()).collect()
+    }
+
+    /// Reads the roots `config` needs (the system's only for an `https://` URL), and what the
+    /// operator should be told about them: no system roots found, or files that could not be
+    /// read. An unreadable or empty `component_post_ca_file` is an error.
+    pub fn load(config: &Config) -> Result<(Roots, Vec<(Level, String)>), String> {
+        let mut certs = Vec::new();
+        let mut notes = Vec::new();
+        if config.url.get(..8).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://")) {
+            let system = rustls_native_certs::load_native_certs();
+            for error in &system.errors {
+                notes.push((Level::Warn, format!("could not read the system's CA certificates: {error}")));
+            }
+            if system.certs.is_empty() {
+                let set: Vec<String> = ["SSL_CERT_FILE", "SSL_CERT_DIR"]
+                    .iter()
+                    .filter_map(|name| std::env::var_os(name).map(|v| format!("{name}={:?}", v.to_string_lossy())))
+                    .collect();
+                let whence = if set.is_empty() {
+                    "in the system's usual places".to_owned()
+                } else {
+                    format!("in {}", set.join(" "))
+                };
+                let (level, consequence) = match config.ca_file {
+                    Some(_) => (Level::Warn, "only component_post_ca_file's certificates are trusted"),
+                    None => (
+                        Level::Error,
+                        "the https:// webhook cannot be verified; set SSL_CERT_FILE or SSL_CERT_DIR, or \
+                         component_post_ca_file",
+                    ),
+                };
+                notes.push((level, format!("no system CA certificates found {whence}: {consequence}")));
+            }
+            certs.extend(system.certs.iter().map(|der| Certificate::from_der(der).to_owned()));
+        }
+        if let Some(path) = &config.ca_file {
+            let extra =
+                std::fs::read(path).map_err(|e| format!("component_post_ca_file \"{path}\" cannot be read: {e}"))?;
+            let extra_certs = pem_certs(&extra);
+            if extra_certs.is_empty() {
+                return Err(format!("component_post_ca_file \"{path}\" holds no PEM certificate"));
+            }
+            certs.extend(extra_certs);
+        }
+        Ok((Roots { certs: Arc::new(certs) }, notes))
+    }
+}
+
+fn pem_certs(pem: &[u8]) -> Vec<Certificate<'static>> {
     ureq::tls::parse_pem(pem)
         .filter_map(|item| match item {
             Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
@@ -260,39 +314,6 @@ fn transport_error(error: ureq::Error, deadline: Instant) -> Attempt {
         }
         ureq::Error::Timeout(phase) => Attempt::TimedOut(format!("timed out in phase {phase}")),
         other => Attempt::Unreachable(other.to_string()),
-    }
-}
-
-/// A small xorshift generator for backoff jitter and delivery ids; seeded from the OS's
-/// per-process randomness that std's hash maps use, so no extra dependency is needed.
-pub struct Jitter(u64);
-
-impl Jitter {
-    pub fn new() -> Jitter {
-        use std::hash::{BuildHasher, RandomState};
-        let seed = RandomState::new().hash_one(Instant::now());
-        Jitter(seed | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// A duration between half and all of `d` ("equal jitter").
-    pub fn spread(&mut self, d: Duration) -> Duration {
-        let half = d / 2;
-        half + Duration::from_nanos(self.next_u64() % (half.as_nanos() as u64).max(1))
-    }
-}
-
-impl Default for Jitter {
-    fn default() -> Self {
-        Jitter::new()
     }
 }
 

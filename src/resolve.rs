@@ -5,12 +5,13 @@
 //! ~100 µs of CPU per stanza). This one looks a name up on a thread, bounded by the request's
 //! remaining time, only when it is not already known: IP literals need no lookup, and an answer
 //! is kept for [`FRESH_FOR`]. A connection failure forgets it, so a webhook that moved to
-//! another address is found again on the next attempt.
+//! another address is found again on the next attempt. One lookup per name at a time: requests
+//! that need a name being looked up wait for that lookup, each until its own deadline.
 
 use std::collections::HashMap;
+use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ureq::http::Uri;
@@ -20,48 +21,128 @@ use ureq::unversioned::transport::NextTimeout;
 /// How long a looked-up address is used before it is looked up again.
 const FRESH_FOR: Duration = Duration::from_secs(30);
 
-/// `host:port` → when it was looked up, and its addresses.
-type Known = HashMap<String, (Instant, Vec<SocketAddr>)>;
+/// What a lookup found: addresses, or why none (an `io::Error` is not `Clone`, so its kind and
+/// text, to hand to every waiter).
+type Found = Result<Vec<SocketAddr>, (io::ErrorKind, String)>;
 
-#[derive(Debug, Default, Clone)]
+/// The lookup itself: `host:port` → addresses. The system's, or a fake in tests.
+type Lookup = Arc<dyn Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync>;
+
+/// One lookup under way, shared by everyone who needs the same name meanwhile (single flight:
+/// a burst of stanzas after the cache expired starts one lookup, not one per stanza).
+#[derive(Default)]
+struct Flight {
+    found: Mutex<Option<Found>>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct Names {
+    /// `host:port` → when it was looked up, and its addresses.
+    known: HashMap<String, (Instant, Vec<SocketAddr>)>,
+    /// `host:port` → the lookup under way.
+    looking_up: HashMap<String, Arc<Flight>>,
+}
+
+#[derive(Clone)]
 pub struct CachingResolver {
-    known: Arc<Mutex<Known>>,
+    names: Arc<Mutex<Names>>,
+    lookup: Lookup,
+}
+
+impl Default for CachingResolver {
+    fn default() -> Self {
+        CachingResolver::with_lookup(|name| name.to_socket_addrs().map(Iterator::collect))
+    }
+}
+
+impl std::fmt::Debug for CachingResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachingResolver").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl CachingResolver {
-    /// Forgets every looked-up address (after a connection failure).
+    fn with_lookup(lookup: impl Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static) -> Self {
+        CachingResolver { names: Arc::default(), lookup: Arc::new(lookup) }
+    }
+
+    /// Forgets every looked-up address (after a connection failure). A lookup under way still
+    /// answers those waiting for it.
     pub fn forget(&self) {
-        self.known.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        lock(&self.names).known.clear();
     }
 
     fn lookup(&self, host_port: &str, within: Duration) -> Result<Vec<SocketAddr>, ureq::Error> {
         let now = Instant::now();
-        if let Some((at, addrs)) = self.known.lock().unwrap_or_else(|p| p.into_inner()).get(host_port) {
-            if now.duration_since(*at) < FRESH_FOR {
-                return Ok(addrs.clone());
+        let flight = {
+            let mut names = lock(&self.names);
+            if let Some((at, addrs)) = names.known.get(host_port) {
+                if now.duration_since(*at) < FRESH_FOR {
+                    return Ok(addrs.clone());
+                }
             }
+            match names.looking_up.get(host_port) {
+                Some(flight) => Arc::clone(flight),
+                None => {
+                    let flight = Arc::new(Flight::default());
+                    // The lookup's thread waits for this lock: it finds itself registered.
+                    self.start(host_port, &flight)?;
+                    names.looking_up.insert(host_port.to_owned(), Arc::clone(&flight));
+                    flight
+                }
+            }
+        };
+        // Each waiter is bounded by its own deadline; the lookup goes on for the others.
+        let give_up = now.checked_add(within);
+        let mut found = lock(&flight.found);
+        loop {
+            if let Some(found) = found.as_ref() {
+                return match found {
+                    Ok(addrs) if addrs.is_empty() => Err(ureq::Error::HostNotFound),
+                    Ok(addrs) => Ok(addrs.clone()),
+                    Err((kind, why)) => Err(ureq::Error::Io(io::Error::new(*kind, why.clone()))),
+                };
+            }
+            let left = give_up.map_or(Duration::MAX, |at| at.saturating_duration_since(Instant::now()));
+            if left.is_zero() {
+                return Err(ureq::Error::Timeout(ureq::Timeout::Resolve));
+            }
+            found = flight.done.wait_timeout(found, left).unwrap_or_else(|p| p.into_inner()).0;
         }
-        // On a thread of its own so the wait is bounded: getaddrinfo has no timeout of its own.
-        // A lookup that outlives the deadline finishes in the background and is dropped.
-        let (tx, rx) = mpsc::sync_channel(1);
-        let name = host_port.to_owned();
+    }
+
+    /// Looks `host_port` up on a thread of its own, so every wait is bounded: getaddrinfo has
+    /// no timeout of its own. A lookup that outlives every waiter's deadline still fills the
+    /// cache when it ends.
+    fn start(&self, host_port: &str, flight: &Arc<Flight>) -> Result<(), ureq::Error> {
+        let (names, lookup, flight, name) =
+            (Arc::clone(&self.names), Arc::clone(&self.lookup), Arc::clone(flight), host_port.to_owned());
         std::thread::Builder::new()
             .name("component_http-resolve".into())
             // getaddrinfo may run NSS modules with stacks of their own making: room to spare.
             .stack_size(256 * 1024)
             .spawn(move || {
-                let _ = tx.send(name.to_socket_addrs().map(Iterator::collect::<Vec<_>>));
+                let at = Instant::now();
+                let found = lookup(&name).map_err(|e| (e.kind(), e.to_string()));
+                {
+                    let mut names = lock(&names);
+                    if names.looking_up.get(&name).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                        names.looking_up.remove(&name);
+                    }
+                    if let Some(addrs) = found.as_ref().ok().filter(|addrs| !addrs.is_empty()) {
+                        names.known.insert(name, (at, addrs.clone()));
+                    }
+                }
+                *lock(&flight.found) = Some(found);
+                flight.done.notify_all();
             })
-            .map_err(ureq::Error::Io)?;
-        let addrs = match rx.recv_timeout(within) {
-            Ok(result) => result.map_err(ureq::Error::Io)?,
-            Err(_) => return Err(ureq::Error::Timeout(ureq::Timeout::Resolve)),
-        };
-        if addrs.is_empty() {
-            return Err(ureq::Error::HostNotFound);
-        }
-        self.known.lock().unwrap_or_else(|p| p.into_inner()).insert(host_port.to_owned(), (now, addrs.clone()));
-        Ok(addrs)
+            .map(drop)
+            .map_err(ureq::Error::Io)
     }
 }
 
@@ -92,6 +173,7 @@ impl Resolver for CachingResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn ip_literals_and_cached_names_need_no_lookup() {
@@ -106,8 +188,92 @@ mod tests {
         assert_eq!(got.iter().copied().collect::<Vec<_>>(), ["[::1]:443".parse::<SocketAddr>().unwrap()]);
         let uri: Uri = "http://localhost:9/x".parse().unwrap();
         assert!(!resolver.resolve(&uri, &config, timeout()).unwrap().is_empty());
-        assert!(resolver.known.lock().unwrap().contains_key("localhost:9"));
+        assert!(resolver.names.lock().unwrap().known.contains_key("localhost:9"));
         resolver.forget();
-        assert!(resolver.known.lock().unwrap().is_empty());
+        assert!(resolver.names.lock().unwrap().known.is_empty());
+    }
+
+    /// A lookup that blocks until the test opens it, counting how often it was called.
+    fn fake() -> (CachingResolver, Arc<(AtomicUsize, Mutex<bool>, Condvar)>) {
+        let control = Arc::new((AtomicUsize::new(0), Mutex::new(false), Condvar::new()));
+        let c = Arc::clone(&control);
+        let resolver = CachingResolver::with_lookup(move |_| {
+            c.0.fetch_add(1, Ordering::SeqCst);
+            let mut open = c.1.lock().unwrap();
+            while !*open {
+                open = c.2.wait(open).unwrap();
+            }
+            Ok(vec!["192.0.2.1:80".parse().unwrap()])
+        });
+        (resolver, control)
+    }
+
+    fn open(control: &(AtomicUsize, Mutex<bool>, Condvar)) {
+        *control.1.lock().unwrap() = true;
+        control.2.notify_all();
+    }
+
+    fn waiters(resolver: &CachingResolver, name: &str) -> usize {
+        resolver.names.lock().unwrap().looking_up.get(name).map_or(0, |flight| Arc::strong_count(flight) - 2)
+    }
+
+    #[test]
+    fn a_burst_of_misses_shares_one_lookup() {
+        let (resolver, control) = fake();
+        let threads: Vec<_> = (0..100)
+            .map(|_| {
+                let resolver = resolver.clone();
+                std::thread::spawn(move || resolver.lookup("bot.example:80", Duration::from_secs(600)))
+            })
+            .collect();
+        // Every request waits for the one lookup before it ends.
+        let give_up = Instant::now() + Duration::from_secs(120);
+        while waiters(&resolver, "bot.example:80") < 100 {
+            assert!(Instant::now() < give_up, "the requests never all waited");
+            std::thread::yield_now();
+        }
+        open(&control);
+        for thread in threads {
+            assert_eq!(thread.join().unwrap().unwrap(), ["192.0.2.1:80".parse::<SocketAddr>().unwrap()]);
+        }
+        assert_eq!(control.0.load(Ordering::SeqCst), 1, "one lookup for 100 requests");
+        // Now known: no lookup at all.
+        resolver.lookup("bot.example:80", Duration::from_secs(600)).unwrap();
+        assert_eq!(control.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn each_waiter_keeps_its_own_deadline() {
+        let (resolver, control) = fake();
+        let patient = {
+            let resolver = resolver.clone();
+            std::thread::spawn(move || resolver.lookup("bot.example:80", Duration::from_secs(600)))
+        };
+        let give_up = Instant::now() + Duration::from_secs(120);
+        while waiters(&resolver, "bot.example:80") < 1 {
+            assert!(Instant::now() < give_up, "the lookup never started");
+            std::thread::yield_now();
+        }
+        // The lookup still hangs: a request with little time left gives up on its own.
+        let hurried = resolver.lookup("bot.example:80", Duration::from_millis(20));
+        assert!(matches!(hurried, Err(ureq::Error::Timeout(ureq::Timeout::Resolve))), "{hurried:?}");
+        open(&control);
+        assert!(patient.join().unwrap().is_ok());
+        assert_eq!(control.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_failed_lookup_is_shared_and_not_remembered() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = Arc::clone(&calls);
+        let resolver = CachingResolver::with_lookup(move |_| {
+            c.fetch_add(1, Ordering::SeqCst);
+            Err(io::Error::other("no such name"))
+        });
+        for _ in 0..2 {
+            let got = resolver.lookup("nowhere.example:80", Duration::from_secs(600));
+            assert!(matches!(&got, Err(ureq::Error::Io(e)) if e.to_string() == "no such name"), "{got:?}");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 }

@@ -3,24 +3,47 @@
 //! unreachable — and starts the probe when one is due. Stanzas in flight are bounded by their
 //! own request's deadline; this covers the ones no worker holds.
 //!
-//! It needs no signal per stanza: a new stanza's deadline is at least `timeout` away, and the
-//! keeper never sleeps longer than that.
+//! It sleeps until the earliest thing it knows to be due, or `timeout` at most. Whatever makes
+//! something due earlier than that — a stanza that becomes ready behind its line, a stanza
+//! taken whose `<composing/>` is due, a change in the outage or the configuration — wakes it
+//! (`Shared::wake_keeper_by`, or a plain notification), so nothing is answered late because
+//! the keeper slept.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::worker::release_line;
 use super::*;
 use crate::outcome::{chat_state, TIMED_OUT};
 
 pub(super) fn start(shared: &Arc<Shared>) -> Result<(), String> {
-    let shared = Arc::clone(shared);
+    lock(&shared.state).keeper_alive = true;
+    let keeper = Arc::clone(shared);
     std::thread::Builder::new()
         .name("component_http-keeper".into())
         .stack_size(256 * 1024)
-        .spawn(move || run(&shared))
+        .spawn(move || {
+            let _alive = Alive(&keeper);
+            run(&keeper);
+        })
         .map(drop)
-        .map_err(|e| format!("could not start the keeper thread: {e}"))
+        .map_err(|e| {
+            lock(&shared.state).keeper_alive = false;
+            format!("could not start the keeper thread: {e}")
+        })
+}
+
+/// Clears `keeper_alive` when the keeper exits, even by unwinding.
+struct Alive<'a>(&'a Shared);
+
+impl Drop for Alive<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.state).keeper_alive = false;
+    }
+}
+
+/// When a job now made ready must be answered at the latest.
+pub(super) fn expiry_now(job: &Job, state: &State) -> Instant {
+    expiry(job, state.outage.as_ref(), state.limits.retry_window)
 }
 
 /// When a waiting job must be answered at the latest.
@@ -90,17 +113,16 @@ fn run(shared: &Arc<Shared>) {
                 break;
             }
             for job in ran_out {
-                state.waiting -= 1;
+                state.queued -= 1;
                 let completion = shared.settle(&job, expired(&job, state.outage.as_ref(), now));
                 shared.answer(&state.limits, &job, completion, job.composing_sent);
-                release_line(&mut state, job.line.as_deref());
+                shared.release_line(&mut state, job.line.as_deref());
             }
         }
         // Chat states: tell the senders of chat messages the webhook is slow to answer that
-        // the bot is composing. Sleeping no longer than `chat_state_delay` notices a stanza
-        // taken after this pass at most that late.
+        // the bot is composing. A stanza taken after this round wakes the keeper if its
+        // `<composing/>` falls due before the next one.
         if state.limits.chat_states {
-            wake_at = wake_at.min(now.checked_add(state.limits.chat_state_delay).unwrap_or(now));
             for in_flight in state.in_flight.values_mut() {
                 match in_flight.composing {
                     Composing::Due(at) if at <= now => {
@@ -125,6 +147,8 @@ fn run(shared: &Arc<Shared>) {
             continue;
         }
         let sleep = wake_at.saturating_duration_since(Instant::now());
+        state.keeper_wakes_at = Some(wake_at);
         state = shared.keeper.wait_timeout(state, sleep).unwrap_or_else(|p| p.into_inner()).0;
+        state.keeper_wakes_at = None;
     }
 }

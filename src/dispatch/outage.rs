@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::http::Jitter;
+use super::jitter::Jitter;
 use crate::outcome::StanzaError;
 
 /// The first wait before probing a webhook found unreachable; doubled per failed probe.

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::stanza::Element;
 
+mod memory;
+
 /// What the test server answers: status, extra header lines, body, whether to send a
 /// Content-Length (without one it closes the connection, as `php -S` does), and a delay.
 #[derive(Clone)]
@@ -162,11 +164,12 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 /// The completions of stanzas, without the log lines that report the webhook's state.
 fn outcomes(d: &Dispatcher) -> Vec<Completion> {
     let (mut list, _) = d.drain_with_status();
-    list.retain(|c| c.send.is_some() || !c.log.as_ref().is_some_and(|(_, l)| l.starts_with("The webhook ")));
+    list.retain(|c| c.send.is_some() || !is_status_log(c));
     list
 }
 
-/// Drains until `n` completions arrived.
+/// Drains until `n` completions arrived. More may still come later (the component is still
+/// running): a test's last collection uses [`collect_last`], which proves that none does.
 fn collect(d: &Dispatcher, n: usize) -> Vec<Completion> {
     let mut all = Vec::new();
     wait_until(&format!("{n} completions"), || {
@@ -175,6 +178,25 @@ fn collect(d: &Dispatcher, n: usize) -> Vec<Completion> {
     });
     assert_eq!(all.len(), n, "more completions than stanzas: {all:?}");
     all
+}
+
+/// Drains until `n` completions arrived, then proves that nothing more ever comes: once no
+/// stanza is pending, the dispatcher is closed (nothing left for it to answer) and every
+/// thread that could still produce a completion (workers, keeper) has exited; only then is the
+/// list final. A late duplicate answer, from whichever thread, is in it.
+fn collect_last(d: &mut Dispatcher, n: usize) -> Vec<Completion> {
+    let mut all = collect(d, n);
+    wait_until("no stanza pending", || d.pending() == 0);
+    let closed = d.close();
+    all.extend(closed.into_iter().filter(|c| c.send.is_some() || !is_status_log(c)));
+    wait_until("every thread exited", || d.threads_alive() == 0);
+    all.extend(outcomes(d));
+    assert_eq!(all.len(), n, "more completions than stanzas: {all:?}");
+    all
+}
+
+fn is_status_log(c: &Completion) -> bool {
+    c.log.as_ref().is_some_and(|(_, l)| l.starts_with("The webhook "))
 }
 
 /// Holds the webhook's answers until the test opens it, counting the requests held.
@@ -221,7 +243,7 @@ fn posts_json_and_replies_over_keep_alive() {
     for n in 0..200 {
         d.submit(message(n));
     }
-    let done = collect(&d, 200);
+    let done = collect_last(&mut d, 200);
     let mut replies: Vec<String> = done.iter().map(sent_xml).collect();
     replies.sort();
     let mut expected: Vec<String> = (0..200)
@@ -246,7 +268,7 @@ fn userinfo_is_sent_as_basic_auth() {
     let url = server.url.replace("http://", "http://bot:s3cret@");
     let mut d = dispatcher(&url, |_| {});
     d.submit(message(1));
-    assert_eq!(collect(&d, 1)[0].send, None);
+    assert_eq!(collect_last(&mut d, 1)[0].send, None);
     let head = server.seen.lock().unwrap()[0].head.clone();
     assert!(head.contains("uthorization: Basic Ym90OnMzY3JldA=="), "{head}");
 }
@@ -258,7 +280,7 @@ fn reads_answers_without_content_length_to_the_end() {
     for n in 0..5 {
         d.submit(message(n));
     }
-    for c in collect(&d, 5) {
+    for c in collect_last(&mut d, 5) {
         assert!(sent_xml(&c).contains("<body>php style</body>"), "{c:?}");
     }
 }
@@ -268,7 +290,7 @@ fn refused_connection_is_a_connection_failure() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut d = dispatcher(&format!("http://127.0.0.1:{port}/"), |c| c.retry_window = Duration::ZERO);
     d.submit(message(1));
-    let done = collect(&d, 1);
+    let done = collect_last(&mut d, 1);
     let xml = sent_xml(&done[0]);
     assert!(xml.contains("<error type='cancel'><remote-server-timeout"), "{xml}");
     assert!(xml.contains("Connection failure"), "{xml}");
@@ -280,7 +302,7 @@ fn slow_webhook_times_out() {
     let server = serve(|_| Answer { delay: Duration::from_secs(600), ..json("{}") });
     let mut d = dispatcher(&server.url, |c| c.timeout = Duration::from_millis(200));
     d.submit(message(1));
-    let done = collect(&d, 1);
+    let done = collect_last(&mut d, 1);
     assert!(sent_xml(&done[0]).contains("<error type='wait'><remote-server-timeout"));
 }
 
@@ -297,7 +319,7 @@ fn the_deadline_holds_across_slow_headers_and_a_trickled_body() {
     });
     let mut d = dispatcher(&server.url, |c| c.timeout = Duration::from_secs(1));
     d.submit(message(1));
-    let done = collect(&d, 1);
+    let done = collect_last(&mut d, 1);
     assert!(sent_xml(&done[0]).contains("<error type='wait'><remote-server-timeout"), "{:?}", done[0]);
 }
 
@@ -307,7 +329,7 @@ fn oversized_reply_is_refused() {
     let server = serve(move |_| json(&big));
     let mut d = dispatcher(&server.url, |c| c.max_reply_size = 1024);
     d.submit(message(1));
-    let done = collect(&d, 1);
+    let done = collect_last(&mut d, 1);
     assert!(sent_xml(&done[0]).contains("internal-server-error"));
     assert!(done[0].log.as_ref().unwrap().1.contains("larger than"));
 }
@@ -331,7 +353,7 @@ fn full_queue_refuses_at_once() {
         assert!(sent_xml(c).contains("<error type='wait'><resource-constraint"));
     }
     gate.open();
-    let rest = collect(&d, 3);
+    let rest = collect_last(&mut d, 3);
     assert!(rest.iter().all(|c| c.send.is_none()));
 }
 
@@ -355,6 +377,52 @@ fn close_answers_everything_pending_and_interrupts_requests_in_flight() {
     // After closing, a submit is answered at once too.
     d.submit(message(11));
     assert_eq!(d.drain().len(), 1);
+}
+
+/// `close` interrupts a request on a client the component has since replaced (a new URL on
+/// reload), not only on the current one: with a timeout of an hour, a request left running
+/// would keep its worker past the test's hang guard.
+#[test]
+fn close_interrupts_requests_on_a_client_replaced_by_reconfigure() {
+    let (old, gate) = gated(json("{}")); // never opened: the webhook hangs
+    let new = serve(|_| json("{}"));
+    let mut d = dispatcher(&old.url, |c| c.timeout = Duration::from_secs(3600));
+    d.submit(message(1));
+    gate.wait_held(1);
+    d.reconfigure(Config { timeout: Duration::from_secs(3600), ..Config::with_url(&new.url).unwrap() }).unwrap();
+    assert_eq!(d.close().len(), 1);
+    wait_until("every thread exited", || d.threads_alive() == 0);
+    gate.open();
+    wait_until("the old webhook's connection closed", || old.open.load(Ordering::SeqCst) == 0);
+}
+
+/// The same for a client replaced when the pool shrank back to its warm set while a request
+/// was still in flight.
+#[test]
+fn close_interrupts_requests_on_a_client_replaced_after_a_burst() {
+    let gate = Arc::new(Gate::default());
+    let g = Arc::clone(&gate);
+    let server = serve(move |request| {
+        if from_of(request) == "user0@localhost/r" {
+            g.pass(); // never opened: hangs
+        }
+        Answer { status: 204, ..json("") }
+    });
+    let mut d = dispatcher(&server.url, |c| {
+        c.timeout = Duration::from_secs(3600);
+        c.warm_workers = 1;
+        c.idle_timeout = Duration::from_millis(50);
+    });
+    d.submit(message_from(0, 0));
+    gate.wait_held(1);
+    d.submit(message_from(1, 0));
+    collect(&d, 1);
+    // The second worker idles out: the pool is back to its warm set, and the client is replaced.
+    wait_until("one worker left", || d.figures().workers == 1);
+    assert_eq!(d.close().len(), 1);
+    wait_until("every thread exited", || d.threads_alive() == 0);
+    gate.open();
+    wait_until("every connection closed", || server.open.load(Ordering::SeqCst) == 0);
 }
 
 #[test]
@@ -428,7 +496,7 @@ fn peak_concurrency_per_sender(ordered: bool, senders: usize, count: usize) -> (
             d.submit(message_from(sender, n));
         }
     }
-    collect(&d, senders * count);
+    collect_last(&mut d, senders * count);
     let peaks = (0..senders).map(|s| active.lock().unwrap()[&format!("user{s}@localhost/r")].1).collect();
     (peaks, server)
 }
@@ -456,7 +524,7 @@ fn without_ordering_one_sender_is_posted_concurrently() {
     }
     gate.wait_held(16);
     gate.open();
-    collect(&d, 16);
+    collect_last(&mut d, 16);
 }
 
 /// Concurrency follows demand: with the default limit, a webhook holding every request sees
@@ -481,7 +549,7 @@ fn the_pool_grows_with_demand_and_shrinks_back_when_idle() {
     wait_until("the burst's connections closed", || server.open.load(Ordering::SeqCst) == 0);
     // The warm set still serves.
     d.submit(message(1));
-    collect(&d, 1);
+    collect_last(&mut d, 1);
 }
 
 #[test]
@@ -494,7 +562,7 @@ fn the_limit_on_requests_in_flight_holds() {
     gate.wait_held(3);
     assert_eq!(d.figures(), Figures { waiting: 17, in_flight: 3, workers: 3, idle_workers: 0, endpoint_down: false });
     gate.open();
-    collect(&d, 20);
+    collect_last(&mut d, 20);
     assert_eq!(gate.peak.load(Ordering::SeqCst), 3);
 }
 
@@ -528,7 +596,7 @@ fn an_unreachable_webhook_is_probed_not_hammered_and_nothing_is_lost() {
     assert!(while_down < 40, "{while_down} requests while down for 100 stanzas");
     assert!(outcomes(&d).is_empty(), "nothing is answered while held");
     up.store(true, Ordering::SeqCst);
-    let done = collect(&d, 100);
+    let done = collect_last(&mut d, 100);
     for sender in 0..20 {
         let to = format!("to='user{sender}@localhost/r'");
         let order: Vec<String> = done.iter().map(sent_xml).filter(|xml| xml.contains(&to)).collect();
@@ -559,7 +627,7 @@ fn a_webhook_down_longer_than_the_retry_window_gets_every_stanza_an_error() {
         d.submit(message_from(sender, 0));
         d.submit(message_from(sender, 1));
     }
-    let done = collect(&d, 60);
+    let done = collect_last(&mut d, 60);
     assert!(done.iter().all(|c| sent_xml(c).contains("<error type='cancel'><remote-server-timeout")));
     assert!(done.iter().all(|c| sent_xml(c).contains("Bad gateway")));
     // Nothing after the end: each stanza had exactly one outcome.
@@ -580,7 +648,7 @@ fn retries_503_with_the_same_delivery_id_then_replies() {
     });
     let mut d = dispatcher(&server.url, |_| {});
     d.submit(message(1));
-    let done = collect(&d, 1);
+    let done = collect_last(&mut d, 1);
     assert!(sent_xml(&done[0]).contains("third time lucky"));
     let seen = server.seen.lock().unwrap();
     assert_eq!(seen.len(), 3);
@@ -596,7 +664,7 @@ fn delivery_ids_differ_between_stanzas() {
     let mut d = dispatcher(&server.url, |_| {});
     d.submit(message(1));
     d.submit(message(2));
-    collect(&d, 2);
+    collect_last(&mut d, 2);
     let seen = server.seen.lock().unwrap();
     assert_ne!(header(&seen[0], "x-delivery-id"), header(&seen[1], "x-delivery-id"));
 }
@@ -615,7 +683,7 @@ fn zero_retries_and_non_retryable_codes_answer_at_once() {
     collect(&d, 1);
     d.reconfigure(Config { retries: Some(5), ..d.config() }).unwrap();
     d.submit(message(2));
-    let done = collect(&d, 1);
+    let done = collect_last(&mut d, 1);
     assert!(sent_xml(&done[0]).contains("internal-server-error"));
     assert_eq!(server.seen.lock().unwrap().len(), 2, "neither 503 with retries=0 nor 500 is retried");
 }
@@ -641,7 +709,7 @@ fn retry_after_is_honoured_on_429_and_503() {
         let (server, times) = retry_after_then_204(status);
         let mut d = dispatcher(&server.url, |_| {});
         d.submit(message(1));
-        assert_eq!(collect(&d, 1)[0].send, None);
+        assert_eq!(collect_last(&mut d, 1)[0].send, None);
         let times = times.lock().unwrap();
         assert_eq!(times.len(), 2);
         assert!(times[1] - times[0] >= Duration::from_secs(1), "{status}: retried after {:?}", times[1] - times[0]);
@@ -654,7 +722,7 @@ fn a_hostile_retry_after_is_capped_by_the_deadline() {
         serve(|_| Answer { status: 429, headers: vec!["Retry-After: 18446744073709551615".into()], ..json("") });
     let mut d = dispatcher(&server.url, |c| c.timeout = Duration::from_millis(300));
     d.submit(message(1));
-    let done = collect(&d, 1);
+    let done = collect_last(&mut d, 1);
     let log = &done[0].log.as_ref().unwrap().1;
     assert!(log.contains("webhook answered HTTP 429"), "{log}");
     assert!(!log.contains("internal error"), "{log}");
@@ -665,7 +733,7 @@ fn retries_stop_at_the_deadline() {
     let server = serve(|_| Answer { status: 503, ..json("") });
     let mut d = dispatcher(&server.url, |c| c.timeout = Duration::from_millis(1200));
     d.submit(message(1));
-    let done = collect(&d, 1);
+    let done = collect_last(&mut d, 1);
     assert!(sent_xml(&done[0]).contains("The webhook did not answer in time"), "{:?}", done[0]);
     let attempts = server.seen.lock().unwrap().len();
     let log = &done[0].log.as_ref().unwrap().1;
@@ -692,7 +760,7 @@ fn requests_are_signed_and_carry_extra_headers() {
         c.headers = vec![("Authorization".into(), "Bearer abc".into())];
     });
     d.submit(message(1));
-    collect(&d, 1);
+    collect_last(&mut d, 1);
     let seen = server.seen.lock().unwrap();
     let timestamp = header(&seen[0], "x-signature-timestamp").unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
@@ -716,7 +784,7 @@ fn reconfigure_keeps_everything_pending_and_applies_the_new_url() {
     gate.wait_held(1);
     d.reconfigure(Config { max_in_flight: 3, ..Config::with_url(&new.url).unwrap() }).unwrap();
     gate.open();
-    let done = collect(&d, 5);
+    let done = collect_last(&mut d, 5);
     // The one in flight finished at the old URL; the queued ones went to the new one, in order.
     assert!(done[0].send.is_none());
     assert!(done[1..].iter().all(|c| sent_xml(c).contains("from the new webhook")));
@@ -732,7 +800,7 @@ fn reconfigure_to_the_same_url_keeps_the_connections() {
     collect(&d, 1);
     d.reconfigure(Config { timeout: Duration::from_secs(7), ..d.config() }).unwrap();
     d.submit(message(2));
-    collect(&d, 1);
+    collect_last(&mut d, 1);
     assert_eq!(server.connections.load(Ordering::SeqCst), 1);
 }
 
@@ -754,7 +822,7 @@ fn answers_of_one_sender_come_back_in_order() {
             d.submit(message_from(sender, n));
         }
     }
-    let done = collect(&d, 180);
+    let done = collect_last(&mut d, 180);
     for sender in 0..3 {
         let to = format!("to='user{sender}@localhost/r'");
         let order: Vec<String> = done.iter().map(sent_xml).filter(|xml| xml.contains(&to)).collect();
@@ -777,11 +845,64 @@ fn the_deadline_counts_time_spent_in_the_queue() {
     for sender in 0..5 {
         d.submit(message_from(sender, 0));
     }
-    let done = collect(&d, 5);
+    let done = collect_last(&mut d, 5);
     assert!(done.iter().all(|c| sent_xml(c).contains("<error type='wait'><remote-server-timeout")));
     assert_eq!(done.iter().filter(|c| c.log.as_ref().unwrap().1.contains("in the queue")).count(), 4);
     assert_eq!(server.seen.lock().unwrap().len(), 1);
     gate.open();
+}
+
+/// A stanza that becomes ready only when its predecessor on its line completes, and then finds
+/// every worker busy, is answered at its own deadline: the keeper is told of the new, earlier
+/// deadline rather than noticing it on its next round, up to a timeout later.
+///
+/// How it is told apart without timing anything: A1 (behind A0) is due at `s + T`; B0, posted
+/// `T/2` later to a webhook that never answers, is cut by its own request's deadline at
+/// `b + T`. The keeper is made to plan its next round (a reconfiguration) `T/4` after B0,
+/// while nothing is ready, so a keeper that is not told wakes at `b + T/4 + T`, after B0's
+/// timeout. A1's answer must come before B0's.
+#[test]
+fn a_stanza_released_behind_a_busy_pool_is_answered_at_its_deadline() {
+    const T: Duration = Duration::from_secs(2);
+    let gate = Arc::new(Gate::default());
+    let g = Arc::clone(&gate);
+    let server = serve(move |request| {
+        if from_of(request) == "user0@localhost/r" {
+            g.pass();
+            Answer { status: 204, ..json("") }
+        } else {
+            Answer { delay: Duration::from_secs(600), ..json("{}") }
+        }
+    });
+    let mut d = dispatcher(&server.url, |c| {
+        c.max_in_flight = 2;
+        c.warm_workers = 0;
+        c.timeout = T;
+        c.chat_states = false;
+    });
+    let pause = |d: Duration| {
+        let from = Instant::now();
+        wait_until("a pause", || from.elapsed() >= d);
+    };
+    d.submit(message_from(0, 0));
+    d.submit(message_from(0, 1)); // A1: waits behind A0
+    gate.wait_held(1);
+    pause(T / 2);
+    d.submit(message_from(1, 0)); // B0: in flight until its deadline
+    wait_until("A0 and B0 in flight", || d.figures().in_flight == 2);
+    pause(T / 4);
+    d.reconfigure(d.config()).unwrap(); // the keeper plans its next round now: nothing is ready
+    d.submit(message_from(2, 0)); // C0: ready, taken by A0's worker when A0 completes
+    gate.open();
+    let done = collect_last(&mut d, 4);
+    let position = |to: &str| {
+        done.iter()
+            .position(|c| sent_xml(c).contains(&format!("to='{to}'")) && sent_xml(c).contains("remote-server-timeout"))
+            .unwrap_or_else(|| panic!("no timeout for {to}: {done:?}"))
+    };
+    let (a1, b0) = (position("user0@localhost/r"), position("user1@localhost/r"));
+    assert!(done[a1].log.as_ref().unwrap().1.contains("in the queue"), "{:?}", done[a1]);
+    assert!(a1 < b0, "A1 was answered after B0, whose deadline is T/2 later: {done:?}");
 }
 
 fn chatty(n: usize) -> Incoming {
@@ -816,7 +937,7 @@ fn a_slow_answer_is_preceded_by_composing_and_carries_active() {
     let composing = collect(&d, 1);
     assert_eq!(sent_xml(&composing[0]), COMPOSING);
     gate.open();
-    let reply = collect(&d, 1);
+    let reply = collect_last(&mut d, 1);
     assert_eq!(
         sent_xml(&reply[0]),
         "<message type='chat' to='user1@localhost/r' from='echo@bot.localhost'><body>thought about it</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>"
@@ -831,7 +952,7 @@ fn a_slow_answer_without_a_reply_is_followed_by_active() {
         d.submit(chatty(1));
         assert_eq!(sent_xml(&collect(&d, 1)[0]), COMPOSING);
         gate.open();
-        let after: Vec<String> = collect(&d, 2).iter().map(sent_xml).collect();
+        let after: Vec<String> = collect_last(&mut d, 2).iter().map(sent_xml).collect();
         assert!(!after[0].contains("chatstates"), "{after:?}");
         assert_eq!(after[1], ACTIVE);
     }
@@ -846,7 +967,7 @@ fn a_fast_answer_gets_no_notification_only_active_in_the_reply() {
     assert!(sent_xml(&done[0])
         .ends_with("<body>quick</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>"));
     d.submit(chatty(2));
-    collect(&d, 1);
+    collect_last(&mut d, 1);
     wait_until("idle", || d.pending() == 0);
     assert!(d.drain().is_empty());
 }
@@ -861,14 +982,22 @@ fn no_chat_states_for_senders_without_them_or_with_the_option_off() {
         });
         d.submit(incoming);
         gate.wait_held(1);
-        // The webhook holds it well past the delay: still only the plain reply comes.
-        let waited = Instant::now();
-        wait_until("ten delays", || waited.elapsed() >= Duration::from_millis(500));
+        // The sentinel, instead of a guessed wait: a sender who wants chat states (with the
+        // option on from now), whose <composing/> falls due after user1's would have. When it
+        // comes, user1's would have come too.
+        d.reconfigure(Config { chat_states: true, ..d.config() }).unwrap();
+        d.submit(chatty(2));
+        let composing = collect(&d, 1);
+        assert_eq!(sent_xml(&composing[0]), COMPOSING.replace("user1", "user2"));
         gate.open();
-        let done = collect(&d, 1);
-        assert!(!sent_xml(&done[0]).contains("chatstates"), "{:?}", done[0]);
-        wait_until("idle", || d.pending() == 0);
-        assert!(d.drain().is_empty());
+        let done = collect_last(&mut d, 2);
+        let to_user1: Vec<String> = done.iter().map(sent_xml).filter(|xml| xml.contains("to='user1@")).collect();
+        assert_eq!(to_user1.len(), 1, "no <composing/> before the reply: {done:?}");
+        if on {
+            // Its sender did not announce chat states: none in the reply either. (With the
+            // option off, the reply is sent after the sentinel turned it on, with <active/>.)
+            assert!(!to_user1[0].contains("chatstates"), "{to_user1:?}");
+        }
     }
 }
 
@@ -898,4 +1027,70 @@ fn an_outage_is_reported_when_it_begins_and_ends() {
     assert_eq!(*last, (Level::Info, "The webhook answers".to_string()));
     assert_eq!(d.stats().retries, 3);
     assert_eq!(d.stats().responses, [("5xx".to_string(), 3), ("2xx".to_string(), 1)]);
+}
+
+/// A PEM file of `n` certificates (their contents are not checked until a handshake).
+fn pem_file(path: &std::path::Path, n: usize, tag: u8) {
+    use base64::Engine;
+    let mut pem = String::new();
+    for i in 0..n {
+        let der: Vec<u8> = (0..64).map(|b| b ^ tag ^ i as u8).collect();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        pem.push_str(&format!("-----BEGIN CERTIFICATE-----\n{b64}\n-----END CERTIFICATE-----\n"));
+    }
+    std::fs::write(path, pem).unwrap();
+}
+
+fn roots_of(d: &Dispatcher) -> Vec<Vec<u8>> {
+    d.shared.settings().endpoint.roots.ders()
+}
+
+/// The only test that sets `SSL_CERT_FILE` (so no other reads it meanwhile): the system's
+/// roots are found as OpenSSL finds them, an operator is told when there are none, and a CA
+/// file changed on disk is read again at reconfiguration (reload), never in between.
+#[test]
+fn tls_roots_follow_ssl_cert_file_and_are_read_at_load_and_reload() {
+    let dir = std::env::temp_dir().join(format!("component_http-roots-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (system, extra) = (dir.join("system.pem"), dir.join("extra.pem"));
+    pem_file(&system, 2, 0x10);
+    pem_file(&extra, 1, 0x20);
+    std::env::set_var("SSL_CERT_FILE", &system);
+    std::env::remove_var("SSL_CERT_DIR");
+    let https = |ca_file: bool| {
+        let mut config = Config::with_url("https://127.0.0.1:9/hook").unwrap();
+        config.ca_file = ca_file.then(|| extra.to_str().unwrap().to_owned());
+        config
+    };
+    let logs = |d: &Dispatcher| -> Vec<(Level, String)> { d.drain().into_iter().filter_map(|c| c.log).collect() };
+
+    // SSL_CERT_FILE's two, then the CA file's one.
+    let mut d = Dispatcher::new(https(true)).unwrap();
+    assert_eq!(roots_of(&d).len(), 3);
+    assert_eq!(logs(&d), []);
+
+    // Changed on disk: not applied by a fresh client after a burst, applied at reconfiguration.
+    pem_file(&extra, 2, 0x30);
+    d.shared.forget_idle_connections();
+    assert_eq!(roots_of(&d).len(), 3);
+    d.reconfigure(https(true)).unwrap();
+    assert_eq!(roots_of(&d).len(), 4);
+    d.close();
+
+    // No system roots: said at load, as a warning beside a CA file, as an error without one.
+    std::env::set_var("SSL_CERT_FILE", dir.join("missing.pem"));
+    let d = Dispatcher::new(https(true)).unwrap();
+    assert_eq!(roots_of(&d).len(), 2);
+    let said = logs(&d);
+    assert!(
+        said.iter().any(|(level, line)| *level == Level::Warn
+            && line.contains("no system CA certificates found in SSL_CERT_FILE")
+            && line.contains("only component_post_ca_file's certificates are trusted")),
+        "{said:?}"
+    );
+    let d = Dispatcher::new(https(false)).unwrap();
+    let said = logs(&d);
+    assert!(said.iter().any(|(level, line)| *level == Level::Error && line.contains("cannot be verified")), "{said:?}");
+    std::env::remove_var("SSL_CERT_FILE");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

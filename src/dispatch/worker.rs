@@ -75,7 +75,7 @@ impl Shared {
             let may_take = state.outage.as_ref().is_none_or(|outage| outage.probe_due(Instant::now()));
             if may_take {
                 if let Some(mut job) = state.ready.pop_front() {
-                    state.waiting -= 1;
+                    state.queued -= 1;
                     if let Some(outage) = &mut state.outage {
                         outage.probe_in_flight = true;
                         job.probe = true;
@@ -83,11 +83,13 @@ impl Shared {
                     let composing = if job.composing_sent {
                         Composing::Sent
                     } else if state.limits.chat_states && job.incoming.chat_states {
-                        Composing::Due(job.accepted.checked_add(state.limits.chat_state_delay).unwrap_or(job.accepted))
+                        let at = job.accepted.checked_add(state.limits.chat_state_delay).unwrap_or(job.accepted);
+                        self.wake_keeper_by(&mut state, at);
+                        Composing::Due(at)
                     } else {
                         Composing::NotWanted
                     };
-                    state.in_flight.insert(job.id, InFlight { incoming: job.incoming.clone(), composing });
+                    state.in_flight.insert(job.id, InFlight { incoming: Arc::clone(&job.incoming), composing });
                     return Some(job);
                 }
             }
@@ -111,20 +113,19 @@ impl Shared {
     /// After a burst: a fresh client, so the connections the burst opened are closed (the warm
     /// workers open theirs again on their next request), and the memory the burst's threads
     /// used is given back to the system.
-    fn forget_idle_connections(&self) {
-        {
-            let mut settings = lock(&self.settings);
-            if let Ok(endpoint) = Endpoint::new(&settings.config) {
-                *settings = Arc::new(Settings { config: settings.config.clone(), endpoint });
-            }
-        }
+    pub(super) fn forget_idle_connections(&self) {
+        let current = self.settings();
+        // The same CA certificates, read no file: the client is new, its trust is not.
+        let endpoint = Endpoint::new(&current.config, &current.endpoint.roots);
+        // Unless `reconfigure` replaced them meanwhile: its settings win.
+        self.install(Settings { config: current.config.clone(), endpoint }, Some(&current));
         give_back_free_memory();
     }
 
     /// One attempt, with everything that runs foreign or parsing code under a panic guard.
     fn attempt(&self, job: &Job) -> Verdict {
         catch_unwind(AssertUnwindSafe(|| {
-            let settings = Arc::clone(&lock(&self.settings));
+            let settings = self.settings();
             // Encoded here rather than in `submit`: everything that need not touch Lua stays
             // off Prosody's main thread.
             let body = request::body(&job.incoming, settings.config.format);
@@ -165,7 +166,7 @@ impl Shared {
                         "The webhook answers".into(),
                         format!(
                             "The webhook answers again after {down_for:.1} s; sending the {} held stanzas",
-                            state.waiting
+                            state.queued
                         ),
                     );
                 }
@@ -179,7 +180,7 @@ impl Shared {
                 self.keeper.notify_one();
             }
         }
-        release_line(&mut state, job.line.as_deref());
+        self.release_line(&mut state, job.line.as_deref());
         drop(state);
         self.spawn_workers(start);
     }
@@ -226,14 +227,14 @@ impl Shared {
         if now >= job.deadline {
             let completion = self.settle(&job, out_of_time(&outcome));
             self.answer(&limits, &job, completion, job.composing_sent);
-            release_line(&mut state, job.line.as_deref());
+            self.release_line(&mut state, job.line.as_deref());
         } else if window_over || retries_over {
             let completion = self.settle(&job, outcome);
             self.answer(&limits, &job, completion, job.composing_sent);
-            release_line(&mut state, job.line.as_deref());
+            self.release_line(&mut state, job.line.as_deref());
         } else {
             job.probe = false;
-            state.waiting += 1;
+            state.queued += 1;
             state.ready.push_back(job);
         }
         drop(state);
@@ -244,7 +245,7 @@ impl Shared {
 impl Shared {
     /// Sends a job's completion, with the chat states its sender expects: a chat reply carries
     /// `<active/>`; after a `<composing/>`, anything else is followed by a standalone one.
-    pub(super) fn answer(&self, limits: &Limits, job: &Job, mut completion: Completion, composing_sent: bool) {
+    pub(super) fn answer(&self, limits: &PoolLimits, job: &Job, mut completion: Completion, composing_sent: bool) {
         let replied_in_chat =
             limits.chat_states && job.incoming.chat_states && mark_active(&mut completion, &job.incoming);
         self.push(completion);
@@ -264,13 +265,13 @@ impl Shared {
     /// The outcome counted and made a completion.
     pub(super) fn settle(&self, job: &Job, outcome: Outcome) -> Completion {
         lock(&self.stats).outcome(&outcome);
-        settle(job, outcome)
+        completion_of(job, outcome)
     }
 }
 
 /// The outcome made a completion, under a panic guard; error log lines say how many attempts
 /// it took, so retried failures are visible.
-fn settle(job: &Job, outcome: Outcome) -> Completion {
+fn completion_of(job: &Job, outcome: Outcome) -> Completion {
     let outcome = match outcome {
         Outcome::Error(error, reason) if job.attempts > 1 => {
             Outcome::Error(error, format!("{reason} (after {} attempts)", job.attempts))
@@ -304,18 +305,6 @@ fn internal_error(incoming: &Incoming) -> Outcome {
     )
 }
 
-/// Lets the next stanza of a line become ready, or ends the line.
-pub(super) fn release_line(state: &mut State, line: Option<&str>) {
-    let Some(line) = line else { return };
-    match state.followers.get_mut(line).map(VecDeque::pop_front) {
-        Some(Some(next)) => state.ready.push_back(next),
-        Some(None) => {
-            state.followers.remove(line);
-        }
-        None => {}
-    }
-}
-
 /// glibc keeps what exited threads freed in per-thread arenas: measured, 1,000 requests in
 /// flight left Prosody 44 MiB larger after the burst. `malloc_trim` returns it.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -343,6 +332,10 @@ impl Drop for Counted<'_> {
     }
 }
 
+/// The main loop of the component, one per worker thread: take the next ready stanza, post
+/// it (`attempt`, which ends in `http::post_once`), then settle what the answer means —
+/// `finish` (its outcome), `hold` (the webhook is unreachable) or a wait for `Retry-After` and
+/// another attempt. Everything else (the keeper, `submit`, `drain`) only feeds or empties it.
 fn run(shared: &Arc<Shared>) {
     let mut counted = Counted(shared, true);
     let mut jitter = Jitter::new();

@@ -141,17 +141,25 @@ def test_one_sender_is_posted_in_order_one_at_a_time(prosody_factory, webhook, c
 
 
 def test_different_senders_are_posted_concurrently(prosody_factory, webhook, connect):
+    """Each request is held until the other one arrives: posted one at a time, neither would
+    be answered "together" (the barrier's timeout only guards against a hang)."""
     alice, bob = start(prosody_factory, connect, webhook, users=("alice", "bob"))
-    counter = InFlight(lambda req: 0.8)
-    webhook.handler = counter
+    both = threading.Barrier(2, timeout=60)
+
+    def handler(req):
+        try:
+            both.wait()
+        except threading.BrokenBarrierError:
+            return Reply.with_json({"body": "alone"})
+        return Reply.with_json({"body": "together"})
+
+    webhook.handler = handler
     sa, sb = alice.mark(), bob.mark()
-    t0 = time.monotonic()
     alice.send_message(BOT_JID, "a")
     bob.send_message(BOT_JID, "b")
-    alice.wait_for(lambda s: s.name == "message", since=sa)
-    bob.wait_for(lambda s: s.name == "message", since=sb)
-    assert counter.peak["*"] == 2
-    assert time.monotonic() - t0 < 1.5
+    got_a = alice.wait_for(lambda s: s.name == "message", since=sa, timeout=90)
+    got_b = bob.wait_for(lambda s: s.name == "message", since=sb, timeout=90)
+    assert (got_a.body, got_b.body) == ("together", "together"), (got_a.xml, got_b.xml)
 
 
 def test_unordered_option_posts_one_sender_concurrently(prosody_factory, webhook, connect):
