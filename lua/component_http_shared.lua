@@ -64,7 +64,7 @@ return function (profile)
 	local client;
 	if options[profile.url_option] ~= nil or not profile.url_optional then
 		local config_error;
-		client, config_error = native.new(options, st.stanza_mt, profile.native);
+		client, config_error = native.new(options, st.stanza_mt, profile.native, module.host);
 		if not client then
 			module:log("error", "Not starting: %s", config_error);
 			error(config_error);
