@@ -13,6 +13,11 @@ return function (profile)
 
 	local native_name = "component_http_native";
 
+	-- Text from outside (a webhook, a push) quoted for a log line: one line, control characters escaped.
+	local function quote(text)
+		return (("%q"):format(tostring(text)):gsub("\\\n", "\\n"));
+	end
+
 	-- LuaRocks puts this file in <tree>/share/lua/<ver>/ and the library in <tree>/lib/lua/<ver>/.
 	-- Prosody adds the first to its paths for installer_plugin_path but not the second (0.12 and
 	-- 13 check package.path where they mean package.cpath), so look for the library ourselves.
@@ -59,6 +64,21 @@ return function (profile)
 		options[name] = module:get_option(name);
 	end
 
+	-- The push endpoint's options, validated by the native side with the others.
+	local push_options, push_error = native.push_options(options, profile.native);
+	if not push_options then
+		module:log("error", "Not starting: %s", push_error);
+		error(push_error);
+	end
+
+	-- What module.unload does, in order: each part of the module adds its own.
+	local on_unload = {};
+	function module.unload()
+		for _, step in ipairs(on_unload) do
+			step();
+		end
+	end
+
 	-- mod_rest without a callback URL only sends: stanzas to it are left to Prosody, which answers
 	-- them as it answers stanzas nobody handles.
 	local client;
@@ -90,8 +110,17 @@ return function (profile)
 			if status_type then
 				module:set_status(status_type, status_message);
 			end
+			-- One stanza that Prosody cannot route (a module raising on it) must not cost the rest
+			-- of the batch their delivery: each is sent under its own guard.
 			for i = 1, #stanzas do
-				module:send(stanzas[i]);
+				local ok, err = pcall(module.send, module, stanzas[i]);
+				if not ok then
+					local stanza = stanzas[i];
+					module:log("error", "Prosody failed to route the webhook's answer (%s type=%s to=%s id=%s), "
+						.."which is dropped; the webhook's other answers are sent. Check what the webhook "
+						.."answers to such stanzas. The error: %s", quote(stanza.name), quote(stanza.attr.type),
+						quote(stanza.attr.to), quote(stanza.attr.id), err);
+				end
 			end
 		end
 
@@ -276,7 +305,7 @@ return function (profile)
 		-- pool, and this instance answers what it still holds rather than leave it unanswered.
 		local adoption_grace = 2;
 
-		function module.unload()
+		table.insert(on_unload, function ()
 			-- Stop watching before the descriptor is closed, then answer whatever is still pending.
 			watcher:close();
 			if not handed_over then
@@ -293,16 +322,21 @@ return function (profile)
 					module:log("error", "Failed to answer pending stanzas: %s", err);
 				end
 			end);
-		end
+		end);
 	end
 
 	-- The push endpoint: a bot sends stanzas of its own, over HTTP (mod_rest's POST /rest). An iq
 	-- waits for its answer, which comes back in the HTTP response.
-	local function start_push(credentials)
-		local http_id = require "util.id";
+	local function start_push(push)
+		local new_id = require "util.id".medium;
 		local answer_json = profile.push_answers_json;
-		local iq_timeout = module:get_option_number(profile.iq_timeout_option, 30);
-		local max_push_size = module:get_option_number(profile.max_push_size_option, 1024 * 1024);
+		local names = push.names;
+
+		local function plain(response, status, text)
+			response.status_code = status;
+			response.headers.content_type = "text/plain; charset=utf-8";
+			return text.."\n";
+		end
 
 		local function render(response, stanza)
 			if answer_json then
@@ -313,40 +347,110 @@ return function (profile)
 			return tostring(stanza);
 		end
 
+		-- Pushed iqs waiting for their answers, by the id they carry on the wire: their HTTP
+		-- responses, answered when the iq's answer comes, or with 503 when the module goes away.
+		local waiting, waiting_count = {}, 0;
+
+		-- The response of the iq `key` if it is still waiting, no longer counted as waiting.
+		local function settle(key)
+			local response = waiting[key];
+			if response then
+				waiting[key], waiting_count = nil, waiting_count - 1;
+			end
+			return response;
+		end
+
+		local function send_iq(stanza, response)
+			if waiting_count >= push.max_iqs then
+				response.headers.retry_after = "1";
+				return plain(response, 503, ("%d pushed iqs are already waiting for their answers (%s): retry later")
+					:format(push.max_iqs, names.max_iqs));
+			end
+			-- The iq goes out under an id of ours, so no client can reuse a waiting one (which Prosody's
+			-- module:send_iq would refuse, and unhook the first); the answer gets the client's back.
+			local client_id, key = stanza.attr.id, new_id();
+			stanza.attr.id = key;
+			waiting[key], waiting_count = response, waiting_count + 1;
+			local function answer(reply)
+				if not settle(key) then
+					return; -- answered already, on unload
+				end
+				-- Under the promise's own xpcall an error would be lost, and the client never answered.
+				local ok, body = pcall(function ()
+					reply = st.clone(reply);
+					reply.attr.id = client_id or key;
+					return render(response, reply);
+				end);
+				if not ok then
+					module:log("error", "Could not return the answer to a pushed iq (to=%s): %s", quote(stanza.attr.to), body);
+					body = plain(response, 500, "The iq's answer could not be returned: "..tostring(body));
+				end
+				response:send(body);
+			end
+			module:send_iq(stanza, nil, push.iq_timeout):next(function (result)
+				answer(result.stanza);
+			end, function (err)
+				local reply = type(err) == "table" and err.context and err.context.stanza;
+				if reply then
+					return answer(reply); -- an error the other side sent
+				elseif not settle(key) then
+					return;
+				elseif type(err) == "table" and err.condition == "remote-server-timeout" then
+					response:send(plain(response, 504, ("No answer to the iq within %g s (%s)")
+						:format(push.iq_timeout, names.iq_timeout)));
+				else
+					module:log("error", "Prosody failed to send a pushed iq (to=%s): %s", quote(stanza.attr.to), tostring(err));
+					response:send(plain(response, 500, "Prosody could not send the iq: "..tostring(err)));
+				end
+			end);
+			return true; -- answered when the iq's answer comes
+		end
+
+		-- Unloaded or reloaded: the waits end with the module's hooks; say so rather than never answer.
+		table.insert(on_unload, function ()
+			local keys = {};
+			for key in pairs(waiting) do
+				table.insert(keys, key);
+			end
+			if #keys > 0 then
+				module:log("info", "Answering %d pushed iqs still waiting with 503: the module is unloading", #keys);
+			end
+			for _, key in ipairs(keys) do
+				local response = settle(key);
+				response.headers.retry_after = "1";
+				response:send(plain(response, 503, "The module was unloaded or reloaded before the iq's answer came: retry"));
+			end
+		end);
+
 		local function handle_push(event)
 			local request, response = event.request, event.response;
 			local given = request.headers.authorization;
-			if not (given and native.same_secret(given, credentials)) then
-				response.status_code = 401;
+			-- Prosody turns a bare "Authorization:" into "": never a match (nor are empty credentials,
+			-- refused at load).
+			if not (given and given ~= "" and native.same_secret(given, push.credentials)) then
 				response.headers.www_authenticate = "Bearer";
-				response.headers.content_type = "text/plain; charset=utf-8";
-				return "Authorization must be the configured credentials ("..profile.credentials_option..")\n";
+				return plain(response, 401, "Authorization must be the configured credentials ("..names.credentials..")");
 			end
 			local stanza, status, why = native.push(request.body or "", request.headers.content_type, module.host,
-				profile.push_accepts_json, max_push_size, st.stanza_mt);
+				profile.push_accepts_json, push.max_size, st.stanza_mt);
 			if not stanza then
 				module:log("debug", "Refused a push with HTTP %d: %s", status, why);
-				response.status_code = status;
-				response.headers.content_type = "text/plain; charset=utf-8";
-				return why.."\n";
+				return plain(response, status, why);
 			end
-			if stanza.name == "iq" and (stanza.attr.type == "get" or stanza.attr.type == "set") then
-				stanza.attr.id = stanza.attr.id or http_id.short();
-				module:send_iq(stanza, nil, iq_timeout):next(function (result)
-					response:send(render(response, result.stanza));
-				end, function (err)
-					local answer = err and err.context and err.context.stanza;
-					if answer then
-						response:send(render(response, answer)); -- an error the other side sent
-					else
-						response.status_code = 504;
-						response.headers.content_type = "text/plain; charset=utf-8";
-						response:send(("No answer to the iq within %d s (%s)\n"):format(iq_timeout, profile.iq_timeout_option));
-					end
-				end);
-				return true; -- answered when the iq's answer comes
+			if stanza.name == "iq" then
+				local t = stanza.attr.type;
+				if t == "get" or t == "set" then
+					return send_iq(stanza, response);
+				elseif t ~= "result" and t ~= "error" then
+					return plain(response, 400, "an iq's type must be get, set, result or error");
+				end
 			end
-			module:send(stanza);
+			local ok, err = pcall(module.send, module, stanza);
+			if not ok then
+				module:log("error", "Prosody failed to route a pushed %s (type=%s to=%s): %s", stanza.name,
+					quote(stanza.attr.type), quote(stanza.attr.to), tostring(err));
+				return plain(response, 500, "Prosody could not route the stanza: "..tostring(err));
+			end
 			response.status_code = 202;
 			return render(response, stanza);
 		end
@@ -358,12 +462,11 @@ return function (profile)
 		});
 	end
 
-	local push_credentials = module:get_option_string(profile.credentials_option);
-	if push_credentials then
-		start_push(push_credentials);
+	if push_options.credentials then
+		start_push(push_options);
 	elseif not client then
 		module:log("warn", "Neither %s nor %s is set: this component does nothing", profile.url_option,
-			profile.credentials_option);
+			push_options.names.credentials);
 	end
 
 end

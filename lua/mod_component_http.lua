@@ -8,9 +8,6 @@
 module:require("component_http_shared")({
 	native = "component_http"; -- the options component_post_*, the JSON contract
 	url_option = "component_post_url";
-	credentials_option = "component_post_push_credentials";
-	iq_timeout_option = "component_post_push_iq_timeout";
-	max_push_size_option = "component_post_max_push_size";
 	push_path = "component_http";
 	push_accepts_json = true; -- the shape of a webhook reply, or a stanza as XML
 	push_answers_json = true; -- an iq's answer in the shape of a webhook request

@@ -7,9 +7,6 @@ module:require("component_http_shared")({
 	native = "rest"; -- the options rest_*, the XML contract
 	url_option = "rest_callback_url";
 	url_optional = true; -- without a callback, the module only sends
-	credentials_option = "rest_credentials";
-	iq_timeout_option = "rest_iq_timeout";
-	max_push_size_option = "rest_max_push_size";
 	push_path = "rest";
 	push_accepts_json = false;
 	push_answers_json = false;
