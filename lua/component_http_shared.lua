@@ -431,6 +431,17 @@ return function (profile)
 				response.headers.www_authenticate = "Bearer";
 				return plain(response, 401, "Authorization must be the configured credentials ("..names.credentials..")");
 			end
+			-- With streaming_uploads, Prosody calls the handler at the request's head already when the body
+			-- is declared larger than http_max_content_size, and closes the connection after the answer,
+			-- the body unread (without it, such a request is answered with a redirect).
+			if request.partial then
+				return plain(response, 413, "the stanza is larger than Prosody reads (http_max_content_size)");
+			end
+			-- Prosody's HTTP server does not read chunked request bodies (0.12 and 13): the body would
+			-- look empty, and the chunks like a next request.
+			if request.headers.transfer_encoding and (request.body or "") == "" then
+				return plain(response, 411, "send the stanza with a Content-Length: Prosody does not read chunked bodies");
+			end
 			local stanza, status, why = native.push(request.body or "", request.headers.content_type, module.host,
 				profile.push_accepts_json, push.max_size, st.stanza_mt);
 			if not stanza then
@@ -458,6 +469,7 @@ return function (profile)
 		module:depends("http");
 		module:provides("http", {
 			default_path = profile.push_path;
+			streaming_uploads = true; -- see request.partial above: refuse a body too large at its head
 			route = { ["POST"] = handle_push; ["POST /*"] = handle_push };
 		});
 	end

@@ -339,6 +339,27 @@ describe("the push endpoint", function ()
 		assert.are.same({}, fake.sent);
 	end);
 
+	it("answers a body too large for Prosody at its head, and a chunked one it cannot read, saying why", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n" }, nil, "rest");
+		assert.is_true(fake.provided.http.streaming_uploads);
+		local function head(token)
+			local response = responder();
+			local returned = fake.provided.http.route.POST({ response = response, request = { partial = true, body = false,
+				headers = { authorization = token, content_length = "20971520", content_type = "application/xmpp+xml" } } });
+			return response.status_code, returned;
+		end
+		assert.are.equal(401, head("Bearer wrong"));
+		local status, returned = head("Bearer t0k3n");
+		assert.are.equal(413, status);
+		assert.truthy(returned:find("http_max_content_size", 1, true));
+		local response = responder();
+		returned = fake.provided.http.route.POST({ response = response, request = { body = "",
+			headers = { authorization = "Bearer t0k3n", transfer_encoding = "chunked", content_type = "application/xmpp+xml" } } });
+		assert.are.equal(411, response.status_code);
+		assert.truthy(returned:find("Content-Length", 1, true));
+		assert.are.same({}, fake.sent);
+	end);
+
 	it("refuses an iq without a valid type with 400, and routes nothing", function ()
 		local fake = load({ rest_credentials = "Bearer t0k3n" }, nil, "rest");
 		for _, body in ipairs({ "<iq to='localhost'/>", "<iq to='localhost' type='bogus' id='1'/>" }) do

@@ -183,3 +183,52 @@ def test_answers_prosody_cannot_route_cost_no_other_answer_of_the_batch(prosody_
     got = alice.wait_for_count(lambda s: s.name == "message" and s.type != "error", len(expected), since=since, timeout=30)
     assert sorted(s.body for s in got) == expected
     assert prosody.alive()
+
+
+def raw_post(port, head_lines, body_chunks):
+    """Sends a request head and body pieces as given; returns the status line and what followed."""
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(("\r\n".join(head_lines) + "\r\n\r\n").encode())
+        for chunk in body_chunks:
+            try:
+                s.sendall(chunk)
+            except OSError:
+                break  # refused before the body: the answer is what counts
+        answer = b""
+        try:
+            while b"\r\n\r\n" not in answer or not answer.endswith(b"\n"):
+                data = s.recv(65536)
+                if not data:
+                    break
+                answer += data
+        except OSError:
+            pass
+    return answer.decode(errors="replace")
+
+
+def test_a_chunked_push_is_refused_with_411_not_read_as_empty(prosody_factory, connect):
+    """Prosody's HTTP server does not read chunked request bodies: the push is refused saying so."""
+    prosody, port = start(prosody_factory, {REST: {"__module__": "rest", "rest_credentials": TOKEN}})
+    alice = connect(prosody)
+    since = alice.mark()
+    stanza = b"<message to='alice@localhost'><body>in pieces</body></message>"
+    pieces = [stanza[:20], stanza[20:]]
+    body = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+    answer = raw_post(port, ["POST /rest HTTP/1.1", f"Host: {REST}", f"Authorization: {TOKEN}",
+                             "Content-Type: application/xmpp+xml", "Transfer-Encoding: chunked"], [body])
+    assert answer.startswith("HTTP/1.1 411") and "Content-Length" in answer, answer
+    post(port, "<message to='alice@localhost'><body>marker</body></message>")
+    assert alice.wait_for(lambda s: s.name == "message", since=since).body == "marker"
+    assert prosody.alive()
+
+
+def test_a_push_over_http_max_content_size_gets_401_or_413_before_its_body(prosody_factory, connect):
+    prosody, port = start(prosody_factory, {REST: {"__module__": "rest", "rest_credentials": TOKEN}})
+    head = ["POST /rest HTTP/1.1", f"Host: {REST}", "Content-Type: application/xmpp+xml",
+            f"Content-Length: {20 * 1024 * 1024}"]  # twice Prosody's default http_max_content_size
+    answer = raw_post(port, head + ["Authorization: Bearer wrong"], [])
+    assert answer.startswith("HTTP/1.1 401"), answer
+    answer = raw_post(port, head + [f"Authorization: {TOKEN}"], [])
+    assert answer.startswith("HTTP/1.1 413") and "http_max_content_size" in answer, answer
+    assert prosody.alive()
