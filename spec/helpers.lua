@@ -87,17 +87,19 @@ function helpers.load_shim(options, awaited_events, name)
 		end,
 	};
 	local events = {
-		get_handlers = function (name)
-			if awaited_events and awaited_events[name] then return { function () end }; end
+		get_handlers = function (event_name)
+			if awaited_events and awaited_events[event_name] then return { function () end }; end
 		end,
 	};
 	local env = setmetatable({
 		module = fake,
 		prosody = { hosts = { [fake.host] = { events = events } } },
 	}, { __index = _G });
-	-- module:require, as Prosody's: a file beside the module, run in the module's environment.
-	function fake:require(name)
-		return assert(loadfile("lua/"..name..".lua", "t", env))();
+	-- module:require, as Prosody's: name.lib.lua (or name.lua) beside the module, run in the
+	-- module's environment.
+	function fake.require(_, lib)
+		local chunk = loadfile("lua/"..lib..".lib.lua", "t", env) or loadfile("lua/"..lib..".lua", "t", env);
+		return assert(chunk, "no lua/"..lib..".lib.lua")();
 	end
 	local chunk = assert(loadfile(fake.path, "t", env));
 	local ok, err = pcall(chunk);

@@ -127,6 +127,7 @@ describe("mod_component_http shim", function ()
 		body = route.route.POST({ request = { headers = { authorization = "Bearer t0k3n",
 			content_type = "application/json" }, body = '{"to":"a@b","from":"x@elsewhere"}' }, response = response });
 		assert.are.equal(403, response.status_code);
+		assert.truthy(body:find("%S"), "the body says why");
 		assert.are.same({}, fake.sent);
 	end);
 
@@ -448,5 +449,67 @@ describe("the push endpoint", function ()
 		local again = push(fake, ping);
 		assert.is_nil(again.status_code);
 		assert.are.equal(3, #fake.iqs);
+	end);
+end);
+
+describe("the latency histogram", function ()
+	-- The shared file on its own, with a client whose totals the spec sets.
+	local function start(totals)
+		local fake = helpers.fake_module({});
+		fake.timers = {};
+		function fake:add_timer(delay, callback) table.insert(self.timers, { delay = delay, callback = callback }); end
+		local env = setmetatable({ module = fake, prosody = { hosts = {} } }, { __index = _G });
+		local lib = assert(loadfile("lua/component_http.lib.lua", "t", env))();
+		lib.report_metrics({ latency_buckets = { 0.1, 1 } }, { stats = function () return totals; end });
+		return fake;
+	end
+
+	local function histogram(fake)
+		local text = fake.statistics.metric_registry:render();
+		local found = {};
+		for name, labels, value in text:gmatch("component_http__request_latency_seconds_(%w+){([^}]*)} (%S+)") do
+			found[name..(labels:match('le="([^"]+)"') or "")] = tonumber(value);
+		end
+		return found;
+	end
+
+	local totals;
+	before_each(function ()
+		totals = { posted = {}, outcomes = {}, responses = {}, retries = 0, queued = 0, in_flight = 0, workers = 1,
+			endpoint_up = true, latency_buckets = { 0, 0, 0 }, latency_sum = 0, latency_count = 0 };
+	end);
+
+	it("gets the native counts and sum through Prosody's public API, each observation once", function ()
+		local fake = start(totals);
+		-- 3 up to 0.1 s, 2 up to 1 s, 1 above: 0.15 + 1.1 + 4 = 5.25 s.
+		totals.latency_buckets, totals.latency_sum, totals.latency_count = { 3, 2, 1 }, 5.25, 6;
+		fake.global_hooks["stats-update"]();
+		fake.global_hooks["stats-update"]();
+		local h = histogram(fake);
+		assert.are.same({ 3, 5, 6, 6 }, { h["bucket0.1"], h["bucket1"], h["bucket+Inf"], h.count });
+		assert.is_true(math.abs(h.sum - 5.25) < 1e-9, h.sum);
+		totals.latency_buckets, totals.latency_sum, totals.latency_count = { 3, 4, 1 }, 6.25, 8;
+		fake.global_hooks["stats-update"]();
+		h = histogram(fake);
+		assert.are.same({ 3, 7, 8, 8 }, { h["bucket0.1"], h["bucket1"], h["bucket+Inf"], h.count });
+		assert.is_true(math.abs(h.sum - 6.25) < 1e-9, h.sum);
+		assert.are.same({}, fake.timers);
+	end);
+
+	it("spreads a large backlog over main loop turns, and ends with the native sum", function ()
+		local fake = start(totals);
+		totals.latency_buckets, totals.latency_sum, totals.latency_count = { 12000, 0, 1 }, 12000 * 0.05 + 2, 12001;
+		fake.global_hooks["stats-update"]();
+		assert.are.equal(5000, histogram(fake).count);
+		assert.are.equal(1, #fake.timers);
+		fake.global_hooks["stats-update"](); -- a collection meanwhile does not replay twice
+		assert.are.equal(5000, histogram(fake).count);
+		local again = fake.timers[1].callback();
+		assert.is_number(again);
+		assert.are.equal(10000, histogram(fake).count);
+		assert.is_nil(fake.timers[1].callback());
+		local h = histogram(fake);
+		assert.are.same({ 12000, 12000, 12001, 12001 }, { h["bucket0.1"], h["bucket1"], h["bucket+Inf"], h.count });
+		assert.is_true(math.abs(h.sum - 602) < 1e-6, h.sum);
 	end);
 end);
