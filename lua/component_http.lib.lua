@@ -325,7 +325,7 @@ local function report_metrics(native, client)
 		local values, finite_sum = {}, 0;
 		for i = 1, #bounds do
 			local low = bounds[i-1] or 0;
-			values[i] = low + share * (bounds[i] - low);
+			values[i] = math.min(bounds[i], low + share * (bounds[i] - low)); -- never past it by rounding
 			finite_sum = finite_sum + new[i] * values[i];
 		end
 		if beyond > 0 then
