@@ -12,14 +12,27 @@ read_globals = {
 }
 
 -- Prosody modules (mod_*.lua) and the libraries they load with module:require run with
--- `module` (the module API) in their environment.
+-- `module` (the module API) in their environment: a read-only global, with the callbacks a
+-- module may set (unload, save, restore) as the only writes.
 files["lua/"] = {
-	allow_defined_top = true;
 	read_globals = {
-		"module",
+		-- The module instance and the parts of its API the modules use.
+		"module.host",
+		"module.path",
+		"module.add_timer",
+		"module.depends",
+		"module.get_option",
+		"module.hook",
+		"module.hook_global",
+		"module.log",
+		"module.metric",
+		"module.provides",
+		"module.require",
+		"module.send",
+		"module.send_iq",
+		"module.set_status",
 	};
 	globals = {
-		-- What a module sets for Prosody to call: on unload, and to hand state over on reload.
 		"module.unload",
 		"module.save",
 		"module.restore",

@@ -1,17 +1,33 @@
 -- mod_rest: stanzas in over HTTP (POST /rest, XML; an iq waits for its answer, returned in the
 -- response) and, with rest_callback_url, stanzas to the component POSTed there as XML, the
 -- answer being the reply. A drop-in for the community module of the same name, on the same
--- native core as mod_component_http; the shared glue is in component_http_shared.lua.
+-- native core as mod_component_http; the shared glue is in component_http.lib.lua.
 
-module:require("component_http_shared")({
+local component_http = module:require "component_http";
+
+local profile = {
 	native = "rest"; -- the options rest_*, the XML contract
 	url_option = "rest_callback_url";
-	url_optional = true; -- without a callback, the module only sends
-	credentials_option = "rest_credentials";
-	iq_timeout_option = "rest_iq_timeout";
-	max_push_size_option = "rest_max_push_size";
 	push_path = "rest";
 	push_accepts_json = false;
 	push_answers_json = false;
 	answer_presence = false;
-});
+};
+
+local native = component_http.load_native();
+local options, push = component_http.read_options(native, profile);
+
+-- Without a callback URL the module only sends: stanzas to it are left to Prosody, which answers
+-- them as it answers stanzas nobody handles. (The client first: a module that fails to load
+-- leaves behind what it registered.)
+if options.rest_callback_url ~= nil then
+	local client = component_http.start_client(native, profile, options);
+	component_http.report_metrics(native, client);
+elseif not push.credentials then
+	module:log("warn", "Neither rest_callback_url nor %s is set: this component does nothing", push.names.credentials);
+	return;
+end
+
+if push.credentials then
+	component_http.serve_push(native, profile, push);
+end

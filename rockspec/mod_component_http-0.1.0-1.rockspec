@@ -29,8 +29,9 @@ build = {
 		lua = {
 			mod_component_http = "lua/mod_component_http.lua",
 			mod_rest = "lua/mod_rest.lua",
-			-- What both share; Prosody's module:require finds it beside them.
-			component_http_shared = "lua/component_http_shared.lua",
+			-- What both share, installed beside them under its own name (a listed file keeps it),
+			-- where Prosody's module:require "component_http" finds it.
+			"lua/component_http.lib.lua",
 		},
 		lib = {
 			component_http_native = "target/component_http_native.so",

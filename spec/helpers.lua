@@ -50,16 +50,29 @@ function helpers.fake_module(options, host)
 	function fake:depends(name) self.dependencies = (self.dependencies or "")..name.." "; end
 	function fake:provides(kind, item) self.provided = self.provided or {}; self.provided[kind] = item; end
 	function fake:send(stanza)
-		if self.send_error then error(self.send_error); end
+		if self.send_error and (self.send_error_id == nil or self.send_error_id == stanza.attr.id) then
+			error(self.send_error);
+		end
 		table.insert(self.sent, stanza);
+	end
+	-- module:send_iq: records the iq with its promise's resolve and reject, settled by the spec.
+	fake.iqs = {};
+	function fake:send_iq(stanza, origin, timeout)
+		return require "util.promise".new(function (resolve, reject)
+			table.insert(self.iqs, { stanza = stanza, origin = origin, timeout = timeout, resolve = resolve, reject = reject });
+			self:send(stanza);
+		end);
 	end
 	return fake;
 end
 
 -- Loads the shim the way Prosody does: in an environment whose `module` is the fake.
 -- Returns the fake module, the fake host's event handlers and the recorded watchfd.
-function helpers.load_shim(options, awaited_events)
-	local fake = helpers.fake_module(options);
+-- `name`: the module, "component_http" (the default) or "rest".
+function helpers.load_shim(options, awaited_events, name)
+	name = name or "component_http";
+	local fake = helpers.fake_module(options, name == "rest" and "rest.localhost" or nil);
+	fake.path = "lua/mod_"..name..".lua";
 	local watch = { tasks = {} };
 	package.loaded["util.timer"] = {
 		add_task = function (delay, callback)
@@ -74,19 +87,21 @@ function helpers.load_shim(options, awaited_events)
 		end,
 	};
 	local events = {
-		get_handlers = function (name)
-			if awaited_events and awaited_events[name] then return { function () end }; end
+		get_handlers = function (event_name)
+			if awaited_events and awaited_events[event_name] then return { function () end }; end
 		end,
 	};
 	local env = setmetatable({
 		module = fake,
 		prosody = { hosts = { [fake.host] = { events = events } } },
 	}, { __index = _G });
-	-- module:require, as Prosody's: a file beside the module, run in the module's environment.
-	function fake:require(name)
-		return assert(loadfile("lua/"..name..".lua", "t", env))();
+	-- module:require, as Prosody's: name.lib.lua (or name.lua) beside the module, run in the
+	-- module's environment.
+	function fake.require(_, lib)
+		local chunk = loadfile("lua/"..lib..".lib.lua", "t", env) or loadfile("lua/"..lib..".lua", "t", env);
+		return assert(chunk, "no lua/"..lib..".lib.lua")();
 	end
-	local chunk = assert(loadfile("lua/mod_component_http.lua", "t", env));
+	local chunk = assert(loadfile(fake.path, "t", env));
 	local ok, err = pcall(chunk);
 	return fake, watch, ok, err;
 end

@@ -5,8 +5,8 @@ local st = require "util.stanza";
 local function event(stanza) return { stanza = stanza, origin = {} }; end
 
 local unloaders = {};
-local function load(options, awaited)
-	local fake, watch, ok, err = helpers.load_shim(options, awaited);
+local function load(options, awaited, name)
+	local fake, watch, ok, err = helpers.load_shim(options, awaited, name);
 	if ok then table.insert(unloaders, fake); end
 	return fake, watch, ok, err;
 end
@@ -127,7 +127,31 @@ describe("mod_component_http shim", function ()
 		body = route.route.POST({ request = { headers = { authorization = "Bearer t0k3n",
 			content_type = "application/json" }, body = '{"to":"a@b","from":"x@elsewhere"}' }, response = response });
 		assert.are.equal(403, response.status_code);
+		assert.truthy(body:find("%S"), "the body says why");
 		assert.are.same({}, fake.sent);
+	end);
+
+	it("sends every other answer of a batch when Prosody raises on one, and logs that one", function ()
+		-- Unload answers everything pending in one batch: three stanzas, the middle one raises.
+		local server, url = helpers.silent_webhook();
+		local fake = load({ component_post_url = url });
+		for _, id in ipairs({ "b1", "b2", "b3" }) do
+			fake.hooks["message/bare"].handler(event(st.message({ to = "e@bot.localhost", from = id.."@localhost/r", id = id })));
+		end
+		fake.send_error, fake.send_error_id = "mod_iq: attempt to index a nil value", "b2";
+		assert.has_no.errors(function () fake.unload(); end);
+		local ids = {};
+		for _, stanza in ipairs(fake.sent) do table.insert(ids, stanza.attr.id); end
+		table.sort(ids);
+		assert.are.same({ "b1", "b3" }, ids);
+		local logged = {};
+		for _, log in ipairs(fake.logs) do
+			if log.level == "error" then table.insert(logged, log.message); end
+		end
+		assert.are.equal(1, #logged);
+		assert.truthy(logged[1]:find('id="b2"', 1, true), logged[1]);
+		assert.truthy(logged[1]:find("attempt to index a nil value", 1, true), logged[1]);
+		server:close();
 	end);
 
 	it("keeps an error in delivery from escaping the fd callback", function ()
@@ -238,5 +262,254 @@ describe("mod_component_http shim", function ()
 		for _, log in ipairs(old.logs) do
 			assert.is_nil(log.message:find("did not take over", 1, true));
 		end
+	end);
+end);
+
+describe("the push endpoint", function ()
+	local dead_url;
+	before_each(function ()
+		dead_url = "http://127.0.0.1:"..helpers.closed_port().."/hook";
+	end);
+
+	local function responder()
+		local response = { headers = {}, sent = {} };
+		function response:send(body) table.insert(self.sent, { status = self.status_code, body = body }); end
+		return response;
+	end
+
+	-- POSTs `body` to the endpoint of `fake`; returns the response and what the handler returned.
+	local function push(fake, body, token, content_type)
+		local response = responder();
+		local returned = fake.provided.http.route.POST({
+			request = { headers = { authorization = token or "Bearer t0k3n", content_type = content_type or "application/xmpp+xml" },
+				body = body },
+			response = response,
+		});
+		return response, returned;
+	end
+
+	local function errors_logged(fake)
+		local found = {};
+		for _, log in ipairs(fake.logs) do
+			if log.level == "error" then table.insert(found, log.message); end
+		end
+		return found;
+	end
+
+	it("refuses empty or blank credentials at load, naming the option", function ()
+		for _, case in ipairs({
+			{ "component_http", { component_post_url = dead_url, component_post_push_credentials = "" }, "component_post_push_credentials" },
+			{ "component_http", { component_post_url = dead_url, component_post_push_credentials = " \t" }, "component_post_push_credentials" },
+			{ "rest", { rest_credentials = "" }, "rest_credentials" },
+			{ "rest", { rest_callback_url = dead_url, rest_credentials = "  " }, "rest_credentials" },
+		}) do
+			local fake, _, ok, err = helpers.load_shim(case[2], nil, case[1]);
+			assert.is_false(ok);
+			assert.truthy(err:find(case[3].." is empty", 1, true), err);
+			assert.is_nil(fake.provided);
+			assert.truthy(errors_logged(fake)[1]:find(case[3], 1, true));
+		end
+	end);
+
+	it("refuses invalid push options at load, naming the option of the running module", function ()
+		for _, case in ipairs({
+			{ "component_http", { component_post_push_iq_timeout = -1 }, "component_post_push_iq_timeout" },
+			{ "component_http", { component_post_max_push_size = "big" }, "component_post_max_push_size" },
+			{ "component_http", { component_post_max_push_iqs = 0 }, "component_post_max_push_iqs" },
+			{ "rest", { rest_iq_timeout = 0 }, "rest_iq_timeout" },
+			{ "rest", { rest_max_push_size = -1 }, "rest_max_push_size" },
+			{ "rest", { rest_max_push_iqs = 257 }, "rest_max_push_iqs" },
+		}) do
+			local options = case[2];
+			if case[1] == "component_http" then
+				options.component_post_url, options.component_post_push_credentials = dead_url, "Bearer t0k3n";
+			else
+				options.rest_credentials = "Bearer t0k3n";
+			end
+			local fake, _, ok, err = helpers.load_shim(options, nil, case[1]);
+			assert.is_false(ok);
+			assert.truthy(err:find(case[3].." must be", 1, true), err);
+			assert.is_nil(fake.provided);
+		end
+	end);
+
+	it("never takes an empty Authorization header", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n" }, nil, "rest");
+		local response = push(fake, "<message to='a@localhost'/>", "");
+		assert.are.equal(401, response.status_code);
+		assert.are.same({}, fake.sent);
+	end);
+
+	it("answers a body too large for Prosody at its head, and a chunked one it cannot read, saying why", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n" }, nil, "rest");
+		assert.is_true(fake.provided.http.streaming_uploads);
+		local function head(token)
+			local response = responder();
+			local returned = fake.provided.http.route.POST({ response = response, request = { partial = true, body = false,
+				headers = { authorization = token, content_length = "20971520", content_type = "application/xmpp+xml" } } });
+			return response.status_code, returned;
+		end
+		assert.are.equal(401, head("Bearer wrong"));
+		local status, returned = head("Bearer t0k3n");
+		assert.are.equal(413, status);
+		assert.truthy(returned:find("http_max_content_size", 1, true));
+		local response = responder();
+		returned = fake.provided.http.route.POST({ response = response, request = { body = "",
+			headers = { authorization = "Bearer t0k3n", transfer_encoding = "chunked", content_type = "application/xmpp+xml" } } });
+		assert.are.equal(411, response.status_code);
+		assert.truthy(returned:find("Content-Length", 1, true));
+		assert.are.same({}, fake.sent);
+	end);
+
+	it("refuses an iq without a valid type with 400, and routes nothing", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n" }, nil, "rest");
+		for _, body in ipairs({ "<iq to='localhost'/>", "<iq to='localhost' type='bogus' id='1'/>" }) do
+			local response, returned;
+			assert.has_no.errors(function () response, returned = push(fake, body); end);
+			assert.are.equal(400, response.status_code, body);
+			assert.truthy(returned:find("get, set, result or error", 1, true));
+		end
+		assert.are.same({}, fake.sent);
+	end);
+
+	it("answers 500 with the reason when Prosody raises on a pushed stanza", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n" }, nil, "rest");
+		fake.send_error = "no route";
+		local response, returned;
+		assert.has_no.errors(function () response, returned = push(fake, "<message to='a@localhost'/>"); end);
+		assert.are.equal(500, response.status_code);
+		assert.truthy(returned:find("no route", 1, true));
+		assert.truthy(errors_logged(fake)[1]:find("no route", 1, true));
+	end);
+
+	it("sends a pushed iq under its own id and returns the answer with the client's", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n", rest_iq_timeout = 7 }, nil, "rest");
+		local first = push(fake, "<iq type='get' to='localhost' id='same'><ping xmlns='urn:xmpp:ping'/></iq>");
+		local second = push(fake, "<iq type='get' to='localhost' id='same'><ping xmlns='urn:xmpp:ping'/></iq>");
+		assert.are.equal(2, #fake.iqs);
+		local wire1, wire2 = fake.iqs[1].stanza.attr.id, fake.iqs[2].stanza.attr.id;
+		assert.are_not.equal("same", wire1);
+		assert.are_not.equal(wire1, wire2);
+		assert.are.equal(7, fake.iqs[1].timeout);
+		-- The second is answered first; each response gets its own answer.
+		fake.iqs[2].resolve({ stanza = st.iq({ type = "result", from = "localhost", to = "rest.localhost", id = wire2 }):tag("two") });
+		fake.iqs[1].resolve({ stanza = st.iq({ type = "result", from = "localhost", to = "rest.localhost", id = wire1 }):tag("one") });
+		for _, case in ipairs({ { first, "one" }, { second, "two" } }) do
+			assert.are.equal(1, #case[1].sent);
+			local answer = require "util.xml".parse(case[1].sent[1].body);
+			assert.are.equal("same", answer.attr.id);
+			assert.is_not_nil(answer:get_child(case[2]));
+		end
+	end);
+
+	it("answers 504 when a pushed iq times out, and an error the other side sent as it came", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n", rest_iq_timeout = 2.5 }, nil, "rest");
+		local late = push(fake, "<iq type='get' to='localhost' id='a'><ping xmlns='urn:xmpp:ping'/></iq>");
+		local refused = push(fake, "<iq type='set' to='localhost' id='b'><x xmlns='urn:x'/></iq>");
+		fake.iqs[1].reject(require "util.error".new({ type = "wait", condition = "remote-server-timeout", text = "IQ stanza timed out" }));
+		local error_reply = st.error_reply(fake.iqs[2].stanza, "cancel", "feature-not-implemented");
+		fake.iqs[2].reject(require "util.error".from_stanza(error_reply));
+		assert.are.same(504, late.sent[1].status);
+		assert.truthy(late.sent[1].body:find("2.5 s (rest_iq_timeout)", 1, true), late.sent[1].body);
+		assert.truthy(refused.sent[1].body:find("feature-not-implemented", 1, true));
+		assert.truthy(refused.sent[1].body:find("id='b'", 1, true), refused.sent[1].body);
+	end);
+
+	it("answers the pushed iqs still waiting with 503 on unload, and only once", function ()
+		local fake = helpers.load_shim({ rest_credentials = "Bearer t0k3n" }, nil, "rest");
+		local waiting = push(fake, "<iq type='get' to='localhost' id='u1'><ping xmlns='urn:xmpp:ping'/></iq>");
+		local answered = push(fake, "<iq type='get' to='localhost' id='u2'><ping xmlns='urn:xmpp:ping'/></iq>");
+		fake.iqs[2].resolve({ stanza = st.reply(fake.iqs[2].stanza) });
+		fake.unload();
+		assert.are.equal(1, #waiting.sent);
+		assert.are.equal(503, waiting.sent[1].status);
+		assert.are.equal("1", waiting.headers.retry_after);
+		assert.are.equal(1, #answered.sent);
+		assert.is_nil(answered.sent[1].status, "Prosody's default: 200");
+		-- The iq's answer coming late changes nothing.
+		fake.iqs[1].resolve({ stanza = st.reply(fake.iqs[1].stanza) });
+		assert.are.equal(1, #waiting.sent);
+	end);
+
+	it("refuses pushed iqs beyond the cap with 503, and takes them again once one is answered", function ()
+		local fake = load({ component_post_url = dead_url, component_post_push_credentials = "Bearer t0k3n",
+			component_post_max_push_iqs = 2 });
+		local ping = "<iq type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>";
+		push(fake, ping);
+		push(fake, ping);
+		local over, returned = push(fake, ping);
+		assert.are.equal(503, over.status_code);
+		assert.are.equal("1", over.headers.retry_after);
+		assert.truthy(returned:find("component_post_max_push_iqs", 1, true));
+		assert.are.equal(2, #fake.iqs);
+		-- A message is not an iq waiting: it still goes.
+		local message = push(fake, "<message to='a@localhost'/>");
+		assert.are.equal(202, message.status_code);
+		fake.iqs[1].resolve({ stanza = st.reply(fake.iqs[1].stanza) });
+		local again = push(fake, ping);
+		assert.is_nil(again.status_code);
+		assert.are.equal(3, #fake.iqs);
+	end);
+end);
+
+describe("the latency histogram", function ()
+	-- The shared file on its own, with a client whose totals the spec sets.
+	local function start(totals)
+		local fake = helpers.fake_module({});
+		fake.timers = {};
+		function fake:add_timer(delay, callback) table.insert(self.timers, { delay = delay, callback = callback }); end
+		local env = setmetatable({ module = fake, prosody = { hosts = {} } }, { __index = _G });
+		local lib = assert(loadfile("lua/component_http.lib.lua", "t", env))();
+		lib.report_metrics({ latency_buckets = { 0.1, 1 } }, { stats = function () return totals; end });
+		return fake;
+	end
+
+	local function histogram(fake)
+		local text = fake.statistics.metric_registry:render();
+		local found = {};
+		for name, labels, value in text:gmatch("component_http__request_latency_seconds_(%w+){([^}]*)} (%S+)") do
+			found[name..(labels:match('le="([^"]+)"') or "")] = tonumber(value);
+		end
+		return found;
+	end
+
+	local totals;
+	before_each(function ()
+		totals = { posted = {}, outcomes = {}, responses = {}, retries = 0, queued = 0, in_flight = 0, workers = 1,
+			endpoint_up = true, latency_buckets = { 0, 0, 0 }, latency_sum = 0, latency_count = 0 };
+	end);
+
+	it("gets the native counts and sum through Prosody's public API, each observation once", function ()
+		local fake = start(totals);
+		-- 3 up to 0.1 s, 2 up to 1 s, 1 above: 0.15 + 1.1 + 4 = 5.25 s.
+		totals.latency_buckets, totals.latency_sum, totals.latency_count = { 3, 2, 1 }, 5.25, 6;
+		fake.global_hooks["stats-update"]();
+		fake.global_hooks["stats-update"]();
+		local h = histogram(fake);
+		assert.are.same({ 3, 5, 6, 6 }, { h["bucket0.1"], h["bucket1"], h["bucket+Inf"], h.count });
+		assert.is_true(math.abs(h.sum - 5.25) < 1e-9, h.sum);
+		totals.latency_buckets, totals.latency_sum, totals.latency_count = { 3, 4, 1 }, 6.25, 8;
+		fake.global_hooks["stats-update"]();
+		h = histogram(fake);
+		assert.are.same({ 3, 7, 8, 8 }, { h["bucket0.1"], h["bucket1"], h["bucket+Inf"], h.count });
+		assert.is_true(math.abs(h.sum - 6.25) < 1e-9, h.sum);
+		assert.are.same({}, fake.timers);
+	end);
+
+	it("spreads a large backlog over main loop turns, and ends with the native sum", function ()
+		local fake = start(totals);
+		totals.latency_buckets, totals.latency_sum, totals.latency_count = { 12000, 0, 1 }, 12000 * 0.05 + 2, 12001;
+		fake.global_hooks["stats-update"]();
+		assert.are.equal(5000, histogram(fake).count);
+		assert.are.equal(1, #fake.timers);
+		fake.global_hooks["stats-update"](); -- a collection meanwhile does not replay twice
+		assert.are.equal(5000, histogram(fake).count);
+		local again = fake.timers[1].callback();
+		assert.is_number(again);
+		assert.are.equal(10000, histogram(fake).count);
+		assert.is_nil(fake.timers[1].callback());
+		local h = histogram(fake);
+		assert.are.same({ 12000, 12000, 12001, 12001 }, { h["bucket0.1"], h["bucket1"], h["bucket+Inf"], h.count });
+		assert.is_true(math.abs(h.sum - 602) < 1e-6, h.sum);
 	end);
 end);

@@ -129,7 +129,73 @@ impl Profile {
             names.push("post_stanza_types".to_owned());
         }
         names.extend(SUFFIXES.iter().map(|suffix| self.name(suffix)));
+        names.extend(PUSH_OPTIONS.iter().map(|&what| self.push_option(what)));
         names
+    }
+
+    /// The full name of a push endpoint option: `component_post_push_credentials` and
+    /// `component_post_push_iq_timeout`, but `rest_credentials` and `rest_iq_timeout` (the names
+    /// the community mod_rest reads); `…max_push_size` and `…max_push_iqs` for both.
+    pub fn push_option(&self, what: &str) -> String {
+        match what {
+            "credentials" | "iq_timeout" if *self == COMPONENT_HTTP => self.name(&format!("push_{what}")),
+            _ => self.name(what),
+        }
+    }
+}
+
+/// The push endpoint's options, after their prefix (see [`Profile::push_option`]).
+const PUSH_OPTIONS: [&str; 4] = ["credentials", "iq_timeout", "max_push_size", "max_push_iqs"];
+
+/// The most pushed iqs that may wait for their answers at once. Prosody's `module:send_iq`
+/// tracks at most 256 per module and rejects the oldest beyond that, long before its timeout.
+pub const MAX_PUSH_IQS: i64 = 256;
+
+/// The push endpoint's options (mod_rest's `POST /rest`, component_http's push), validated with
+/// the others; the endpoint is offered only when `credentials` is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Push {
+    /// The whole `Authorization` header value a client must send: never empty.
+    pub credentials: Option<String>,
+    /// How long a pushed iq waits for its answer.
+    pub iq_timeout: Duration,
+    /// The largest push body, in bytes.
+    pub max_size: usize,
+    /// Pushed iqs waiting for their answers at once; beyond that a push iq is refused (503).
+    pub max_iqs: usize,
+}
+
+impl Push {
+    /// The push options of the module `profile` describes, from the raw values of its options.
+    pub fn from_lua_for(options: &Table, profile: Profile) -> Result<Push, String> {
+        let n = |what: &str| profile.push_option(what);
+        let credentials = string(options, &n("credentials"))?;
+        if let Some(given) = &credentials {
+            let name = n("credentials");
+            if given.trim().is_empty() {
+                return Err(format!(
+                    "{name} is empty, which would let anyone push: set it to the whole Authorization header \
+                     clients must send, e.g. {name} = \"Bearer <a long random token>\", or remove it"
+                ));
+            }
+            if given.trim() != given || given.chars().any(char::is_control) {
+                return Err(format!(
+                    "{name} starts or ends with a space or contains a control character: \
+                     no Authorization header could match it"
+                ));
+            }
+        }
+        let mut push = Push { credentials, iq_timeout: Duration::from_secs(30), max_size: 1024 * 1024, max_iqs: 100 };
+        if let Some(d) = seconds(options, &n("iq_timeout"))? {
+            push.iq_timeout = d;
+        }
+        if let Some(size) = integer(options, &n("max_push_size"), 1, 1 << 30)? {
+            push.max_size = size as usize;
+        }
+        if let Some(count) = integer(options, &n("max_push_iqs"), 1, MAX_PUSH_IQS)? {
+            push.max_iqs = count as usize;
+        }
+        Ok(push)
     }
 }
 
@@ -495,6 +561,62 @@ mod tests {
         ] {
             let err = check(&format!("return {{ component_post_url = 'http://h/', {source} }}")).unwrap_err();
             assert!(err.contains(name), "{source}: {err}");
+        }
+    }
+
+    #[test]
+    fn push_options_are_validated_with_the_running_modules_names() {
+        let lua = mlua::Lua::new();
+        let check = |source: &str, profile: Profile| -> Result<Push, String> {
+            let table: Table = lua.load(source).eval().unwrap();
+            Push::from_lua_for(&table, profile)
+        };
+        let defaults = check("return {}", COMPONENT_HTTP).unwrap();
+        assert_eq!(
+            defaults,
+            Push { credentials: None, iq_timeout: Duration::from_secs(30), max_size: 1024 * 1024, max_iqs: 100 }
+        );
+        let set = check(
+            "return { rest_credentials = 'Bearer t', rest_iq_timeout = 2.5, rest_max_push_size = '4096', \
+             rest_max_push_iqs = 256 }",
+            REST,
+        )
+        .unwrap();
+        assert_eq!(
+            set,
+            Push {
+                credentials: Some("Bearer t".into()),
+                iq_timeout: Duration::from_millis(2500),
+                max_size: 4096,
+                max_iqs: 256
+            }
+        );
+        for (source, profile, name) in [
+            ("component_post_push_credentials = ''", COMPONENT_HTTP, "component_post_push_credentials is empty"),
+            ("component_post_push_credentials = ' \t '", COMPONENT_HTTP, "component_post_push_credentials is empty"),
+            ("rest_credentials = ''", REST, "rest_credentials is empty"),
+            ("rest_credentials = 'Bearer t '", REST, "rest_credentials starts or ends with a space"),
+            ("rest_credentials = 'Bearer t\\r\\nX: y'", REST, "rest_credentials starts or ends"),
+            ("rest_credentials = true", REST, "rest_credentials must be a string"),
+            ("component_post_push_iq_timeout = -1", COMPONENT_HTTP, "component_post_push_iq_timeout must be"),
+            ("rest_iq_timeout = 0", REST, "rest_iq_timeout must be"),
+            ("rest_iq_timeout = 'soon'", REST, "rest_iq_timeout must be a number"),
+            ("component_post_max_push_size = -1", COMPONENT_HTTP, "component_post_max_push_size must be"),
+            ("rest_max_push_size = 0.5", REST, "rest_max_push_size must be"),
+            ("rest_max_push_iqs = 0", REST, "rest_max_push_iqs must be a whole number from 1 to 256"),
+            ("component_post_max_push_iqs = 257", COMPONENT_HTTP, "component_post_max_push_iqs must be"),
+        ] {
+            let err = check(&format!("return {{ {source} }}"), profile).unwrap_err();
+            assert!(err.contains(name), "{source}: {err}");
+        }
+        let names = REST.option_names();
+        for name in ["rest_credentials", "rest_iq_timeout", "rest_max_push_size", "rest_max_push_iqs"] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+        let names = COMPONENT_HTTP.option_names();
+        for name in ["component_post_push_credentials", "component_post_push_iq_timeout", "component_post_max_push_iqs"]
+        {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
         }
     }
 }

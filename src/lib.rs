@@ -194,6 +194,36 @@ fn option_names(lua: &Lua, name: Option<String>) -> mlua::Result<Table> {
     guard("option_names", || lua.create_sequence_from(profile(name)?.option_names()))
 }
 
+/// `push_options(options, profile)`: the push endpoint's validated options as a table
+/// (`credentials`, or nil when the endpoint is off; `iq_timeout` in seconds; `max_size`;
+/// `max_iqs`; `names`, each option's full name for messages), or `nil, message` when one is
+/// invalid. Read with the others, so one place validates every option.
+fn push_options(lua: &Lua, (options, name): (Table, Option<String>)) -> mlua::Result<MultiValue> {
+    guard("push_options", || {
+        let profile = profile(name)?;
+        let push = match config::Push::from_lua_for(&options, profile) {
+            Ok(push) => push,
+            Err(why) => return Ok(MultiValue::from_vec(vec![Value::Nil, Value::String(lua.create_string(why)?)])),
+        };
+        let t = lua.create_table()?;
+        t.set("credentials", push.credentials)?;
+        t.set("iq_timeout", push.iq_timeout.as_secs_f64())?;
+        t.set("max_size", push.max_size)?;
+        t.set("max_iqs", push.max_iqs)?;
+        let names = lua.create_table()?;
+        for (key, what) in [
+            ("credentials", "credentials"),
+            ("iq_timeout", "iq_timeout"),
+            ("max_size", "max_push_size"),
+            ("max_iqs", "max_push_iqs"),
+        ] {
+            names.set(key, profile.push_option(what))?;
+        }
+        t.set("names", names)?;
+        Ok(MultiValue::from_vec(vec![Value::Table(t)]))
+    })
+}
+
 fn new_client(
     lua: &Lua,
     (options, stanza_mt, name, host): (Table, Table, Option<String>, Option<String>),
@@ -241,9 +271,13 @@ fn push(
     })
 }
 
-/// Compares an `Authorization` header with the configured credentials in constant time.
+/// Compares an `Authorization` header with the configured credentials in constant time. An
+/// empty header (Prosody's value for a bare `Authorization:`) or empty credentials never match.
 fn same_secret(_: &Lua, (given, expected): (mlua::String, mlua::String)) -> mlua::Result<bool> {
-    guard("same_secret", || Ok(inbound::same_secret(&given.as_bytes(), &expected.as_bytes())))
+    guard("same_secret", || {
+        let (given, expected) = (given.as_bytes(), expected.as_bytes());
+        Ok(!given.is_empty() && !expected.is_empty() && inbound::same_secret(&given, &expected))
+    })
 }
 
 /// A stanza in the shape of a webhook request (`to`, `from`, `kind`, `stanza`, `body`): how
@@ -278,6 +312,7 @@ pub fn exports(lua: &Lua) -> mlua::Result<Table> {
     exports.set("parse", lua.create_function(parse)?)?;
     exports.set("prep_jid", lua.create_function(prep_jid)?)?;
     exports.set("option_names", lua.create_function(option_names)?)?;
+    exports.set("push_options", lua.create_function(push_options)?)?;
     exports.set("push", lua.create_function(push)?)?;
     exports.set("same_secret", lua.create_function(same_secret)?)?;
     exports.set("request_json", lua.create_function(request_json)?)?;

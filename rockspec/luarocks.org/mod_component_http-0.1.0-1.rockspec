@@ -39,6 +39,6 @@ build = {
 	include = {
 		["lua/mod_component_http.lua"] = "mod_component_http.lua",
 		["lua/mod_rest.lua"] = "mod_rest.lua",
-		["lua/component_http_shared.lua"] = "component_http_shared.lua",
+		["lua/component_http.lib.lua"] = "component_http.lib.lua",
 	},
 }

@@ -1,0 +1,538 @@
+-- What mod_component_http and mod_rest share, as named steps each module calls at its top level
+-- (see mod_component_http.lua and mod_rest.lua): load the native library, read the options,
+-- start the client (hooks, descriptor watch, status, reload handover), report metrics, serve the
+-- push endpoint. Loaded with module:require "component_http", it runs in the calling module's
+-- environment: `module` is that module, and what this file keeps (the client, the pushes
+-- waiting, what to do on unload) is that module's own.
+
+local st = require "util.stanza";
+local jid_bare = require "util.jid".bare;
+local new_id = require "util.id".medium;
+local server = require "net.server";
+local timer = require "util.timer";
+
+local native_name = "component_http_native";
+local traceback = debug.traceback;
+
+-- What module.unload does, in order: each step started adds its own.
+local on_unload = {};
+function module.unload()
+	for _, step in ipairs(on_unload) do
+		step();
+	end
+end
+
+-- Text from outside (a webhook, a push) quoted for a log line: one line, control characters escaped.
+local function quote(text)
+	return (("%q"):format(tostring(text)):gsub("\\\n", "\\n"));
+end
+
+-- Logs why the module does not start, and stops loading it.
+local function refuse(why)
+	module:log("error", "Not starting: %s", why);
+	error(why);
+end
+
+-- LuaRocks puts this file in <tree>/share/lua/<ver>/ and the library in <tree>/lib/lua/<ver>/.
+-- Prosody adds the first to its paths for installer_plugin_path but not the second (0.12 and 13
+-- check package.path where they mean package.cpath), so look for the library ourselves.
+local function load_native()
+	if package.loaded[native_name] then
+		return package.loaded[native_name];
+	end
+	local candidates = {};
+	local dir = module.path and module.path:match("^(.*)[/\\][^/\\]+$");
+	if dir then
+		table.insert(candidates, dir.."/"..native_name..".so");
+		local tree, lua_version = dir:match("^(.*)/share/lua/([^/]+)$");
+		if tree then
+			table.insert(candidates, tree.."/lib/lua/"..lua_version.."/"..native_name..".so");
+		end
+	end
+	local on_cpath = package.searchpath(native_name, package.cpath);
+	if on_cpath then
+		table.insert(candidates, on_cpath);
+	end
+	local problems = {};
+	for _, path in ipairs(candidates) do
+		local file = io.open(path, "rb");
+		if file then
+			file:close();
+			local open, err = package.loadlib(path, "luaopen_"..native_name);
+			if open then
+				package.loaded[native_name] = open();
+				return package.loaded[native_name];
+			end
+			table.insert(problems, path..": "..tostring(err));
+		end
+	end
+	error(("could not load %s.so (looked next to %s, in its LuaRocks tree and on package.cpath)%s"):format(
+		native_name, tostring(module.path), #problems > 0 and ": "..table.concat(problems, "; ") or ""));
+end
+
+-- Every option of the module, read once and passed raw: the native side validates them and names
+-- the one that is wrong. It also says which options exist, so the two lists cannot drift apart.
+-- Returns the raw options (for start_client) and the push endpoint's, validated.
+local function read_options(native, profile)
+	local options = {};
+	for _, name in ipairs(native.option_names(profile.native)) do
+		options[name] = module:get_option(name);
+	end
+	local push, why = native.push_options(options, profile.native);
+	if not push then
+		refuse(why);
+	end
+	return options, push;
+end
+
+-- What was added to each counter so far, the native counts being totals; handed over on reload
+-- together with the client, whose totals go on.
+local reported = {};
+
+-- The client: stanzas to the component are handed to it, the webhook's answers sent back when
+-- the descriptor wakes us; taken over by the next instance on reload.
+local function start_client(native, profile, options)
+	local client, config_error = native.new(options, st.stanza_mt, profile.native, module.host);
+	if not client then
+		refuse(config_error);
+	end
+
+	-- `status_type, status_message`: the webhook's state changed (an outage began or ended).
+	local function send_outcomes(stanzas, logs, status_type, status_message)
+		if not stanzas then
+			return;
+		end
+		if logs then
+			for i = 1, #logs, 2 do
+				module:log(logs[i], "%s", logs[i+1]);
+			end
+		end
+		if status_type then
+			module:set_status(status_type, status_message);
+		end
+		-- One stanza that Prosody cannot route (a module raising on it) must not cost the rest of
+		-- the batch their delivery: each is sent under its own guard.
+		for i = 1, #stanzas do
+			local ok, err = pcall(module.send, module, stanzas[i]);
+			if not ok then
+				local stanza = stanzas[i];
+				module:log("error", "Prosody failed to route the webhook's answer (%s type=%s to=%s id=%s), "
+					.."which is dropped; the webhook's other answers are sent. Check what the webhook "
+					.."answers to such stanzas. The error: %s", quote(stanza.name), quote(stanza.attr.type),
+					quote(stanza.attr.to), quote(stanza.attr.id), err);
+			end
+		end
+	end
+
+	local function deliver_ready()
+		send_outcomes(client:drain());
+	end
+
+	-- Sends whatever the webhook has answered; called when the descriptor wakes us. (Also draining
+	-- after every submit was measured: it made Prosody's main thread slower, 108 -> 176 µs per
+	-- stanza, see BENCHMARKS.md.) The main loop calls watchfd callbacks without a pcall of its
+	-- own: an error escaping here would unwind through the server loop, so catch and log it.
+	local function on_wakeup()
+		local ok, err = xpcall(deliver_ready, traceback);
+		if not ok then
+			module:log("error", "Failed to deliver webhook answers: %s", err);
+		end
+	end
+
+	local watcher = server.watchfd(client:fd(), on_wakeup);
+
+	-- An iq result or error that a module on this host is waiting for (module:send_iq) is theirs.
+	-- Sent from a bare JID or the host, send_iq waits on "iq-result/<target>/<id>" events, which are
+	-- fired only if nobody handles the iq first; sent from a full JID it hooks "iq/full" itself at
+	-- priority 1, which is why iq/full is hooked below that.
+	local host_events = prosody.hosts[module.host].events;
+	local function awaited_by_another_module(stanza)
+		local t = stanza.attr.type;
+		if t ~= "result" and t ~= "error" then
+			return false;
+		end
+		local to = stanza.attr.to or module.host;
+		local target = (to == module.host and "host") or "bare";
+		local handlers = host_events.get_handlers("iq-"..t.."/"..target.."/"..tostring(stanza.attr.id));
+		return handlers ~= nil and #handlers > 0;
+	end
+
+	local function forward(event)
+		local stanza = event.stanza;
+		if stanza.name == "iq" and awaited_by_another_module(stanza) then
+			return; -- leave it to mod_iq
+		end
+		client:submit(stanza);
+		return true;
+	end
+
+	-- Always online, accepting every subscription, unless the webhook handles presence itself.
+	local function handle_presence(event)
+		local stanza = event.stanza;
+		local to, from, t = stanza.attr.to, stanza.attr.from, stanza.attr.type;
+		if not (to and from) then
+			return true;
+		end
+		local contact = jid_bare(to);
+		local online = contact.."/default";
+		if t == "probe" then
+			module:send(st.presence({ from = online, to = from }));
+		elseif t == "subscribe" then
+			module:send(st.presence({ from = contact, to = from, type = "subscribed" }));
+			module:send(st.presence({ from = online, to = from }));
+		elseif t == "unsubscribe" then
+			module:send(st.presence({ from = online, to = from, type = "unavailable" }));
+		end
+		return true;
+	end
+
+	-- Above mod_iq's iq/host handler (default priority 0), so the order is defined; iq/full below
+	-- module:send_iq's own handler (priority 1), see awaited_by_another_module.
+	local forwarded = {};
+	for _, kind in ipairs(client:kinds()) do
+		forwarded[kind] = true;
+	end
+	for _, kind in ipairs({ "message", "presence", "iq" }) do
+		local handler = forwarded[kind] and forward or (kind == "presence" and profile.answer_presence and handle_presence);
+		if handler then
+			for _, target in ipairs({ "host", "bare", "full" }) do
+				module:hook(kind.."/"..target, handler, (kind == "iq" and target == "full") and 0.5 or 10);
+			end
+		end
+	end
+
+	local public_url = options[profile.url_option]:gsub("//[^/@]*@", "//");
+	module:log("info", "Posting %s stanzas to %s", table.concat(client:kinds(), ", "), public_url);
+	module:set_status("info", "Posting to "..public_url);
+
+	-- On reload the new instance takes over this one's pool (queue, requests in flight, order per
+	-- sender, connections) instead of answering everything pending with an error.
+	local handed_over = false;
+
+	function module.save()
+		handed_over = true;
+		return { component_http_client = client, component_http_reported = reported };
+	end
+
+	function module.restore(saved)
+		local old = saved and saved.component_http_client;
+		if not old then
+			return;
+		end
+		watcher:close();
+		reported = saved.component_http_reported or reported;
+		send_outcomes(client:adopt(old));
+		watcher = server.watchfd(client:fd(), on_wakeup);
+		module:log("debug", "Took over the previous instance's %d pending stanzas", client:pending());
+	end
+
+	-- How long a handed-over pool waits to be adopted. A reload normally restores the new instance
+	-- at once; if the new instance fails to load (say, an invalid new option), nobody adopts the
+	-- pool, and this instance answers what it still holds rather than leave it unanswered.
+	local adoption_grace = 2;
+
+	table.insert(on_unload, function ()
+		-- Stop watching before the descriptor is closed, then answer whatever is still pending.
+		watcher:close();
+		if not handed_over then
+			send_outcomes(client:close());
+			return;
+		end
+		timer.add_task(adoption_grace, function ()
+			if client:fd() == nil then
+				return; -- adopted: its stanzas are the new instance's now
+			end
+			module:log("warn", "The reloaded module did not take over; answering the %d pending stanzas", client:pending());
+			local ok, err = xpcall(send_outcomes, traceback, client:close());
+			if not ok then
+				module:log("error", "Failed to answer pending stanzas: %s", err);
+			end
+		end);
+	end);
+
+	return client;
+end
+
+-- Observations replayed into Prosody's latency histogram per go: its public API takes one at a
+-- time (about 1.4 µs each), so a large backlog is spread over main loop turns.
+local replay_budget = 5000;
+
+-- Statistics. The native side counts as it settles stanzas, off this thread; the figures are
+-- handed to Prosody's statistics (mod_http_openmetrics and the other backends) only when Prosody
+-- collects them.
+local function report_metrics(native, client)
+	-- Copies of the native bounds: Prosody appends its +Inf bucket to the table it is given.
+	local bounds, given = {}, {};
+	for i, bound in ipairs(native.latency_buckets) do
+		bounds[i], given[i] = bound, bound;
+	end
+	local metrics = {
+		posted = module:metric("counter", "posted", "", "Stanzas handed to the module, by kind", { "kind" });
+		outcomes = module:metric("counter", "outcomes", "",
+			"Stanza outcomes: reply, no_reply, or the condition of the error sent to the sender", { "outcome" });
+		responses = module:metric("counter", "responses", "",
+			"Webhook HTTP answers by status class; none: no valid answer", { "class" });
+		retries = module:metric("counter", "retries", "", "Attempts after a stanza's first", {});
+		latency = module:metric("histogram", "request_latency", "seconds",
+			"Time from posting a stanza to the webhook's answer read, per attempt", {},
+			{ buckets = given });
+		queued = module:metric("gauge", "queued", "",
+			"Stanzas waiting for a worker, held during an outage, or behind their sender's previous one", {});
+		in_flight = module:metric("gauge", "in_flight", "", "Requests in flight", {});
+		workers = module:metric("gauge", "workers", "", "Worker threads", {});
+		endpoint_up = module:metric("gauge", "endpoint_up", "", "1 while the webhook answers, 0 during an outage", {});
+	};
+
+	local function add_total(family, name, label, total)
+		local key = label and name.."/"..label or name;
+		local delta = total - (reported[key] or 0);
+		if delta > 0 then
+			local m = label and family:with_labels(label) or family:with_labels();
+			m:add(delta);
+			reported[key] = total;
+		end
+	end
+
+	-- The native side keeps the histogram's bucket counts and sum. What came since the last replay
+	-- is replayed through the public API, the observations of a bucket at one value inside it,
+	-- chosen so that the histogram's sum comes out as the native one; at most replay_budget at a
+	-- time. Returns true if some are left for later.
+	local function replay_latency(s)
+		local buckets, seen = s.latency_buckets, reported.latency_buckets or {};
+		if not buckets then
+			return false; -- closed
+		end
+		local new, count, low_sum, high_sum, beyond = {}, 0, 0, 0, 0;
+		for i = 1, #buckets do
+			new[i] = buckets[i] - (seen[i] or 0);
+			count = count + new[i];
+			if bounds[i] then
+				low_sum, high_sum = low_sum + new[i] * (bounds[i-1] or 0), high_sum + new[i] * bounds[i];
+			else
+				beyond = new[i]; -- past the last bound
+			end
+		end
+		if count == 0 then
+			return false;
+		end
+		local sum = s.latency_sum - (reported.latency_sum or 0);
+		-- Every finite bucket's observations the same share of the way through it; those past the
+		-- last bound take what remains of the sum.
+		local share = 0.5;
+		if beyond == 0 and high_sum > low_sum then
+			share = math.max(1e-9, math.min(1, (sum - low_sum) / (high_sum - low_sum)));
+		end
+		local values, finite_sum = {}, 0;
+		for i = 1, #bounds do
+			local low = bounds[i-1] or 0;
+			values[i] = math.min(bounds[i], low + share * (bounds[i] - low)); -- never past it by rounding
+			finite_sum = finite_sum + new[i] * values[i];
+		end
+		if beyond > 0 then
+			values[#buckets] = math.max(bounds[#bounds] * (1 + 1e-9), (sum - finite_sum) / beyond);
+		end
+		local m = metrics.latency:with_labels();
+		local budget, replayed, replayed_sum = replay_budget, {}, reported.latency_sum or 0;
+		for i = 1, #buckets do
+			local n = math.min(new[i], budget);
+			if n > 0 then
+				for _ = 1, n do
+					m:sample(values[i]);
+				end
+				replayed_sum, budget = replayed_sum + n * values[i], budget - n;
+			end
+			replayed[i] = (seen[i] or 0) + n;
+		end
+		local left = count > replay_budget;
+		reported.latency_buckets = replayed;
+		reported.latency_sum = left and replayed_sum or s.latency_sum; -- when done, the native sum exactly
+		return left;
+	end
+
+	local replay_pending = false;
+	local function replay_rest()
+		local ok, left = xpcall(replay_latency, traceback, client:stats());
+		if not ok then
+			module:log("error", "Failed to report the latency histogram: %s", left);
+			left = false;
+		end
+		replay_pending = left and true or false;
+		return left and 0.01 or nil; -- a number: run again after that many seconds, other work in between
+	end
+
+	module:hook_global("stats-update", function ()
+		local s = client:stats();
+		if not s.posted then
+			return; -- closed
+		end
+		for family, by_label in pairs({ posted = s.posted, outcomes = s.outcomes, responses = s.responses }) do
+			for label, total in pairs(by_label) do
+				add_total(metrics[family], family, label, total);
+			end
+		end
+		add_total(metrics.retries, "retries", nil, s.retries);
+		if not replay_pending and replay_latency(s) then
+			replay_pending = true;
+			module:add_timer(0, replay_rest);
+		end
+		metrics.queued:with_labels():set(s.queued);
+		metrics.in_flight:with_labels():set(s.in_flight);
+		metrics.workers:with_labels():set(s.workers);
+		metrics.endpoint_up:with_labels():set(s.endpoint_up and 1 or 0);
+	end);
+end
+
+-- The push endpoint: a bot sends stanzas of its own, over HTTP (mod_rest's POST /rest). An iq
+-- waits for its answer, which comes back in the HTTP response.
+local function serve_push(native, profile, push)
+	local names = push.names;
+
+	local function plain(response, status, text)
+		response.status_code = status;
+		response.headers.content_type = "text/plain; charset=utf-8";
+		return text.."\n";
+	end
+
+	local function render(response, stanza)
+		if profile.push_answers_json then
+			response.headers.content_type = "application/json";
+			return native.request_json(stanza);
+		end
+		response.headers.content_type = "application/xmpp+xml";
+		return tostring(stanza);
+	end
+
+	-- Pushed iqs waiting for their answers, by the id they carry on the wire: their HTTP responses,
+	-- answered when the iq's answer comes, or with 503 when the module goes away.
+	local waiting, waiting_count = {}, 0;
+
+	-- The response of the iq `key` if it is still waiting, no longer counted as waiting.
+	local function settle(key)
+		local response = waiting[key];
+		if response then
+			waiting[key], waiting_count = nil, waiting_count - 1;
+		end
+		return response;
+	end
+
+	local function send_iq(stanza, response)
+		if waiting_count >= push.max_iqs then
+			response.headers.retry_after = "1";
+			return plain(response, 503, ("%d pushed iqs are already waiting for their answers (%s): retry later")
+				:format(push.max_iqs, names.max_iqs));
+		end
+		-- The iq goes out under an id of ours, so no client can reuse a waiting one (which Prosody's
+		-- module:send_iq would refuse, and unhook the first); the answer gets the client's back.
+		local client_id, key = stanza.attr.id, new_id();
+		stanza.attr.id = key;
+		waiting[key], waiting_count = response, waiting_count + 1;
+		local function answer(reply)
+			if not settle(key) then
+				return; -- answered already, on unload
+			end
+			-- Under the promise's own xpcall an error would be lost, and the client never answered.
+			local ok, body = pcall(function ()
+				reply = st.clone(reply);
+				reply.attr.id = client_id or key;
+				return render(response, reply);
+			end);
+			if not ok then
+				module:log("error", "Could not return the answer to a pushed iq (to=%s): %s", quote(stanza.attr.to), body);
+				body = plain(response, 500, "The iq's answer could not be returned: "..tostring(body));
+			end
+			response:send(body);
+		end
+		module:send_iq(stanza, nil, push.iq_timeout):next(function (result)
+			answer(result.stanza);
+		end, function (err)
+			local reply = type(err) == "table" and err.context and err.context.stanza;
+			if reply then
+				return answer(reply); -- an error the other side sent
+			elseif not settle(key) then
+				return;
+			elseif type(err) == "table" and err.condition == "remote-server-timeout" then
+				response:send(plain(response, 504, ("No answer to the iq within %g s (%s)")
+					:format(push.iq_timeout, names.iq_timeout)));
+			else
+				module:log("error", "Prosody failed to send a pushed iq (to=%s): %s", quote(stanza.attr.to), tostring(err));
+				response:send(plain(response, 500, "Prosody could not send the iq: "..tostring(err)));
+			end
+		end);
+		return true; -- answered when the iq's answer comes
+	end
+
+	-- Unloaded or reloaded: the waits end with the module's hooks; say so rather than never answer.
+	table.insert(on_unload, function ()
+		local keys = {};
+		for key in pairs(waiting) do
+			table.insert(keys, key);
+		end
+		if #keys > 0 then
+			module:log("info", "Answering %d pushed iqs still waiting with 503: the module is unloading", #keys);
+		end
+		for _, key in ipairs(keys) do
+			local response = settle(key);
+			response.headers.retry_after = "1";
+			response:send(plain(response, 503, "The module was unloaded or reloaded before the iq's answer came: retry"));
+		end
+	end);
+
+	local function handle_push(event)
+		local request, response = event.request, event.response;
+		local given = request.headers.authorization;
+		-- Prosody turns a bare "Authorization:" into "": never a match (nor are empty credentials,
+		-- refused at load).
+		if not (given and given ~= "" and native.same_secret(given, push.credentials)) then
+			response.headers.www_authenticate = "Bearer";
+			return plain(response, 401, "Authorization must be the configured credentials ("..names.credentials..")");
+		end
+		-- With streaming_uploads, Prosody calls the handler at the request's head already when the body
+		-- is declared larger than http_max_content_size, and closes the connection after the answer,
+		-- the body unread (without it, such a request is answered with a redirect).
+		if request.partial then
+			return plain(response, 413, "the stanza is larger than Prosody reads (http_max_content_size)");
+		end
+		-- Prosody's HTTP server does not read chunked request bodies (0.12 and 13): the body would
+		-- look empty, and the chunks like a next request.
+		if request.headers.transfer_encoding and (request.body or "") == "" then
+			return plain(response, 411, "send the stanza with a Content-Length: Prosody does not read chunked bodies");
+		end
+		local stanza, status, why = native.push(request.body or "", request.headers.content_type, module.host,
+			profile.push_accepts_json, push.max_size, st.stanza_mt);
+		if not stanza then
+			module:log("debug", "Refused a push with HTTP %d: %s", status, why);
+			return plain(response, status, why);
+		end
+		if stanza.name == "iq" then
+			local t = stanza.attr.type;
+			if t == "get" or t == "set" then
+				return send_iq(stanza, response);
+			elseif t ~= "result" and t ~= "error" then
+				return plain(response, 400, "an iq's type must be get, set, result or error");
+			end
+		end
+		local ok, err = pcall(module.send, module, stanza);
+		if not ok then
+			module:log("error", "Prosody failed to route a pushed %s (type=%s to=%s): %s", stanza.name,
+				quote(stanza.attr.type), quote(stanza.attr.to), tostring(err));
+			return plain(response, 500, "Prosody could not route the stanza: "..tostring(err));
+		end
+		response.status_code = 202;
+		return render(response, stanza);
+	end
+
+	module:depends("http");
+	module:provides("http", {
+		default_path = profile.push_path;
+		streaming_uploads = true; -- see request.partial above: refuse a body too large at its head
+		route = { ["POST"] = handle_push; ["POST /*"] = handle_push };
+	});
+end
+
+return {
+	load_native = load_native;
+	read_options = read_options;
+	start_client = start_client;
+	report_metrics = report_metrics;
+	serve_push = serve_push;
+};

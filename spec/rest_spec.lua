@@ -1,0 +1,100 @@
+-- mod_rest.lua in a fake Prosody module environment, with the real native library: the same
+-- shared steps as mod_component_http, in mod_rest's shape (the callback optional, rest_ options,
+-- the XML contract, presence left to the webhook).
+local helpers = require "spec.helpers";
+local st = require "util.stanza";
+
+local loaded = {};
+local function load(options)
+	local fake, watch, ok, err = helpers.load_shim(options, nil, "rest");
+	if ok then table.insert(loaded, fake); end
+	return fake, watch, ok, err;
+end
+
+after_each(function ()
+	for _, fake in ipairs(loaded) do
+		if fake.unload then fake.unload(); end
+	end
+	loaded = {};
+end);
+
+local function logged(fake, level, text)
+	for _, log in ipairs(fake.logs) do
+		if log.level == level and log.message:find(text, 1, true) then return true; end
+	end
+	return false;
+end
+
+describe("mod_rest", function ()
+	it("without a callback URL only sends: no hooks, no descriptor, the endpoint at /rest", function ()
+		local fake, watch, ok = load({ rest_credentials = "Bearer t0k3n" });
+		assert.is_true(ok);
+		assert.are.same({}, fake.hooks);
+		assert.is_nil(watch.fd);
+		assert.is_nil(fake.global_hooks["stats-update"]);
+		assert.are.equal("rest", fake.provided.http.default_path);
+	end);
+
+	it("with neither a callback URL nor credentials loads, and warns that it does nothing", function ()
+		local fake, _, ok = load({});
+		assert.is_true(ok);
+		assert.is_nil(fake.provided);
+		assert.is_true(logged(fake, "warn", "Neither rest_callback_url nor rest_credentials is set"));
+	end);
+
+	it("with a callback URL posts every kind and leaves presence to the webhook", function ()
+		local url = "http://127.0.0.1:"..helpers.closed_port().."/stanzas";
+		local fake, watch, ok = load({ rest_callback_url = url, rest_retry_window = 0 });
+		assert.is_true(ok);
+		assert.is_number(watch.fd);
+		local forward = fake.hooks["message/bare"].handler;
+		for _, kind in ipairs({ "message", "presence", "iq" }) do
+			for _, target in ipairs({ "host", "bare", "full" }) do
+				assert.are.equal(forward, fake.hooks[kind.."/"..target].handler, kind.."/"..target);
+			end
+		end
+		assert.is_nil(fake.provided, "no endpoint without rest_credentials");
+		assert.is_function(fake.global_hooks["stats-update"]);
+		-- A dead callback: the sender gets an error, from the descriptor callback.
+		forward({ stanza = st.message({ to = "bot@rest.localhost", from = "u@localhost/r", id = "r1" }), origin = {} });
+		local sent = helpers.wait_sent(fake, watch, 1);
+		assert.are.equal("r1", sent[1].attr.id);
+		assert.are.equal("error", sent[1].attr.type);
+	end);
+
+	it("names its own options when one is invalid", function ()
+		for _, case in ipairs({
+			{ { rest_callback_url = "ftp://x/" }, "rest_callback_url" },
+			{ { rest_callback_url = "http://127.0.0.1/", rest_timeout = 0 }, "rest_timeout" },
+			{ { rest_credentials = "Bearer t", rest_max_push_iqs = -1 }, "rest_max_push_iqs" },
+		}) do
+			local fake, _, ok, err = load(case[1]);
+			assert.is_false(ok);
+			assert.truthy(err:find(case[2], 1, true), err);
+			assert.is_nil(err:find("component_post_", 1, true), err);
+			assert.is_true(logged(fake, "error", case[2]));
+			assert.is_nil(fake.provided);
+		end
+	end);
+
+	it("answers a pushed message with the stanza as XML, and an iq's answer as XML", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n" });
+		local function post(body)
+			local response = { headers = {}, sent = {} };
+			function response:send(text) table.insert(self.sent, text); end
+			local returned = fake.provided.http.route.POST({ response = response,
+				request = { headers = { authorization = "Bearer t0k3n", content_type = "application/xmpp+xml" }, body = body } });
+			return response, returned;
+		end
+		local response, returned = post("<message to='alice@localhost'><body>hi</body></message>");
+		assert.are.equal(202, response.status_code);
+		assert.are.equal("application/xmpp+xml", response.headers.content_type);
+		assert.truthy(returned:find("from='rest.localhost'", 1, true), returned);
+		assert.are.equal("hi", fake.sent[1]:get_child_text("body"));
+		response = post("<iq type='get' to='localhost' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>");
+		fake.iqs[1].resolve({ stanza = st.reply(fake.iqs[1].stanza) });
+		assert.are.equal("application/xmpp+xml", response.headers.content_type);
+		local answer = require "util.xml".parse(response.sent[1]);
+		assert.are.same({ "result", "p1" }, { answer.attr.type, answer.attr.id });
+	end);
+end);
