@@ -86,7 +86,13 @@ fn semantics(stanza: &Element, sender: Sender) -> Result<(), String> {
     };
     match stanza_type {
         Some(t) if !allowed.contains(&t) => {
-            return Err(format!("a {} of type {t:?}: the types are {}", stanza.name, allowed.join(", ")));
+            let (last, rest) = allowed.split_last().unwrap_or((&"", &[]));
+            let article = if stanza.name == "iq" { "an" } else { "a" };
+            return Err(format!(
+                "{article} {} of type {t:?}: the types are {} or {last}",
+                stanza.name,
+                rest.join(", ")
+            ));
         }
         None if stanza.name == "iq" => return Err("an iq needs a type: get, set, result or error".into()),
         _ => {}
