@@ -348,9 +348,12 @@ impl Rooms {
         let r = self.rooms.get_mut(&room)?;
         let about_us = presence.has_status(110) || (nick.is_some() && nick.as_deref() == r.current_nick());
         let actions = match presence.presence_type.as_deref() {
-            Some("error") if about_us => {
-                if r.current_nick().is_none() {
-                    return Some(Vec::new()); // a late answer to a join we gave up on
+            // Every presence the bot sends to a room it knows is about its membership, so every
+            // error back is too; one for a nick it no longer asks for is a late answer to a
+            // join it gave up on.
+            Some("error") => {
+                if !about_us {
+                    return Some(Vec::new());
                 }
                 let condition = presence.error_condition.as_deref().unwrap_or("undefined-condition");
                 r.fail(&room, Failure::of_condition(condition), &self.timing, now)

@@ -118,3 +118,112 @@ impl Rooms {
         classify(message, view, mode)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOM: &str = "dev@conference.localhost";
+
+    fn bot() -> Occupant {
+        Occupant { room: ROOM.into(), nick: "Help Bot".into(), from: "bot.localhost".into() }
+    }
+
+    fn said(nick: &str, body: &str) -> MessageFacts {
+        MessageFacts {
+            from: format!("{ROOM}/{nick}"),
+            to: "bot.localhost".into(),
+            message_type: Some("groupchat".into()),
+            body: Some(body.into()),
+            ..Default::default()
+        }
+    }
+
+    fn fields(nick: &str, mentioned: bool) -> Verdict {
+        Verdict::Room(RoomFields {
+            message_type: "groupchat".into(),
+            room: ROOM.into(),
+            nick: nick.into(),
+            mentioned: Some(mentioned),
+        })
+    }
+
+    fn all(message: &MessageFacts) -> Verdict {
+        classify(message, RoomView::Joined(&bot()), GroupchatMode::All)
+    }
+
+    #[test]
+    fn a_room_message_is_posted_with_its_fields() {
+        assert_eq!(all(&said("alice", "hello all")), fields("alice", false));
+        assert_eq!(all(&said("alice", "help bot: what now?")), fields("alice", true));
+        let reply = MessageFacts { reply_to: Some(format!("{ROOM}/Help Bot")), ..said("alice", "thanks") };
+        assert_eq!(all(&reply), fields("alice", true), "a XEP-0461 reply to the bot mentions it");
+        let reply_to_bob = MessageFacts { reply_to: Some(format!("{ROOM}/bob")), ..said("alice", "thanks") };
+        assert_eq!(all(&reply_to_bob), fields("alice", false));
+    }
+
+    #[test]
+    fn never_posted() {
+        assert_eq!(all(&said("Help Bot", "Did you say hello?")), Verdict::Skip(Skip::OwnMessage));
+        let subject = MessageFacts { body: None, has_subject: true, ..said("alice", "") };
+        assert_eq!(all(&subject), Verdict::Skip(Skip::Subject));
+        let history = MessageFacts { delayed: true, ..said("alice", "old news, help bot") };
+        assert_eq!(all(&history), Verdict::Skip(Skip::History));
+        let typing = MessageFacts { body: None, ..said("alice", "") };
+        assert_eq!(all(&typing), Verdict::Skip(Skip::NoBody));
+        let from_room = MessageFacts { from: ROOM.into(), ..said("", "The room is now public") };
+        assert_eq!(all(&from_room), Verdict::Skip(Skip::FromTheRoom));
+        let error = MessageFacts { message_type: Some("error".into()), ..said("alice", "x") };
+        assert_eq!(all(&error), Verdict::Skip(Skip::Error));
+        assert_eq!(
+            classify(&said("alice", "hi"), RoomView::NotJoined, GroupchatMode::All),
+            Verdict::Skip(Skip::NotInRoom)
+        );
+        assert_eq!(
+            classify(&said("alice", "hi"), RoomView::Unknown, GroupchatMode::All),
+            Verdict::Skip(Skip::NotInRoom)
+        );
+    }
+
+    #[test]
+    fn mentions_mode_posts_only_mentions() {
+        let bot = bot();
+        let mentions_only = |m: &MessageFacts| classify(m, RoomView::Joined(&bot), GroupchatMode::Mentions);
+        assert_eq!(mentions_only(&said("alice", "hello all")), Verdict::Skip(Skip::NotMentioned));
+        assert_eq!(mentions_only(&said("alice", "@help bot hello")), fields("alice", true));
+        assert_eq!(mentions_only(&said("Help Bot", "help bot here")), Verdict::Skip(Skip::OwnMessage));
+    }
+
+    #[test]
+    fn private_messages_carry_room_and_nick() {
+        let private = MessageFacts { message_type: Some("chat".into()), ..said("alice", "psst") };
+        let expected = Verdict::Room(RoomFields {
+            message_type: "chat".into(),
+            room: ROOM.into(),
+            nick: "alice".into(),
+            mentioned: None,
+        });
+        assert_eq!(classify(&private, RoomView::Joined(&bot()), GroupchatMode::Mentions), expected);
+        assert_eq!(classify(&private, RoomView::NotJoined, GroupchatMode::All), expected);
+        let from_a_user = MessageFacts { from: "alice@localhost/phone".into(), ..private };
+        assert_eq!(classify(&from_a_user, RoomView::Unknown, GroupchatMode::All), Verdict::NotFromARoom);
+    }
+
+    #[test]
+    fn rooms_know_where_the_bot_stands() {
+        use crate::room::facts::PresenceFacts;
+        use crate::room::options::RoomOptions;
+        use std::time::Instant;
+        let options = RoomOptions::parse("rest_", "bot.localhost", Some(vec![ROOM.into()]), None, None).unwrap();
+        let mut rooms = Rooms::new("bot.localhost", &options, Default::default());
+        let now = Instant::now();
+        rooms.start(now);
+        assert_eq!(rooms.classify_message(&said("alice", "hi"), GroupchatMode::All), Verdict::Skip(Skip::NotInRoom));
+        let joined = PresenceFacts { from: format!("{ROOM}/bot"), status_codes: vec![110], ..Default::default() };
+        rooms.on_presence(&joined, now).unwrap();
+        assert_eq!(rooms.classify_message(&said("bot", "echo"), GroupchatMode::All), Verdict::Skip(Skip::OwnMessage));
+        assert_eq!(rooms.classify_message(&said("alice", "hi bot"), GroupchatMode::All), fields("alice", true));
+        let elsewhere = MessageFacts { from: "x@conference.localhost/alice".into(), ..said("alice", "hi") };
+        assert_eq!(rooms.classify_message(&elsewhere, GroupchatMode::All), Verdict::Skip(Skip::NotInRoom));
+    }
+}

@@ -46,3 +46,58 @@ impl RoomReply {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(from: &str, message_type: &str) -> MessageFacts {
+        MessageFacts {
+            from: from.into(),
+            to: "bot.localhost".into(),
+            message_type: Some(message_type.into()),
+            body: Some("hi".into()),
+            ..Default::default()
+        }
+    }
+
+    fn fields(message_type: &str, mentioned: Option<bool>) -> RoomFields {
+        RoomFields {
+            message_type: message_type.into(),
+            room: "dev@conference.localhost".into(),
+            nick: "alice".into(),
+            mentioned,
+        }
+    }
+
+    #[test]
+    fn a_room_message_is_answered_in_the_room() {
+        let said = message("dev@conference.localhost/alice", "groupchat");
+        assert_eq!(
+            RoomReply::defaults(&fields("groupchat", Some(false)), &said, "bot.localhost"),
+            RoomReply {
+                to: "dev@conference.localhost".into(),
+                reply_type: "groupchat",
+                from: "bot.localhost".into(),
+                send_errors: false,
+                chat_states: false,
+            }
+        );
+        assert!(RoomReply::defaults(&fields("groupchat", Some(true)), &said, "bot.localhost").chat_states);
+    }
+
+    #[test]
+    fn a_private_message_is_answered_privately_and_never_with_an_error() {
+        let private = message("dev@conference.localhost/alice", "chat");
+        assert_eq!(
+            RoomReply::defaults(&fields("chat", None), &private, "bot.localhost"),
+            RoomReply {
+                to: "dev@conference.localhost/alice".into(),
+                reply_type: "chat",
+                from: "bot.localhost".into(),
+                send_errors: false,
+                chat_states: true,
+            }
+        );
+    }
+}
