@@ -29,7 +29,7 @@
 //! **Events → calls.** Every call returns [`Action`]s, performed in order:
 //! `Send(stanza)` → `module:send`; `SelfPing { room, id, iq }` → `module:send_iq(iq)`, then
 //! `on_ping_answer(room, id, answer, now)` with [`PingAnswer::read`] of the answer (or
-//! `PingAnswer::Timeout` when the promise is rejected without a stanza); `Log(level, text)` →
+//! `PingAnswer::Timeout` when the promise is rejected without a stanza); `OpenRoom { room, iq }` → `module:send_iq(iq)`, logging an error answer; `Log(level, text)` →
 //! `module:log`; `StoreRemembered` → write `remembered()` to the store; `RoomReady { room, from }`
 //! → send the pushes waiting for `room` from `from`; `RoomFailed { room, failure }` → answer them
 //! with `failure.push_status()` and `failure.to_string()`.
@@ -42,7 +42,7 @@
 //! | a message of type `error` | `on_error_message(&facts, now)`, and it is not POSTed when `classify_message` says `Skip` |
 //! | any other message | `classify_message(&MessageFacts::read(&stanza, body), mode)`: [`Verdict::Room`] adds `type`, `room`, `nick`, `mentioned` (omitted when `None`) to the request; `Verdict::NotFromARoom` POSTs as today; `Verdict::Skip(why)` POSTs nothing (log at debug) |
 //! | a webhook reply or a push that is a presence, after `policy::check` | `on_own_presence(&mut stanza, now)` before sending: it may add the MUC join element |
-//! | a push with `type = "groupchat"` | `route_push(to, now)`: [`PushRoute`] `Send { from }` (set `from` if the push has none), `Wait(actions)` (perform them, hold the push until `RoomReady`/`RoomFailed`), `Refuse(failure)` or `NotARoom` (400) |
+//! | a push with `type = "groupchat"` | `route_push(to, push_from, now)`: [`PushRoute`] `Send { from }` (set `from` if the push has none), `Wait(actions)` (perform them, hold the push until `RoomReady`/`RoomFailed`), `Refuse(failure)`, `OtherOccupant` (409) or `NotARoom` (400) |
 //! | the answer to a room message | [`RoomReply::defaults`] for `to`/`type`/`from` when the reply has none; no error stanza (`send_errors` is false), chat states only when `chat_states` |
 //! | `module.unload` without a reload | `leave_all()` |
 //!

@@ -94,6 +94,9 @@ pub enum Action {
     /// Send it with `module:send_iq` and report the answer to [`Rooms::on_ping_answer`] with
     /// this room and id (a timeout as [`PingAnswer::Timeout`]).
     SelfPing { room: String, id: String, iq: Element },
+    /// Send it with `module:send_iq` (so its answer is not POSTed); log an error answer. The
+    /// form that opens a room the bot's join created (status 201).
+    OpenRoom { room: String, iq: Element },
     /// `module:log(level, message)`.
     Log(Level, String),
     /// The remembered rooms changed: write [`Rooms::remembered`] to the module's store.
@@ -142,6 +145,9 @@ pub enum PushRoute {
     Refuse(Failure),
     /// `to` is not a bare room JID (`400`).
     NotARoom(String),
+    /// The push names a `from` other than the JID the bot is in the room as (one occupant per
+    /// room); the room would refuse it (`409`).
+    OtherOccupant { joined_as: String },
 }
 
 #[derive(Debug, Clone)]
@@ -381,7 +387,8 @@ impl Rooms {
                 if presence.has_status(201) {
                     self.sent_iqs += 1;
                     let id = format!("room-config-{}", self.sent_iqs);
-                    actions.push(Action::Send(stanzas::open_new_room(&room, &r.from, &id)));
+                    actions
+                        .push(Action::OpenRoom { room: room.clone(), iq: stanzas::open_new_room(&room, &r.from, &id) });
                 }
                 if std::mem::take(&mut r.push_waiting) {
                     actions.push(Action::RoomReady { room: room.clone(), from: r.from.clone() });
@@ -418,7 +425,7 @@ impl Rooms {
         if !(self.rooms.contains_key(&room) || known_service || stanzas::is_join(presence)) {
             return Vec::new();
         }
-        if self.rooms.get(&room).is_some_and(|r| r.from != from) {
+        if self.rooms.get(&room).is_some_and(|r| r.from != from && r.current_nick().is_some()) {
             return vec![Action::Log(Level::Debug, format!("{from} is not the bot's occupant in {room}: not tracked"))];
         }
         match presence.attr("type") {
@@ -430,6 +437,7 @@ impl Rooms {
                 }
                 stanzas::make_join(presence);
                 r.remembered |= !r.configured;
+                r.from = from;
                 r.nick = nick.clone();
                 r.nick_attempt = 1;
                 r.state = State::Joining { since: now, nick: nick.clone() };
@@ -521,18 +529,30 @@ impl Rooms {
     }
 
     /// A push of a `groupchat` message to `room`.
-    pub fn route_push(&mut self, room: &str, now: Instant) -> PushRoute {
+    /// `from` is the push's own `from` (checked by the policy), if it has one: a room the bot is
+    /// not in yet is joined from it.
+    pub fn route_push(&mut self, room: &str, from: Option<&str>, now: Instant) -> PushRoute {
         let Some(room) = bare_room(room) else {
             return PushRoute::NotARoom(format!("{room:?} is not a room JID (room@service)"));
         };
         let is_new = !self.rooms.contains_key(&room);
-        let r = self.rooms.entry(room.clone()).or_insert_with(|| Room::new(&self.default_nick, &self.host, false));
+        let joining_from = from.unwrap_or(&self.host);
+        let r = self.rooms.entry(room.clone()).or_insert_with(|| Room::new(&self.default_nick, joining_from, false));
+        match &r.state {
+            State::Retrying { after, .. } => return PushRoute::Refuse(after.clone()),
+            State::Stopped(failure) => return PushRoute::Refuse(failure.clone()),
+            _ => {}
+        }
+        if let Some(from) = from.filter(|from| *from != r.from) {
+            if r.current_nick().is_some() {
+                return PushRoute::OtherOccupant { joined_as: r.from.clone() };
+            }
+            r.from = from.to_owned();
+        }
         let mut actions = Vec::new();
         match &r.state {
             State::Joined { .. } => return PushRoute::Send { from: r.from.clone() },
-            State::Retrying { after, .. } => return PushRoute::Refuse(after.clone()),
-            State::Stopped(failure) => return PushRoute::Refuse(failure.clone()),
-            State::Joining { .. } => {}
+            State::Joining { .. } | State::Retrying { .. } | State::Stopped(_) => {}
             State::Idle | State::Left => {
                 if !r.configured && (is_new || !r.remembered) {
                     r.remembered = true;
@@ -644,7 +664,9 @@ mod tests {
         actions
             .iter()
             .filter_map(|a| match a {
-                Action::Send(stanza) | Action::SelfPing { iq: stanza, .. } => Some(stanza.to_xml()),
+                Action::Send(stanza) | Action::SelfPing { iq: stanza, .. } | Action::OpenRoom { iq: stanza, .. } => {
+                    Some(stanza.to_xml())
+                }
                 _ => None,
             })
             .collect()
@@ -1038,15 +1060,35 @@ mod tests {
     fn a_push_joins_first_then_is_sent() {
         let now = Instant::now();
         let mut rooms = rooms_for(&[]);
-        let PushRoute::Wait(actions) = rooms.route_push(ROOM, now) else { panic!("should wait") };
+        let PushRoute::Wait(actions) = rooms.route_push(ROOM, None, now) else { panic!("should wait") };
         assert!(actions.contains(&Action::StoreRemembered));
         assert_eq!(sent(&actions), vec![join_xml("bot")]);
-        assert_eq!(rooms.route_push(ROOM, now), PushRoute::Wait(vec![]), "already joining");
+        assert_eq!(rooms.route_push(ROOM, None, now), PushRoute::Wait(vec![]), "already joining");
         let actions = rooms.on_presence(&self_presence("bot"), now).unwrap();
         assert!(actions.contains(&Action::RoomReady { room: ROOM.into(), from: "bot.localhost".into() }));
-        assert_eq!(rooms.route_push(ROOM, now), PushRoute::Send { from: "bot.localhost".into() });
-        assert!(matches!(rooms.route_push("not a room", now), PushRoute::NotARoom(_)));
-        assert!(matches!(rooms.route_push(&format!("{ROOM}/nick"), now), PushRoute::NotARoom(_)));
+        assert_eq!(rooms.route_push(ROOM, None, now), PushRoute::Send { from: "bot.localhost".into() });
+        assert_eq!(
+            rooms.route_push(ROOM, Some("alerts@bot.localhost"), now),
+            PushRoute::OtherOccupant { joined_as: "bot.localhost".into() }
+        );
+        assert!(matches!(rooms.route_push("not a room", None, now), PushRoute::NotARoom(_)));
+        assert!(matches!(rooms.route_push(&format!("{ROOM}/nick"), None, now), PushRoute::NotARoom(_)));
+    }
+
+    #[test]
+    fn a_push_joins_from_its_own_jid() {
+        let now = Instant::now();
+        let mut rooms = rooms_for(&[]);
+        let PushRoute::Wait(actions) = rooms.route_push(ROOM, Some("alerts@bot.localhost"), now) else {
+            panic!("should wait")
+        };
+        assert_eq!(
+            sent(&actions),
+            vec![format!(
+                "<presence to='{ROOM}/bot' from='alerts@bot.localhost'><x xmlns='{MUC}'><history maxstanzas='0'/></x></presence>"
+            )]
+        );
+        assert_eq!(rooms.remembered()[0].from, "alerts@bot.localhost");
     }
 
     #[test]
@@ -1060,7 +1102,7 @@ mod tests {
         for (condition, status) in cases {
             let now = Instant::now();
             let mut rooms = rooms_for(&[]);
-            assert!(matches!(rooms.route_push(ROOM, now), PushRoute::Wait(_)));
+            assert!(matches!(rooms.route_push(ROOM, None, now), PushRoute::Wait(_)));
             let actions = match condition {
                 Some(c) => {
                     rooms.on_presence(&presence(&format!("{ROOM}/bot"), Some("error"), &[], Some(c)), now).unwrap()
@@ -1076,7 +1118,7 @@ mod tests {
                 .collect();
             assert_eq!(failed, vec![status], "{condition:?}");
             // The next push is answered at once, without asking the room again.
-            match rooms.route_push(ROOM, now + secs(1)) {
+            match rooms.route_push(ROOM, None, now + secs(1)) {
                 PushRoute::Refuse(failure) => assert_eq!(failure.push_status(), status),
                 other => panic!("{other:?}"),
             }
@@ -1087,7 +1129,7 @@ mod tests {
     fn leave_all_on_unload_keeps_the_remembered_set() {
         let now = Instant::now();
         let mut rooms = joined(now);
-        rooms.route_push("games@conference.localhost", now);
+        rooms.route_push("games@conference.localhost", None, now);
         let leaves = sent(&rooms.leave_all());
         assert_eq!(leaves.len(), 2);
         assert_eq!(rooms.remembered().len(), 1);

@@ -29,8 +29,9 @@ pub fn self_ping(room: &str, nick: &str, from: &str, id: &str) -> Element {
 }
 
 /// XEP-0045 §10.1.2, an instant room: a room our join created (status 201) stays locked, with
-/// nobody else allowed in, until its owner submits a configuration; Prosody destroys it after a
-/// while if none comes. The bot accepts the service's defaults.
+/// everyone else refused (`item-not-found`), until its owner submits a configuration (Prosody
+/// unlocks it by itself only after `muc_room_lock_timeout`, 5 minutes). The bot accepts the
+/// service's defaults.
 pub fn open_new_room(room: &str, from: &str, id: &str) -> Element {
     Element::new("iq")
         .with_attr("type", "set")
