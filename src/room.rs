@@ -26,27 +26,42 @@
 //! instead of `new` + `start`: no leave, no join, except where the configuration changed (and
 //! rooms stopped by a ban or a refusal are tried again, as the issue asks of a reload).
 //!
-//! **Events → calls.** Every call returns [`Action`]s, performed in order:
-//! `Send(stanza)` → `module:send`; `SelfPing { room, id, iq }` → `module:send_iq(iq)`, then
-//! `on_ping_answer(room, id, answer, now)` with [`PingAnswer::read`] of the answer (or
-//! `PingAnswer::Timeout` when the promise is rejected without a stanza); `OpenRoom { room, iq }` → `module:send_iq(iq)`, logging an error answer; `Log(level, text)` →
-//! `module:log`; `StoreRemembered` → write `remembered()` to the store; `RoomReady { room, from }`
-//! → send the pushes waiting for `room` from `from`; `RoomFailed { room, failure }` → answer them
-//! with `failure.push_status()` and `failure.to_string()`.
+//! **Actions.** Every call returns [`Action`]s, performed in order:
+//! - `Send(stanza)` → `module:send(stanza)`;
+//! - `SelfPing { room, id, iq }` → `module:send_iq(iq)`; its answer goes to
+//!   `on_ping_answer(room, id, &PingAnswer::read(&answer, occupant_jid), now)`, a rejection
+//!   without a stanza (the send_iq timeout) as `PingAnswer::Timeout`;
+//! - `OpenRoom { room, iq }` → `module:send_iq(iq)`, logging an error answer;
+//! - `Log(level, text)` → `module:log(level, "%s", text)`;
+//! - `StoreRemembered` → write `remembered()` to `module:open_store()`;
+//! - `RoomReady { room, from }` → send the pushes held for `room`, from `from`;
+//! - `RoomFailed { room, failure }` → answer the pushes held for `room` with
+//!   `failure.push_status()` and `failure.to_string()`.
 //!
-//! | Lua event | call |
-//! |---|---|
-//! | `server-started` (or at load when already started) | `start(now)` |
-//! | a timer at `next_tick()` (re-armed after every call) | `tick(now)` |
-//! | `presence/full`, `presence/bare`, `presence/host` | `on_presence(&PresenceFacts::read(&stanza), now)`: `Some(actions)` means the presence was about the bot's membership (do not POST it); `None`: handle it as today |
-//! | a message of type `error` | `on_error_message(&facts, now)`, and it is not POSTed when `classify_message` says `Skip` |
-//! | any other message | `classify_message(&MessageFacts::read(&stanza, body), mode)`: [`Verdict::Room`] adds `type`, `room`, `nick`, `mentioned` (omitted when `None`) to the request; `Verdict::NotFromARoom` POSTs as today; `Verdict::Skip(why)` POSTs nothing (log at debug) |
-//! | a webhook reply or a push that is a presence, after `policy::check` | `on_own_presence(&mut stanza, now)` before sending: it may add the MUC join element |
-//! | a push with `type = "groupchat"` | `route_push(to, push_from, now)`: [`PushRoute`] `Send { from }` (set `from` if the push has none), `Wait(actions)` (perform them, hold the push until `RoomReady`/`RoomFailed`), `Refuse(failure)`, `OtherOccupant` (409) or `NotARoom` (400) |
-//! | the answer to a room message | [`RoomReply::defaults`] for `to`/`type`/`from` when the reply has none; no error stanza (`send_errors` is false), chat states only when `chat_states` |
-//! | `module.unload` without a reload | `leave_all()` |
-//!
-//! `now` is `Instant::now()` taken by the native side when Lua calls in.
+//! **Events → calls.** `now` is `Instant::now()`, taken by the native side when Lua calls in.
+//! - `server-started` (or at load, when the server is already up): `start(now)`.
+//! - A timer (`module:add_timer`) at `next_tick()`, re-armed after every call: `tick(now)`.
+//! - `presence/host`, `presence/bare`, `presence/full`, before anything else handles or POSTs
+//!   the presence: `on_presence(&PresenceFacts::read(&stanza), now)`. `Some(actions)`: it was
+//!   about the bot's membership, so it is consumed (not POSTed, not answered as "always
+//!   online"); `None`: handled as today.
+//! - `message/host`, `message/bare`, `message/full`, before POSTing:
+//!   `classify_message(&MessageFacts::read(&stanza, body), options.groupchat)`.
+//!   [`Verdict::Room`] POSTs with the extra fields `type`, `room`, `nick` and `mentioned`
+//!   (omitted when `None`), and keeps `Occupant::from` with the request for the reply;
+//!   `Verdict::NotFromARoom` POSTs as today; `Verdict::Skip(why)` POSTs nothing (debug log).
+//!   A message of type `error` also goes to `on_error_message(&facts, now)`.
+//! - A presence from a webhook reply or a push, after `policy::check`, before sending:
+//!   `on_own_presence(&mut stanza, now)` (it may add the MUC join element).
+//! - A push with `type = "groupchat"`: `route_push(to, push_from, now)` → [`PushRoute`]:
+//!   `Send { from }` (the push's `from` when it has none), `Wait(actions)` (perform them, hold
+//!   the push until `RoomReady`/`RoomFailed` names the room), `Refuse(failure)`,
+//!   `OtherOccupant` (409) or `NotARoom` (400).
+//! - The answer to a room message (on the worker, from the kept [`RoomFields`] and occupant):
+//!   [`RoomReply::defaults`] gives `to`/`type`/`from` when the reply names none; an error
+//!   outcome is never sent (`send_errors`), only logged and counted; `<composing/>` only when
+//!   `chat_states`.
+//! - `module.unload` that is not a reload: `leave_all()`.
 
 pub mod facts;
 pub mod failure;
