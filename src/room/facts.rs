@@ -203,6 +203,28 @@ mod tests {
     }
 
     #[test]
+    fn reads_what_prosodys_muc_sends() {
+        use crate::xml::{parse_stanza, Limits};
+        let read = |xml: &str| PresenceFacts::read(&parse_stanza(xml, Limits::default()).unwrap());
+        let banned = read(
+            "<presence from='dev@conference.localhost/bot' to='bot.localhost' type='unavailable'>\
+             <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='outcast' role='none'/>\
+             <status code='301'/><status code='110'/></x></presence>",
+        );
+        assert_eq!((banned.presence_type.as_deref(), banned.status_codes), (Some("unavailable"), vec![301, 110]));
+        let conflict = read(
+            "<presence from='dev@conference.localhost/bot' to='bot.localhost' type='error'>\
+             <error type='cancel' by='dev@conference.localhost'>\
+             <conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>",
+        );
+        assert_eq!(conflict.error_condition.as_deref(), Some("conflict"));
+        let not_an_error = read(
+            "<presence from='a@b/c'><error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>",
+        );
+        assert_eq!(not_an_error.error_condition, None, "only a type='error' stanza has an error");
+    }
+
+    #[test]
     fn reads_ping_answers() {
         let occupant = "dev@conference.localhost/bot";
         assert_eq!(PingAnswer::read(&Element::new("iq").with_attr("type", "result"), occupant), PingAnswer::Result);

@@ -22,11 +22,20 @@ pub fn mentions(body: &str, nick: &str) -> bool {
     })
 }
 
-/// Lowercase (Unicode-aware), with the Greek final sigma made ordinary: Rust lowercases `Σ` at
+/// Lowercase (Unicode-aware), with the Greek final sigma made ordinary (Rust lowercases `Σ` at
 /// the end of a word to `ς` and elsewhere to `σ`, so `ΒΟΤΣ` in a nick and `βοτσ…` in a body
-/// would otherwise differ.
+/// would otherwise differ), and every run of white space one space: `Help  Bot` typed twice
+/// spaced, or with the no-break space some clients complete nicks with, is still `Help Bot`.
 fn fold(text: &str) -> String {
-    text.to_lowercase().replace('ς', "σ")
+    let mut folded = String::with_capacity(text.len());
+    for word in text.to_lowercase().split(char::is_whitespace).filter(|w| !w.is_empty()) {
+        if !folded.is_empty() {
+            folded.push(' ');
+        }
+        folded.push_str(word);
+    }
+    // Leading and trailing space only ever separate words, so dropping them changes no match.
+    folded.replace('ς', "σ")
 }
 
 /// Letters, digits, `_`, and combining marks (an accent written after a letter continues the
@@ -86,6 +95,9 @@ mod tests {
         assert!(!mentions("abc++", "C++"));
         assert!(!mentions("c+", "C++"));
         assert!(mentions("[ops] deploy", "[ops]"));
+        assert!(mentions("thanks help  bot", "Help Bot"));
+        assert!(mentions("thanks help\u{A0}bot", "Help Bot"));
+        assert!(mentions("thanks help\nbot", "Help Bot"));
         assert!(mentions("ping @alerts!", "@alerts"));
     }
 
