@@ -13,6 +13,8 @@ pub const DELAY: &str = "urn:xmpp:delay";
 pub const LEGACY_DELAY: &str = "jabber:x:delay";
 /// XEP-0461 message replies.
 pub const REPLY: &str = "urn:xmpp:reply:0";
+/// XEP-0359 unique and stable stanza ids.
+pub const STANZA_ID: &str = "urn:xmpp:sid:0";
 
 /// A presence from a room (or from any JID: whether it concerns a room is decided later).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,8 +65,16 @@ pub struct MessageFacts {
     pub has_subject: bool,
     /// Carries XEP-0203 (or XEP-0091) delayed delivery: history, not something said now.
     pub delayed: bool,
-    /// The `to` of a XEP-0461 `<reply/>`: whose message this answers.
+    /// The message's own `id`.
+    pub id: Option<String>,
+    /// The XEP-0359 `<stanza-id/>` the room gave it (`by` the room itself; one claimed by
+    /// anyone else is not the room's and is ignored).
+    pub stanza_id: Option<String>,
+    /// The `to` of a XEP-0461 `<reply/>`: whose message this answers (optional in the XEP).
     pub reply_to: Option<String>,
+    /// The `id` of a XEP-0461 `<reply/>`: which message it answers (in a room, the room's
+    /// stanza id when it gives them, else the message's own id).
+    pub reply_id: Option<String>,
     pub error_condition: Option<String>,
 }
 
@@ -73,8 +83,11 @@ impl MessageFacts {
     pub fn read(message: &Element, body: Option<String>) -> MessageFacts {
         let own_ns = message.attr("xmlns");
         let in_own_ns = |c: &&Element| c.attr("xmlns") == own_ns || c.attr("xmlns").is_none();
+        let from = message.attr("from").unwrap_or_default();
+        let room = from.split('/').next().unwrap_or_default();
+        let reply = children(message).find(|c| c.name == "reply" && c.attr("xmlns") == Some(REPLY));
         MessageFacts {
-            from: message.attr("from").unwrap_or_default().to_owned(),
+            from: from.to_owned(),
             to: message.attr("to").unwrap_or_default().to_owned(),
             message_type: message.attr("type").map(Into::into),
             body,
@@ -83,10 +96,13 @@ impl MessageFacts {
                 (c.name == "delay" && c.attr("xmlns") == Some(DELAY))
                     || (c.name == "x" && c.attr("xmlns") == Some(LEGACY_DELAY))
             }),
-            reply_to: children(message)
-                .find(|c| c.name == "reply" && c.attr("xmlns") == Some(REPLY))
-                .and_then(|r| r.attr("to"))
+            id: message.attr("id").map(Into::into),
+            stanza_id: children(message)
+                .find(|c| c.name == "stanza-id" && c.attr("xmlns") == Some(STANZA_ID) && c.attr("by") == Some(room))
+                .and_then(|c| c.attr("id"))
                 .map(Into::into),
+            reply_to: reply.and_then(|r| r.attr("to")).map(Into::into),
+            reply_id: reply.and_then(|r| r.attr("id")).map(Into::into),
             error_condition: error_condition(message),
         }
     }
@@ -181,7 +197,10 @@ mod tests {
             .with_attr("type", "groupchat")
             .with_child(Element::new("body").with_text("hi"))
             .with_child(el("delay", DELAY).with_attr("stamp", "2026-11-24T21:00:00Z"))
-            .with_child(el("reply", REPLY).with_attr("to", "dev@conference.localhost/bot").with_attr("id", "x1"));
+            .with_child(el("reply", REPLY).with_attr("to", "dev@conference.localhost/bot").with_attr("id", "x1"))
+            .with_child(el("stanza-id", STANZA_ID).with_attr("by", "someone@else").with_attr("id", "forged"))
+            .with_child(el("stanza-id", STANZA_ID).with_attr("by", "dev@conference.localhost").with_attr("id", "s1"))
+            .with_attr("id", "m1");
         assert_eq!(
             MessageFacts::read(&message, Some("hi".into())),
             MessageFacts {
@@ -191,7 +210,10 @@ mod tests {
                 body: Some("hi".into()),
                 has_subject: false,
                 delayed: true,
+                id: Some("m1".into()),
+                stanza_id: Some("s1".into()),
                 reply_to: Some("dev@conference.localhost/bot".into()),
+                reply_id: Some("x1".into()),
                 error_condition: None,
             }
         );

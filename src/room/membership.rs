@@ -53,6 +53,11 @@ impl Timing {
     }
 }
 
+/// How many ids of the bot's own messages are kept per room for XEP-0461 replies (two per
+/// message: its id and the room's stanza id): replies to older messages still name the bot by
+/// `to` when the client sets it.
+pub const OWN_MESSAGE_IDS: usize = 64;
+
 /// Nicks tried on a conflict: `Nick`, then `Nick_2` up to `Nick_10`.
 pub const MAX_NICK_ATTEMPTS: u32 = 10;
 
@@ -162,6 +167,8 @@ struct Room {
     failures: u32,
     nick_attempt: u32,
     push_waiting: bool,
+    /// The ids of the bot's last messages the room reflected, oldest first.
+    own_message_ids: Vec<String>,
 }
 
 impl Room {
@@ -175,6 +182,7 @@ impl Room {
             failures: 0,
             nick_attempt: 1,
             push_waiting: false,
+            own_message_ids: Vec::new(),
         }
     }
 
@@ -575,6 +583,17 @@ impl Rooms {
             }
             _ => None,
         }
+    }
+
+    pub(super) fn own_message_ids(&self, room: &str) -> &[String] {
+        self.rooms.get(room).map_or(&[], |r| &r.own_message_ids)
+    }
+
+    pub(super) fn note_own_message(&mut self, room: &str, ids: impl Iterator<Item = String>) {
+        let Some(r) = self.rooms.get_mut(room) else { return };
+        r.own_message_ids.extend(ids);
+        let excess = r.own_message_ids.len().saturating_sub(OWN_MESSAGE_IDS);
+        r.own_message_ids.drain(..excess);
     }
 
     /// Whether `room` (a bare JID) is one the bot wants or has been in.
@@ -1123,6 +1142,17 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn own_message_ids_are_bounded() {
+        let mut rooms = joined(Instant::now());
+        rooms.note_own_message(ROOM, (0..100).map(|n| n.to_string()));
+        let kept = rooms.own_message_ids(ROOM);
+        assert_eq!(
+            (kept.len(), kept.first().map(String::as_str), kept.last().map(String::as_str)),
+            (64, Some("36"), Some("99"))
+        );
     }
 
     #[test]

@@ -65,7 +65,12 @@ pub enum RoomView<'a> {
     Unknown,
     /// A room the bot wants, but is not in now.
     NotJoined,
-    Joined(&'a Occupant),
+    Joined {
+        bot: &'a Occupant,
+        /// Ids of the bot's recent messages in the room, as the room reflected them: a XEP-0461
+        /// reply that names one of them (and no `to`) answers the bot.
+        own_message_ids: &'a [String],
+    },
 }
 
 /// Decides what `message` means, given where the bot stands in its room and the mode.
@@ -85,7 +90,7 @@ pub fn classify(message: &MessageFacts, view: RoomView<'_>, mode: GroupchatMode)
         let message_type = message.message_type.clone().unwrap_or_else(|| "normal".into());
         return Verdict::Room(RoomFields { message_type, room, nick, mentioned: None });
     }
-    let RoomView::Joined(bot) = view else { return Verdict::Skip(Skip::NotInRoom) };
+    let RoomView::Joined { bot, own_message_ids } = view else { return Verdict::Skip(Skip::NotInRoom) };
     if nick == bot.nick {
         return Verdict::Skip(Skip::OwnMessage);
     }
@@ -96,8 +101,10 @@ pub fn classify(message: &MessageFacts, view: RoomView<'_>, mode: GroupchatMode)
         return Verdict::Skip(Skip::History);
     }
     let Some(body) = &message.body else { return Verdict::Skip(Skip::NoBody) };
-    let replies_to_bot =
-        message.reply_to.as_deref().and_then(|to| jid::prep(to).ok()).is_some_and(|to| to.to_string() == bot.jid());
+    let replies_to_bot = match &message.reply_to {
+        Some(to) => jid::prep(to).is_ok_and(|to| to.to_string() == bot.jid()),
+        None => message.reply_id.as_ref().is_some_and(|id| own_message_ids.contains(id)),
+    };
     let mentioned = replies_to_bot || mentions(body, &bot.nick);
     if mode == GroupchatMode::Mentions && !mentioned {
         return Verdict::Skip(Skip::NotMentioned);
@@ -106,16 +113,22 @@ pub fn classify(message: &MessageFacts, view: RoomView<'_>, mode: GroupchatMode)
 }
 
 impl Rooms {
-    /// [`classify`] with the bot's place in the message's room.
-    pub fn classify_message(&self, message: &MessageFacts, mode: GroupchatMode) -> Verdict {
+    /// [`classify`] with the bot's place in the message's room; the bot's own messages coming
+    /// back are noted, for replies to them.
+    pub fn classify_message(&mut self, message: &MessageFacts, mode: GroupchatMode) -> Verdict {
         let Some((room, _)) = split(&message.from) else { return classify(message, RoomView::Unknown, mode) };
         let occupant = self.occupant(&room);
         let view = match &occupant {
-            Some(occupant) => RoomView::Joined(occupant),
+            Some(bot) => RoomView::Joined { bot, own_message_ids: self.own_message_ids(&room) },
             None if self.knows(&room) => RoomView::NotJoined,
             None => RoomView::Unknown,
         };
-        classify(message, view, mode)
+        let verdict = classify(message, view, mode);
+        if verdict == Verdict::Skip(Skip::OwnMessage) {
+            let ids = message.id.iter().chain(&message.stanza_id);
+            self.note_own_message(&room, ids.cloned());
+        }
+        verdict
     }
 }
 
@@ -149,7 +162,7 @@ mod tests {
     }
 
     fn all(message: &MessageFacts) -> Verdict {
-        classify(message, RoomView::Joined(&bot()), GroupchatMode::All)
+        classify(message, RoomView::Joined { bot: &bot(), own_message_ids: &[] }, GroupchatMode::All)
     }
 
     #[test]
@@ -160,6 +173,12 @@ mod tests {
         assert_eq!(all(&reply), fields("alice", true), "a XEP-0461 reply to the bot mentions it");
         let reply_to_bob = MessageFacts { reply_to: Some(format!("{ROOM}/bob")), ..said("alice", "thanks") };
         assert_eq!(all(&reply_to_bob), fields("alice", false));
+        let own = ["s1".to_string()];
+        let view = RoomView::Joined { bot: &bot(), own_message_ids: &own };
+        let reply_by_id = MessageFacts { reply_id: Some("s1".into()), ..said("alice", "thanks") };
+        assert_eq!(classify(&reply_by_id, view, GroupchatMode::Mentions), fields("alice", true));
+        let other_id = MessageFacts { reply_id: Some("s2".into()), ..said("alice", "thanks") };
+        assert_eq!(classify(&other_id, view, GroupchatMode::All), fields("alice", false));
     }
 
     #[test]
@@ -188,7 +207,9 @@ mod tests {
     #[test]
     fn mentions_mode_posts_only_mentions() {
         let bot = bot();
-        let mentions_only = |m: &MessageFacts| classify(m, RoomView::Joined(&bot), GroupchatMode::Mentions);
+        let mentions_only = |m: &MessageFacts| {
+            classify(m, RoomView::Joined { bot: &bot, own_message_ids: &[] }, GroupchatMode::Mentions)
+        };
         assert_eq!(mentions_only(&said("alice", "hello all")), Verdict::Skip(Skip::NotMentioned));
         assert_eq!(mentions_only(&said("alice", "@help bot hello")), fields("alice", true));
         assert_eq!(mentions_only(&said("Help Bot", "help bot here")), Verdict::Skip(Skip::OwnMessage));
@@ -203,7 +224,10 @@ mod tests {
             nick: "alice".into(),
             mentioned: None,
         });
-        assert_eq!(classify(&private, RoomView::Joined(&bot()), GroupchatMode::Mentions), expected);
+        assert_eq!(
+            classify(&private, RoomView::Joined { bot: &bot(), own_message_ids: &[] }, GroupchatMode::Mentions),
+            expected
+        );
         assert_eq!(classify(&private, RoomView::NotJoined, GroupchatMode::All), expected);
         let from_a_user = MessageFacts { from: "alice@localhost/phone".into(), ..private };
         assert_eq!(classify(&from_a_user, RoomView::Unknown, GroupchatMode::All), Verdict::NotFromARoom);
@@ -221,7 +245,10 @@ mod tests {
         assert_eq!(rooms.classify_message(&said("alice", "hi"), GroupchatMode::All), Verdict::Skip(Skip::NotInRoom));
         let joined = PresenceFacts { from: format!("{ROOM}/bot"), status_codes: vec![110], ..Default::default() };
         rooms.on_presence(&joined, now).unwrap();
-        assert_eq!(rooms.classify_message(&said("bot", "echo"), GroupchatMode::All), Verdict::Skip(Skip::OwnMessage));
+        let echo = MessageFacts { id: Some("m1".into()), stanza_id: Some("s1".into()), ..said("bot", "echo") };
+        assert_eq!(rooms.classify_message(&echo, GroupchatMode::All), Verdict::Skip(Skip::OwnMessage));
+        let reply = MessageFacts { reply_id: Some("s1".into()), ..said("alice", "nice") };
+        assert_eq!(rooms.classify_message(&reply, GroupchatMode::Mentions), fields("alice", true));
         assert_eq!(rooms.classify_message(&said("alice", "hi bot"), GroupchatMode::All), fields("alice", true));
         let elsewhere = MessageFacts { from: "x@conference.localhost/alice".into(), ..said("alice", "hi") };
         assert_eq!(rooms.classify_message(&elsewhere, GroupchatMode::All), Verdict::Skip(Skip::NotInRoom));
