@@ -20,6 +20,7 @@ pub mod outcome;
 pub mod policy;
 pub mod request;
 pub mod resolve;
+pub mod room;
 pub mod signing;
 pub mod stanza;
 pub mod wakeup;
