@@ -38,7 +38,7 @@ pub struct Contract<'a> {
 impl<'a> Contract<'a> {
     /// The contract of the module `config` describes.
     pub fn of(config: &'a Config) -> Contract<'a> {
-        Contract { format: config.format, host: &config.host }
+        Contract { format: config.profile.format, host: &config.host }
     }
 
     /// Whether an answer of this status and type is read as a reply (the only answers whose

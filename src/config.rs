@@ -45,8 +45,9 @@ pub struct Config {
     /// webhook has not answered a chat message within `chat_state_delay`, `<active/>` after.
     pub chat_states: bool,
     pub chat_state_delay: Duration,
-    /// JSON (component_http) or XML (mod_rest) requests and answers.
-    pub format: Format,
+    /// Which module these options belong to: its contract (JSON or XML) and the prefix every
+    /// message that names an option uses (`component_post_timeout`, `rest_timeout`).
+    pub profile: Profile,
     /// The component's host, as Prosody loaded the module on it: replies may only come from it
     /// (or a JID on it) and may not go to it.
     pub host: String,
@@ -109,7 +110,15 @@ const SUFFIXES: [&str; 17] = [
     "chat_state_delay",
 ];
 
+impl Default for Profile {
+    /// component_http's: the module this library is named after.
+    fn default() -> Self {
+        COMPONENT_HTTP
+    }
+}
+
 impl Profile {
+    /// The profile of `module.name`'s native side: `component_http` or `rest`.
     pub fn by_name(name: &str) -> Option<Profile> {
         match name {
             "component_http" => Some(COMPONENT_HTTP),
@@ -118,7 +127,10 @@ impl Profile {
         }
     }
 
-    fn name(&self, suffix: &str) -> String {
+    /// The full name of one of this module's options: `option("timeout")` is
+    /// `component_post_timeout` or `rest_timeout`. Every message naming an option builds the
+    /// name here, so a mod_rest operator reads the names of mod_rest's options.
+    pub fn option(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.prefix)
     }
 
@@ -128,7 +140,7 @@ impl Profile {
         if *self == COMPONENT_HTTP {
             names.push("post_stanza_types".to_owned());
         }
-        names.extend(SUFFIXES.iter().map(|suffix| self.name(suffix)));
+        names.extend(SUFFIXES.iter().map(|suffix| self.option(suffix)));
         names.extend(PUSH_OPTIONS.iter().map(|&what| self.push_option(what)));
         names
     }
@@ -138,8 +150,8 @@ impl Profile {
     /// the community mod_rest reads); `…max_push_size` and `…max_push_iqs` for both.
     pub fn push_option(&self, what: &str) -> String {
         match what {
-            "credentials" | "iq_timeout" if *self == COMPONENT_HTTP => self.name(&format!("push_{what}")),
-            _ => self.name(what),
+            "credentials" | "iq_timeout" if *self == COMPONENT_HTTP => self.option(&format!("push_{what}")),
+            _ => self.option(what),
         }
     }
 }
@@ -206,7 +218,7 @@ impl Config {
     }
 
     fn with_url_named(url: &str, option: &str) -> Result<Config, String> {
-        let (url, authorization) = split_userinfo(url).map_err(|e| e.replace("component_post_url", option))?;
+        let (url, authorization) = split_userinfo(url, option)?;
         Ok(Config {
             url,
             authorization,
@@ -226,7 +238,7 @@ impl Config {
             ca_file: None,
             chat_states: true,
             chat_state_delay: Duration::from_secs(1),
-            format: Format::Json,
+            profile: COMPONENT_HTTP,
             host: "bot.localhost".into(),
         })
     }
@@ -249,8 +261,8 @@ impl Config {
             other => return Err(format!("{url_name} must be a string, not a {}", other.type_name())),
         };
         let mut config = Config::with_url_named(&url, url_name)?;
-        config.format = profile.format;
-        let n = |suffix: &str| profile.name(suffix);
+        config.profile = profile;
+        let n = |suffix: &str| profile.option(suffix);
         config.stanzas = stanza_kinds(options, profile)?;
         // component_post_workers is the older name of the limit, kept working.
         let legacy_workers = integer(options, &n("workers"), 1, MAX_IN_FLIGHT)?;
@@ -313,7 +325,7 @@ impl Config {
 
 /// `component_post_stanzas` (documented) or `post_stanza_types` (what the original code reads).
 fn stanza_kinds(options: &Table, profile: Profile) -> Result<Vec<String>, String> {
-    let documented = profile.name("stanzas");
+    let documented = profile.option("stanzas");
     // `post_stanza_types` is what the original component_http's code reads.
     let names: &[&str] = if profile == COMPONENT_HTTP { &[&documented, "post_stanza_types"] } else { &[&documented] };
     for &name in names {
@@ -441,13 +453,14 @@ fn seconds(options: &Table, name: &str) -> Result<Option<Duration>, String> {
     Ok(Some(Duration::from_secs_f64(n)))
 }
 
-/// Splits `scheme://user:pass@host/…` into the URL without userinfo and a Basic auth header.
-fn split_userinfo(url: &str) -> Result<(String, Option<String>), String> {
+/// Splits `scheme://user:pass@host/…` into the URL without userinfo and a Basic auth header;
+/// errors name `option`, the URL option of the running module.
+fn split_userinfo(url: &str, option: &str) -> Result<(String, Option<String>), String> {
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| format!("component_post_url \"{url}\" is not an absolute http:// or https:// URL"))?;
+        .ok_or_else(|| format!("{option} \"{url}\" is not an absolute http:// or https:// URL"))?;
     if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-        return Err(format!("component_post_url \"{url}\" must use http or https, not {scheme}"));
+        return Err(format!("{option} \"{url}\" must use http or https, not {scheme}"));
     }
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
@@ -456,16 +469,16 @@ fn split_userinfo(url: &str) -> Result<(String, Option<String>), String> {
         None => (None, authority),
     };
     if host.is_empty() {
-        return Err(format!("component_post_url \"{url}\" has no host"));
+        return Err(format!("{option} \"{url}\" has no host"));
     }
     // The port, if any, is what follows the last ':' outside an IPv6 literal's brackets.
     let port = host.rsplit_once(']').map_or(host, |(_, rest)| rest).rsplit_once(':').map(|(_, port)| port);
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
     if format!("{scheme}://{host}/").parse::<ureq::http::Uri>().is_err() || !port_ok {
-        return Err(format!("component_post_url \"{url}\": \"{host}\" is not a valid host[:port]"));
+        return Err(format!("{option} \"{url}\": \"{host}\" is not a valid host[:port]"));
     }
     if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("component_post_url \"{url}\" contains spaces or control characters: percent-encode them"));
+        return Err(format!("{option} \"{url}\" contains spaces or control characters: percent-encode them"));
     }
     let authorization =
         userinfo.map(|u| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(u.as_bytes())));

@@ -27,7 +27,7 @@ use std::os::fd::RawFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::config::{Config, Profile};
 use crate::http::{Endpoint, Roots};
 use crate::outcome::{complete, Completion, Level, Outcome, QUEUE_FULL, UNLOADED};
 use crate::stanza::Incoming;
@@ -128,6 +128,8 @@ struct PoolLimits {
     retries: Option<u32>,
     chat_states: bool,
     chat_state_delay: Duration,
+    /// For the names of options in log lines.
+    profile: Profile,
 }
 
 impl PoolLimits {
@@ -143,6 +145,7 @@ impl PoolLimits {
             retries: config.retries,
             chat_states: config.chat_states,
             chat_state_delay: config.chat_state_delay,
+            profile: config.profile,
         }
     }
 }
@@ -310,18 +313,16 @@ impl Dispatcher {
             incoming: Arc::new(incoming),
         };
         let refused = if state.closing {
-            Some("the component is stopping")
+            Some((UNLOADED, "the component is stopping".to_owned()))
         } else if state.queued >= limits.queue_size {
-            Some("the queue is full (component_post_queue_size)")
+            Some((QUEUE_FULL, format!("the queue is full ({})", limits.profile.option("queue_size"))))
         } else {
             None
         };
         lock(&self.shared.stats).posted(&job.incoming.name);
-        if let Some(why) = refused {
+        if let Some((error, why)) = refused {
             drop(state);
-            let outcome =
-                Outcome::Error(if why.contains("queue") { QUEUE_FULL } else { UNLOADED }, format!("not posted: {why}"));
-            self.shared.push_outcome(&job.incoming, outcome);
+            self.shared.push_outcome(&job.incoming, Outcome::Error(error, format!("not posted: {why}")));
             return;
         }
         state.queued += 1;

@@ -97,7 +97,7 @@ impl Roots {
 
     /// Reads the roots `config` needs (the system's only for an `https://` URL), and what the
     /// operator should be told about them: no system roots found, or files that could not be
-    /// read. An unreadable or empty `component_post_ca_file` is an error.
+    /// read. An unreadable or empty `*_ca_file` is an error.
     pub fn load(config: &Config) -> Result<(Roots, Vec<(Level, String)>), String> {
         let mut certs = Vec::new();
         let mut notes = Vec::new();
@@ -116,12 +116,14 @@ impl Roots {
                 } else {
                     format!("in {}", set.join(" "))
                 };
+                let ca_file = config.profile.option("ca_file");
                 let (level, consequence) = match config.ca_file {
-                    Some(_) => (Level::Warn, "only component_post_ca_file's certificates are trusted"),
+                    Some(_) => (Level::Warn, format!("only {ca_file}'s certificates are trusted")),
                     None => (
                         Level::Error,
-                        "the https:// webhook cannot be verified; set SSL_CERT_FILE or SSL_CERT_DIR, or \
-                         component_post_ca_file",
+                        format!(
+                            "the https:// webhook cannot be verified; set SSL_CERT_FILE or SSL_CERT_DIR, or {ca_file}"
+                        ),
                     ),
                 };
                 notes.push((level, format!("no system CA certificates found {whence}: {consequence}")));
@@ -129,11 +131,11 @@ impl Roots {
             certs.extend(system.certs.iter().map(|der| Certificate::from_der(der).to_owned()));
         }
         if let Some(path) = &config.ca_file {
-            let extra =
-                std::fs::read(path).map_err(|e| format!("component_post_ca_file \"{path}\" cannot be read: {e}"))?;
+            let option = config.profile.option("ca_file");
+            let extra = std::fs::read(path).map_err(|e| format!("{option} \"{path}\" cannot be read: {e}"))?;
             let extra_certs = pem_certs(&extra);
             if extra_certs.is_empty() {
-                return Err(format!("component_post_ca_file \"{path}\" holds no PEM certificate"));
+                return Err(format!("{option} \"{path}\" holds no PEM certificate"));
             }
             certs.extend(extra_certs);
         }
@@ -169,7 +171,8 @@ enum Attempt {
 }
 
 impl Attempt {
-    fn into_verdict(self, incoming: &Incoming, contract: Contract) -> Verdict {
+    fn into_verdict(self, incoming: &Incoming, config: &Config) -> Verdict {
+        let contract = Contract::of(config);
         match self {
             Attempt::Answer(answer) => {
                 let outcome = interpret(incoming, &answer, contract);
@@ -188,7 +191,10 @@ impl Attempt {
             }
             Attempt::TooLarge(limit) => Verdict::Final(Outcome::Error(
                 BAD_REPLY,
-                format!("webhook reply refused: larger than {limit} bytes (component_post_max_reply_size)"),
+                format!(
+                    "webhook reply refused: larger than {limit} bytes ({})",
+                    config.profile.option("max_reply_size")
+                ),
             )),
         }
     }
@@ -208,22 +214,23 @@ pub fn post_once(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> (
         }
         Attempt::TimedOut(_) => None,
     };
-    (attempt.into_verdict(delivery.incoming, Contract::of(config)), status)
+    (attempt.into_verdict(delivery.incoming, config), status)
 }
 
 fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Attempt {
     let left = delivery.deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
+        let timeout = config.profile.option("timeout");
         return Attempt::TimedOut(if delivery.retry == 0 {
-            "waited longer than component_post_timeout in the queue".into()
+            format!("waited longer than {timeout} in the queue")
         } else {
-            "component_post_timeout reached".into()
+            format!("{timeout} reached")
         });
     }
     let mut request = endpoint
         .agent
         .post(&config.url)
-        .header("Content-Type", crate::request::content_type(config.format))
+        .header("Content-Type", crate::request::content_type(config.profile.format))
         .header(DELIVERY_HEADER, delivery.delivery_id)
         .header(RETRY_HEADER, delivery.retry.to_string());
     if let Some(authorization) = &config.authorization {
@@ -245,7 +252,7 @@ fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Attempt
         request.config().timeout_global(Some(left)).timeout_connect(Some(config.connect_timeout.min(left))).build();
     let mut response = match request.send(delivery.body) {
         Ok(response) => response,
-        Err(e) => return transport_error(e, delivery.deadline),
+        Err(e) => return transport_error(e, delivery.deadline, config),
     };
     let status = response.status().as_u16();
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -260,7 +267,7 @@ fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Attempt
         Ok(_) => Vec::new(),
         Err(ureq::Error::BodyExceedsLimit(limit)) if is_reply => return Attempt::TooLarge(limit),
         Err(ureq::Error::BodyExceedsLimit(_)) => Vec::new(),
-        Err(e) => return transport_error(e, delivery.deadline),
+        Err(e) => return transport_error(e, delivery.deadline, config),
     };
     Attempt::Answer(HttpAnswer { status, content_type, body, retry_after })
 }
@@ -303,14 +310,14 @@ fn imf_fixdate(value: &str) -> Option<u64> {
     u64::try_from(seconds).ok()
 }
 
-fn transport_error(error: ureq::Error, deadline: Instant) -> Attempt {
+fn transport_error(error: ureq::Error, deadline: Instant, config: &Config) -> Attempt {
     match error {
         // Not even connected within component_post_connect_timeout, with time left: the
         // webhook is down or unreachable, which is worth retrying.
         ureq::Error::Timeout(phase @ (ureq::Timeout::Resolve | ureq::Timeout::Connect))
             if Instant::now() < deadline =>
         {
-            Attempt::Unreachable(format!("timed out in phase {phase} (component_post_connect_timeout)"))
+            Attempt::Unreachable(format!("timed out in phase {phase} ({})", config.profile.option("connect_timeout")))
         }
         ureq::Error::Timeout(phase) => Attempt::TimedOut(format!("timed out in phase {phase}")),
         other => Attempt::Unreachable(other.to_string()),
@@ -320,6 +327,21 @@ fn transport_error(error: ureq::Error, deadline: Instant) -> Attempt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_name_the_running_modules_options() {
+        // Found by review: a mod_rest operator who set rest_ca_file was told about
+        // component_post_ca_file.
+        let mut config = Config::with_url("https://127.0.0.1:9/").unwrap();
+        config.profile = crate::config::REST;
+        config.ca_file = Some("/nonexistent/ca.pem".into());
+        let err = Roots::load(&config).err().unwrap();
+        assert!(err.starts_with("rest_ca_file \"/nonexistent/ca.pem\" cannot be read"), "{err}");
+        let timed_out = Attempt::TimedOut("x".into()).into_verdict(&Incoming::sample("message", None), &config);
+        let too_large = Attempt::TooLarge(9).into_verdict(&Incoming::sample("message", None), &config);
+        assert!(matches!(timed_out, Verdict::Final(_)));
+        assert!(matches!(too_large, Verdict::Final(Outcome::Error(_, why)) if why.contains("(rest_max_reply_size)")));
+    }
 
     #[test]
     fn retry_after_takes_seconds_or_an_http_date() {

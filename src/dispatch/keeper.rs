@@ -1,5 +1,5 @@
 //! The keeper: one thread per component that answers waiting stanzas whose time ran out —
-//! their deadline (`component_post_timeout`), or their retry window while the webhook is
+//! their deadline (`*_timeout`), or their retry window while the webhook is
 //! unreachable — and starts the probe when one is due. Stanzas in flight are bounded by their
 //! own request's deadline; this covers the ones no worker holds.
 //!
@@ -59,27 +59,31 @@ fn expiry(job: &Job, outage: Option<&Outage>, retry_window: Duration) -> Instant
 
 /// The answer to a job whose time ran out while it waited: its deadline (timed out, whatever
 /// the reason it waited), or its retry window during an outage (the webhook's last failure).
-fn expired(job: &Job, outage: Option<&Outage>, now: Instant) -> Outcome {
+fn expired(job: &Job, outage: Option<&Outage>, now: Instant, profile: Profile) -> Outcome {
     let outcome = match outage {
         Some(outage) if now < job.deadline => {
             let held = now.saturating_duration_since(job.held_since.unwrap_or(job.accepted.max(outage.since)));
             Outcome::Error(
                 outage.last_error.0.clone(),
                 format!(
-                    "{} (held {:.1} s while the webhook was unreachable, until component_post_retry_window ran out)",
+                    "{} (held {:.1} s while the webhook was unreachable, until {} ran out)",
                     outage.last_error.1,
-                    held.as_secs_f64()
+                    held.as_secs_f64(),
+                    profile.option("retry_window")
                 ),
             )
         }
-        Some(outage) => {
-            super::worker::out_of_time(&Outcome::Error(outage.last_error.0.clone(), outage.last_error.1.clone()))
-        }
+        Some(outage) => super::worker::out_of_time(
+            &Outcome::Error(outage.last_error.0.clone(), outage.last_error.1.clone()),
+            profile,
+        ),
         None => Outcome::Error(
             TIMED_OUT,
-            "waited longer than component_post_timeout in the queue (all component_post_max_in_flight \
-             requests were busy)"
-                .into(),
+            format!(
+                "waited longer than {} in the queue (all {} requests were busy)",
+                profile.option("timeout"),
+                profile.option("max_in_flight")
+            ),
         ),
     };
     outcome
@@ -114,7 +118,7 @@ fn run(shared: &Arc<Shared>) {
             }
             for job in ran_out {
                 state.queued -= 1;
-                let completion = shared.settle(&job, expired(&job, state.outage.as_ref(), now));
+                let completion = shared.settle(&job, expired(&job, state.outage.as_ref(), now, state.limits.profile));
                 shared.answer(&state.limits, &job, completion, job.composing_sent);
                 shared.release_line(&mut state, job.line.as_deref());
             }

@@ -128,7 +128,7 @@ impl Shared {
             let settings = self.settings();
             // Encoded here rather than in `submit`: everything that need not touch Lua stays
             // off Prosody's main thread.
-            let body = request::body(&job.incoming, settings.config.format);
+            let body = request::body(&job.incoming, settings.config.profile.format);
             let delivery = Delivery {
                 incoming: &job.incoming,
                 body: &body,
@@ -206,9 +206,10 @@ impl Shared {
                         Level::Warn,
                         format!("The webhook is unreachable since {}: {reason}", clock_time()),
                         format!(
-                            "The webhook is unreachable ({reason}); holding stanzas for up to {} s \
-                             (component_post_retry_window) and probing it",
-                            limits.retry_window.as_secs_f64()
+                            "The webhook is unreachable ({reason}); holding stanzas for up to {} s ({}) and \
+                             probing it",
+                            limits.retry_window.as_secs_f64(),
+                            limits.profile.option("retry_window")
                         ),
                     );
                     state.outage = Some(Outage::begin(now, last_error, retry_after, jitter, limits.retry_window));
@@ -225,7 +226,7 @@ impl Shared {
         let window_over = held_since.checked_add(limits.retry_window).is_none_or(|end| now >= end);
         let retries_over = limits.retries.is_some_and(|retries| job.attempts > retries);
         if now >= job.deadline {
-            let completion = self.settle(&job, out_of_time(&outcome));
+            let completion = self.settle(&job, out_of_time(&outcome, limits.profile));
             self.answer(&limits, &job, completion, job.composing_sent);
             self.release_line(&mut state, job.line.as_deref());
         } else if window_over || retries_over {
@@ -287,14 +288,14 @@ fn completion_of(job: &Job, outcome: Outcome) -> Completion {
 }
 
 /// The deadline, not the failure, ended it: timed out, with the failure for the log.
-pub(super) fn out_of_time(last: &Outcome) -> Outcome {
+pub(super) fn out_of_time(last: &Outcome, profile: Profile) -> Outcome {
     let last = match last {
         Outcome::Error(_, reason) => reason.as_str(),
         _ => "none",
     };
     Outcome::Error(
         crate::outcome::TIMED_OUT,
-        format!("component_post_timeout ran out while the webhook was unreachable (last failure: {last})"),
+        format!("{} ran out while the webhook was unreachable (last failure: {last})", profile.option("timeout")),
     )
 }
 

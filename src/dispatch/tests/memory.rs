@@ -115,7 +115,7 @@ fn costs(n: usize) -> (isize, isize, usize) {
         c.timeout = Duration::from_secs(3600);
         c.chat_states = false;
     });
-    let format = d.config().format;
+    let format = d.config().profile.format;
     // A first small stanza, so one worker has its connection before anything is counted.
     let warm = Incoming::from_lua(&stanza_table(&lua, 0, 16)).unwrap();
     let warm_length = crate::request::body(&warm, format).len();
