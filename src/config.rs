@@ -9,6 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use mlua::{Table, Value};
 
+/// The options of one component, typed and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The webhook URL without any `user:pass@`.
@@ -23,7 +24,9 @@ pub struct Config {
     pub warm_workers: usize,
     /// How long a worker beyond the warm set idles before it exits.
     pub idle_timeout: Duration,
+    /// Stanzas accepted and not yet posted, at most; beyond it senders get `wait/resource-constraint`.
     pub queue_size: usize,
+    /// How long one attempt may take to connect.
     pub connect_timeout: Duration,
     /// Deadline for the whole delivery of one stanza, retries included.
     pub timeout: Duration,
@@ -34,6 +37,7 @@ pub struct Config {
     pub retries: Option<u32>,
     /// At most one stanza in flight per (sender, recipient) pair.
     pub ordered: bool,
+    /// The largest reply body read, in bytes.
     pub max_reply_size: u64,
     /// HMAC key for signing requests.
     pub secret: Option<String>,
@@ -44,6 +48,7 @@ pub struct Config {
     /// Send XEP-0085 chat states to senders that support them: `<composing/>` when the
     /// webhook has not answered a chat message within `chat_state_delay`, `<active/>` after.
     pub chat_states: bool,
+    /// How long the webhook may think before `<composing/>` is sent.
     pub chat_state_delay: Duration,
     /// Which module these options belong to: its contract (JSON or XML) and the prefix every
     /// message that names an option uses (`component_post_timeout`, `rest_timeout`).
@@ -53,6 +58,7 @@ pub struct Config {
     pub host: String,
 }
 
+/// The stanza kinds that can be POSTed.
 pub const KINDS: [&str; 3] = ["message", "presence", "iq"];
 
 /// Upper bound of `component_post_max_in_flight`: one thread each, so keep it sane.
@@ -61,26 +67,33 @@ const MAX_IN_FLIGHT: i64 = 10_000;
 /// How requests and answers are written: component_http's JSON contract, or mod_rest's XML.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// component_http: JSON requests and replies.
     Json,
+    /// mod_rest: the stanza itself, as XML, both ways.
     Xml,
 }
 
 /// Which module's options these are: the same options under another prefix, read once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Profile {
+    /// What every option name starts with (`component_post_`, `rest_`).
     pub prefix: &'static str,
     /// The option naming the URL stanzas are POSTed to.
     pub url: &'static str,
+    /// The contract of requests and replies.
     pub format: Format,
+    /// The stanza kinds POSTed when the module's stanzas option is not set.
     pub default_stanzas: &'static [&'static str],
 }
 
+/// mod_component_http's options and JSON contract.
 pub const COMPONENT_HTTP: Profile = Profile {
     prefix: "component_post_",
     url: "component_post_url",
     format: Format::Json,
     default_stanzas: &["message"],
 };
+/// mod_rest's options and XML contract.
 pub const REST: Profile = Profile {
     prefix: "rest_",
     url: "rest_callback_url",
@@ -243,6 +256,7 @@ impl Config {
         })
     }
 
+    /// component_http's options from their raw values (used by tests).
     pub fn from_lua(options: &Table) -> Result<Config, String> {
         Config::from_lua_for(options, COMPONENT_HTTP)
     }

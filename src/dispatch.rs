@@ -175,6 +175,7 @@ struct Shared {
     stats: Mutex<Stats>,
 }
 
+/// The queue, the worker pool and the HTTP client of one component: what Lua's client holds.
 pub struct Dispatcher {
     shared: Arc<Shared>,
     next_id: u64,
@@ -185,11 +186,15 @@ pub struct Dispatcher {
 /// Figures for operators and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Figures {
-    /// Stanzas queued (`State::queued`); still named `waiting` for `client:figures()` in lib.rs.
-    pub waiting: usize,
+    /// Stanzas accepted and not yet posted (`State::queued`).
+    pub queued: usize,
+    /// Requests being posted.
     pub in_flight: usize,
+    /// Worker threads alive.
     pub workers: usize,
+    /// Worker threads waiting for work.
     pub idle_workers: usize,
+    /// Whether the webhook is unreachable (an outage is going on).
     pub endpoint_down: bool,
 }
 
@@ -200,6 +205,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Dispatcher {
+    /// Starts the warm workers and the keeper for `config`; an error names what could not start.
     pub fn new(config: Config) -> Result<Dispatcher, String> {
         let (roots, notes) = Roots::load(&config)?;
         let endpoint = Endpoint::new(&config, &roots);
@@ -228,10 +234,12 @@ impl Dispatcher {
         Ok(dispatcher)
     }
 
+    /// The configuration in use.
     pub fn config(&self) -> Config {
         self.shared.settings().config.clone()
     }
 
+    /// The descriptor Prosody watches: readable when completions wait.
     pub fn fd(&self) -> RawFd {
         self.shared.wakeup.fd()
     }
@@ -255,10 +263,11 @@ impl Dispatcher {
         state.live_workers + usize::from(state.keeper_alive)
     }
 
+    /// Live figures, for the statistics and tests.
     pub fn figures(&self) -> Figures {
         let state = lock(&self.shared.state);
         Figures {
-            waiting: state.queued,
+            queued: state.queued,
             in_flight: state.in_flight.len(),
             workers: state.live_workers,
             idle_workers: state.idle_workers,

@@ -23,8 +23,11 @@ pub const RETRY_HEADER: &str = "X-Retry-Count";
 
 /// What one attempt posts: the stanza and its ready-made body.
 pub struct Delivery<'a> {
+    /// The stanza posted.
     pub incoming: &'a Incoming,
+    /// The request body, made once for all attempts.
     pub body: &'a [u8],
+    /// The `X-Delivery-Id`, the same on every attempt.
     pub delivery_id: &'a str,
     /// Attempts made before this one.
     pub retry: u32,
@@ -36,8 +39,11 @@ pub struct Delivery<'a> {
 /// certificates it trusts.
 #[derive(Clone)]
 pub struct Endpoint {
+    /// Keeps connections alive between requests; shut down on unload.
     pub agent: ureq::Agent,
+    /// Looks the webhook's name up, at most once at a time.
     pub resolver: CachingResolver,
+    /// The CA certificates trusted for `https://`.
     pub roots: Roots,
 }
 

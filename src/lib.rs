@@ -47,6 +47,7 @@ fn guard<T>(what: &str, f: impl FnOnce() -> mlua::Result<T>) -> mlua::Result<T> 
     })
 }
 
+/// The native client of one component, as Lua's userdata: see the methods below.
 pub struct Client {
     dispatcher: Option<Dispatcher>,
     stanza_mt: Table,
@@ -132,7 +133,7 @@ impl UserData for Client {
                 t.set("latency_buckets", lua.create_sequence_from(stats.latency_buckets)?)?;
                 t.set("latency_sum", stats.latency_sum)?;
                 t.set("latency_count", stats.latency_count)?;
-                t.set("queued", figures.waiting)?;
+                t.set("queued", figures.queued)?;
                 t.set("in_flight", figures.in_flight)?;
                 t.set("workers", figures.workers)?;
                 t.set("endpoint_up", !figures.endpoint_down)?;
@@ -306,6 +307,7 @@ fn parse(lua: &Lua, (text, stanza_mt): (String, Table)) -> mlua::Result<MultiVal
     })
 }
 
+/// The table `require "component_http_native"` returns.
 pub fn exports(lua: &Lua) -> mlua::Result<Table> {
     let exports = lua.create_table()?;
     exports.set("new", lua.create_function(new_client)?)?;

@@ -44,6 +44,7 @@ struct Names {
     looking_up: HashMap<String, Arc<Flight>>,
 }
 
+/// Resolves the webhook's host name for ureq: answers kept for a while, one lookup per name at a time, each caller bounded by its own deadline.
 #[derive(Clone)]
 pub struct CachingResolver {
     names: Arc<Mutex<Names>>,

@@ -8,12 +8,14 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 
+/// A socket pair: workers write a byte when completions are ready, Prosody watches the other end.
 pub struct Wakeup {
     reader: UnixStream,
     writer: UnixStream,
 }
 
 impl Wakeup {
+    /// A new pair, both ends non-blocking.
     pub fn new() -> std::io::Result<Wakeup> {
         let (reader, writer) = UnixStream::pair()?;
         reader.set_nonblocking(true)?;

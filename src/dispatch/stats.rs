@@ -9,6 +9,7 @@ use crate::outcome::Outcome;
 /// Upper bounds, in seconds, of the request latency histogram's buckets (plus +Inf).
 pub const LATENCY_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
+/// Counters kept as stanzas are settled, read when Prosody collects its statistics.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Stats {
     /// Stanzas handed to the module, by kind.
@@ -22,7 +23,9 @@ pub struct Stats {
     /// Request latency (one attempt, from sending to the answer read): count per bucket of
     /// [`LATENCY_BUCKETS`] (not cumulative; the last one is +Inf), sum and count.
     pub latency_buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    /// Seconds spent in all attempts.
     pub latency_sum: f64,
+    /// Attempts measured.
     pub latency_count: u64,
 }
 
@@ -34,10 +37,12 @@ fn bump(counts: &mut Vec<(String, u64)>, key: &str) {
 }
 
 impl Stats {
+    /// Counts a stanza handed to the module.
     pub fn posted(&mut self, kind: &str) {
         bump(&mut self.posted, kind);
     }
 
+    /// Counts a stanza's outcome, by its label (`reply`, `no_reply`, or the error condition).
     pub fn outcome(&mut self, outcome: &Outcome) {
         let label = match outcome {
             Outcome::Reply(_) => "reply",

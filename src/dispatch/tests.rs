@@ -560,7 +560,7 @@ fn the_limit_on_requests_in_flight_holds() {
         d.submit(message_from(sender, 0));
     }
     gate.wait_held(3);
-    assert_eq!(d.figures(), Figures { waiting: 17, in_flight: 3, workers: 3, idle_workers: 0, endpoint_down: false });
+    assert_eq!(d.figures(), Figures { queued: 17, in_flight: 3, workers: 3, idle_workers: 0, endpoint_down: false });
     gate.open();
     collect_last(&mut d, 20);
     assert_eq!(gate.peak.load(Ordering::SeqCst), 3);
