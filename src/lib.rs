@@ -9,6 +9,31 @@
 //!
 //! A client has `submit(stanza)`, `drain()`, `fd()`, `kinds()` and `close()`; see [`Client`].
 //! No panic may unwind into Lua: every entry point catches it and raises a Lua error instead.
+//!
+//! # Layout: the path of a stanza
+//!
+//! In the order a stanza crosses the files, from Prosody to the webhook and back:
+//!
+//! 1. `lua/component_http.lib.lua` (called by `lua/mod_component_http.lua` and
+//!    `lua/mod_rest.lua`) hooks the stanza on Prosody's main thread and calls
+//!    [`Client`]`:submit` (here).
+//! 2. [`stanza`]: `Incoming::from_lua` reads the stanza table and serializes it, in one pass.
+//! 3. [`dispatch`]: `Dispatcher::submit` queues it, in its sender's line, and offers it to the
+//!    pool; the main thread returns.
+//! 4. [`dispatch::worker`](dispatch): the main loop of a worker thread takes it, has
+//!    [`request`] write the body and [`http`] post it ([`signing`], [`resolve`]) within its
+//!    deadline, retrying or holding it during an outage (`dispatch/outage.rs`).
+//! 5. [`answer`]: what the webhook's HTTP answer means, and the reply it describes ([`xml`]),
+//!    addressed and checked by [`policy`] ([`jid`]).
+//! 6. [`outcome`]: what the sender gets (a reply, nothing, or an error), as a `Completion`.
+//!    `dispatch/keeper.rs` settles what waited past its deadline and sends `<composing/>`.
+//! 7. [`wakeup`]: a byte wakes Prosody, whose watcher calls `Client:drain`; the completions
+//!    become stanza tables (`Element::to_lua`) that the Lua sends, each under its own guard.
+//!
+//! A push (`POST /rest`, `POST /component_http`) takes a shorter path: the Lua's HTTP handler
+//! calls `push`, [`inbound`] parses and checks it ([`policy`]), and the Lua sends it. [`config`]
+//! turns the options into typed values, with the module's profile; [`room`] holds what the bot
+//! knows of the group chats it is in.
 
 pub mod answer;
 pub mod config;
