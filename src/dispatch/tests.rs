@@ -597,14 +597,7 @@ fn an_unreachable_webhook_is_probed_not_hammered_and_nothing_is_lost() {
     assert!(outcomes(&d).is_empty(), "nothing is answered while held");
     up.store(true, Ordering::SeqCst);
     let done = collect_last(&mut d, 100);
-    for sender in 0..20 {
-        let to = format!("to='user{sender}@localhost/r'");
-        let order: Vec<String> = done.iter().map(sent_xml).filter(|xml| xml.contains(&to)).collect();
-        let expected: Vec<String> = (0..5)
-            .map(|n| format!("<message type='chat' {to} from='echo@bot.localhost'><body>hello {n}</body></message>"))
-            .collect();
-        assert_eq!(order, expected);
-    }
+    assert_echoed_in_order(&done, 20, 5);
     assert!(!d.figures().endpoint_down);
     // Every stanza answered was posted with its delivery id; a retried one kept it.
     let seen = server.seen.lock().unwrap();
@@ -804,6 +797,18 @@ fn reconfigure_to_the_same_url_keeps_the_connections() {
     assert_eq!(server.connections.load(Ordering::SeqCst), 1);
 }
 
+/// Each of `senders` got the echoes of its `count` messages (`hello 0` …), in order.
+fn assert_echoed_in_order(done: &[Completion], senders: usize, count: usize) {
+    for sender in 0..senders {
+        let to = format!("to='user{sender}@localhost/r'");
+        let order: Vec<String> = done.iter().map(sent_xml).filter(|xml| xml.contains(&to)).collect();
+        let expected: Vec<String> = (0..count)
+            .map(|n| format!("<message type='chat' {to} from='echo@bot.localhost'><body>hello {n}</body></message>"))
+            .collect();
+        assert_eq!(order, expected, "sender {sender}");
+    }
+}
+
 #[test]
 fn answers_of_one_sender_come_back_in_order() {
     // Replies take a varying time; with several workers, a reply released too early would
@@ -823,14 +828,7 @@ fn answers_of_one_sender_come_back_in_order() {
         }
     }
     let done = collect_last(&mut d, 180);
-    for sender in 0..3 {
-        let to = format!("to='user{sender}@localhost/r'");
-        let order: Vec<String> = done.iter().map(sent_xml).filter(|xml| xml.contains(&to)).collect();
-        let expected: Vec<String> = (0..60)
-            .map(|n| format!("<message type='chat' {to} from='echo@bot.localhost'><body>hello {n}</body></message>"))
-            .collect();
-        assert_eq!(order, expected);
-    }
+    assert_echoed_in_order(&done, 3, 60);
 }
 
 /// A stanza that waits for a worker (the limit is reached) is answered at its deadline by the
