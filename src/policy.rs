@@ -51,12 +51,13 @@ pub fn check(stanza: &mut Element, host: &str, sender: Sender) -> Result<(), Ref
     let to = address(stanza, "to")?;
     if to.domain.eq_ignore_ascii_case(host) {
         return Err(invalid(format!(
-            "'to' {to} is this component ({host}): it would come back to the webhook; address users or other services"
+            "'to' {:?} is this component ({host}): it would come back to the webhook; address users or other services",
+            to.to_string()
         )));
     }
     let from = address(stanza, "from")?;
     if !from.domain.eq_ignore_ascii_case(host) {
-        return Err(Refusal::NotOurs(format!("'from' {from} is not on this component ({host})")));
+        return Err(Refusal::NotOurs(format!("'from' {:?} is not on this component ({host})", from.to_string())));
     }
     semantics(stanza, sender).map_err(invalid)?;
     stanza.check_xml().map_err(invalid)

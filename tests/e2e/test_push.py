@@ -43,7 +43,7 @@ class HeldWebhook:
 def rest_and_bot(prosody_factory, hook, **rest_options):
     """mod_rest on rest.localhost, and a component_http bot whose webhook answers iqs."""
     return start(prosody_factory, {
-        REST: {"__module__": "rest", "rest_credentials": TOKEN, **rest_options},
+        REST: {"rest_credentials": TOKEN, **rest_options},
         BOT: {"component_post_url": hook.url(), "component_post_stanzas": ["message", "iq"],
               "component_post_ordered": False},  # the held iqs from one sender all reach the webhook
     })
@@ -56,11 +56,11 @@ def push_iq(port, iq_id=None):
 
 def test_empty_or_invalid_push_options_keep_the_module_from_loading(prosody_factory, webhook):
     prosody, port = start(prosody_factory, {
-        REST: {"__module__": "rest", "rest_credentials": ""},
-        "rest2.localhost": {"__module__": "rest", "rest_credentials": TOKEN, "rest_iq_timeout": -1},
+        REST: {"rest_credentials": ""},
+        "rest2.localhost": {"rest_credentials": TOKEN, "rest_iq_timeout": -1},
         BOT: {"component_post_url": webhook.url(), "component_post_push_credentials": " "},
-        "ok.localhost": {"__module__": "rest", "rest_credentials": TOKEN},  # so Prosody serves HTTP
-    })
+        "ok.localhost": {"rest_credentials": TOKEN},  # so Prosody serves HTTP
+    }, modules={"rest2.localhost": "rest", "ok.localhost": "rest"})
     errors = "\n".join(error_lines(prosody))
     for expected in ["rest_credentials is empty", "rest_iq_timeout must be",
                      "component_post_push_credentials is empty"]:
@@ -75,7 +75,7 @@ def test_empty_or_invalid_push_options_keep_the_module_from_loading(prosody_fact
 
 
 def test_an_empty_authorization_header_is_refused(prosody_factory, connect):
-    prosody, port = start(prosody_factory, {REST: {"__module__": "rest", "rest_credentials": TOKEN}})
+    prosody, port = start(prosody_factory, {REST: {"rest_credentials": TOKEN}})
     alice = connect(prosody)
     since = alice.mark()
     status, headers, _ = post(port, "<message to='alice@localhost'><body>spam</body></message>", token="")
@@ -85,7 +85,7 @@ def test_an_empty_authorization_header_is_refused(prosody_factory, connect):
 
 
 def test_a_pushed_iq_without_a_valid_type_is_refused_with_400(prosody_factory, connect):
-    prosody, port = start(prosody_factory, {REST: {"__module__": "rest", "rest_credentials": TOKEN}})
+    prosody, port = start(prosody_factory, {REST: {"rest_credentials": TOKEN}})
     alice = connect(prosody)
     since = alice.mark()
     for body in ["<iq to='localhost'/>", "<iq to='localhost' type='bogus' id='b1'/>",
@@ -209,7 +209,7 @@ def raw_post(port, head_lines, body_chunks):
 
 def test_a_chunked_push_is_refused_with_411_not_read_as_empty(prosody_factory, connect):
     """Prosody's HTTP server does not read chunked request bodies: the push is refused saying so."""
-    prosody, port = start(prosody_factory, {REST: {"__module__": "rest", "rest_credentials": TOKEN}})
+    prosody, port = start(prosody_factory, {REST: {"rest_credentials": TOKEN}})
     alice = connect(prosody)
     since = alice.mark()
     stanza = b"<message to='alice@localhost'><body>in pieces</body></message>"
@@ -224,7 +224,7 @@ def test_a_chunked_push_is_refused_with_411_not_read_as_empty(prosody_factory, c
 
 
 def test_a_push_over_http_max_content_size_gets_401_or_413_before_its_body(prosody_factory, connect):
-    prosody, port = start(prosody_factory, {REST: {"__module__": "rest", "rest_credentials": TOKEN}})
+    prosody, port = start(prosody_factory, {REST: {"rest_credentials": TOKEN}})
     head = ["POST /rest HTTP/1.1", f"Host: {REST}", "Content-Type: application/xmpp+xml",
             f"Content-Length: {20 * 1024 * 1024}"]  # twice Prosody's default http_max_content_size
     answer = raw_post(port, head + ["Authorization: Bearer wrong"], [])

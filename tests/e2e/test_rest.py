@@ -19,11 +19,11 @@ TOKEN = "Bearer dmVyeSBzZWNyZXQgdG9rZW4K"
 XMPP_XML = "application/xmpp+xml"
 
 
-def start(prosody_factory, components, http_port=None):
-    """A Prosody with `components` (REST runs mod_rest, any other host component_http) and HTTP on
-    `http_port` (a free one if not given): (prosody, http_port)."""
+def start(prosody_factory, components, http_port=None, modules=None):
+    """A Prosody with `components` (REST and the hosts `modules` names run mod_rest, any other
+    host component_http) and HTTP on `http_port` (a free one if not given): (prosody, http_port)."""
     http_port = http_port or free_port()
-    modules = {REST: "rest"} if REST in components else None
+    modules = {**({REST: "rest"} if REST in components else {}), **(modules or {})}
     prosody = prosody_factory(components, component_modules=modules, global_options={
         "http_ports": [http_port], "http_interfaces": ["127.0.0.1"],
         "modules_enabled": ["roster", "saslauth", "admin_shell", "ping"]})
