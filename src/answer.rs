@@ -62,7 +62,7 @@ pub fn interpret(orig: &Incoming, answer: &HttpAnswer, contract: Contract) -> Ou
             }
             let reply = match contract.format {
                 Format::Json => reply_from_json(orig, &answer.body),
-                Format::Xml => reply_from_xml(orig, &answer.body),
+                Format::Xml => reply_from_xml(&answer.body),
             }
             .and_then(|reply| address(reply, orig, contract.host));
             match reply {
@@ -92,7 +92,7 @@ fn is_media_type(content_type: Option<&str>, wanted: &str) -> bool {
 }
 
 /// The reply stanza of a webhook's XML answer (mod_rest's contract), before it is addressed.
-fn reply_from_xml(_orig: &Incoming, body: &[u8]) -> Result<Element, String> {
+fn reply_from_xml(body: &[u8]) -> Result<Element, String> {
     let text = std::str::from_utf8(body).map_err(|_| "the stanza is not UTF-8".to_string())?;
     parse_stanza(text, Limits::default())
 }
@@ -115,7 +115,7 @@ pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Res
     } else {
         let kind = string_field(fields, "kind")?.unwrap_or(default_kind);
         if !matches!(kind, "message" | "presence" | "iq") {
-            return Err(format!("'kind' is \"{kind}\", expected message, presence or iq"));
+            return Err(format!("'kind' is {kind:?}, expected message, presence or iq"));
         }
         let mut reply = Element::new(kind);
         match string_field(fields, "type")? {
