@@ -297,6 +297,26 @@ fn refused_connection_is_a_connection_failure() {
     assert!(done[0].log.as_ref().unwrap().1.contains("could not reach the webhook"));
 }
 
+/// Found by the end-to-end suite under load: with no retry window, one 502 began an outage that
+/// answered the next stanza with the same 502 without posting it, and nothing ended it.
+#[test]
+fn without_a_retry_window_every_stanza_is_posted() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&calls);
+    let server = serve(move |_| match counted.fetch_add(1, Ordering::SeqCst) {
+        0 => Answer { status: 502, ..json("") },
+        _ => json(r#"{"body":"back"}"#),
+    });
+    let mut d = dispatcher(&server.url, |c| c.retry_window = Duration::ZERO);
+    d.submit(message(1));
+    wait_until("the 502 is answered", || calls.load(Ordering::SeqCst) == 1 && d.pending() == 0);
+    d.submit(message(2));
+    let done = collect_last(&mut d, 2);
+    assert!(sent_xml(&done[0]).contains("Bad gateway"), "{}", sent_xml(&done[0]));
+    assert!(sent_xml(&done[1]).contains("<body>back</body>"), "{}", sent_xml(&done[1]));
+    assert!(!d.figures().endpoint_down);
+}
+
 #[test]
 fn slow_webhook_times_out() {
     let server = serve(|_| Answer { delay: Duration::from_secs(600), ..json("{}") });

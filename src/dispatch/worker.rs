@@ -198,6 +198,15 @@ impl Shared {
         };
         job.composing_sent |= in_flight.composing == Composing::Sent;
         let limits = state.limits;
+        if limits.retry_window.is_zero() && state.outage.is_none() {
+            // Nothing is held without a retry window: the failure is this stanza's answer, and no
+            // outage begins. (One would answer every stanza after it with this failure without
+            // posting it, and with nothing held there would be no probe to end it.)
+            let completion = self.settle(&job, outcome);
+            self.answer(&limits, &job, completion, job.composing_sent);
+            self.release_line(&mut state, job.line.as_deref());
+            return;
+        }
         if let Outcome::Error(error, reason) = &outcome {
             let last_error = (error.clone(), reason.clone());
             match &mut state.outage {
