@@ -16,16 +16,19 @@
 //!   every correction of the answer, the final one included, so an answer is never more than
 //!   `1 + stream_max_corrections` stanzas, whatever happens; one correction is always kept for
 //!   the end.
-//! - **Past the first half of the budget, the wait grows** so it lasts: the wait after a
-//!   stanza is the longer of `stream_interval` and (time since the first message) / (the
-//!   intermediate corrections left). Until about half of them are used (15 s at the defaults)
-//!   the text moves every interval; after that the wait grows with the answer's age, so the
-//!   budget is spent at a slowing pace instead of all in the first half minute; and with one
-//!   left it is only used when the answer has doubled its age. At the defaults the last one
-//!   falls well after `stream_timeout` (300 s): the text keeps moving for as long as a stream
-//!   may last (tested). Estimating from elapsed time needs no guess of the answer's length;
-//!   spreading the budget evenly over `stream_timeout` would show a 20 s answer only every
-//!   10 s.
+//! - **Past the first half of the budget, the wait grows** so the budget lasts: the wait after
+//!   a stanza is the longer of `stream_interval` and (time since the first message) /
+//!   (intermediate corrections left). That is the budget left spread evenly over the time
+//!   left if the answer lasts twice its present age, the one estimate that needs no guess of
+//!   its length. Until about half of the budget is used (15 s at the defaults) the text moves
+//!   every interval, which covers the typical answer of a language model whole; after that the
+//!   pace slows with the answer's age (a gap of 3 s at 25 s, 11 s at 45 s), and the last
+//!   intermediate correction goes when the answer has doubled its age since the one before
+//!   (225 s at the defaults). A longer answer shows its end with the final correction. Tested
+//!   at these figures, and for a ten-hour stream. Spreading the budget evenly over
+//!   `stream_timeout` instead would show a 20 s answer only every 10 s, and growing the
+//!   interval from the start so the budget lasts exactly to `stream_timeout` would show it
+//!   every 3 s: the common, short answers would pay for the rare, long ones.
 //! - **The final correction** goes when the stream ends, at once: the exact full text, without
 //!   `no-store`, so archives and room history keep the answer the user saw last. It is sent
 //!   when the text changed since the last stanza, and also when it did not but an
@@ -171,7 +174,6 @@ pub struct Draft {
     /// Stanzas sent, for their ids.
     sent: u32,
     intermediates: u32,
-    finished: bool,
 }
 
 impl Draft {
@@ -192,7 +194,6 @@ impl Draft {
             sent_text: String::new(),
             sent: 0,
             intermediates: 0,
-            finished: false,
         }
     }
 
@@ -204,9 +205,6 @@ impl Draft {
     /// A piece arrived at `now` with this change to the text. A text that would grow past the
     /// size limit is refused (and left as it was): the stream is then cut short.
     pub fn on_piece(&mut self, edit: Option<Edit>, now: Instant) -> Result<(), Cut> {
-        if self.finished {
-            return Ok(());
-        }
         self.last_piece = now;
         let grown = match &edit {
             Some(Edit::Append(delta)) => self.text.len() + delta.len(),
@@ -242,9 +240,6 @@ impl Draft {
     /// When the next stanza is due (maybe already), if one is: the first message, or an
     /// intermediate correction of a changed text while the budget allows one.
     pub fn next_due(&self) -> Option<Instant> {
-        if self.finished {
-            return None;
-        }
         let Some(last_sent_at) = self.last_sent_at else { return self.has_words_since };
         if !self.changed || self.intermediates_left() == 0 {
             return None;
@@ -288,9 +283,6 @@ impl Draft {
     /// Why the stream must end at `now`, if its time ran out: too long in total, or silent for
     /// longer than the module's `timeout`.
     pub fn expired(&self, now: Instant) -> Option<Cut> {
-        if self.finished {
-            return None;
-        }
         let profile = self.limits.profile;
         let (total, idle) = (self.limits.stream.timeout, self.limits.idle);
         if now.saturating_duration_since(self.started) >= total {
@@ -304,12 +296,10 @@ impl Draft {
         }
     }
 
-    /// The stream ended: what the user gets last. Nothing is due after this.
-    pub fn finish(&mut self, ending: &Ending) -> Finish {
-        if self.finished {
-            return Finish::NoText;
-        }
-        self.finished = true;
+    /// The stream ended: what the user gets last. It takes the draft, so whoever ends the
+    /// stream (the reader at the end of the body, or whoever found its time ran out) does it
+    /// once.
+    pub fn finish(mut self, ending: &Ending) -> Finish {
         let blank = self.text.trim().is_empty();
         let text = match ending {
             Ending::Complete => std::mem::take(&mut self.text),
@@ -348,5 +338,297 @@ impl Draft {
             (Some(at), None) | (None, Some(at)) => at,
             (None, None) => self.started,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::COMPONENT_HTTP;
+
+    const DEFAULTS: Limits = Limits {
+        stream: StreamOptions {
+            interval: Duration::from_secs(1),
+            max_corrections: 30,
+            timeout: Duration::from_secs(300),
+        },
+        idle: Duration::from_secs(30),
+        max_text: 1 << 20,
+        profile: COMPONENT_HTTP,
+    };
+
+    fn at(start: Instant, ms: u64) -> Instant {
+        start + Duration::from_millis(ms)
+    }
+
+    fn append(text: &str) -> Option<Edit> {
+        Some(Edit::Append(text.into()))
+    }
+
+    /// What a reader and its timer do: before each piece, every stanza due earlier is sent
+    /// when due; each piece is applied, then what is due at its arrival is sent. Returns the
+    /// stanzas with the milliseconds since `start` they were sent at, and the draft.
+    fn run(
+        limits: Limits,
+        start: Instant,
+        pieces: impl IntoIterator<Item = (u64, Option<Edit>)>,
+    ) -> (Vec<(u64, Update)>, Draft) {
+        let mut draft = Draft::new("d1", limits, start);
+        let mut sent = Vec::new();
+        let ms = |t: Instant| t.duration_since(start).as_millis() as u64;
+        for (arrives, edit) in pieces {
+            let now = at(start, arrives);
+            while let Some(due) = draft.next_due().filter(|due| *due < now) {
+                sent.extend(draft.poll(due).map(|update| (ms(due), update)));
+            }
+            draft.on_piece(edit, now).unwrap();
+            sent.extend(draft.poll(now).map(|update| (ms(now), update)));
+        }
+        (sent, draft)
+    }
+
+    fn stages(sent: &[(u64, Update)]) -> Vec<(u64, Stage, usize)> {
+        sent.iter().map(|(ms, update)| (*ms, update.stage, update.text.len())).collect()
+    }
+
+    #[test]
+    fn the_first_message_goes_as_soon_as_there_are_words() {
+        let start = Instant::now();
+        let mut draft = Draft::new("d1", DEFAULTS, start);
+        for (ms, piece) in [(100, "\n"), (200, " ")] {
+            draft.on_piece(append(piece), at(start, ms)).unwrap();
+            assert_eq!(draft.next_due(), None, "white space only");
+        }
+        draft.on_piece(append("Hi"), at(start, 300)).unwrap();
+        assert_eq!(draft.next_due(), Some(at(start, 300)));
+        let first = Update { stage: Stage::First, id: "d1-0".into(), replaces: None, text: "\n Hi".into() };
+        assert_eq!(draft.poll(at(start, 300)), Some(first));
+        assert_eq!(draft.next_due(), None, "nothing changed since");
+        draft.on_piece(append(" there"), at(start, 400)).unwrap();
+        assert_eq!(draft.next_due(), Some(at(start, 1300)), "one interval after the first message");
+        assert_eq!(draft.poll(at(start, 1299)), None);
+        let correction = Update {
+            stage: Stage::Intermediate,
+            id: "d1-1".into(),
+            replaces: Some("d1-0".into()),
+            text: "\n Hi there".into(),
+        };
+        assert_eq!(draft.poll(at(start, 1300)), Some(correction));
+    }
+
+    #[test]
+    fn corrections_follow_the_schedule_and_keep_one_for_the_end() {
+        // 5 corrections: the first message, then 4 intermediates, one kept for the end. The
+        // wait after each is max(1 s, age / intermediates left): 0/4, 1/3, 2/2 → 1 s, then
+        // 3/1 → 3 s, and none after the fourth.
+        let limits = Limits { stream: StreamOptions { max_corrections: 5, ..DEFAULTS.stream }, ..DEFAULTS };
+        let start = Instant::now();
+        let (sent, draft) = run(limits, start, (0..100).map(|n| (n * 100, append("a"))));
+        use Stage::*;
+        assert_eq!(
+            stages(&sent),
+            [
+                (0, First, 1),
+                (1000, Intermediate, 11),
+                (2000, Intermediate, 21),
+                (3000, Intermediate, 31),
+                (6000, Intermediate, 61)
+            ]
+        );
+        assert!(sent.iter().skip(1).all(|(_, update)| update.replaces.as_deref() == Some("d1-0")));
+        let ids: Vec<&str> = sent.iter().map(|(_, update)| update.id.as_str()).collect();
+        assert_eq!(ids, ["d1-0", "d1-1", "d1-2", "d1-3", "d1-4"]);
+        assert_eq!(draft.next_due(), None, "the budget is spent but for the final correction");
+        let last = Update { stage: Final, id: "d1-5".into(), replaces: Some("d1-0".into()), text: "a".repeat(100) };
+        assert_eq!(draft.finish(&Ending::Complete), Finish::Send(last));
+    }
+
+    #[test]
+    fn the_cap_holds_for_very_long_streams() {
+        // 20 pieces a second for ten hours: never more than 1 + max_corrections stanzas, never
+        // two closer than the interval, and the final text exact.
+        let start = Instant::now();
+        let pieces = 20 * 3600 * 10;
+        let (sent, draft) = run(DEFAULTS, start, (0..pieces).map(|n| (n * 50, append("x"))));
+        assert_eq!(sent.len(), 30, "the first message and 29 intermediates");
+        for pair in sent.windows(2) {
+            assert!(pair[1].0 - pair[0].0 >= 1000, "{:?} then {:?}", pair[0], pair[1]);
+        }
+        match draft.finish(&Ending::Complete) {
+            Finish::Send(update) => {
+                assert_eq!((update.stage, update.id.as_str()), (Stage::Final, "d1-30"));
+                assert_eq!(update.text.len(), pieces as usize);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_pace_at_the_defaults() {
+        // The benchmark's stream: the first piece after 0.5 s, then 20 a second for 20 s. The
+        // first message and 15 intermediates a second apart; then, with 14 left at 15 s after
+        // the first message, waits of 15/14 s, 16.07/13 s, 17.31/12 s.
+        let start = Instant::now();
+        let (sent, _) = run(DEFAULTS, start, (0..400).map(|n| (500 + n * 50, append("x"))));
+        let times: Vec<u64> = sent.iter().map(|(ms, _)| *ms).collect();
+        let every_second = (0..=15).map(|k| 500 + k * 1000);
+        assert_eq!(times, every_second.chain([16_571, 17_807, 19_249]).collect::<Vec<_>>());
+        // A stream as long as a stream may be (pieces every 50 ms from its first byte): the
+        // waits grow with its age until the last intermediate, at twice the age of the one
+        // before it.
+        let (sent, draft) = run(DEFAULTS, start, (0..6000).map(|n| (n * 50, append("x"))));
+        let times: Vec<u64> = sent.iter().map(|(ms, _)| *ms).collect();
+        let slowing = [
+            16_071, 17_307, 18_749, 20_454, 22_499, 24_999, 28_124, 32_142, 37_499, 44_999, 56_249, 74_999, 112_499,
+            224_999,
+        ];
+        assert_eq!(times, (0..=15).map(|k| k * 1000).chain(slowing).collect::<Vec<_>>());
+        assert_eq!(draft.next_due(), None);
+        let cut = draft.expired(at(start, 300_000)).map(|cut| cut.why);
+        assert_eq!(cut.as_deref(), Some("it lasted 300 s (component_post_stream_timeout)"));
+    }
+
+    #[test]
+    fn the_final_correction_goes_when_the_archive_would_miss_the_answer() {
+        let start = Instant::now();
+        let whole = |text: &str| {
+            Finish::Send(Update { stage: Stage::Whole, id: "d1-0".into(), replaces: None, text: text.into() })
+        };
+        let last = |id: &str, text: &str| {
+            Finish::Send(Update {
+                stage: Stage::Final,
+                id: id.into(),
+                replaces: Some("d1-0".into()),
+                text: text.into(),
+            })
+        };
+        // The first message already says it all: no correction, no "edited" mark.
+        let (sent, draft) = run(DEFAULTS, start, [(0, append("Hi."))]);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(draft.finish(&Ending::Complete), Finish::AlreadyFinal);
+        // Changed since, even within the interval: the final correction has the exact text.
+        let (_, draft) = run(DEFAULTS, start, [(0, append("Hi")), (10, append("."))]);
+        assert_eq!(draft.finish(&Ending::Complete), last("d1-1", "Hi."));
+        // Changed and back: nothing to correct.
+        let replace = |text: &str| Some(Edit::Replace(text.into()));
+        let (sent, draft) = run(DEFAULTS, start, [(0, append("Hi")), (10, replace("Ho")), (20, replace("Hi"))]);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(draft.finish(&Ending::Complete), Finish::AlreadyFinal);
+        // Unchanged since an intermediate correction, which archives do not keep: the final
+        // one is sent all the same, so they keep the answer and not the first words.
+        let (sent, draft) = run(DEFAULTS, start, [(0, append("Hi")), (10, append(".")), (1000, None), (5000, None)]);
+        assert_eq!(stages(&sent), [(0, Stage::First, 2), (1000, Stage::Intermediate, 3)]);
+        assert_eq!(draft.finish(&Ending::Complete), last("d1-2", "Hi."));
+        // A body replaces the text so far.
+        let (_, draft) = run(DEFAULTS, start, [(0, append("Hi")), (10, replace("Hello."))]);
+        assert_eq!(draft.finish(&Ending::Complete), last("d1-1", "Hello."));
+        // The whole answer before its first message went: one plain message.
+        let draft = Draft::new("d1", DEFAULTS, start);
+        let mut draft = draft;
+        draft.on_piece(append("Hi"), start).unwrap();
+        draft.on_piece(append(" there."), start).unwrap();
+        assert_eq!(draft.finish(&Ending::Complete), whole("Hi there."));
+        // No text at all, or only white space: nothing to send.
+        let (sent, draft) = run(DEFAULTS, start, [(0, None), (10, append("\n  "))]);
+        assert!(sent.is_empty());
+        assert_eq!(draft.finish(&Ending::Complete), Finish::NoText);
+    }
+
+    #[test]
+    fn a_cut_stream_keeps_its_text_and_says_so() {
+        let start = Instant::now();
+        let reset = Ending::Cut(Cut::broken("connection reset by peer"));
+        let (_, draft) = run(DEFAULTS, start, [(0, append("The capital of France is ")), (10, append("Par\n"))]);
+        match draft.finish(&reset) {
+            Finish::Send(update) => {
+                assert_eq!((update.stage, update.id.as_str()), (Stage::Final, "d1-1"));
+                assert_eq!(update.text, "The capital of France is Par\n\n(answer cut off)");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Even unchanged since the first message: the marker is the change.
+        let (_, draft) = run(DEFAULTS, start, [(0, append("The"))]);
+        assert!(matches!(draft.finish(&reset), Finish::Send(u) if u.text == "The\n\n(answer cut off)"));
+        // Before the first message went: one message, with the marker.
+        let mut draft = Draft::new("d1", DEFAULTS, start);
+        draft.on_piece(append("The"), start).unwrap();
+        assert!(
+            matches!(draft.finish(&reset), Finish::Send(u) if u.stage == Stage::Whole && u.text == "The\n\n(answer cut off)")
+        );
+        // The text emptied by a body after the first message: the marker alone replaces it.
+        let (_, draft) = run(DEFAULTS, start, [(0, append("The")), (10, Some(Edit::Replace(String::new())))]);
+        assert!(matches!(draft.finish(&reset), Finish::Send(u) if u.text == "(answer cut off)"));
+        // No text: nothing was sent, the sender gets the error.
+        let (_, draft) = run(DEFAULTS, start, [(0, append(" "))]);
+        assert_eq!(draft.finish(&reset), Finish::NoText);
+        let Ending::Cut(cut) = reset else { unreachable!() };
+        assert_eq!(
+            cut.outcome(),
+            Outcome::Error(
+                CONNECTION_FAILURE,
+                "streamed answer cut off: the connection broke: connection reset by peer".into()
+            )
+        );
+        assert_eq!(
+            Cut::malformed("line 3: invalid JSON").outcome(),
+            Outcome::Error(BAD_REPLY, "streamed answer cut off: line 3: invalid JSON".into())
+        );
+    }
+
+    #[test]
+    fn silence_and_length_end_the_stream() {
+        let start = Instant::now();
+        let mut draft = Draft::new("d1", DEFAULTS, start);
+        assert_eq!(draft.wake_at(), at(start, 30_000), "the first piece is due within the timeout");
+        assert_eq!(draft.expired(at(start, 29_999)), None);
+        let idle = Some(Cut { error: TIMED_OUT, why: "no piece for 30 s (component_post_timeout)".into() });
+        assert_eq!(draft.expired(at(start, 30_000)), idle);
+        // A keep-alive piece counts.
+        draft.on_piece(None, at(start, 20_000)).unwrap();
+        assert_eq!(draft.expired(at(start, 30_000)), None);
+        assert_eq!(draft.wake_at(), at(start, 50_000));
+        // A stanza due comes first.
+        draft.on_piece(append("a"), at(start, 21_000)).unwrap();
+        assert_eq!(draft.wake_at(), at(start, 21_000));
+        assert!(draft.poll(at(start, 21_000)).is_some());
+        draft.on_piece(append("b"), at(start, 21_500)).unwrap();
+        assert_eq!(draft.wake_at(), at(start, 22_000));
+        assert!(draft.poll(at(start, 22_000)).is_some());
+        // However lively, the stream ends at stream_timeout from its first byte.
+        for s in 22..300 {
+            draft.on_piece(None, at(start, s * 1000)).unwrap();
+        }
+        assert_eq!(draft.expired(at(start, 299_999)), None);
+        let too_long = Some(Cut { error: TIMED_OUT, why: "it lasted 300 s (component_post_stream_timeout)".into() });
+        assert_eq!(draft.expired(at(start, 300_000)), too_long);
+        assert_eq!(draft.wake_at(), at(start, 300_000));
+    }
+
+    #[test]
+    fn the_text_may_not_outgrow_the_reply_size_limit() {
+        let limits = Limits { max_text: 10, ..DEFAULTS };
+        let start = Instant::now();
+        let mut draft = Draft::new("d1", limits, start);
+        draft.on_piece(append("123456"), start).unwrap();
+        let cut = draft.on_piece(append("78901"), start).unwrap_err();
+        assert_eq!(
+            cut,
+            Cut { error: BAD_REPLY, why: "the answer grew past 10 bytes (component_post_max_reply_size)".into() }
+        );
+        assert_eq!(draft.text(), "123456", "the text before it is kept");
+        draft.on_piece(Some(Edit::Replace("1234567890".into())), start).unwrap();
+        assert!(draft.on_piece(Some(Edit::Replace("12345678901".into())), start).is_err());
+        assert_eq!(draft.text(), "1234567890");
+    }
+
+    #[test]
+    fn the_limits_of_a_module() {
+        let mut config = Config::with_url("http://127.0.0.1:9/").unwrap();
+        config.profile = crate::config::REST;
+        let limits = Limits::of(&config, StreamOptions::default());
+        assert_eq!((limits.idle, limits.max_text), (Duration::from_secs(30), 1 << 20));
+        let draft = Draft::new("d1", limits, Instant::now());
+        let why = draft.expired(Instant::now() + Duration::from_secs(300)).unwrap().why;
+        assert_eq!(why, "it lasted 300 s (rest_stream_timeout)");
     }
 }
