@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 use super::options::StreamOptions;
 use super::parse::Edit;
 use crate::config::{Config, Profile};
-use crate::outcome::{Outcome, StanzaError, BAD_REPLY, CONNECTION_FAILURE, TIMED_OUT};
+use crate::outcome::{Outcome, StanzaError, BAD_REPLY, CONNECTION_FAILURE, TIMED_OUT, UNLOADED};
 
 /// What a stream cut short ends with, after the text so far (as a paragraph of its own).
 pub const CUT_MARKER: &str = "(answer cut off)";
@@ -133,6 +133,11 @@ impl Cut {
     /// A line or event could not be read (the parser's message says what and where).
     pub fn malformed(why: &str) -> Cut {
         Cut { error: BAD_REPLY, why: why.to_owned() }
+    }
+
+    /// The component stopped (unloaded, or its reload failed) while the answer streamed.
+    pub fn stopped() -> Cut {
+        Cut { error: UNLOADED, why: "the component stopped".into() }
     }
 
     /// The outcome for a stream cut short before it had any text.
@@ -329,8 +334,9 @@ impl Draft {
         Update { stage, id, replaces, text }
     }
 
-    /// When the stream's time runs out, as things stand.
-    fn deadline(&self) -> Instant {
+    /// When the stream's time runs out unless a piece comes first: the bound of the reader's
+    /// next read.
+    pub fn deadline(&self) -> Instant {
         let total = self.started.checked_add(self.limits.stream.timeout);
         let idle = self.last_piece.checked_add(self.limits.idle);
         match (total, idle) {
@@ -572,6 +578,10 @@ mod tests {
         assert_eq!(
             Cut::malformed("line 3: invalid JSON").outcome(),
             Outcome::Error(BAD_REPLY, "streamed answer cut off: line 3: invalid JSON".into())
+        );
+        assert_eq!(
+            Cut::stopped().outcome(),
+            Outcome::Error(UNLOADED, "streamed answer cut off: the component stopped".into())
         );
     }
 
