@@ -83,7 +83,7 @@ impl Limits {
 /// Which stanza of the answer an [`Update`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
-    /// The answer in one plain message: the stream ended before its first message was due.
+    /// The answer in one plain message: the stream ended before its first message went.
     Whole,
     /// The first message, while the answer is being written.
     First,
@@ -447,6 +447,17 @@ mod tests {
         assert_eq!(draft.next_due(), None, "the budget is spent but for the final correction");
         let last = Update { stage: Final, id: "d1-5".into(), replaces: Some("d1-0".into()), text: "a".repeat(100) };
         assert_eq!(draft.finish(&Ending::Complete), Finish::Send(last));
+    }
+
+    #[test]
+    fn one_correction_is_the_final_one() {
+        let limits = Limits { stream: StreamOptions { max_corrections: 1, ..DEFAULTS.stream }, ..DEFAULTS };
+        let start = Instant::now();
+        let (sent, draft) = run(limits, start, (0..100).map(|n| (n * 100, append("a"))));
+        assert_eq!(stages(&sent), [(0, Stage::First, 1)]);
+        assert!(
+            matches!(draft.finish(&Ending::Complete), Finish::Send(u) if u.stage == Stage::Final && u.id == "d1-1")
+        );
     }
 
     #[test]

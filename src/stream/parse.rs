@@ -88,7 +88,8 @@ pub struct Parser {
     line: Vec<u8>,
     /// The last line ended with CR: a LF next (maybe in the next chunk) ends nothing more.
     after_cr: bool,
-    /// Nothing was read yet: a leading byte order mark is dropped (SSE).
+    /// Nothing was read yet: a leading byte order mark is dropped (SSE allows one; some
+    /// servers write one before NDJSON too, where JSON would refuse it).
     at_start: bool,
     /// SSE: the data lines of the event being read, joined with LF; `None` before its first.
     data: Option<Vec<u8>>,
@@ -122,7 +123,10 @@ impl Parser {
 
     /// Reads the next bytes of the body, as they came.
     pub fn push(&mut self, bytes: &[u8]) {
-        if self.at_start && !bytes.is_empty() && self.framing == Framing::Sse {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.at_start {
             // The byte order mark may itself arrive split: hold back a prefix of it.
             const BOM: &[u8] = b"\xEF\xBB\xBF";
             self.line.extend_from_slice(bytes);
@@ -396,7 +400,7 @@ mod tests {
 
     #[test]
     fn ndjson_at_every_split() {
-        let body = "{\"type\":\"chat\",\"delta\":\"Hel\"}\r\n\n  \r\n{\"delta\":\"lo \u{263a}\"}\n{\"body\":\"Hi\"}\n{}\n{\"delta\":\"!\"}";
+        let body = "\u{feff}{\"type\":\"chat\",\"delta\":\"Hel\"}\r\n\n  \r\n{\"delta\":\"lo \u{263a}\"}\n{\"body\":\"Hi\"}\n{}\n{\"delta\":\"!\"}";
         assert_eq!(
             same_at_every_split(Framing::Ndjson, body),
             [
