@@ -138,7 +138,6 @@ impl Parser {
             let rest = held.strip_prefix(BOM).unwrap_or(&held);
             return self.push_lines(rest);
         }
-        self.at_start = false;
         self.push_lines(bytes);
     }
 
