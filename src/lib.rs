@@ -48,6 +48,7 @@ pub mod resolve;
 pub mod room;
 pub mod signing;
 pub mod stanza;
+pub mod stream;
 pub mod wakeup;
 pub mod xml;
 
