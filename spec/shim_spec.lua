@@ -91,7 +91,9 @@ describe("mod_component_http shim", function ()
 	end);
 
 	it("says in its status that the webhook is unreachable, and counts for Prosody's statistics", function ()
-		local fake, watch = load({ component_post_url = dead_url, component_post_retry_window = 0 });
+		-- No retries rather than no retry window: without a window nothing is held and no outage
+		-- is declared.
+		local fake, watch = load({ component_post_url = dead_url, component_post_retries = 0 });
 		assert.are.equal("info", fake.status_type);
 		local msg = st.message({ to = "echo@bot.localhost", from = "u@localhost/r", type = "chat", id = "m1" }):text_tag("body", "hi");
 		fake.hooks["message/bare"].handler(event(msg));
