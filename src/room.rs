@@ -65,6 +65,7 @@
 
 pub mod facts;
 pub mod failure;
+pub mod lua;
 pub mod membership;
 pub mod mention;
 pub mod message;
@@ -78,4 +79,4 @@ pub use membership::{Action, Occupant, PushRoute, RememberedRoom, Rooms, State, 
 pub use mention::mentions;
 pub use message::{classify, RoomFields, RoomView, Skip, Verdict};
 pub use options::{ConfiguredRoom, GroupchatMode, RoomOptions};
-pub use reply::RoomReply;
+pub use reply::{RoomContext, RoomReply};

@@ -22,6 +22,8 @@ import slixmpp
 
 NS_CLIENT = "jabber:client"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+NS_MUC = "http://jabber.org/protocol/muc"
+NS_MUC_USER = NS_MUC + "#user"
 
 _ids = itertools.count(1)
 
@@ -197,6 +199,31 @@ class XmppClient:
         attrs.append(f"id={quoteattr(id_)}")
         self.send_raw(f"<presence {' '.join(attrs)}>{extra}</presence>")
         return id_
+
+    # -- group chat (XEP-0045) ------------------------------------------------
+    def join_room(self, room, nick, history=0, timeout=10.0):
+        """Joins `room` as `nick`, asking for `history` old messages (None: the room's default),
+        and waits for its own presence in the room. Returns the presences the room sent up to
+        and including that one (the occupants, the bot among them); raises on an error."""
+        since = self.mark()
+        ask = "" if history is None else f"<history maxstanzas='{int(history)}'/>"
+        self.send_presence(f"{room}/{nick}", extra=f"<x xmlns='{NS_MUC}'>{ask}</x>")
+        own = self.wait_for(lambda s: s.name == "presence" and s.frm == f"{room}/{nick}",
+                            since=since, timeout=timeout, what=f"own presence in {room}")
+        if own.type == "error":
+            raise AssertionError(f"{self.jid} could not join {room} as {nick}: {own.xml}")
+        got = self.received[since:]
+        return [s for s in got[:got.index(own) + 1] if s.name == "presence"]
+
+    def say(self, room, body, id_=None, extra=""):
+        """Says `body` in `room` (a groupchat message); returns its id."""
+        return self.send_message(room, body, type_="groupchat", id_=id_, extra=extra)
+
+    def wait_said(self, room, nick, body, since=0, timeout=10.0):
+        """The first groupchat message from `room`/`nick` with `body` received after `since`."""
+        return self.wait_for(lambda s: s.name == "message" and s.type == "groupchat"
+                             and s.frm == f"{room}/{nick}" and s.body == body,
+                             since=since, timeout=timeout, what=f"{nick}'s {body!r} in {room}")
 
     # -- receiving ----------------------------------------------------------
     def mark(self):
