@@ -640,6 +640,57 @@ local function serve_push(native, profile, push)
 		end
 	end);
 
+	-- Sends a pushed stanza; the push's answer.
+	local function send_pushed(stanza, response)
+		local ok, err = pcall(module.send, module, stanza);
+		if not ok then
+			module:log("error", "Prosody failed to route a pushed %s (type=%s to=%s): %s", stanza.name,
+				quote(stanza.attr.type), quote(stanza.attr.to), tostring(err));
+			return plain(response, 500, "Prosody could not route the stanza: "..tostring(err));
+		end
+		response.status_code = 202;
+		return render(response, stanza);
+	end
+
+	-- A groupchat message to a room: said at once when the bot is in it, else once it has joined
+	-- (the push waits), or refused with the status the room's answer means.
+	local pushes_waiting = {};
+	local function push_to_room(stanza, response)
+		-- The push's from defaults to the host: then the room's own occupant JID says it.
+		local given_from = stanza.attr.from ~= module.host and stanza.attr.from or nil;
+		local route, detail, message = room_core:route_push(stanza.attr.to, given_from);
+		if route == "send" then
+			stanza.attr.from = detail;
+			return send_pushed(stanza, response);
+		elseif route ~= "wait" then
+			return plain(response, detail, message);
+		end
+		local room = stanza.attr.to;
+		held_pushes[room] = held_pushes[room] or {};
+		pushes_waiting[response] = true;
+		table.insert(held_pushes[room], function (action)
+			if not pushes_waiting[response] then
+				return; -- answered already, on unload
+			end
+			pushes_waiting[response] = nil;
+			if action.kind == "failed" then
+				return response:send(plain(response, action.status, room..": "..action.message));
+			end
+			stanza.attr.from = action.from;
+			response:send(send_pushed(stanza, response));
+		end);
+		perform_room_actions(detail);
+		return true; -- answered when the bot is in the room, or cannot be
+	end
+
+	table.insert(on_unload, function ()
+		for response in pairs(pushes_waiting) do
+			pushes_waiting[response] = nil;
+			response.headers.retry_after = "1";
+			response:send(plain(response, 503, "The module was unloaded or reloaded before the bot was in the room: retry"));
+		end
+	end);
+
 	local function handle_push(event)
 		local request, response = event.request, event.response;
 		local given = request.headers.authorization;
@@ -674,14 +725,12 @@ local function serve_push(native, profile, push)
 				return plain(response, 400, "an iq's type must be get, set, result or error");
 			end
 		end
-		local ok, err = pcall(module.send, module, stanza);
-		if not ok then
-			module:log("error", "Prosody failed to route a pushed %s (type=%s to=%s): %s", stanza.name,
-				quote(stanza.attr.type), quote(stanza.attr.to), tostring(err));
-			return plain(response, 500, "Prosody could not route the stanza: "..tostring(err));
+		if stanza.name == "message" and stanza.attr.type == "groupchat" and room_core then
+			return push_to_room(stanza, response);
+		elseif stanza.name == "presence" and room_core then
+			stanza = own_presence(stanza);
 		end
-		response.status_code = 202;
-		return render(response, stanza);
+		return send_pushed(stanza, response);
 	end
 
 	module:depends("http");

@@ -94,6 +94,12 @@ def xml_message(to, body=None, type_="chat", id_=None, extra=""):
     return f"<message {attrs}>{inner}</message>"
 
 
+def muc_status_codes(presence):
+    """The XEP-0045 status codes of a presence from a room, as strings."""
+    x = presence.child("x", NS_MUC_USER)
+    return [] if x is None else [s.get("code") for s in x if _local(s.tag) == "status"]
+
+
 class XmppClient:
     def __init__(self, jid, password, port, host="127.0.0.1", resource="e2e",
                  initial_presence=True, get_roster=True, timeout=10.0):
@@ -201,10 +207,12 @@ class XmppClient:
         return id_
 
     # -- group chat (XEP-0045) ------------------------------------------------
-    def join_room(self, room, nick, history=0, timeout=10.0):
+    def join_room(self, room, nick, history=0, open_new=True, timeout=10.0):
         """Joins `room` as `nick`, asking for `history` old messages (None: the room's default),
-        and waits for its own presence in the room. Returns the presences the room sent up to
-        and including that one (the occupants, the bot among them); raises on an error."""
+        and waits for its own presence in the room. A room the join created (status 201) is
+        opened as an instant room unless `open_new` is false (then it stays locked). Returns the
+        presences the room sent up to and including its own (the occupants, the bot among them);
+        raises on an error."""
         since = self.mark()
         ask = "" if history is None else f"<history maxstanzas='{int(history)}'/>"
         self.send_presence(f"{room}/{nick}", extra=f"<x xmlns='{NS_MUC}'>{ask}</x>")
@@ -213,7 +221,13 @@ class XmppClient:
         if own.type == "error":
             raise AssertionError(f"{self.jid} could not join {room} as {nick}: {own.xml}")
         got = self.received[since:]
-        return [s for s in got[:got.index(own) + 1] if s.name == "presence"]
+        presences = [s for s in got[:got.index(own) + 1] if s.name == "presence"]
+        if open_new and "201" in muc_status_codes(own):
+            iq = self.send_iq(room, "set", f"<query xmlns='{NS_MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query>")
+            answer = self.wait_for(lambda s: s.name == "iq" and s.id == iq, since=since, timeout=timeout,
+                                   what=f"the answer to opening {room}")
+            assert answer.type == "result", answer.xml
+        return presences
 
     def say(self, room, body, id_=None, extra=""):
         """Says `body` in `room` (a groupchat message); returns its id."""

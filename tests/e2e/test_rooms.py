@@ -1,11 +1,16 @@
 """Bots in group chats (README, "Bots in group chats"; issue 17), with Prosody's own mod_muc on
 conference.localhost and real clients in the rooms."""
 
+import json
+
 import pytest
 
 from e2e_webhook import Reply
 
 from conftest import BOT
+from e2e_util import free_port
+from e2e_xmpp import NS_MUC
+from test_rest import TOKEN, post
 
 MUC = "conference.localhost"
 CHAT_STATES = "http://jabber.org/protocol/chatstates"
@@ -199,3 +204,83 @@ def test_composing_goes_to_the_room_only_for_a_mention(prosody_factory, webhook,
     states = [(s.body, [c.tag.split("}")[1] for c in s.el if c.tag.startswith("{" + CHAT_STATES + "}")])
               for s in bob.received[since:] if s.name == "message" and s.frm == BOT_OCCUPANT]
     assert states == [("re: just chatting", []), (None, ["composing"]), ("re: Helper, think", ["active"])], states
+
+
+# -- pushes to rooms, and rooms joined by the bot's own presence -----------------------------
+OPS = f"ops@{MUC}"
+
+
+def pushing_bot(prosody_factory, url, http_port=None, **options):
+    """Prosody with mod_muc, HTTP, and the bot's push endpoint: (prosody, http_port)."""
+    http_port = http_port or free_port()
+    prosody = prosody_factory({BOT: {"component_post_url": url, "component_post_push_credentials": TOKEN, **options}},
+                              muc=MUC, global_options={"http_ports": [http_port], "http_interfaces": ["127.0.0.1"]})
+    return prosody, http_port
+
+
+def push(port, **fields):
+    """POSTs `fields` as JSON to the bot's push endpoint: (status, text)."""
+    status, _, text = post(port, json.dumps(fields), content_type="application/json", host=BOT, path="/component_http")
+    return status, text
+
+
+def test_a_push_to_a_room_joins_it_first_then_says_it(prosody_factory, webhook, connect):
+    prosody, port = pushing_bot(prosody_factory, webhook.url())
+    alice = connect(prosody)
+    alice.join_room(OPS, "alice")
+    since = alice.mark()
+    assert push(port, to=OPS, type="groupchat", body="deploy finished")[0] == 202
+    said = alice.wait_said(OPS, "bot", "deploy finished", since=since)
+    # The bot came in (under the default nick, the host's first label) before it spoke.
+    joined = alice.wait_for(lambda s: s.name == "presence" and s.frm == f"{OPS}/bot", since=since)
+    assert alice.received.index(joined) < alice.received.index(said)
+    assert push(port, to=OPS, type="groupchat", body="and again")[0] == 202
+    alice.wait_said(OPS, "bot", "and again", since=since)
+    assert room_messages(alice, since, OPS) == [("bot", "deploy finished"), ("bot", "and again")]
+    assert webhook.requests == [], "nothing the bot said came back to the webhook"
+
+
+def test_a_push_to_a_room_that_refuses_the_bot_gets_the_reason(prosody_factory, webhook, connect):
+    prosody, port = pushing_bot(prosody_factory, webhook.url())
+    alice = connect(prosody)
+    # A room created and not opened yet: locked, it looks like no room at all.
+    alice.join_room(f"locked@{MUC}", "alice", open_new=False)
+    status, text = push(port, to=f"locked@{MUC}", type="groupchat", body="hello?")
+    assert status == 404, text
+    # A room whose owner banned the bot: 403, and it is not asked again.
+    alice.join_room(f"closed@{MUC}", "alice")
+    iq = alice.send_iq(f"closed@{MUC}", "set", f"<query xmlns='{NS_MUC}#admin'>"
+                                               f"<item affiliation='outcast' jid='{BOT}'/></query>")
+    assert alice.wait_for(lambda s: s.name == "iq" and s.id == iq).type == "result"
+    status, text = push(port, to=f"closed@{MUC}", type="groupchat", body="let me in")
+    assert status == 403 and "banned" in text, (status, text)
+    assert push(port, to=f"closed@{MUC}", type="groupchat", body="please")[0] == 403
+    assert "not rejoining until the module reloads" in prosody.log_text()
+    # Not a room at all.
+    assert push(port, to=f"{OPS}/someone", type="groupchat", body="x")[0] == 400
+
+
+def test_rooms_joined_by_presence_are_remembered_across_a_restart(prosody_factory, webhook, connect):
+    prosody, port = pushing_bot(prosody_factory, webhook.url())
+    alice = connect(prosody)
+    alice.join_room(OPS, "alice")
+    since = alice.mark()
+    # A presence to a room on a service the bot knows nothing of says it is a join (XEP-0045).
+    assert push(port, stanza=f"<presence to='{OPS}/Watcher'><x xmlns='{NS_MUC}'/></presence>")[0] == 202
+    alice.wait_for(lambda s: s.name == "presence" and s.frm == f"{OPS}/Watcher" and s.type is None, since=since)
+    alice.close()
+    prosody.stop()
+    prosody.start()
+    # Back after the restart: in the room before any client, which finds it there.
+    alice = connect(prosody)
+    assert f"{OPS}/Watcher" in [p.frm for p in alice.join_room(OPS, "alice") if p.type is None]
+    # An unavailable presence leaves, and the room is forgotten.
+    since = alice.mark()
+    assert push(port, kind="presence", type="unavailable", to=f"{OPS}/Watcher")[0] == 202
+    alice.wait_for(lambda s: s.name == "presence" and s.frm == f"{OPS}/Watcher" and s.type == "unavailable",
+                   since=since)
+    alice.close()
+    prosody.stop()
+    prosody.start()
+    alice = connect(prosody)
+    assert f"{OPS}/Watcher" not in [p.frm for p in alice.join_room(OPS, "alice")]
