@@ -284,3 +284,36 @@ def test_rooms_joined_by_presence_are_remembered_across_a_restart(prosody_factor
     prosody.start()
     alice = connect(prosody)
     assert f"{OPS}/Watcher" not in [p.frm for p in alice.join_room(OPS, "alice")]
+
+
+# -- staying in the room ----------------------------------------------------------------------
+def test_a_reload_keeps_the_bot_in_the_room_without_a_flicker(prosody_factory, webhook, connect):
+    webhook.handler = lambda req: Reply.with_json({"body": f"you said: {req.json['body']}"})
+    prosody = room_bot(prosody_factory, webhook.url())
+    alice, bob = in_room(prosody, connect, "alice", "bob")
+    since = bob.mark()
+    prosody.reload_module()
+    alice.say(ROOM, "after the reload")
+    bob.wait_said(ROOM, NICK, "you said: after the reload", since=since)
+    alice.say(ROOM, "sentinel")
+    bob.wait_said(ROOM, NICK, "you said: sentinel", since=since)
+    # No leave, no join: nothing of the bot's presence; its own messages still never posted.
+    assert [s.xml for s in bob.received[since:] if s.name == "presence"] == []
+    assert [r.json["body"] for r in webhook.requests] == ["after the reload", "sentinel"]
+
+
+def test_a_room_that_goes_away_and_comes_back_is_rejoined(prosody_factory, webhook, connect):
+    prosody, port = pushing_bot(prosody_factory, webhook.url())
+    alice = connect(prosody)
+    alice.join_room(OPS, "alice")
+    assert push(port, stanza=f"<presence to='{OPS}/Watcher'><x xmlns='{NS_MUC}'/></presence>")[0] == 202
+    alice.wait_for(lambda s: s.name == "presence" and s.frm == f"{OPS}/Watcher" and s.type is None)
+    # The owner destroys the room: every occupant is sent away.
+    iq = alice.send_iq(OPS, "set", f"<query xmlns='{NS_MUC}#owner'><destroy/></query>")
+    assert alice.wait_for(lambda s: s.name == "iq" and s.id == iq).type == "result"
+    since = alice.mark()
+    alice.join_room(OPS, "alice")
+    # The bot comes back by itself (after its first backoff, 5 s).
+    alice.wait_for(lambda s: s.name == "presence" and s.frm == f"{OPS}/Watcher" and s.type is None,
+                   since=since, timeout=60, what="the bot back in the room")
+    assert "rejoining in" in prosody.log_text()
