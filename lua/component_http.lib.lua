@@ -115,8 +115,31 @@ local room_timer = { generation = 0 };
 local rooms_store;
 local perform_room_actions, own_presence;
 
+-- Presence from rooms goes to the core first, once it knows a room (a component without rooms
+-- hooks nothing for them).
+local presence_hooked = false;
+local function hook_room_presence()
+	local function on_presence(event)
+		local actions, known = room_core:presence(event.stanza);
+		if actions then
+			perform_room_actions(actions);
+			return true;
+		end
+		if known and not forwards_presence then
+			return true; -- another occupant's presence: nothing to answer
+		end
+	end
+	for _, target in ipairs({ "host", "bare", "full" }) do
+		module:hook("presence/"..target, on_presence, 20);
+	end
+	presence_hooked = true;
+end
+
 -- Performs what the room core asks (see src/room/lua.rs), then sets the timer for its next tick.
 function perform_room_actions(actions)
+	if not presence_hooked and room_core:count() > 0 then
+		hook_room_presence();
+	end
 	for _, action in ipairs(actions) do
 		local kind = action.kind;
 		if kind == "send" then
@@ -195,23 +218,12 @@ function own_presence(stanza)
 	return changed;
 end
 
--- The rooms: presence from rooms goes to the core first; configured and remembered rooms are
--- joined once the server has started (at once on a load after that); a reload hands the
--- membership over, without leaving or joining.
+-- The rooms: configured and remembered rooms are joined once the server has started (at once
+-- on a load after that); a reload hands the membership over, without leaving or joining.
 local function start_rooms(rooms)
 	room_core = rooms;
-	local function on_presence(event)
-		local actions, known = room_core:presence(event.stanza);
-		if actions then
-			perform_room_actions(actions);
-			return true;
-		end
-		if known and not forwards_presence then
-			return true; -- another occupant's presence: nothing to answer
-		end
-	end
-	for _, target in ipairs({ "host", "bare", "full" }) do
-		module:hook("presence/"..target, on_presence, 20);
+	if room_core:count() > 0 then
+		hook_room_presence();
 	end
 
 	local saved = module.saved_state and module.saved_state.component_http_rooms;

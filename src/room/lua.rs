@@ -167,8 +167,8 @@ pub fn actions_to_lua(lua: &Lua, stanza_mt: &Table, actions: Vec<Action>) -> mlu
 
 impl UserData for LuaRooms {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        // How many rooms the configuration lists.
-        methods.add_method("configured", |_, this, ()| Ok(this.options.rooms.len()));
+        // How many rooms the bot wants or has been in.
+        methods.add_method("count", |_, this, ()| Ok(this.rooms.count()));
         // Adds the rooms read back from storage: a list of `{ room, nick, from }`.
         methods.add_method_mut("load_remembered", |lua, this, list: Table| {
             let mut remembered = Vec::new();

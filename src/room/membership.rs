@@ -596,6 +596,11 @@ impl Rooms {
         r.own_message_ids.drain(..excess);
     }
 
+    /// How many rooms the bot wants or has been in.
+    pub fn count(&self) -> usize {
+        self.rooms.len()
+    }
+
     /// Whether `room` (a bare JID) is one the bot wants or has been in.
     pub fn knows(&self, room: &str) -> bool {
         self.rooms.contains_key(room)

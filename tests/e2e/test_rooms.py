@@ -317,3 +317,23 @@ def test_a_room_that_goes_away_and_comes_back_is_rejoined(prosody_factory, webho
     alice.wait_for(lambda s: s.name == "presence" and s.frm == f"{OPS}/Watcher" and s.type is None,
                    since=since, timeout=60, what="the bot back in the room")
     assert "rejoining in" in prosody.log_text()
+
+
+def test_mod_rest_joins_its_rooms_and_answers_in_them(prosody_factory, webhook, connect):
+    # mod_rest posts presence and iqs too (its default): the occupants' presence among them.
+    webhook.handler = lambda req: (Reply(body="<message><body>rest here</body></message>",
+                                         headers={"Content-Type": "application/xmpp+xml"})
+                                   if req.raw_body.startswith(b"<message") else Reply(status=204))
+    prosody = prosody_factory({BOT: {"rest_callback_url": webhook.url(), "rest_rooms": [BOT_OCCUPANT]}},
+                              component_module="rest", muc=MUC)
+    alice, bob = in_room(prosody, connect, "alice", "bob")
+    since = bob.mark()
+    alice.say(ROOM, "hello rest")
+    bob.wait_said(ROOM, NICK, "rest here", since=since)
+    bob.say(ROOM, "sentinel")
+    bob.wait_for(lambda s: len(room_messages(bob, since)) >= 4, since=since)
+    assert room_messages(bob, since) == [("alice", "hello rest"), (NICK, "rest here"),
+                                         ("bob", "sentinel"), (NICK, "rest here")]
+    # The XML callback is the stanza as it came: the room and the nick are in its 'from'.
+    messages = [r.raw_body.decode() for r in webhook.requests if r.raw_body.startswith(b"<message")]
+    assert [f"from='{ROOM}/alice'" in messages[0], f"from='{ROOM}/bob'" in messages[1]] == [True, True], messages
