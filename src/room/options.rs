@@ -23,10 +23,13 @@ pub struct ConfiguredRoom {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The validated group chat options of a module.
 pub struct RoomOptions {
+    /// The rooms to join, from `<prefix>rooms`.
     pub rooms: Vec<ConfiguredRoom>,
     /// Used for rooms listed without a nick and for rooms a push joins.
     pub nick: String,
+    /// Which room messages are POSTed.
     pub groupchat: GroupchatMode,
 }
 

@@ -29,6 +29,7 @@ impl RoomContext {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The defaults of an answer to a room message.
 pub struct RoomReply {
     /// The bare room JID for a room message; the occupant's JID for a private message.
     pub to: String,
