@@ -2,6 +2,7 @@
 conference.localhost and real clients in the rooms."""
 
 import json
+import re
 
 import pytest
 
@@ -337,3 +338,33 @@ def test_mod_rest_joins_its_rooms_and_answers_in_them(prosody_factory, webhook, 
     # The XML callback is the stanza as it came: the room and the nick are in its 'from'.
     messages = [r.raw_body.decode() for r in webhook.requests if r.raw_body.startswith(b"<message")]
     assert [f"from='{ROOM}/alice'" in messages[0], f"from='{ROOM}/bob'" in messages[1]] == [True, True], messages
+
+
+def test_a_taken_nick_joins_with_a_suffix(prosody_factory, webhook, connect):
+    prosody, port = pushing_bot(prosody_factory, webhook.url())
+    alice = connect(prosody)
+    alice.join_room(OPS, "bot")  # the bot's default nick, taken
+    since = alice.mark()
+    assert push(port, to=OPS, type="groupchat", body="here I am")[0] == 202
+    alice.wait_said(OPS, "bot_2", "here I am", since=since)
+    assert 'nick "bot" is taken in ops@conference.localhost, joining as "bot_2"' in prosody.log_text()
+
+
+def test_history_is_never_posted_even_when_the_join_asks_for_it(prosody_factory, webhook, connect):
+    prosody, port = pushing_bot(prosody_factory, webhook.url())
+    alice = connect(prosody)
+    alice.join_room(OPS, "alice")
+    alice.say(OPS, "old news")
+    alice.wait_said(OPS, "alice", "old news")
+    since = alice.mark()
+    # The bot's own presence asks for the history: the room sends it, delayed, and it is dropped.
+    join = f"<presence to='{OPS}/Watcher'><x xmlns='{NS_MUC}'><history maxstanzas='5'/></x></presence>"
+    assert push(port, stanza=join)[0] == 202
+    alice.wait_for(lambda s: s.name == "presence" and s.frm == f"{OPS}/Watcher" and s.type is None, since=since)
+    alice.say(OPS, "news")
+    webhook.wait_for_requests(1)
+    alice.say(OPS, "sentinel")
+    webhook.wait_for_requests(2)
+    assert [r.json["body"] for r in webhook.requests] == ["news", "sentinel"]
+    assert re.search(r"not posting message from ops@conference.localhost/alice .*: history \(delayed delivery\)",
+                     prosody.log_text())
