@@ -129,8 +129,18 @@ local function hook_room_presence()
 			return true; -- another occupant's presence: nothing to answer
 		end
 	end
+	-- Below every other handler: a room message nothing took is not left to Prosody, whose
+	-- service-unavailable error would get the bot kicked from the room.
+	local function on_message(event)
+		local actions = room_core:message(event.stanza);
+		if actions then
+			perform_room_actions(actions);
+			return true;
+		end
+	end
 	for _, target in ipairs({ "host", "bare", "full" }) do
 		module:hook("presence/"..target, on_presence, 20);
+		module:hook("message/"..target, on_message, -100);
 	end
 	presence_hooked = true;
 end

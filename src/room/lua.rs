@@ -16,12 +16,14 @@ use std::time::Instant;
 
 use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, UserDataRefMut, Value};
 
+use super::message::RoomFields;
 use super::reply::RoomContext;
 use super::{
     Action, GroupchatMode, MessageFacts, PingAnswer, PresenceFacts, PushRoute, RememberedRoom, RoomOptions, Rooms,
     Skip, Timing, Verdict,
 };
 use crate::config::Profile;
+use crate::jid;
 use crate::outcome::{describe, Level};
 use crate::stanza::{Element, Incoming};
 use crate::xml::{parse_stanza, Limits};
@@ -68,6 +70,10 @@ impl LuaRooms {
     /// does not (the bot's own message reflected, history, the subject, an unmentioned message
     /// in `"mentions"` mode…), and the actions say why or react to a room's error.
     pub fn classify(&mut self, incoming: &mut Incoming) -> Option<Vec<Action>> {
+        if incoming.name == "presence" {
+            self.note_occupant_presence(incoming);
+            return None;
+        }
         if incoming.name != "message" {
             return None;
         }
@@ -105,6 +111,26 @@ impl LuaRooms {
                 Some(actions)
             }
         }
+    }
+}
+
+impl LuaRooms {
+    /// A presence of another occupant of a room the bot knows, POSTed: it carries `room` and
+    /// `nick`, and no error is ever sent back for it (Prosody's MUC kicks an occupant whose JID
+    /// answers a presence with an error, status 333).
+    fn note_occupant_presence(&self, incoming: &mut Incoming) {
+        let Some(from) = incoming.from.as_deref() else { return };
+        let Some((room, Some(nick))) =
+            jid::prep(from).ok().and_then(|j| Some((format!("{}@{}", j.node?, j.domain), j.resource)))
+        else {
+            return;
+        };
+        if !self.rooms.knows(&room) {
+            return;
+        }
+        let fields = RoomFields { message_type: "presence".into(), room, nick, mentioned: None };
+        let bot_from = incoming.to.clone().unwrap_or_default();
+        incoming.room = Some(Box::new(RoomContext { fields, bot_from }));
     }
 }
 
@@ -167,6 +193,22 @@ pub fn actions_to_lua(lua: &Lua, stanza_mt: &Table, actions: Vec<Action>) -> mlu
 
 impl UserData for LuaRooms {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        // A message to the component that nothing else took (messages are not POSTed): one from
+        // a room the bot knows is dropped here, after the core saw it (an error from the room
+        // may mean a rejoin), rather than answered with an error that would get the bot kicked.
+        // Returns the actions, or nil when it is not from a known room.
+        methods.add_method_mut("message", |lua, this, stanza: Table| {
+            let from: Option<String> = stanza.get::<Table>("attr")?.get("from")?;
+            let known = from.as_deref().is_some_and(|f| this.rooms.knows(f.split('/').next().unwrap_or_default()));
+            if !known {
+                return Ok(None);
+            }
+            let mut incoming = Incoming::from_lua(&stanza).map_err(mlua::Error::runtime)?;
+            let actions = this.classify(&mut incoming).unwrap_or_else(|| {
+                vec![Action::Log(Level::Debug, format!("not posting {}: messages are not posted", describe(&incoming)))]
+            });
+            actions_to_lua(lua, &this.stanza_mt, actions).map(Some)
+        });
         // How many rooms the bot wants or has been in.
         methods.add_method("count", |_, this, ()| Ok(this.rooms.count()));
         // Adds the rooms read back from storage: a list of `{ room, nick, from }`.

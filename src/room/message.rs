@@ -11,7 +11,8 @@ use crate::jid;
 /// The fields a request for a room message carries besides the usual ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomFields {
-    /// The message's type: `groupchat`, or `chat`/`normal` for a private message.
+    /// The message's type: `groupchat`, or `chat`/`normal` for a private message; `presence`
+    /// for another occupant's presence (see [`super::lua`]).
     pub message_type: String,
     /// The bare room JID.
     pub room: String,

@@ -368,3 +368,36 @@ def test_history_is_never_posted_even_when_the_join_asks_for_it(prosody_factory,
     assert [r.json["body"] for r in webhook.requests] == ["news", "sentinel"]
     assert re.search(r"not posting message from ops@conference.localhost/alice .*: history \(delayed delivery\)",
                      prosody.log_text())
+
+
+def test_a_send_only_mod_rest_stays_in_its_rooms(prosody_factory, connect):
+    # Without rest_callback_url nothing takes the room's messages: left to Prosody, they would be
+    # answered service-unavailable, and the room kicks an occupant whose JID answers with an error.
+    http_port = free_port()
+    prosody = prosody_factory({BOT: {"rest_credentials": TOKEN, "rest_rooms": [BOT_OCCUPANT]}},
+                              component_module="rest", muc=MUC,
+                              global_options={"http_ports": [http_port], "http_interfaces": ["127.0.0.1"]})
+    alice, bob = in_room(prosody, connect, "alice", "bob")
+    since = bob.mark()
+    alice.say(ROOM, "anyone home?")
+    bob.wait_said(ROOM, "alice", "anyone home?", since=since)
+    status, _, text = post(http_port, f"<message to='{ROOM}' type='groupchat'><body>still here</body></message>",
+                           host=BOT)
+    assert status == 202, text
+    bob.wait_said(ROOM, NICK, "still here", since=since)
+    assert [s.xml for s in bob.received[since:] if s.name == "presence"] == [], "nobody left or came"
+
+
+def test_occupants_presence_is_posted_with_the_room_and_never_answered_with_an_error(prosody_factory, webhook,
+                                                                                     connect):
+    webhook.handler = lambda req: Reply(status=500)
+    prosody = room_bot(prosody_factory, webhook.url(), component_post_stanzas=["message", "presence"])
+    (alice,) = in_room(prosody, connect, "alice")
+    (request,) = webhook.wait_for_requests(1)
+    assert {k: request.json.get(k) for k in ("kind", "from", "room", "nick")} == {
+        "kind": "presence", "from": f"{ROOM}/alice", "room": ROOM, "nick": "alice"}
+    # The 500 was not answered with an error presence (the room would have kicked the bot):
+    # bob, coming later, finds the bot in the room.
+    bob = connect(prosody, "bob")
+    assert BOT_OCCUPANT in [p.frm for p in bob.join_room(ROOM, "bob") if p.type is None]
+    assert "errors never go to a room or its occupants" in prosody.log_text()
