@@ -401,3 +401,14 @@ def test_occupants_presence_is_posted_with_the_room_and_never_answered_with_an_e
     bob = connect(prosody, "bob")
     assert BOT_OCCUPANT in [p.frm for p in bob.join_room(ROOM, "bob") if p.type is None]
     assert "errors never go to a room or its occupants" in prosody.log_text()
+
+
+def test_the_bot_still_answers_after_the_muc_service_reloads(prosody_factory, webhook, connect):
+    webhook.handler = lambda req: Reply.with_json({"body": f"you said: {req.json['body']}"})
+    prosody = room_bot(prosody_factory, webhook.url())
+    alice, bob = in_room(prosody, connect, "alice", "bob")
+    since = bob.mark()
+    prosody.reload_module("muc", MUC)
+    alice.say(ROOM, "after the muc reload")
+    bob.wait_said(ROOM, NICK, "you said: after the muc reload", since=since)
+    assert [r.json["body"] for r in webhook.requests] == ["after the muc reload"]
