@@ -9,6 +9,7 @@ local st = require "util.stanza";
 local jid_bare = require "util.jid".bare;
 local new_id = require "util.id".medium;
 local server = require "net.server";
+local now = require "util.time".now;
 local timer = require "util.timer";
 
 local native_name = "component_http_native";
@@ -20,6 +21,16 @@ function module.unload()
 	for _, step in ipairs(on_unload) do
 		step();
 	end
+end
+
+-- What module.save hands the next instance on reload: each step started adds its part.
+local on_save = {};
+function module.save()
+	local saved = {};
+	for _, step in ipairs(on_save) do
+		step(saved);
+	end
+	return saved;
 end
 
 -- Text from outside (a webhook, a push) quoted for a log line: one line, control characters escaped.
@@ -72,7 +83,8 @@ end
 
 -- Every option of the module, read once and passed raw: the native side validates them and names
 -- the one that is wrong. It also says which options exist, so the two lists cannot drift apart.
--- Returns the raw options (for start_client) and the push endpoint's, validated.
+-- Returns the raw options (for start_client), the push endpoint's, validated, and the group
+-- chat rooms (for start_rooms).
 local function read_options(native, profile)
 	local options = {};
 	for _, name in ipairs(native.option_names(profile.native)) do
@@ -82,12 +94,178 @@ local function read_options(native, profile)
 	if not push then
 		refuse(why);
 	end
-	return options, push;
+	local rooms, rooms_why = native.rooms(options, profile.native, module.host, st.stanza_mt);
+	if not rooms then
+		refuse(rooms_why);
+	end
+	return options, push, rooms;
 end
 
 -- What was added to each counter so far, the native counts being totals; handed over on reload
 -- together with the client, whose totals go on.
 local reported = {};
+
+-- Group chat rooms (XEP-0045): the native membership core, and what it asks of Prosody.
+-- `room_core` is the native rooms object; the client's hooks hand it room messages, and what the
+-- bot sends as presence.
+local room_core;
+local forwards_presence = false; -- set by start_client: occupants' presence is then POSTed
+local held_pushes = {}; -- by room: pushes waiting for the bot to be in it
+local room_timer = { generation = 0 };
+local rooms_store;
+local perform_room_actions, own_presence;
+
+-- Presence from rooms goes to the core first, once it knows a room (a component without rooms
+-- hooks nothing for them).
+local presence_hooked = false;
+local function hook_room_presence()
+	local function on_presence(event)
+		local actions, known = room_core:presence(event.stanza);
+		if actions then
+			perform_room_actions(actions);
+			return true;
+		end
+		if known and not forwards_presence then
+			return true; -- another occupant's presence: nothing to answer
+		end
+	end
+	-- Below every other handler: a room message nothing took is not left to Prosody, whose
+	-- service-unavailable error would get the bot kicked from the room.
+	local function on_message(event)
+		local actions = room_core:message(event.stanza);
+		if actions then
+			perform_room_actions(actions);
+			return true;
+		end
+	end
+	for _, target in ipairs({ "host", "bare", "full" }) do
+		module:hook("presence/"..target, on_presence, 20);
+		module:hook("message/"..target, on_message, -100);
+	end
+	presence_hooked = true;
+end
+
+-- Performs what the room core asks (see src/room/lua.rs), then sets the timer for its next tick.
+function perform_room_actions(actions)
+	if not presence_hooked and room_core:count() > 0 then
+		hook_room_presence();
+	end
+	for _, action in ipairs(actions) do
+		local kind = action.kind;
+		if kind == "send" then
+			local ok, err = pcall(module.send, module, action.stanza);
+			if not ok then
+				module:log("error", "Prosody failed to send a room stanza (to=%s): %s", quote(action.stanza.attr.to), err);
+			end
+		elseif kind == "log" then
+			module:log(action.level, "%s", action.message);
+		elseif kind == "self_ping" then
+			local room, id = action.room, action.id;
+			local function answered(stanza)
+				if module.loaded == false then
+					return; -- reloaded or unloaded meanwhile
+				end
+				local ok, err = xpcall(function ()
+					perform_room_actions(room_core:ping_answer(room, id, stanza));
+				end, traceback);
+				if not ok then
+					module:log("error", "Failed to handle a self-ping answer from %s: %s", room, err);
+				end
+			end
+			module:send_iq(action.stanza, nil, 60):next(function (result)
+				answered(result.stanza);
+			end, function (err)
+				answered(type(err) == "table" and err.context and err.context.stanza or nil);
+			end);
+		elseif kind == "open_room" then
+			local room = action.room;
+			module:send_iq(action.stanza):catch(function (err)
+				module:log("warn", "Could not open the new room %s with its default configuration: %s", room,
+					type(err) == "table" and (err.text or err.condition) or tostring(err));
+			end);
+		elseif kind == "store" then
+			rooms_store = rooms_store or module:open_store();
+			local ok, err = rooms_store:set(nil, { rooms = room_core:remembered() });
+			if not ok then
+				module:log("error", "Could not store the rooms joined by presence: %s", tostring(err));
+			end
+		elseif kind == "ready" or kind == "failed" then
+			local held = held_pushes[action.room];
+			held_pushes[action.room] = nil;
+			for _, push in ipairs(held or {}) do
+				push(action);
+			end
+		end
+	end
+	-- The timer for the next tick; an earlier one armed stays, a later one is superseded.
+	local delay = room_core:next_tick();
+	if delay and not (room_timer.at and room_timer.at <= now() + delay) then
+		room_timer.generation = room_timer.generation + 1;
+		local generation = room_timer.generation;
+		room_timer.at = now() + delay;
+		module:add_timer(delay, function ()
+			if generation ~= room_timer.generation then
+				return; -- superseded by an earlier one
+			end
+			room_timer.at = nil;
+			local ok, err = xpcall(function () perform_room_actions(room_core:tick()); end, traceback);
+			if not ok then
+				module:log("error", "Room upkeep failed: %s", err);
+			end
+		end);
+	end
+end
+
+-- A presence the bot sends (a webhook reply or a push), before it goes out: a presence to a room
+-- joins it (made a join the room accepts) or leaves it.
+function own_presence(stanza)
+	local ok, changed, actions = pcall(room_core.own_presence, room_core, stanza);
+	if not ok then
+		module:log("error", "Could not track the bot's presence to %s: %s", quote(stanza.attr.to), changed);
+		return stanza;
+	end
+	perform_room_actions(actions);
+	return changed;
+end
+
+-- The rooms: configured and remembered rooms are joined once the server has started (at once
+-- on a load after that); a reload hands the membership over, without leaving or joining.
+local function start_rooms(rooms)
+	room_core = rooms;
+	if room_core:count() > 0 then
+		hook_room_presence();
+	end
+
+	local saved = module.saved_state and module.saved_state.component_http_rooms;
+	local function start()
+		rooms_store = rooms_store or module:open_store();
+		local stored = rooms_store:get(nil);
+		if stored and type(stored.rooms) == "table" then
+			perform_room_actions(room_core:load_remembered(stored.rooms));
+		end
+		perform_room_actions(room_core:start());
+	end
+	if saved then
+		perform_room_actions(room_core:adopt(saved));
+	elseif prosody.start_time then
+		start();
+	else
+		module:hook_global("server-started", start);
+	end
+
+	table.insert(on_save, function (state)
+		state.component_http_rooms = room_core;
+	end);
+	table.insert(on_unload, function ()
+		if module.reloading then
+			return; -- the next instance carries on in the rooms
+		end
+		local ok, err = pcall(perform_room_actions, room_core:leave_all());
+		if not ok then
+			module:log("error", "Could not leave the rooms: %s", err);
+		end
+	end);
+end
 
 -- The client: stanzas to the component are handed to it, the webhook's answers sent back when
 -- the descriptor wakes us; taken over by the next instance on reload.
@@ -113,6 +291,9 @@ local function start_client(native, profile, options)
 		-- One stanza that Prosody cannot route (a module raising on it) must not cost the rest of
 		-- the batch their delivery: each is sent under its own guard.
 		for i = 1, #stanzas do
+			if stanzas[i].name == "presence" and room_core then
+				stanzas[i] = own_presence(stanzas[i]);
+			end
 			local ok, err = pcall(module.send, module, stanzas[i]);
 			if not ok then
 				local stanza = stanzas[i];
@@ -162,7 +343,10 @@ local function start_client(native, profile, options)
 		if stanza.name == "iq" and awaited_by_another_module(stanza) then
 			return; -- leave it to mod_iq
 		end
-		client:submit(stanza);
+		local not_posted = client:submit(stanza, room_core);
+		if not_posted then
+			perform_room_actions(not_posted);
+		end
 		return true;
 	end
 
@@ -192,6 +376,7 @@ local function start_client(native, profile, options)
 	for _, kind in ipairs(client:kinds()) do
 		forwarded[kind] = true;
 	end
+	forwards_presence = forwarded.presence or false;
 	for _, kind in ipairs({ "message", "presence", "iq" }) do
 		local handler = forwarded[kind] and forward or (kind == "presence" and profile.answer_presence and handle_presence);
 		if handler then
@@ -209,10 +394,10 @@ local function start_client(native, profile, options)
 	-- sender, connections) instead of answering everything pending with an error.
 	local handed_over = false;
 
-	function module.save()
+	table.insert(on_save, function (saved)
 		handed_over = true;
-		return { component_http_client = client, component_http_reported = reported };
-	end
+		saved.component_http_client, saved.component_http_reported = client, reported;
+	end);
 
 	function module.restore(saved)
 		local old = saved and saved.component_http_client;
@@ -477,6 +662,57 @@ local function serve_push(native, profile, push)
 		end
 	end);
 
+	-- Sends a pushed stanza; the push's answer.
+	local function send_pushed(stanza, response)
+		local ok, err = pcall(module.send, module, stanza);
+		if not ok then
+			module:log("error", "Prosody failed to route a pushed %s (type=%s to=%s): %s", stanza.name,
+				quote(stanza.attr.type), quote(stanza.attr.to), tostring(err));
+			return plain(response, 500, "Prosody could not route the stanza: "..tostring(err));
+		end
+		response.status_code = 202;
+		return render(response, stanza);
+	end
+
+	-- A groupchat message to a room: said at once when the bot is in it, else once it has joined
+	-- (the push waits), or refused with the status the room's answer means.
+	local pushes_waiting = {};
+	local function push_to_room(stanza, response)
+		-- The push's from defaults to the host: then the room's own occupant JID says it.
+		local given_from = stanza.attr.from ~= module.host and stanza.attr.from or nil;
+		local route, detail, message = room_core:route_push(stanza.attr.to, given_from);
+		if route == "send" then
+			stanza.attr.from = detail;
+			return send_pushed(stanza, response);
+		elseif route ~= "wait" then
+			return plain(response, detail, message);
+		end
+		local room = stanza.attr.to;
+		held_pushes[room] = held_pushes[room] or {};
+		pushes_waiting[response] = true;
+		table.insert(held_pushes[room], function (action)
+			if not pushes_waiting[response] then
+				return; -- answered already, on unload
+			end
+			pushes_waiting[response] = nil;
+			if action.kind == "failed" then
+				return response:send(plain(response, action.status, room..": "..action.message));
+			end
+			stanza.attr.from = action.from;
+			response:send(send_pushed(stanza, response));
+		end);
+		perform_room_actions(detail);
+		return true; -- answered when the bot is in the room, or cannot be
+	end
+
+	table.insert(on_unload, function ()
+		for response in pairs(pushes_waiting) do
+			pushes_waiting[response] = nil;
+			response.headers.retry_after = "1";
+			response:send(plain(response, 503, "The module was unloaded or reloaded before the bot was in the room: retry"));
+		end
+	end);
+
 	local function handle_push(event)
 		local request, response = event.request, event.response;
 		local given = request.headers.authorization;
@@ -511,14 +747,12 @@ local function serve_push(native, profile, push)
 				return plain(response, 400, "an iq's type must be get, set, result or error");
 			end
 		end
-		local ok, err = pcall(module.send, module, stanza);
-		if not ok then
-			module:log("error", "Prosody failed to route a pushed %s (type=%s to=%s): %s", stanza.name,
-				quote(stanza.attr.type), quote(stanza.attr.to), tostring(err));
-			return plain(response, 500, "Prosody could not route the stanza: "..tostring(err));
+		if stanza.name == "message" and stanza.attr.type == "groupchat" and room_core then
+			return push_to_room(stanza, response);
+		elseif stanza.name == "presence" and room_core then
+			stanza = own_presence(stanza);
 		end
-		response.status_code = 202;
-		return render(response, stanza);
+		return send_pushed(stanza, response);
 	end
 
 	module:depends("http");
@@ -532,6 +766,7 @@ end
 return {
 	load_native = load_native;
 	read_options = read_options;
+	start_rooms = start_rooms;
 	start_client = start_client;
 	report_metrics = report_metrics;
 	serve_push = serve_push;

@@ -17,7 +17,8 @@ local profile = {
 };
 
 local native = component_http.load_native();
-local options, push = component_http.read_options(native, profile);
+local options, push, rooms = component_http.read_options(native, profile);
+component_http.start_rooms(rooms);
 
 local client = component_http.start_client(native, profile, options);
 component_http.report_metrics(native, client);

@@ -15,7 +15,8 @@ local profile = {
 };
 
 local native = component_http.load_native();
-local options, push = component_http.read_options(native, profile);
+local options, push, rooms = component_http.read_options(native, profile);
+component_http.start_rooms(rooms);
 
 -- Without a callback URL the module only sends: stanzas to it are left to Prosody, which answers
 -- them as it answers stanzas nobody handles. (The client first: a module that fails to load

@@ -26,8 +26,26 @@ function helpers.fake_module(options, host)
 	function fake:get_option(name) return self.options[name]; end
 	function fake:get_option_string(name) return self.options[name]; end
 	function fake:get_option_number(name, default) return self.options[name] or default; end
+	-- `hooks` keeps the last handler per event; `all_hooks` every one, in the order hooked.
+	fake.all_hooks = {};
 	function fake:hook(event, handler, priority)
 		self.hooks[event] = { handler = handler, priority = priority };
+		self.all_hooks[event] = self.all_hooks[event] or {};
+		table.insert(self.all_hooks[event], { handler = handler, priority = priority });
+	end
+	-- module:add_timer: recorded, run by the spec.
+	fake.timers = {};
+	function fake:add_timer(delay, callback)
+		table.insert(self.timers, { delay = delay, callback = callback });
+	end
+	-- module:open_store: one keyval store in memory (`fake.stored`, by user).
+	fake.stored = {};
+	function fake:open_store()
+		local stored = self.stored;
+		return {
+			get = function (_, user) return stored[user or "@host"]; end,
+			set = function (_, user, data) stored[user or "@host"] = data; return true; end,
+		};
 	end
 	function fake:log(level, fmt, ...)
 		table.insert(self.logs, { level = level, message = fmt:format(...) });

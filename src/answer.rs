@@ -104,7 +104,13 @@ fn reply_from_json(orig: &Incoming, body: &[u8]) -> Result<Element, String> {
         return Err(format!("expected a JSON object, got {}", json_type(&value)));
     };
     let default_kind = if orig.name == "iq" { "iq" } else { "message" };
-    element_from_json(&fields, default_kind)
+    let mut reply = element_from_json(&fields, default_kind)?;
+    // A reply to a room message that names no type gets the room's default (see `address`),
+    // not element_from_json's `chat`.
+    if orig.room.is_some() && !fields.contains_key("type") && !fields.contains_key("stanza") {
+        reply.remove_attr("type");
+    }
+    Ok(reply)
 }
 
 /// The stanza a JSON object describes (`stanza`, or `kind`, `type` and `body`), with the `to`
@@ -148,6 +154,9 @@ fn address(reply: Element, orig: &Incoming, host: &str) -> Result<Element, Strin
         outcome::iq_response(orig, reply)
     } else {
         let mut reply = reply;
+        if let (Some(room), "message") = (&orig.room, reply.name.as_str()) {
+            room_defaults(&mut reply, &room.reply(orig));
+        }
         for (key, default) in [("to", &orig.from), ("from", &orig.to)] {
             if let (None, Some(value)) = (reply.attr(key), default) {
                 reply.set_attr(key, value);
@@ -157,6 +166,23 @@ fn address(reply: Element, orig: &Incoming, host: &str) -> Result<Element, Strin
     };
     policy::check(&mut reply, host, Sender::Webhook).map_err(|refusal| refusal.message().to_owned())?;
     Ok(reply)
+}
+
+/// The defaults of a reply to a room message ([`crate::room::RoomReply`]): without a type, the
+/// room's (`groupchat` for what was said in the room), unless it names another `to`; sent that
+/// way, to the room and from the bot's occupant unless it says otherwise.
+fn room_defaults(reply: &mut Element, defaults: &crate::room::RoomReply) {
+    if reply.attr("type").is_none() {
+        let to_elsewhere = reply.attr("to").is_some_and(|to| to != defaults.to);
+        reply.set_attr("type", if to_elsewhere { "chat" } else { defaults.reply_type });
+    }
+    if reply.attr("type") == Some(defaults.reply_type) {
+        for (key, value) in [("to", &defaults.to), ("from", &defaults.from)] {
+            if reply.attr(key).is_none() {
+                reply.set_attr(key, value);
+            }
+        }
+    }
 }
 
 fn string_field<'a>(fields: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, String> {

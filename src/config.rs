@@ -155,6 +155,7 @@ impl Profile {
         }
         names.extend(SUFFIXES.iter().map(|suffix| self.option(suffix)));
         names.extend(PUSH_OPTIONS.iter().map(|&what| self.push_option(what)));
+        names.extend(ROOM_OPTIONS.iter().map(|suffix| self.name(suffix)));
         names
     }
 
@@ -168,6 +169,9 @@ impl Profile {
         }
     }
 }
+
+/// The group chat options, after their prefix: validated by [`crate::room::RoomOptions`].
+pub const ROOM_OPTIONS: [&str; 3] = ["rooms", "nick", "groupchat"];
 
 /// The push endpoint's options, after their prefix (see [`Profile::push_option`]).
 const PUSH_OPTIONS: [&str; 4] = ["credentials", "iq_timeout", "max_push_size", "max_push_iqs"];

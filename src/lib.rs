@@ -111,17 +111,28 @@ impl UserData for Client {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         // Queues a stanza. One the native side cannot read is answered with an error (through
         // `drain`, like every other outcome), so the rule of what may be answered lives once.
-        methods.add_method_mut("submit", |_, this, stanza: Table| {
+        // With the component's `rooms`, a message from a room is POSTed with the room's fields,
+        // or not at all: then the actions to perform are returned (see `room::lua`).
+        methods.add_method_mut("submit", |lua, this, (stanza, rooms): (Table, Option<mlua::AnyUserData>)| {
             guard("submit", || {
+                let stanza_mt = this.stanza_mt.clone();
                 let dispatcher = this.dispatcher()?;
                 match Incoming::from_lua(&stanza) {
-                    Ok(incoming) => dispatcher.submit(incoming),
+                    Ok(mut incoming) => {
+                        if let Some(rooms) = rooms {
+                            let mut rooms = rooms.borrow_mut::<room::lua::LuaRooms>()?;
+                            if let Some(actions) = rooms.classify(&mut incoming) {
+                                return room::lua::actions_to_lua(lua, &stanza_mt, actions).map(Some);
+                            }
+                        }
+                        dispatcher.submit(incoming)
+                    }
                     Err(why) => dispatcher.refuse(
                         &Incoming::unreadable(&stanza),
                         outcome::Outcome::Error(outcome::INTERNAL, format!("cannot post it: {why}")),
                     ),
                 }
-                Ok(())
+                Ok(None)
             })
         });
         // Returns the finished outcomes as `stanzas, logs`, or nothing at all when none is
@@ -220,6 +231,15 @@ fn profile(name: Option<String>) -> mlua::Result<config::Profile> {
 /// The options the module of `profile` reads.
 fn option_names(lua: &Lua, name: Option<String>) -> mlua::Result<Table> {
     guard("option_names", || lua.create_sequence_from(profile(name)?.option_names()))
+}
+
+/// `rooms(options, profile, host, stanza_mt)`: the group chat rooms of the component `host`
+/// (see [`room::lua`]), or `nil, message` when a room option is invalid.
+fn rooms(
+    lua: &Lua,
+    (options, name, host, stanza_mt): (Table, Option<String>, String, Table),
+) -> mlua::Result<MultiValue> {
+    guard("rooms", || room::lua::new_rooms(lua, (options, profile(name)?, host, stanza_mt)))
 }
 
 /// `push_options(options, profile)`: the push endpoint's validated options as a table
@@ -342,6 +362,7 @@ pub fn exports(lua: &Lua) -> mlua::Result<Table> {
     exports.set("prep_jid", lua.create_function(prep_jid)?)?;
     exports.set("option_names", lua.create_function(option_names)?)?;
     exports.set("push_options", lua.create_function(push_options)?)?;
+    exports.set("rooms", lua.create_function(rooms)?)?;
     exports.set("push", lua.create_function(push)?)?;
     exports.set("same_secret", lua.create_function(same_secret)?)?;
     exports.set("request_json", lua.create_function(request_json)?)?;

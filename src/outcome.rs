@@ -121,6 +121,14 @@ pub fn complete(orig: &Incoming, outcome: Outcome) -> Completion {
         Outcome::Reply(reply) => Completion { send: Some(reply), log: None },
         Outcome::NoReply if is_request => Completion { send: Some(iq_response(orig, Element::new("iq"))), log: None },
         Outcome::NoReply => Completion { send: None, log: None },
+        // Never into a room, nor to an occupant (see `RoomReply::send_errors`): logged only.
+        Outcome::Error(_, reason) if orig.room.is_some() => Completion {
+            send: None,
+            log: Some((
+                Level::Warn,
+                format!("{what}: {reason} (not answered: errors never go to a room or its occupants)"),
+            )),
+        },
         Outcome::Error(error, reason) => Completion {
             send: answerable.then(|| error_reply(orig, error.error_type, error.condition, error.text)),
             log: Some((Level::Warn, format!("{what}: {reason}"))),
@@ -164,10 +172,26 @@ pub fn answer_sender(stanza: &mut Element, orig: &Incoming) {
 /// message was sent to, to its sender.
 pub fn chat_state(orig: &Incoming, state: &str) -> Element {
     let mut message = Element::new("message");
-    answer_sender(&mut message, orig);
-    message.set_attr("type", "chat");
+    match room_conversation(orig) {
+        // In a room, to the room: every occupant sees it.
+        Some(defaults) => {
+            message.set_attr("to", &defaults.to);
+            message.set_attr("from", &defaults.from);
+            message.set_attr("type", defaults.reply_type);
+        }
+        None => {
+            answer_sender(&mut message, orig);
+            message.set_attr("type", "chat");
+        }
+    }
     message.push_element(chat_state_element(state));
     message
+}
+
+/// For a message said in a room: the defaults of the answer (to the room, from the bot's
+/// occupant). `None` for anything else, a private message from an occupant included.
+fn room_conversation(orig: &Incoming) -> Option<crate::room::RoomReply> {
+    orig.room.as_ref().filter(|room| !room.fields.is_private()).map(|room| room.reply(orig))
 }
 
 fn chat_state_element(state: &str) -> Element {
@@ -181,7 +205,11 @@ fn chat_state_element(state: &str) -> Element {
 /// else gets nothing: the chat state is about the conversation with the sender.
 pub fn mark_active(completion: &mut Completion, orig: &Incoming) -> bool {
     let Some(reply) = &mut completion.send else { return false };
-    let to_sender = reply.attr("to").is_some() && reply.attr("to") == orig.from.as_deref();
+    let partner = match room_conversation(orig) {
+        Some(defaults) => Some(defaults.to),
+        None => orig.from.clone(),
+    };
+    let to_sender = reply.attr("to").is_some() && reply.attr("to") == partner.as_deref();
     if reply.name != "message" || reply.attr("type") == Some("error") || !to_sender {
         return false;
     }

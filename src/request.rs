@@ -1,6 +1,7 @@
 //! The JSON body POSTed for one stanza: `to`, `from`, `kind`, `stanza`, and `body` for a message
 //! that has one — the contract of the original module — plus the stanza's `id` and `type` when
-//! it has them, so a bot need not parse `stanza` for what it answers by.
+//! it has them, so a bot need not parse `stanza` for what it answers by; and, for a message from
+//! a group chat room, `room`, `nick` and (for what was said in the room) `mentioned`.
 
 use crate::config::Format;
 use crate::stanza::Incoming;
@@ -35,6 +36,15 @@ pub fn encode(stanza: &Incoming) -> Vec<u8> {
         if let Some(value) = value {
             out.push(b',');
             field(&mut out, key, value);
+        }
+    }
+    if let Some(room) = &stanza.room {
+        for (key, value) in [("room", &room.fields.room), ("nick", &room.fields.nick)] {
+            out.push(b',');
+            field(&mut out, key, value);
+        }
+        if let Some(mentioned) = room.fields.mentioned {
+            out.extend_from_slice(if mentioned { b",\"mentioned\":true" } else { b",\"mentioned\":false" });
         }
     }
     out.push(b',');
@@ -83,6 +93,36 @@ mod tests {
                 "body": "\"hi\" \u{1F600}",
             })
         );
+    }
+
+    #[test]
+    fn a_room_message_names_its_room_nick_and_mention() {
+        use crate::room::{RoomContext, RoomFields};
+        let fields = |message_type: &str, mentioned| RoomFields {
+            message_type: message_type.into(),
+            room: "dev@conference.localhost".into(),
+            nick: "alice".into(),
+            mentioned,
+        };
+        let said = Incoming {
+            room: Some(Box::new(RoomContext {
+                fields: fields("groupchat", Some(true)),
+                bot_from: "bot.localhost".into(),
+            })),
+            ..incoming(Some("bot: hi"))
+        };
+        let v: Value = serde_json::from_slice(&encode(&said)).unwrap();
+        assert_eq!(
+            (&v["room"], &v["nick"], &v["mentioned"]),
+            (&json!("dev@conference.localhost"), &json!("alice"), &json!(true))
+        );
+        let private = Incoming {
+            room: Some(Box::new(RoomContext { fields: fields("chat", None), bot_from: "bot.localhost".into() })),
+            ..incoming(Some("psst"))
+        };
+        let v: Value = serde_json::from_slice(&encode(&private)).unwrap();
+        assert_eq!((&v["room"], &v["nick"]), (&json!("dev@conference.localhost"), &json!("alice")));
+        assert!(v.get("mentioned").is_none(), "a private message is addressed to the bot by nature");
     }
 
     #[test]

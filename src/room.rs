@@ -12,8 +12,18 @@
 //! | [`message`] | a room message: POSTed with `room`/`nick`/`mentioned`, or never |
 //! | [`mention`] | whether a body names the bot |
 //! | [`reply`] | the default `to`/`type`/`from` of an answer, and no errors into the room |
+//! | [`lua`] | what Lua sees: the rooms userdata, actions as tables, the message filter `submit` uses |
 //!
-//! # How to wire it
+//! # How it is wired
+//!
+//! As below: [`lua`] makes the calls with `Instant::now()`, `lua/component_http.lib.lua`
+//! performs the actions (`start_rooms`, `perform_room_actions`, `own_presence`, and the push
+//! endpoint's `push_to_room`), and the room facts travel with the stanza as
+//! [`crate::stanza::Incoming::room`] to the request ([`crate::request`]), the reply's defaults
+//! ([`crate::answer`]) and the outcome ([`crate::outcome`]: no errors, chat states to the room).
+//! Presence is hooked only once the component has a room.
+//!
+//! # The plan it was built to
 //!
 //! **Load.** `RoomOptions::parse(profile.prefix, host, rooms, nick, groupchat)` with the raw
 //! option values (`<prefix>rooms` as a list of strings); an `Err` is the load error, as for every
@@ -65,6 +75,7 @@
 
 pub mod facts;
 pub mod failure;
+pub mod lua;
 pub mod membership;
 pub mod mention;
 pub mod message;
@@ -78,4 +89,4 @@ pub use membership::{Action, Occupant, PushRoute, RememberedRoom, Rooms, State, 
 pub use mention::mentions;
 pub use message::{classify, RoomFields, RoomView, Skip, Verdict};
 pub use options::{ConfiguredRoom, GroupchatMode, RoomOptions};
-pub use reply::RoomReply;
+pub use reply::{RoomContext, RoomReply};

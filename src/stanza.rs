@@ -279,6 +279,9 @@ pub struct Incoming {
     /// A chat message with a body whose sender announced chat states (XEP-0085: the message
     /// carries a chat state element), so it may be sent `<composing/>` and `<active/>`.
     pub chat_states: bool,
+    /// Set for a message from a group chat room the bot is in (see [`crate::room::lua`]): the
+    /// extra request fields, and where the answer goes by default.
+    pub room: Option<Box<crate::room::RoomContext>>,
 }
 
 /// The namespace of XEP-0085 chat state notifications.
@@ -297,7 +300,7 @@ impl Incoming {
         let (body, has_chat_state) =
             if name == "message" { message_children(stanza, own_ns.as_deref())? } else { (None, false) };
         let chat_states = has_chat_state && body.is_some() && stanza_type.as_deref() == Some("chat");
-        Ok(Incoming { name, to, from, id, stanza_type, xml, body, chat_states })
+        Ok(Incoming { name, to, from, id, stanza_type, xml, body, chat_states, room: None })
     }
 
     /// What can be read of a stanza table `from_lua` refused: its name and the addressing
@@ -315,6 +318,7 @@ impl Incoming {
             xml: String::new(),
             body: None,
             chat_states: false,
+            room: None,
         }
     }
 }
@@ -332,6 +336,7 @@ impl Incoming {
             xml: String::new(),
             body: None,
             chat_states: false,
+            room: None,
         }
     }
 }

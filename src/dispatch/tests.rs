@@ -140,6 +140,7 @@ fn message(n: usize) -> Incoming {
         xml: format!("<message><body>hello {n}</body></message>"),
         body: Some(format!("hello {n}")),
         chat_states: false,
+        room: None,
     }
 }
 

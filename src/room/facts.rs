@@ -4,12 +4,17 @@
 
 use crate::stanza::{Element, Node, XMLNS_STANZAS};
 
+/// XEP-0045: the join element.
 pub const MUC: &str = "http://jabber.org/protocol/muc";
+/// XEP-0045: what a room adds to the presence and messages it sends.
 pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+/// XEP-0045: the owner's room configuration.
 pub const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
+/// XEP-0199 pings, as XEP-0410 self-pings use them.
 pub const PING: &str = "urn:xmpp:ping";
 /// XEP-0203, and the XEP-0091 element older rooms still put on history.
 pub const DELAY: &str = "urn:xmpp:delay";
+/// XEP-0091, the legacy delayed delivery.
 pub const LEGACY_DELAY: &str = "jabber:x:delay";
 /// XEP-0461 message replies.
 pub const REPLY: &str = "urn:xmpp:reply:0";
@@ -19,6 +24,7 @@ pub const STANZA_ID: &str = "urn:xmpp:sid:0";
 /// A presence from a room (or from any JID: whether it concerns a room is decided later).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PresenceFacts {
+    /// The occupant (or room) JID it came from.
     pub from: String,
     /// `None` is available.
     pub presence_type: Option<String>,
@@ -30,6 +36,7 @@ pub struct PresenceFacts {
 }
 
 impl PresenceFacts {
+    /// Reads the facts of `presence`.
     pub fn read(presence: &Element) -> PresenceFacts {
         let mut status_codes = Vec::new();
         for x in children(presence).filter(|c| c.name == "x" && c.attr("xmlns") == Some(MUC_USER)) {
@@ -47,6 +54,7 @@ impl PresenceFacts {
         }
     }
 
+    /// Whether the `muc#user` payload carries status `code`.
     pub fn has_status(&self, code: u16) -> bool {
         self.status_codes.contains(&code)
     }
@@ -61,7 +69,9 @@ pub struct MessageFacts {
     pub to: String,
     /// `None` is `normal`.
     pub message_type: Option<String>,
+    /// The text of its `<body/>`, if any.
     pub body: Option<String>,
+    /// Whether it carries a `<subject/>` (a subject change).
     pub has_subject: bool,
     /// Carries XEP-0203 (or XEP-0091) delayed delivery: history, not something said now.
     pub delayed: bool,
@@ -75,6 +85,7 @@ pub struct MessageFacts {
     /// The `id` of a XEP-0461 `<reply/>`: which message it answers (in a room, the room's
     /// stanza id when it gives them, else the message's own id).
     pub reply_id: Option<String>,
+    /// For `type='error'`: the defined condition.
     pub error_condition: Option<String>,
 }
 
@@ -111,8 +122,11 @@ impl MessageFacts {
 /// What came back for a self-ping (XEP-0410).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PingAnswer {
+    /// An iq result: the room delivered the ping.
     Result,
+    /// An iq error.
     Error {
+        /// Its defined condition.
         condition: String,
         /// The error came from our occupant JID: the room delivered the ping to us and it is our
         /// side that cannot answer it, so we are in the room.

@@ -4,6 +4,7 @@
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Why the bot is not in a room.
 pub enum Failure {
     /// Status 301, or `forbidden` on join: the bot's JID is an outcast.
     Banned,

@@ -20,6 +20,7 @@ use crate::outcome::Level;
 use crate::stanza::Element;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The times the membership works by.
 pub struct Timing {
     /// How long a join may wait for the room's answer.
     pub join_timeout: Duration,
@@ -28,7 +29,9 @@ pub struct Timing {
     pub ping_interval: Duration,
     /// How long a self-ping may wait for its answer when Lua does not report a timeout itself.
     pub ping_timeout: Duration,
+    /// The wait before the first rejoin after a failure.
     pub first_retry: Duration,
+    /// The longest wait between rejoins.
     pub max_retry: Duration,
 }
 
@@ -62,20 +65,31 @@ pub const OWN_MESSAGE_IDS: usize = 64;
 pub const MAX_NICK_ATTEMPTS: u32 = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the bot stands in one room.
 pub enum State {
     /// Wanted, not asked yet: [`Rooms::start`] joins it.
     Idle,
+    /// A join was sent and is waiting for the room's answer.
     Joining {
+        /// When the join was sent.
         since: Instant,
+        /// The nick asked for.
         nick: String,
     },
+    /// In the room.
     Joined {
+        /// The nick the bot is in the room as.
         nick: String,
+        /// When the next self-ping is due.
         next_ping: Instant,
+        /// The self-ping waiting for its answer.
         ping: Option<PendingPing>,
     },
+    /// Out of the room after a failure, to join again.
     Retrying {
+        /// When to join again.
         at: Instant,
+        /// What went wrong.
         after: Failure,
     },
     /// Not rejoined until the module reloads ([`Rooms::reconfigure`]).
@@ -86,8 +100,11 @@ pub enum State {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// A self-ping waiting for its answer.
 pub struct PendingPing {
+    /// The iq's id.
     pub id: String,
+    /// When it was sent.
     pub sent: Instant,
 }
 
@@ -98,18 +115,40 @@ pub enum Action {
     Send(Element),
     /// Send it with `module:send_iq` and report the answer to [`Rooms::on_ping_answer`] with
     /// this room and id (a timeout as [`PingAnswer::Timeout`]).
-    SelfPing { room: String, id: String, iq: Element },
+    SelfPing {
+        /// The bare room JID.
+        room: String,
+        /// The iq's id.
+        id: String,
+        /// The ping.
+        iq: Element,
+    },
     /// Send it with `module:send_iq` (so its answer is not POSTed); log an error answer. The
     /// form that opens a room the bot's join created (status 201).
-    OpenRoom { room: String, iq: Element },
+    OpenRoom {
+        /// The bare room JID.
+        room: String,
+        /// The configuration form.
+        iq: Element,
+    },
     /// `module:log(level, message)`.
     Log(Level, String),
     /// The remembered rooms changed: write [`Rooms::remembered`] to the module's store.
     StoreRemembered,
     /// Pushes waiting for this room can be sent now, from this JID.
-    RoomReady { room: String, from: String },
+    RoomReady {
+        /// The bare room JID.
+        room: String,
+        /// The JID the bot is in the room as.
+        from: String,
+    },
     /// Pushes waiting for this room are answered with `failure.push_status()`.
-    RoomFailed { room: String, failure: Failure },
+    RoomFailed {
+        /// The bare room JID.
+        room: String,
+        /// Why the bot is not in it.
+        failure: Failure,
+    },
 }
 
 /// A room the bot joined by a presence of its own, kept in storage across restarts.
@@ -117,6 +156,7 @@ pub enum Action {
 pub struct RememberedRoom {
     /// Bare room JID.
     pub room: String,
+    /// The nick it joined with.
     pub nick: String,
     /// The JID on the component that joined.
     pub from: String,
@@ -125,7 +165,9 @@ pub struct RememberedRoom {
 /// The bot's place in one room, as the message path needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Occupant {
+    /// The bare room JID.
     pub room: String,
+    /// The nick the bot is in the room as.
     pub nick: String,
     /// The JID on the component that joined: replies to the room come from it.
     pub from: String,
@@ -142,7 +184,10 @@ impl Occupant {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PushRoute {
     /// Joined: send it now, from this JID.
-    Send { from: String },
+    Send {
+        /// The JID the bot is in the room as.
+        from: String,
+    },
     /// Perform these actions and hold the push until [`Action::RoomReady`] or
     /// [`Action::RoomFailed`] names the room (at the latest after the join timeout).
     Wait(Vec<Action>),
@@ -152,7 +197,10 @@ pub enum PushRoute {
     NotARoom(String),
     /// The push names a `from` other than the JID the bot is in the room as (one occupant per
     /// room); the room would refuse it (`409`).
-    OtherOccupant { joined_as: String },
+    OtherOccupant {
+        /// The JID the bot is in the room as.
+        joined_as: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -596,11 +644,17 @@ impl Rooms {
         r.own_message_ids.drain(..excess);
     }
 
+    /// How many rooms the bot wants or has been in.
+    pub fn count(&self) -> usize {
+        self.rooms.len()
+    }
+
     /// Whether `room` (a bare JID) is one the bot wants or has been in.
     pub fn knows(&self, room: &str) -> bool {
         self.rooms.contains_key(room)
     }
 
+    /// The state of `room` (a bare JID), when the bot knows it.
     pub fn state(&self, room: &str) -> Option<&State> {
         self.rooms.get(room).map(|r| &r.state)
     }

@@ -11,7 +11,8 @@ use crate::jid;
 /// The fields a request for a room message carries besides the usual ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomFields {
-    /// The message's type: `groupchat`, or `chat`/`normal` for a private message.
+    /// The message's type: `groupchat`, or `chat`/`normal` for a private message; `presence`
+    /// for another occupant's presence (see [`super::lua`]).
     pub message_type: String,
     /// The bare room JID.
     pub room: String,
@@ -23,6 +24,7 @@ pub struct RoomFields {
 }
 
 impl RoomFields {
+    /// Whether this is a private message (`chat` or `normal`) rather than one said in the room.
     pub fn is_private(&self) -> bool {
         self.message_type != "groupchat"
     }
@@ -38,6 +40,7 @@ pub enum Skip {
     NotInRoom,
     /// Said by the room itself (configuration changes, announcements), not by an occupant.
     FromTheRoom,
+    /// The room's subject.
     Subject,
     /// Carries delayed delivery: history, said before the bot came.
     History,
@@ -50,11 +53,13 @@ pub enum Skip {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// What a message from a room means for the webhook.
 pub enum Verdict {
     /// POSTed, with these fields.
     Room(RoomFields),
     /// Not from a room the bot knows: POSTed as any other message.
     NotFromARoom,
+    /// Never POSTed, for this reason.
     Skip(Skip),
 }
 
@@ -65,7 +70,9 @@ pub enum RoomView<'a> {
     Unknown,
     /// A room the bot wants, but is not in now.
     NotJoined,
+    /// In the room.
     Joined {
+        /// The bot's place in it.
         bot: &'a Occupant,
         /// Ids of the bot's recent messages in the room, as the room reflected them: a XEP-0461
         /// reply that names one of them (and no `to`) answers the bot.

@@ -23,14 +23,64 @@ pub struct ConfiguredRoom {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// The validated group chat options of a module.
 pub struct RoomOptions {
+    /// The rooms to join, from `<prefix>rooms`.
     pub rooms: Vec<ConfiguredRoom>,
     /// Used for rooms listed without a nick and for rooms a push joins.
     pub nick: String,
+    /// Which room messages are POSTed.
     pub groupchat: GroupchatMode,
 }
 
 impl RoomOptions {
+    /// Reads the raw values of `<prefix>rooms` (a list of strings, or one string),
+    /// `<prefix>nick` and `<prefix>groupchat` from the options table the shim hands over, and
+    /// validates them with [`RoomOptions::parse`].
+    pub fn from_lua(options: &mlua::Table, prefix: &str, host: &str) -> Result<RoomOptions, String> {
+        use mlua::Value;
+        let get = |suffix: &str| -> Result<(String, Value), String> {
+            let name = format!("{prefix}{suffix}");
+            let value = options.raw_get::<Value>(name.as_str()).map_err(|e| e.to_string())?;
+            Ok((name, value))
+        };
+        let text = |name: &str, value: &Value| -> Result<String, String> {
+            match value {
+                Value::String(s) => s.to_str().map(|s| s.to_owned()).map_err(|_| format!("{name} is not valid UTF-8")),
+                other => Err(format!("{name} must be a string, not a {}", other.type_name())),
+            }
+        };
+        let (rooms_name, rooms) = get("rooms")?;
+        let rooms = match &rooms {
+            Value::Nil => None,
+            Value::String(_) => Some(vec![text(&rooms_name, &rooms)?]),
+            Value::Table(t) => {
+                let mut list = Vec::new();
+                for value in t.sequence_values::<Value>() {
+                    let value = value.map_err(|e| e.to_string())?;
+                    let entry = text(&rooms_name, &value).map_err(|_| {
+                        format!("{rooms_name} must list rooms as strings, found a {}", value.type_name())
+                    })?;
+                    list.push(entry);
+                }
+                Some(list)
+            }
+            other => {
+                return Err(format!(
+                    "{rooms_name} must be a list of rooms (\"room@service/Nick\"), not a {}",
+                    other.type_name()
+                ))
+            }
+        };
+        let optional = |suffix: &str| -> Result<Option<String>, String> {
+            match get(suffix)? {
+                (_, Value::Nil) => Ok(None),
+                (name, value) => text(&name, &value).map(Some),
+            }
+        };
+        RoomOptions::parse(prefix, host, rooms, optional("nick")?, optional("groupchat")?)
+    }
+
     /// Validates the raw option values of the module whose options start with `prefix`, for the
     /// component `host` (whose first label is the default nick).
     pub fn parse(
@@ -137,6 +187,33 @@ mod tests {
         let options = parse(&["ops@conference.localhost"], Some("C++"), Some("mentions")).unwrap();
         assert_eq!(options.rooms, vec![room("ops@conference.localhost", "C++")]);
         assert_eq!(options.groupchat, GroupchatMode::Mentions);
+    }
+
+    #[test]
+    fn read_from_the_options_table() {
+        let lua = mlua::Lua::new();
+        let read = |source: &str| {
+            let table: mlua::Table = lua.load(source).eval().unwrap();
+            RoomOptions::from_lua(&table, "rest_", "bot.localhost")
+        };
+        let options =
+            read("return { rest_rooms = { 'a@conference.localhost/A' }, rest_groupchat = 'mentions' }").unwrap();
+        assert_eq!(
+            (options.rooms, options.groupchat),
+            (vec![room("a@conference.localhost", "A")], GroupchatMode::Mentions)
+        );
+        let one = read("return { rest_rooms = 'a@conference.localhost', rest_nick = 'Helper' }").unwrap();
+        assert_eq!(one.rooms, vec![room("a@conference.localhost", "Helper")]);
+        assert_eq!(read("return {}").unwrap().rooms, vec![]);
+        for (source, message) in [
+            ("rest_rooms = 7", "rest_rooms must be a list of rooms"),
+            ("rest_rooms = { true }", "rest_rooms must list rooms as strings, found a boolean"),
+            ("rest_nick = {}", "rest_nick must be a string"),
+            ("rest_groupchat = 1", "rest_groupchat must be a string"),
+        ] {
+            let err = read(&format!("return {{ {source} }}")).unwrap_err();
+            assert!(err.contains(message), "{source}: {err}");
+        }
     }
 
     #[test]

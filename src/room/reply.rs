@@ -5,7 +5,31 @@
 use super::facts::MessageFacts;
 use super::message::RoomFields;
 
+/// What the answer to a room message needs, kept with the stanza while it is posted
+/// ([`crate::stanza::Incoming::room`]): the fields it was POSTed with, and who the bot is there.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomContext {
+    /// The room fields of the request.
+    pub fields: RoomFields,
+    /// The JID on the component that joined the room ([`super::Occupant::from`]); for a private
+    /// message, the JID it was sent to.
+    pub bot_from: String,
+}
+
+impl RoomContext {
+    /// The defaults of the answer (see [`RoomReply::defaults`]) to `orig`.
+    pub fn reply(&self, orig: &crate::stanza::Incoming) -> RoomReply {
+        let message = MessageFacts {
+            from: orig.from.clone().unwrap_or_default(),
+            to: orig.to.clone().unwrap_or_default(),
+            ..Default::default()
+        };
+        RoomReply::defaults(&self.fields, &message, &self.bot_from)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+/// The defaults of an answer to a room message.
 pub struct RoomReply {
     /// The bare room JID for a room message; the occupant's JID for a private message.
     pub to: String,

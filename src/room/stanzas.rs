@@ -10,6 +10,7 @@ pub fn join(room: &str, nick: &str, from: &str) -> Element {
     Element::new("presence").with_attr("to", &format!("{room}/{nick}")).with_attr("from", from).with_child(no_history())
 }
 
+/// Leaves `room`, where the bot is `nick`, from `from`.
 pub fn leave(room: &str, nick: &str, from: &str) -> Element {
     Element::new("presence")
         .with_attr("to", &format!("{room}/{nick}"))

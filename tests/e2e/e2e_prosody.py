@@ -42,7 +42,8 @@ class Prosody:
     """
 
     def __init__(self, plugin_tree, components, users=None, component_module="component_http",
-                 component_modules=None, global_options=None, admin=True, startup_timeout=15.0):
+                 component_modules=None, global_options=None, admin=True, startup_timeout=15.0,
+                 muc=None, muc_options=None):
         self.plugin_tree = os.path.abspath(plugin_tree)
         self.components = dict(components)
         self.component_modules = dict(component_modules or {})
@@ -51,6 +52,9 @@ class Prosody:
         self.global_options = dict(global_options or {})
         self.admin = admin
         self.startup_timeout = startup_timeout
+        # A group chat service (Prosody's mod_muc) on this host, e.g. "conference.localhost".
+        self.muc = muc
+        self.muc_options = dict(muc_options or {})
         # Short path: the admin unix socket lives in the data dir (108-byte limit).
         self.dir = tempfile.mkdtemp(prefix="e2e-")
         self.data_dir = os.path.join(self.dir, "data")
@@ -69,7 +73,7 @@ class Prosody:
         return config_text(
             self.dir, self.c2s_port, self.components, plugin_tree=self.plugin_tree,
             log=self.log_path, log_level="debug", component_module=self.component_module,
-            component_modules=self.component_modules,
+            component_modules=self.component_modules, muc=self.muc, muc_options=self.muc_options,
             modules_enabled=["roster", "saslauth"] + (["admin_shell"] if self.admin else []),
             globals={
                 "data_path": self.data_dir,

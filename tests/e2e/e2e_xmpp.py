@@ -22,6 +22,8 @@ import slixmpp
 
 NS_CLIENT = "jabber:client"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+NS_MUC = "http://jabber.org/protocol/muc"
+NS_MUC_USER = NS_MUC + "#user"
 
 _ids = itertools.count(1)
 
@@ -90,6 +92,12 @@ def xml_message(to, body=None, type_="chat", id_=None, extra=""):
         attrs += f" id={quoteattr(id_)}"
     inner = (f"<body>{escape(body)}</body>" if body is not None else "") + extra
     return f"<message {attrs}>{inner}</message>"
+
+
+def muc_status_codes(presence):
+    """The XEP-0045 status codes of a presence from a room, as strings."""
+    x = presence.child("x", NS_MUC_USER)
+    return [] if x is None else [s.get("code") for s in x if _local(s.tag) == "status"]
 
 
 class XmppClient:
@@ -197,6 +205,39 @@ class XmppClient:
         attrs.append(f"id={quoteattr(id_)}")
         self.send_raw(f"<presence {' '.join(attrs)}>{extra}</presence>")
         return id_
+
+    # -- group chat (XEP-0045) ------------------------------------------------
+    def join_room(self, room, nick, history=0, open_new=True, timeout=10.0):
+        """Joins `room` as `nick`, asking for `history` old messages (None: the room's default),
+        and waits for its own presence in the room. A room the join created (status 201) is
+        opened as an instant room unless `open_new` is false (then it stays locked). Returns the
+        presences the room sent up to and including its own (the occupants, the bot among them);
+        raises on an error."""
+        since = self.mark()
+        ask = "" if history is None else f"<history maxstanzas='{int(history)}'/>"
+        self.send_presence(f"{room}/{nick}", extra=f"<x xmlns='{NS_MUC}'>{ask}</x>")
+        own = self.wait_for(lambda s: s.name == "presence" and s.frm == f"{room}/{nick}",
+                            since=since, timeout=timeout, what=f"own presence in {room}")
+        if own.type == "error":
+            raise AssertionError(f"{self.jid} could not join {room} as {nick}: {own.xml}")
+        got = self.received[since:]
+        presences = [s for s in got[:got.index(own) + 1] if s.name == "presence"]
+        if open_new and "201" in muc_status_codes(own):
+            iq = self.send_iq(room, "set", f"<query xmlns='{NS_MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query>")
+            answer = self.wait_for(lambda s: s.name == "iq" and s.id == iq, since=since, timeout=timeout,
+                                   what=f"the answer to opening {room}")
+            assert answer.type == "result", answer.xml
+        return presences
+
+    def say(self, room, body, id_=None, extra=""):
+        """Says `body` in `room` (a groupchat message); returns its id."""
+        return self.send_message(room, body, type_="groupchat", id_=id_, extra=extra)
+
+    def wait_said(self, room, nick, body, since=0, timeout=10.0):
+        """The first groupchat message from `room`/`nick` with `body` received after `since`."""
+        return self.wait_for(lambda s: s.name == "message" and s.type == "groupchat"
+                             and s.frm == f"{room}/{nick}" and s.body == body,
+                             since=since, timeout=timeout, what=f"{nick}'s {body!r} in {room}")
 
     # -- receiving ----------------------------------------------------------
     def mark(self):

@@ -1,0 +1,78 @@
+-- The group chat glue of the shim (component_http.lib.lua's rooms) in a fake Prosody module
+-- environment, with the real native library: what it sends, hooks and stores.
+local helpers = require "spec.helpers";
+local st = require "util.stanza";
+
+local ROOM = "dev@conference.localhost";
+local MUC = "http://jabber.org/protocol/muc";
+
+local unloaders = {};
+local function load(options)
+	local fake, watch, ok, err = helpers.load_shim(options);
+	if ok then table.insert(unloaders, fake); end
+	return fake, watch, ok, err;
+end
+
+after_each(function ()
+	for _, fake in ipairs(unloaders) do
+		if fake.unload then fake.unload(); end
+	end
+	unloaders = {};
+end);
+
+local function room_handler(fake, event)
+	for _, hook in ipairs(fake.all_hooks[event] or {}) do
+		if hook.priority == 20 then return hook.handler; end
+	end
+end
+
+describe("the rooms of mod_component_http", function ()
+	local url;
+	before_each(function ()
+		url = "http://127.0.0.1:"..helpers.closed_port().."/hook";
+	end);
+
+	it("refuses to load with an invalid room, naming the option", function ()
+		local fake, _, ok, err = load({ component_post_url = url, component_post_rooms = { "conference.localhost" } });
+		assert.is_false(ok);
+		assert.matches("component_post_rooms has \"conference.localhost\"", err, 1, true);
+		assert.are.equal("error", fake.logs[1].level);
+	end);
+
+	it("hooks nothing for rooms and joins none without any", function ()
+		local fake, _, ok = load({ component_post_url = url });
+		assert.is_true(ok);
+		assert.is_nil(room_handler(fake, "presence/full"));
+		fake.global_hooks["server-started"]();
+		assert.are.same({}, fake.sent);
+	end);
+
+	it("joins the configured rooms once the server has started, asking for no history", function ()
+		local fake, _, ok = load({ component_post_url = url, component_post_rooms = { ROOM.."/Helper" } });
+		assert.is_true(ok);
+		assert.are.same({}, fake.sent, "nothing before the server has started");
+		fake.global_hooks["server-started"]();
+		local join = fake.sent[1];
+		assert.are.equal(ROOM.."/Helper", join.attr.to);
+		assert.are.equal("bot.localhost", join.attr.from);
+		assert.are.equal("0", join:get_child("x", MUC):get_child("history").attr.maxstanzas);
+		assert.is.near(30, fake.timers[1].delay, 1); -- the join's deadline
+	end);
+
+	it("takes the bot's self-presence, then leaves on unload", function ()
+		local fake = load({ component_post_url = url, component_post_rooms = { ROOM.."/Helper" } });
+		fake.global_hooks["server-started"]();
+		local self_presence = st.presence({ from = ROOM.."/Helper", to = "bot.localhost" })
+			:tag("x", { xmlns = MUC.."#user" }):tag("status", { code = "110" }):up():up();
+		assert.is_true(room_handler(fake, "presence/host")({ stanza = self_presence }));
+		-- Another occupant's presence is not about the bot: consumed (presence is not posted), not answered.
+		local sent = #fake.sent;
+		assert.is_true(room_handler(fake, "presence/host")({ stanza = st.presence({ from = ROOM.."/alice", to = "bot.localhost" }) }));
+		assert.are.equal(sent, #fake.sent);
+		-- Not from a room: left to the other handlers.
+		assert.is_nil(room_handler(fake, "presence/host")({ stanza = st.presence({ from = "alice@localhost/x", to = "bot.localhost" }) }));
+		fake.unload();
+		local leave = fake.sent[#fake.sent];
+		assert.are.same({ ROOM.."/Helper", "unavailable" }, { leave.attr.to, leave.attr.type });
+	end);
+end);

@@ -1,0 +1,326 @@
+//! What Lua sees of the rooms: `rooms(options, profile, host, stanza_mt)` makes a [`LuaRooms`],
+//! whose methods take Prosody stanza tables, call [`Rooms`] with `Instant::now()`, and return
+//! the [`Action`]s as tables for the shim to perform, each `{ kind = …, … }`:
+//!
+//! | `kind` | fields | the shim |
+//! |---|---|---|
+//! | `"send"` | `stanza` | `module:send(stanza)` |
+//! | `"self_ping"` | `room`, `id`, `stanza` | `module:send_iq`, the answer to `ping_answer(room, id, answer)` |
+//! | `"open_room"` | `room`, `stanza` | `module:send_iq`, an error answer logged |
+//! | `"log"` | `level`, `message` | `module:log` |
+//! | `"store"` | | writes `remembered()` to `module:open_store()` |
+//! | `"ready"` | `room`, `from` | sends the pushes held for `room` |
+//! | `"failed"` | `room`, `status`, `message` | answers the pushes held for `room` |
+
+use std::time::Instant;
+
+use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, UserDataRefMut, Value};
+
+use super::message::RoomFields;
+use super::reply::RoomContext;
+use super::{
+    Action, GroupchatMode, MessageFacts, PingAnswer, PresenceFacts, PushRoute, RememberedRoom, RoomOptions, Rooms,
+    Skip, Timing, Verdict,
+};
+use crate::config::Profile;
+use crate::jid;
+use crate::outcome::{describe, Level};
+use crate::stanza::{Element, Incoming};
+use crate::xml::{parse_stanza, Limits};
+
+/// The rooms of one component, as a Lua userdata.
+pub struct LuaRooms {
+    /// The membership state machine.
+    pub rooms: Rooms,
+    /// The options it was made with (applied again to the state a reload hands over).
+    pub options: RoomOptions,
+    stanza_mt: Table,
+}
+
+/// `rooms(options, profile, host, stanza_mt)`: the rooms of the component `host`, none joined
+/// yet, or `nil, message` when a room option is invalid (naming it).
+pub fn new_rooms(
+    lua: &Lua,
+    (options, profile, host, stanza_mt): (Table, Profile, String, Table),
+) -> mlua::Result<MultiValue> {
+    let options = match RoomOptions::from_lua(&options, profile.prefix, &host) {
+        Ok(options) => options,
+        Err(why) => return Ok(MultiValue::from_vec(vec![Value::Nil, Value::String(lua.create_string(why)?)])),
+    };
+    let rooms = Rooms::new(&host, &options, Timing::default());
+    let userdata = lua.create_userdata(LuaRooms { rooms, options, stanza_mt })?;
+    Ok(MultiValue::from_vec(vec![Value::UserData(userdata)]))
+}
+
+/// The owned tree of a Prosody stanza table (serialized, then parsed: only for the stanzas the
+/// rooms look into).
+fn element_of(stanza: &Table) -> Result<Element, String> {
+    let incoming = Incoming::from_lua(stanza)?;
+    parse_stanza(&incoming.xml, Limits::default())
+}
+
+impl LuaRooms {
+    /// Which room messages are POSTed.
+    pub fn mode(&self) -> GroupchatMode {
+        self.options.groupchat
+    }
+
+    /// Decides whether a message to the component is POSTed, and with which room fields:
+    /// `None` posts it (with `incoming.room` set when it comes from a room); `Some(actions)`
+    /// does not (the bot's own message reflected, history, the subject, an unmentioned message
+    /// in `"mentions"` mode…), and the actions say why or react to a room's error.
+    pub fn classify(&mut self, incoming: &mut Incoming) -> Option<Vec<Action>> {
+        if incoming.name == "presence" {
+            self.note_occupant_presence(incoming);
+            return None;
+        }
+        if incoming.name != "message" {
+            return None;
+        }
+        let from = incoming.from.as_deref()?;
+        let groupchat = incoming.stanza_type.as_deref() == Some("groupchat");
+        // Prosody routes prepared JIDs: a private message from a room the bot does not know is
+        // an ordinary message, read no further.
+        if !groupchat && !self.rooms.knows(from.split('/').next().unwrap_or_default()) {
+            return None;
+        }
+        let element = parse_stanza(&incoming.xml, Limits::default()).ok()?;
+        let facts = MessageFacts::read(&element, incoming.body.clone());
+        match self.rooms.classify_message(&facts, self.options.groupchat) {
+            Verdict::NotFromARoom => None,
+            Verdict::Room(fields) => {
+                let bot_from = match self.rooms.occupant(&fields.room) {
+                    Some(bot) if !fields.is_private() => bot.from,
+                    _ => incoming.to.clone().unwrap_or_default(),
+                };
+                if !fields.is_private() {
+                    // Every occupant sees chat states: only for a message to the bot.
+                    incoming.chat_states = fields.mentioned == Some(true);
+                }
+                incoming.room = Some(Box::new(RoomContext { fields, bot_from }));
+                None
+            }
+            Verdict::Skip(why) => {
+                let mut actions = vec![Action::Log(
+                    Level::Debug,
+                    format!("not posting {}: {}", describe(incoming), skip_reason(why)),
+                )];
+                if why == Skip::Error {
+                    actions.extend(self.rooms.on_error_message(&facts, Instant::now()));
+                }
+                Some(actions)
+            }
+        }
+    }
+}
+
+impl LuaRooms {
+    /// A presence of another occupant of a room the bot knows, POSTed: it carries `room` and
+    /// `nick`, and no error is ever sent back for it (Prosody's MUC kicks an occupant whose JID
+    /// answers a presence with an error, status 333).
+    fn note_occupant_presence(&self, incoming: &mut Incoming) {
+        let Some(from) = incoming.from.as_deref() else { return };
+        let Some((room, Some(nick))) =
+            jid::prep(from).ok().and_then(|j| Some((format!("{}@{}", j.node?, j.domain), j.resource)))
+        else {
+            return;
+        };
+        if !self.rooms.knows(&room) {
+            return;
+        }
+        let fields = RoomFields { message_type: "presence".into(), room, nick, mentioned: None };
+        let bot_from = incoming.to.clone().unwrap_or_default();
+        incoming.room = Some(Box::new(RoomContext { fields, bot_from }));
+    }
+}
+
+fn skip_reason(why: Skip) -> &'static str {
+    match why {
+        Skip::OwnMessage => "the bot's own message, reflected by the room",
+        Skip::NotInRoom => "a room message from a room the bot is not in",
+        Skip::FromTheRoom => "said by the room itself",
+        Skip::Subject => "the room's subject",
+        Skip::History => "history (delayed delivery)",
+        Skip::NoBody => "a room message without a body",
+        Skip::NotMentioned => "it does not mention the bot (groupchat = \"mentions\")",
+        Skip::Error => "an error from the room",
+    }
+}
+
+/// The actions as a Lua array of tables (see the module documentation).
+pub fn actions_to_lua(lua: &Lua, stanza_mt: &Table, actions: Vec<Action>) -> mlua::Result<Table> {
+    let list = lua.create_table_with_capacity(actions.len(), 0)?;
+    for action in actions {
+        let t = lua.create_table()?;
+        match action {
+            Action::Send(stanza) => {
+                t.set("kind", "send")?;
+                t.set("stanza", stanza.to_lua(lua, stanza_mt)?)?;
+            }
+            Action::SelfPing { room, id, iq } => {
+                t.set("kind", "self_ping")?;
+                t.set("room", room)?;
+                t.set("id", id)?;
+                t.set("stanza", iq.to_lua(lua, stanza_mt)?)?;
+            }
+            Action::OpenRoom { room, iq } => {
+                t.set("kind", "open_room")?;
+                t.set("room", room)?;
+                t.set("stanza", iq.to_lua(lua, stanza_mt)?)?;
+            }
+            Action::Log(level, message) => {
+                t.set("kind", "log")?;
+                t.set("level", level.as_str())?;
+                t.set("message", crate::outcome::loggable(&message).as_ref())?;
+            }
+            Action::StoreRemembered => t.set("kind", "store")?,
+            Action::RoomReady { room, from } => {
+                t.set("kind", "ready")?;
+                t.set("room", room)?;
+                t.set("from", from)?;
+            }
+            Action::RoomFailed { room, failure } => {
+                t.set("kind", "failed")?;
+                t.set("room", room)?;
+                t.set("status", failure.push_status())?;
+                t.set("message", failure.to_string())?;
+            }
+        }
+        list.raw_push(t)?;
+    }
+    Ok(list)
+}
+
+impl UserData for LuaRooms {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        // A message to the component that nothing else took (messages are not POSTed): one from
+        // a room the bot knows is dropped here, after the core saw it (an error from the room
+        // may mean a rejoin), rather than answered with an error that would get the bot kicked.
+        // Returns the actions, or nil when it is not from a known room.
+        methods.add_method_mut("message", |lua, this, stanza: Table| {
+            let from: Option<String> = stanza.get::<Table>("attr")?.get("from")?;
+            let known = from.as_deref().is_some_and(|f| this.rooms.knows(f.split('/').next().unwrap_or_default()));
+            if !known {
+                return Ok(None);
+            }
+            let mut incoming = Incoming::from_lua(&stanza).map_err(mlua::Error::runtime)?;
+            let actions = this.classify(&mut incoming).unwrap_or_else(|| {
+                vec![Action::Log(Level::Debug, format!("not posting {}: messages are not posted", describe(&incoming)))]
+            });
+            actions_to_lua(lua, &this.stanza_mt, actions).map(Some)
+        });
+        // How many rooms the bot wants or has been in.
+        methods.add_method("count", |_, this, ()| Ok(this.rooms.count()));
+        // Adds the rooms read back from storage: a list of `{ room, nick, from }`.
+        methods.add_method_mut("load_remembered", |lua, this, list: Table| {
+            let mut remembered = Vec::new();
+            for entry in list.sequence_values::<Table>() {
+                let entry = entry?;
+                remembered.push(RememberedRoom {
+                    room: entry.get::<Option<String>>("room")?.unwrap_or_default(),
+                    nick: entry.get::<Option<String>>("nick")?.unwrap_or_default(),
+                    from: entry.get::<Option<String>>("from")?.unwrap_or_default(),
+                });
+            }
+            let actions = this.rooms.load_remembered(remembered);
+            actions_to_lua(lua, &this.stanza_mt, actions)
+        });
+        // The rooms to keep in storage, as a list of `{ room, nick, from }`.
+        methods.add_method("remembered", |lua, this, ()| {
+            let list = lua.create_table()?;
+            for r in this.rooms.remembered() {
+                let t = lua.create_table()?;
+                t.set("room", r.room)?;
+                t.set("nick", r.nick)?;
+                t.set("from", r.from)?;
+                list.raw_push(t)?;
+            }
+            Ok(list)
+        });
+        methods.add_method_mut("start", |lua, this, ()| {
+            let actions = this.rooms.start(Instant::now());
+            actions_to_lua(lua, &this.stanza_mt, actions)
+        });
+        methods.add_method_mut("tick", |lua, this, ()| {
+            let actions = this.rooms.tick(Instant::now());
+            actions_to_lua(lua, &this.stanza_mt, actions)
+        });
+        // Seconds until `tick` has something to do, or nil.
+        methods.add_method("next_tick", |_, this, ()| {
+            let now = Instant::now();
+            Ok(this.rooms.next_tick().map(|at| at.saturating_duration_since(now).as_secs_f64()))
+        });
+        // A presence to the component: `actions` when it was about the bot's membership
+        // (consumed), else nil; and whether it came from a room the bot knows.
+        methods.add_method_mut("presence", |lua, this, stanza: Table| {
+            let element = element_of(&stanza).map_err(mlua::Error::runtime)?;
+            let facts = PresenceFacts::read(&element);
+            let known = facts.from.split('/').next().is_some_and(|room| this.rooms.knows(room));
+            let actions = match this.rooms.on_presence(&facts, Instant::now()) {
+                Some(actions) => Value::Table(actions_to_lua(lua, &this.stanza_mt, actions)?),
+                None => Value::Nil,
+            };
+            Ok((actions, known))
+        });
+        // A presence the bot sends (reply or push), checked already: `stanza, actions`, the
+        // stanza made a join the room accepts when it joins one.
+        methods.add_method_mut("own_presence", |lua, this, stanza: Table| {
+            let mut element = element_of(&stanza).map_err(mlua::Error::runtime)?;
+            let before = element.clone();
+            let actions = this.rooms.on_own_presence(&mut element, Instant::now());
+            let stanza = if element == before { stanza } else { element.to_lua(lua, &this.stanza_mt)? };
+            Ok((stanza, actions_to_lua(lua, &this.stanza_mt, actions)?))
+        });
+        // The answer to a self-ping (`nil` for no answer in time).
+        methods.add_method_mut("ping_answer", |lua, this, (room, id, answer): (String, String, Option<Table>)| {
+            let answer = match answer {
+                None => PingAnswer::Timeout,
+                Some(stanza) => {
+                    let element = element_of(&stanza).map_err(mlua::Error::runtime)?;
+                    let occupant = this.rooms.occupant(&room).map(|o| o.jid()).unwrap_or_default();
+                    PingAnswer::read(&element, &occupant)
+                }
+            };
+            let actions = this.rooms.on_ping_answer(&room, &id, &answer, Instant::now());
+            actions_to_lua(lua, &this.stanza_mt, actions)
+        });
+        // A pushed `groupchat` message to `to`: `"send", from` | `"wait", actions` |
+        // `nil, status, message`.
+        methods.add_method_mut("route_push", |lua, this, (to, from): (String, Option<String>)| {
+            let refuse = |status: u16, message: String| -> mlua::Result<MultiValue> {
+                Ok(MultiValue::from_vec(vec![
+                    Value::Nil,
+                    Value::Integer(i64::from(status)),
+                    Value::String(lua.create_string(message)?),
+                ]))
+            };
+            match this.rooms.route_push(&to, from.as_deref(), Instant::now()) {
+                PushRoute::Send { from } => Ok(MultiValue::from_vec(vec![
+                    Value::String(lua.create_string("send")?),
+                    Value::String(lua.create_string(from)?),
+                ])),
+                PushRoute::Wait(actions) => Ok(MultiValue::from_vec(vec![
+                    Value::String(lua.create_string("wait")?),
+                    Value::Table(actions_to_lua(lua, &this.stanza_mt, actions)?),
+                ])),
+                PushRoute::Refuse(failure) => refuse(failure.push_status(), format!("{to}: {failure}")),
+                PushRoute::NotARoom(why) => refuse(400, why),
+                PushRoute::OtherOccupant { joined_as } => {
+                    refuse(409, format!("the bot is in {to} as {joined_as}: push from that JID, or without a from"))
+                }
+            }
+        });
+        // Reload: continue from the state the old instance hands over, with this one's options.
+        methods.add_method_mut("adopt", |lua, this, old: UserDataRefMut<LuaRooms>| {
+            this.rooms = old.rooms.clone();
+            let options = this.options.clone();
+            let actions = this.rooms.reconfigure(&options, Instant::now());
+            actions_to_lua(lua, &this.stanza_mt, actions)
+        });
+        // Unload that is not a reload: leave every room.
+        methods.add_method_mut("leave_all", |lua, this, ()| {
+            let actions = this.rooms.leave_all();
+            actions_to_lua(lua, &this.stanza_mt, actions)
+        });
+    }
+}
