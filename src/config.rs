@@ -155,7 +155,7 @@ impl Profile {
         }
         names.extend(SUFFIXES.iter().map(|suffix| self.option(suffix)));
         names.extend(PUSH_OPTIONS.iter().map(|&what| self.push_option(what)));
-        names.extend(ROOM_OPTIONS.iter().map(|suffix| self.name(suffix)));
+        names.extend(ROOM_OPTIONS.iter().map(|suffix| self.option(suffix)));
         names
     }
 

@@ -60,6 +60,7 @@ fn main() {
         xml: format!("<message to='echo@bot.localhost' type='chat' id='m{n}'><body>m{n}</body></message>"),
         body: Some(format!("m{n}")),
         chat_states: false,
+        room: None,
     };
 
     let (cpu0, vol0, invol0) = cpu_us(libc::RUSAGE_SELF);
