@@ -125,6 +125,24 @@ function helpers.load_shim(options, awaited_events, name)
 end
 
 -- Calls the watchfd callback until `count` stanzas were sent or `seconds` passed.
+-- The `load(options, awaited_events, name)` of a spec file: `load_shim` whose modules are all
+-- unloaded after each test, so no client, watch or timer outlives its test. Call at the top of
+-- the file with busted's `after_each` (a global of spec files only).
+function helpers.loader(after_each, default_name)
+	local loaded = {};
+	after_each(function ()
+		for _, fake in ipairs(loaded) do
+			if fake.unload then fake.unload(); end
+		end
+		loaded = {};
+	end);
+	return function (options, awaited_events, name)
+		local fake, watch, ok, err = helpers.load_shim(options, awaited_events, name or default_name);
+		if ok then table.insert(loaded, fake); end
+		return fake, watch, ok, err;
+	end;
+end
+
 function helpers.wait_sent(fake, watch, count, seconds)
 	local socket = require "socket";
 	local deadline = socket.gettime() + (seconds or 5);

@@ -4,19 +4,7 @@
 local helpers = require "spec.helpers";
 local st = require "util.stanza";
 
-local loaded = {};
-local function load(options)
-	local fake, watch, ok, err = helpers.load_shim(options, nil, "rest");
-	if ok then table.insert(loaded, fake); end
-	return fake, watch, ok, err;
-end
-
-after_each(function ()
-	for _, fake in ipairs(loaded) do
-		if fake.unload then fake.unload(); end
-	end
-	loaded = {};
-end);
+local load = helpers.loader(after_each, "rest");
 
 local function logged(fake, level, text)
 	for _, log in ipairs(fake.logs) do

@@ -6,19 +6,7 @@ local st = require "util.stanza";
 local ROOM = "dev@conference.localhost";
 local MUC = "http://jabber.org/protocol/muc";
 
-local unloaders = {};
-local function load(options)
-	local fake, watch, ok, err = helpers.load_shim(options);
-	if ok then table.insert(unloaders, fake); end
-	return fake, watch, ok, err;
-end
-
-after_each(function ()
-	for _, fake in ipairs(unloaders) do
-		if fake.unload then fake.unload(); end
-	end
-	unloaders = {};
-end);
+local load = helpers.loader(after_each);
 
 local function room_handler(fake, event)
 	for _, hook in ipairs(fake.all_hooks[event] or {}) do

@@ -4,19 +4,7 @@ local st = require "util.stanza";
 
 local function event(stanza) return { stanza = stanza, origin = {} }; end
 
-local unloaders = {};
-local function load(options, awaited, name)
-	local fake, watch, ok, err = helpers.load_shim(options, awaited, name);
-	if ok then table.insert(unloaders, fake); end
-	return fake, watch, ok, err;
-end
-
-after_each(function ()
-	for _, fake in ipairs(unloaders) do
-		if fake.unload then fake.unload(); end
-	end
-	unloaders = {};
-end);
+local load = helpers.loader(after_each);
 
 describe("mod_component_http shim", function ()
 	local dead_url;

@@ -202,7 +202,8 @@ fn body_text(value: Option<&Value>) -> Option<String> {
     }
 }
 
-fn json_type(value: &Value) -> &'static str {
+/// "a string", "an object", …: what a JSON value is, for messages.
+pub(crate) fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

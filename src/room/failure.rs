@@ -86,19 +86,15 @@ impl Failure {
 
     /// The HTTP status a push to the room is answered with.
     pub fn push_status(&self) -> u16 {
+        if self.is_final() {
+            return 403; // the room will refuse the bot again: not allowed
+        }
         match self {
-            Failure::Banned
-            | Failure::Kicked
-            | Failure::Removed
-            | Failure::MembersOnly
-            | Failure::PasswordRequired
-            | Failure::NotAllowed
-            | Failure::BadNick => 403,
             Failure::NoSuchRoom => 404,
             Failure::NickTaken => 409,
             Failure::NoAnswer | Failure::Shutdown | Failure::Dropped => 504,
             // The room answered, but with something we have no better status for.
-            Failure::Other(_) => 502,
+            _ => 502,
         }
     }
 }

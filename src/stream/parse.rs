@@ -21,6 +21,7 @@ use std::collections::VecDeque;
 
 use serde_json::{Map, Value};
 
+use crate::answer::json_type;
 use crate::stanza::check_text;
 
 /// How a streamed body is framed.
@@ -319,17 +320,6 @@ fn text_field(fields: &mut Map<String, Value>, key: &str) -> Result<Option<Strin
             Ok(Some(text))
         }
         Some(other) => Err(format!("'{key}' must be a string, got {}", json_type(&other))),
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 
