@@ -7,6 +7,7 @@
 
 local st = require "util.stanza";
 local jid_bare = require "util.jid".bare;
+local jid_split = require "util.jid".split;
 local new_id = require "util.id".medium;
 local server = require "net.server";
 local now = require "util.time".now;
@@ -384,6 +385,31 @@ local function start_client(native, profile, options)
 				module:hook(kind.."/"..target, handler, (kind == "iq" and target == "full") and 0.5 or 10);
 			end
 		end
+	end
+
+	-- disco#info (XEP-0030) to the component or a JID on it, when iqs are not POSTed: the bot's
+	-- identity, named by the name option or else the JID asked, and the features the module
+	-- implements. A query about a node is not answered here.
+	if not forwarded.iq then
+		local identity = client:identity();
+		local function disco_info(event)
+			local stanza = event.stanza;
+			if stanza.tags[1].attr.node then
+				return;
+			end
+			local node, host = jid_split(stanza.attr.to);
+			local reply = st.reply(stanza):query("http://jabber.org/protocol/disco#info")
+				:tag("identity", { category = "client", type = "bot", name = identity.name or node or host }):up()
+				:tag("feature", { var = "http://jabber.org/protocol/disco#info" }):up()
+				:tag("feature", { var = "urn:xmpp:receipts" }):up();
+			if identity.chat_states then
+				reply:tag("feature", { var = "http://jabber.org/protocol/chatstates" }):up();
+			end
+			module:send(reply);
+			return true;
+		end
+		module:hook("iq-get/host/http://jabber.org/protocol/disco#info:query", disco_info);
+		module:hook("iq-get/bare/http://jabber.org/protocol/disco#info:query", disco_info);
 	end
 
 	local public_url = options[profile.url_option]:gsub("//[^/@]*@", "//");

@@ -50,6 +50,9 @@ pub struct Config {
     pub chat_states: bool,
     /// How long the webhook may think before `<composing/>` is sent.
     pub chat_state_delay: Duration,
+    /// The bot's name in its disco#info identity (XEP-0030); when unset, the local part of the
+    /// JID asked, or the host.
+    pub name: Option<String>,
     /// Which module these options belong to: its contract (JSON or XML) and the prefix every
     /// message that names an option uses (`component_post_timeout`, `rest_timeout`).
     pub profile: Profile,
@@ -103,7 +106,7 @@ pub const REST: Profile = Profile {
 
 /// Every option a module reads, after its prefix; the shim asks for the full names instead of
 /// keeping its own list.
-const SUFFIXES: [&str; 17] = [
+const SUFFIXES: [&str; 18] = [
     "stanzas",
     "max_in_flight",
     "workers",
@@ -121,6 +124,7 @@ const SUFFIXES: [&str; 17] = [
     "ca_file",
     "chat_states",
     "chat_state_delay",
+    "name",
 ];
 
 impl Default for Profile {
@@ -255,6 +259,7 @@ impl Config {
             ca_file: None,
             chat_states: true,
             chat_state_delay: Duration::from_secs(1),
+            name: None,
             profile: COMPONENT_HTTP,
             host: "bot.localhost".into(),
         })
@@ -325,6 +330,10 @@ impl Config {
         }
         if let Some(d) = seconds(options, &n("chat_state_delay"))? {
             config.chat_state_delay = d;
+        }
+        config.name = string(options, &n("name"))?;
+        if config.name.as_deref().is_some_and(|name| name.trim().is_empty()) {
+            return Err(format!("{} is empty: set the name the bot shows, or remove it", n("name")));
         }
         config.headers = headers(options, &n("headers"))?;
         if config.authorization.is_some() && config.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
@@ -549,6 +558,12 @@ mod tests {
         assert_eq!((c.max_in_flight, c.warm_workers), (2, 2), "the old name still limits, the warm set fits");
         let c = check("return { component_post_url = 'http://h/', component_post_workers = 2, component_post_max_in_flight = 50 }").unwrap();
         assert_eq!(c.max_in_flight, 50, "the new name wins");
+        let c = check("return { component_post_url = 'http://h/', component_post_name = 'Echo Bot' }").unwrap();
+        assert_eq!(c.name.as_deref(), Some("Echo Bot"));
+        assert_eq!(check("return { component_post_url = 'http://h/' }").unwrap().name, None);
+        let table: Table =
+            lua.load("return { rest_callback_url = 'http://h/', rest_name = 'Rest Bot' }").eval().unwrap();
+        assert_eq!(Config::from_lua_for(&table, REST).unwrap().name.as_deref(), Some("Rest Bot"));
         let c = check("return { component_post_url = 'http://h/', component_post_retry_window = 0 }").unwrap();
         assert_eq!((c.retry_window, c.retries), (Duration::ZERO, None));
         let c = check("return { component_post_url = 'http://h/', post_stanza_types = { 'message', 'iq' } }").unwrap();
@@ -589,6 +604,9 @@ mod tests {
             ("component_post_max_in_flight = 0", "component_post_max_in_flight"),
             ("component_post_retry_window = -1", "component_post_retry_window"),
             ("component_post_chat_state_delay = 0", "component_post_chat_state_delay"),
+            ("component_post_name = ''", "component_post_name is empty"),
+            ("component_post_name = ' '", "component_post_name is empty"),
+            ("component_post_name = 7", "component_post_name must be a string"),
         ] {
             let err = check(&format!("return {{ component_post_url = 'http://h/', {source} }}")).unwrap_err();
             assert!(err.contains(name), "{source}: {err}");

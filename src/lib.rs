@@ -7,7 +7,8 @@
 //! - `serialize(stanza)`, `parse(xml, stanza_mt)` and `prep_jid(jid)`: the conversions on their
 //!   own, for tests.
 //!
-//! A client has `submit(stanza)`, `drain()`, `fd()`, `kinds()` and `close()`; see [`Client`].
+//! A client has `submit(stanza)`, `drain()`, `fd()`, `kinds()`, `identity()` and `close()`; see
+//! [`Client`].
 //! No panic may unwind into Lua: every entry point catches it and raises a Lua error instead.
 //!
 //! # Layout: the path of a stanza
@@ -16,7 +17,8 @@
 //!
 //! 1. `lua/component_http.lib.lua` (called by `lua/mod_component_http.lua` and
 //!    `lua/mod_rest.lua`) hooks the stanza on Prosody's main thread and calls
-//!    [`Client`]`:submit` (here).
+//!    [`Client`]`:submit` (here). Unless iqs are POSTed, it answers disco#info itself, with the
+//!    identity [`Client`]`:identity` gives.
 //! 2. [`stanza`]: `Incoming::from_lua` reads the stanza table and serializes it, in one pass.
 //! 3. [`dispatch`]: `Dispatcher::submit` queues it, in its sender's line, and offers it to the
 //!    pool; the main thread returns.
@@ -25,7 +27,8 @@
 //!    deadline, retrying or holding it during an outage (`dispatch/outage.rs`).
 //! 5. [`answer`]: what the webhook's HTTP answer means, and the reply it describes ([`xml`]),
 //!    addressed and checked by [`policy`] ([`jid`]).
-//! 6. [`outcome`]: what the sender gets (a reply, nothing, or an error), as a `Completion`.
+//! 6. [`outcome`]: what the sender gets (a reply, nothing, or an error), as a `Completion`,
+//!    and the XEP-0184 receipt an accepted message owes, sent first (`Shared::answer`).
 //!    `dispatch/keeper.rs` settles what waited past its deadline and sends `<composing/>`.
 //! 7. [`wakeup`]: a byte wakes Prosody, whose watcher calls `Client:drain`; the completions
 //!    become stanza tables (`Element::to_lua`) that the Lua sends, each under its own guard.
@@ -182,6 +185,20 @@ impl UserData for Client {
             guard("kinds", || match &this.dispatcher {
                 Some(d) => lua.create_sequence_from(d.config().stanzas),
                 None => lua.create_table(),
+            })
+        });
+        // What disco#info says of the bot (XEP-0030), when the module answers it: a table with
+        // `name` (the configured one, or nil for the default the Lua derives from the JID asked)
+        // and `chat_states` (whether the module sends them).
+        methods.add_method("identity", |lua, this, ()| {
+            guard("identity", || {
+                let t = lua.create_table()?;
+                if let Some(d) = &this.dispatcher {
+                    let config = d.config();
+                    t.set("name", config.name)?;
+                    t.set("chat_states", config.chat_states)?;
+                }
+                Ok(t)
             })
         });
         // Stanzas accepted and not answered yet.

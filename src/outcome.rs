@@ -5,7 +5,7 @@
 //! [`Completion`] into a Lua stanza table and sends it. What the webhook's HTTP answer means is
 //! read in [`crate::answer`]; what a reply may say is checked in [`crate::policy`].
 
-use crate::stanza::{error_reply, Element, Incoming, Node, CHAT_STATES};
+use crate::stanza::{error_reply, Element, Incoming, Node, CHAT_STATES, RECEIPTS};
 
 /// An XMPP stanza error: type, defined condition, optional human-readable text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +188,18 @@ pub fn chat_state(orig: &Incoming, state: &str) -> Element {
     message
 }
 
+/// The XEP-0184 receipt `orig` is owed once the webhook has accepted it (a reply or nothing to
+/// say, from any 2xx answer): `<received id='…'/>` from the JID the message was sent to, to its
+/// sender, under `id` (a new one, unique to this stanza). None when it asked for none (see
+/// [`Incoming::receipt_request`]) or the outcome is an error.
+pub fn receipt(orig: &Incoming, outcome: &Outcome, id: &str) -> Option<Element> {
+    let accepted = matches!(outcome, Outcome::Reply(_) | Outcome::NoReply);
+    let acked = orig.id.as_deref().filter(|_| accepted && orig.receipt_request && orig.name == "message")?;
+    let mut message = Element::new("message").with_attr("id", id);
+    answer_sender(&mut message, orig);
+    Some(message.with_child(Element::new("received").with_attr("xmlns", RECEIPTS).with_attr("id", acked)))
+}
+
 /// For a message said in a room: the defaults of the answer (to the room, from the bot's
 /// occupant). `None` for anything else, a private message from an occupant included.
 fn room_conversation(orig: &Incoming) -> Option<crate::room::RoomReply> {
@@ -292,6 +304,30 @@ mod tests {
         let mut elsewhere = reply_to("carol@localhost");
         assert!(!mark_active(&mut elsewhere, &orig));
         assert!(!elsewhere.send.unwrap().to_xml().contains("active"));
+    }
+
+    #[test]
+    fn a_receipt_acknowledges_the_message_id_from_the_jid_written_to() {
+        let orig = Incoming { receipt_request: true, ..Incoming::sample("message", Some("chat")) };
+        let receipt = receipt(&orig, &Outcome::NoReply, "r-1").unwrap();
+        assert_eq!(
+            receipt.to_xml(),
+            "<message id='r-1' to='user@localhost/phone' from='echo@bot.localhost'>\
+             <received xmlns='urn:xmpp:receipts' id='abc'/></message>"
+        );
+        assert_eq!(super::receipt(&orig, &Outcome::Reply(Element::new("message")), "r-1"), Some(receipt));
+    }
+
+    #[test]
+    fn a_receipt_is_sent_only_when_asked_and_accepted() {
+        let asked = Incoming { receipt_request: true, ..Incoming::sample("message", Some("chat")) };
+        for error in [status_error(500), TIMED_OUT, BAD_REPLY, CONNECTION_FAILURE] {
+            assert_eq!(receipt(&asked, &Outcome::Error(error, "x".into()), "r"), None);
+        }
+        let not_asked = Incoming::sample("message", Some("chat"));
+        assert_eq!(receipt(&not_asked, &Outcome::NoReply, "r"), None);
+        let no_id = Incoming { id: None, ..asked.clone() };
+        assert_eq!(receipt(&no_id, &Outcome::NoReply, "r"), None);
     }
 
     #[test]

@@ -279,6 +279,9 @@ pub struct Incoming {
     /// A chat message with a body whose sender announced chat states (XEP-0085: the message
     /// carries a chat state element), so it may be sent `<composing/>` and `<active/>`.
     pub chat_states: bool,
+    /// A message that asks for a delivery receipt (XEP-0184 `<request/>`) and can get one: it
+    /// has an `id`, and its type is neither `error` nor `groupchat`.
+    pub receipt_request: bool,
     /// Set for a message from a group chat room the bot is in (see [`crate::room::lua`]): the
     /// extra request fields, and where the answer goes by default.
     pub room: Option<Box<crate::room::RoomContext>>,
@@ -286,6 +289,8 @@ pub struct Incoming {
 
 /// The namespace of XEP-0085 chat state notifications.
 pub const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
+/// The namespace of XEP-0184 message delivery receipts.
+pub const RECEIPTS: &str = "urn:xmpp:receipts";
 
 impl Incoming {
     /// Reads a Prosody stanza table without building an intermediate tree: the XML is written
@@ -297,10 +302,12 @@ impl Incoming {
         let (name, mut attrs) = write_table(stanza, &mut xml, None, 0)?;
         let mut take = |key: &str| attrs.iter().position(|(k, _)| k == key).map(|i| attrs.swap_remove(i).1);
         let (to, from, id, stanza_type, own_ns) = (take("to"), take("from"), take("id"), take("type"), take("xmlns"));
-        let (body, has_chat_state) =
-            if name == "message" { message_children(stanza, own_ns.as_deref())? } else { (None, false) };
-        let chat_states = has_chat_state && body.is_some() && stanza_type.as_deref() == Some("chat");
-        Ok(Incoming { name, to, from, id, stanza_type, xml, body, chat_states, room: None })
+        let found = if name == "message" { message_children(stanza, own_ns.as_deref())? } else { Children::default() };
+        let body = found.body;
+        let chat_states = found.chat_state && body.is_some() && stanza_type.as_deref() == Some("chat");
+        let receipt_request =
+            found.receipt_request && id.is_some() && !matches!(stanza_type.as_deref(), Some("error" | "groupchat"));
+        Ok(Incoming { name, to, from, id, stanza_type, xml, body, chat_states, receipt_request, room: None })
     }
 
     /// What can be read of a stanza table `from_lua` refused: its name and the addressing
@@ -318,6 +325,7 @@ impl Incoming {
             xml: String::new(),
             body: None,
             chat_states: false,
+            receipt_request: false,
             room: None,
         }
     }
@@ -336,6 +344,7 @@ impl Incoming {
             xml: String::new(),
             body: None,
             chat_states: false,
+            receipt_request: false,
             room: None,
         }
     }
@@ -396,21 +405,35 @@ fn write_table(
     Ok((name, attrs))
 }
 
-/// `stanza:get_child_text("body")`: the first `<body/>` in the stanza's namespace whose children
-/// are all text.
+/// What [`message_children`] finds among a message's children.
+#[derive(Default)]
+struct Children {
+    body: Option<String>,
+    chat_state: bool,
+    receipt_request: bool,
+}
+
 /// A message's body text (the first `<body/>` in its own namespace, as
-/// `stanza:get_child_text("body")`) and whether it carries a chat state, in one pass.
-fn message_children(stanza: &Table, own_ns: Option<&str>) -> Result<(Option<String>, bool), String> {
-    let (mut body, mut body_seen, mut chat_state) = (None, false, false);
+/// `stanza:get_child_text("body")`), whether it carries a chat state, and whether it asks for a
+/// receipt (`<request xmlns='urn:xmpp:receipts'/>`), in one pass.
+fn message_children(stanza: &Table, own_ns: Option<&str>) -> Result<Children, String> {
+    let (mut found, mut body_seen) = (Children::default(), false);
     for i in 1..=stanza.raw_len() {
         let Ok(Value::Table(child)) = stanza.raw_get::<Value>(i) else { continue };
         let child_ns = match child.raw_get::<Value>("attr") {
             Ok(Value::Table(a)) => get_string(&a, "xmlns")?,
             _ => None,
         };
-        if child_ns.as_deref() == Some(CHAT_STATES) {
-            chat_state = true;
-            continue;
+        match child_ns.as_deref() {
+            Some(CHAT_STATES) => {
+                found.chat_state = true;
+                continue;
+            }
+            Some(RECEIPTS) => {
+                found.receipt_request |= get_string(&child, "name")?.as_deref() == Some("request");
+                continue;
+            }
+            _ => {}
         }
         if body_seen || child_ns.as_deref() != own_ns || get_string(&child, "name")?.as_deref() != Some("body") {
             continue;
@@ -424,9 +447,9 @@ fn message_children(stanza: &Table, own_ns: Option<&str>) -> Result<(Option<Stri
                 _ => text = None,
             }
         }
-        body = text;
+        found.body = text;
     }
-    Ok((body, chat_state))
+    Ok(found)
 }
 
 /// Builds the error answer Prosody's `st.error_reply(orig, type, condition, text)` would build.
@@ -497,6 +520,28 @@ mod tests {
         assert!(Element::new("m").with_attr(&format!("{XMLNS_NAMESPACE}\u{1}k"), "v").check_xml().is_err());
         assert!(Element::new("m").with_attr(&format!("{XML_NAMESPACE}\u{1}k"), "v").check_xml().is_err());
         assert!(Element::new("m").with_attr("xml:lang", "en").with_attr("xml:space", "preserve").check_xml().is_ok());
+    }
+
+    #[test]
+    fn a_receipt_request_is_read_with_the_other_children() {
+        let lua = Lua::new();
+        let read = |attrs: &str, children: &str| {
+            let source = format!("return {{ name = 'message', attr = {{ {attrs} }}, tags = {{}}, {children} }}");
+            Incoming::from_lua(&lua.load(source).eval::<Table>().unwrap()).unwrap()
+        };
+        let request = "{ name = 'request', attr = { xmlns = 'urn:xmpp:receipts' }, tags = {} }";
+        let body = "{ name = 'body', attr = {}, tags = {}, 'hi' }";
+        let asks = |attrs: &str| read(attrs, &format!("{body}, {request}")).receipt_request;
+        assert!(asks("id = 'm1', type = 'chat'"));
+        assert!(asks("id = 'm1'"));
+        assert!(!asks("type = 'chat'"), "no id: nothing to acknowledge");
+        assert!(!asks("id = 'm1', type = 'error'"));
+        assert!(!asks("id = 'm1', type = 'groupchat'"));
+        assert!(!read("id = 'm1', type = 'chat'", body).receipt_request);
+        let other = "{ name = 'received', attr = { xmlns = 'urn:xmpp:receipts', id = 'x' }, tags = {} }";
+        let incoming = read("id = 'm1', type = 'chat'", &format!("{other}, {body}"));
+        assert!(!incoming.receipt_request);
+        assert_eq!(incoming.body.as_deref(), Some("hi"));
     }
 
     #[test]

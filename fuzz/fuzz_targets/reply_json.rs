@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
             xml: String::new(),
             body: None,
             chat_states: false,
+            receipt_request: false,
             room: None,
         };
         let answer = HttpAnswer {

@@ -140,6 +140,7 @@ fn message(n: usize) -> Incoming {
         xml: format!("<message><body>hello {n}</body></message>"),
         body: Some(format!("hello {n}")),
         chat_states: false,
+        receipt_request: false,
         room: None,
     }
 }
@@ -1112,4 +1113,35 @@ fn tls_roots_follow_ssl_cert_file_and_are_read_at_load_and_reload() {
     assert!(said.iter().any(|(level, line)| *level == Level::Error && line.contains("cannot be verified")), "{said:?}");
     std::env::remove_var("SSL_CERT_FILE");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_receipt_goes_before_the_reply_and_never_with_an_error() {
+    let server = serve(|request| {
+        if request.body.contains("\"fail\"") {
+            Answer { status: 500, ..json("") }
+        } else {
+            json(r#"{"body":"ok"}"#)
+        }
+    });
+    let mut d = dispatcher(&server.url, |_| {});
+    let asking = |n: usize, body: &str| Incoming {
+        receipt_request: true,
+        body: Some(body.into()),
+        xml: format!("<message><body>{body}</body></message>"),
+        ..message_from(n, 1)
+    };
+    d.submit(asking(1, "hi"));
+    let sent = collect(&d, 2);
+    let receipt = sent_xml(&sent[0]);
+    assert!(
+        receipt.starts_with("<message id='") && receipt.ends_with(
+            "-receipt' to='user1@localhost/r' from='echo@bot.localhost'><received xmlns='urn:xmpp:receipts' id='s1-1'/></message>"
+        ),
+        "{receipt}"
+    );
+    assert!(sent_xml(&sent[1]).contains("<body>ok</body>"), "{:?}", sent[1]);
+    d.submit(asking(2, "fail"));
+    let failed = collect_last(&mut d, 1);
+    assert!(sent_xml(&failed[0]).contains("type='error'"), "{:?}", failed[0]);
 }

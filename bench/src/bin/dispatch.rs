@@ -60,6 +60,7 @@ fn main() {
         xml: format!("<message to='echo@bot.localhost' type='chat' id='m{n}'><body>m{n}</body></message>"),
         body: Some(format!("m{n}")),
         chat_states: false,
+        receipt_request: false,
         room: None,
     };
 
