@@ -151,11 +151,10 @@ impl Shared {
         let reached = !matches!(&outcome, Outcome::Error(e, _) if *e == crate::outcome::TIMED_OUT);
         let completion = self.settle(&job, outcome);
         let mut state = lock(&self.state);
-        if let Some(in_flight) = state.in_flight.remove(&job.id) {
-            let composing_sent = job.composing_sent || in_flight.composing == Composing::Sent;
-            self.answer(&state.limits, &job, completion, composing_sent);
-        }
+        let in_flight = state.in_flight.remove(&job.id);
         let mut start = 0;
+        // An outage ends before its first answer goes out, so Prosody reads "the webhook answers"
+        // no later than that answer (both may come in one drain).
         if state.outage.is_some() {
             if reached {
                 // The webhook answered: release everything held.
@@ -179,6 +178,10 @@ impl Shared {
                 }
                 self.keeper.notify_one();
             }
+        }
+        if let Some(in_flight) = in_flight {
+            let composing_sent = job.composing_sent || in_flight.composing == Composing::Sent;
+            self.answer(&state.limits, &job, completion, composing_sent);
         }
         self.release_line(&mut state, job.line.as_deref());
         drop(state);
