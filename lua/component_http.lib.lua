@@ -595,7 +595,7 @@ end
 
 -- The push endpoint: a bot sends stanzas of its own, over HTTP (mod_rest's POST /rest). An iq
 -- waits for its answer, which comes back in the HTTP response.
-local function serve_push(native, profile, push)
+local function serve_push(native, profile, push, client)
 	local names = push.names;
 
 	local function plain(response, status, text)
@@ -690,6 +690,16 @@ local function serve_push(native, profile, push)
 
 	-- Sends a pushed stanza; the push's answer.
 	local function send_pushed(stanza, response)
+		-- A streamed answer is being written to this conversation: the message follows it.
+		local held = client and client:hold(stanza);
+		if held == "full" then
+			response.headers.retry_after = "1";
+			return plain(response, 503, "too many messages wait for a streamed answer to this chat to end ("
+				..names.queue_size.."): retry");
+		elseif held == "held" then
+			response.status_code = 202;
+			return render(response, stanza);
+		end
 		local ok, err = pcall(module.send, module, stanza);
 		if not ok then
 			module:log("error", "Prosody failed to route a pushed %s (type=%s to=%s): %s", stanza.name,

@@ -21,8 +21,9 @@ component_http.start_rooms(rooms);
 -- Without a callback URL the module only sends: stanzas to it are left to Prosody, which answers
 -- them as it answers stanzas nobody handles. (The client first: a module that fails to load
 -- leaves behind what it registered.)
+local client; -- none without a callback URL: nothing is answered, so nothing streams
 if options.rest_callback_url ~= nil then
-	local client = component_http.start_client(native, profile, options);
+	client = component_http.start_client(native, profile, options);
 	component_http.report_metrics(native, client);
 elseif not push.credentials then
 	module:log("warn", "Neither rest_callback_url nor %s is set: this component does nothing", push.names.credentials);
@@ -30,5 +31,5 @@ elseif not push.credentials then
 end
 
 if push.credentials then
-	component_http.serve_push(native, profile, push);
+	component_http.serve_push(native, profile, push, client);
 end

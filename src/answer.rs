@@ -103,14 +103,33 @@ fn reply_from_json(orig: &Incoming, body: &[u8]) -> Result<Element, String> {
     let Value::Object(fields) = value else {
         return Err(format!("expected a JSON object, got {}", json_type(&value)));
     };
+    reply_from_fields(orig, &fields)
+}
+
+/// The reply a JSON object's fields describe, before it is addressed.
+fn reply_from_fields(orig: &Incoming, fields: &Map<String, Value>) -> Result<Element, String> {
     let default_kind = if orig.name == "iq" { "iq" } else { "message" };
-    let mut reply = element_from_json(&fields, default_kind)?;
+    let mut reply = element_from_json(fields, default_kind)?;
     // A reply to a room message that names no type gets the room's default (see `address`),
     // not element_from_json's `chat`.
     if orig.room.is_some() && !fields.contains_key("type") && !fields.contains_key("stanza") {
         reply.remove_attr("type");
     }
     Ok(reply)
+}
+
+/// The message every stanza of a streamed answer (issue 18) is made from: the first object's
+/// reply fields (without `delta` and `body`), addressed and checked as a one-object reply is.
+/// Only a message can be streamed.
+pub(crate) fn stream_template(orig: &Incoming, fields: &Map<String, Value>, host: &str) -> Result<Element, String> {
+    let template = address(reply_from_fields(orig, fields)?, orig, host)?;
+    if template.name != "message" {
+        return Err(format!("a streamed answer is a message, not a {}", template.name));
+    }
+    if template.attr("type") == Some("error") {
+        return Err("a streamed answer cannot be an error".into());
+    }
+    Ok(template)
 }
 
 /// The stanza a JSON object describes (`stanza`, or `kind`, `type` and `body`), with the `to`

@@ -59,6 +59,9 @@ pub struct Config {
     /// The component's host, as Prosody loaded the module on it: replies may only come from it
     /// (or a JID on it) and may not go to it.
     pub host: String,
+    /// How a streamed answer is shown (`<prefix>stream_interval`, `…stream_max_corrections`,
+    /// `…stream_timeout`; see [`crate::stream`]).
+    pub stream: crate::stream::StreamOptions,
 }
 
 /// The stanza kinds that can be POSTed.
@@ -106,7 +109,7 @@ pub const REST: Profile = Profile {
 
 /// Every option a module reads, after its prefix; the shim asks for the full names instead of
 /// keeping its own list.
-const SUFFIXES: [&str; 18] = [
+const SUFFIXES: [&str; 21] = [
     "stanzas",
     "max_in_flight",
     "workers",
@@ -125,6 +128,9 @@ const SUFFIXES: [&str; 18] = [
     "chat_states",
     "chat_state_delay",
     "name",
+    "stream_interval",
+    "stream_max_corrections",
+    "stream_timeout",
 ];
 
 impl Default for Profile {
@@ -262,6 +268,7 @@ impl Config {
             name: None,
             profile: COMPONENT_HTTP,
             host: "bot.localhost".into(),
+            stream: crate::stream::StreamOptions::default(),
         })
     }
 
@@ -335,6 +342,12 @@ impl Config {
         if config.name.as_deref().is_some_and(|name| name.trim().is_empty()) {
             return Err(format!("{} is empty: set the name the bot shows, or remove it", n("name")));
         }
+        config.stream = crate::stream::StreamOptions::parse(
+            profile.prefix,
+            number(options, &n("stream_interval"))?,
+            number(options, &n("stream_max_corrections"))?,
+            number(options, &n("stream_timeout"))?,
+        )?;
         config.headers = headers(options, &n("headers"))?;
         if config.authorization.is_some() && config.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
         {

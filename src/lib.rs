@@ -30,11 +30,15 @@
 //! 6. [`outcome`]: what the sender gets (a reply, nothing, or an error), as a `Completion`,
 //!    and the XEP-0184 receipt an accepted message owes, sent first (`Shared::answer`).
 //!    `dispatch/keeper.rs` settles what waited past its deadline and sends `<composing/>`.
+//!    A streamed answer (a `200` of `application/x-ndjson` or `text/event-stream`) is read
+//!    piece by piece instead (`dispatch/stream.rs`, [`stream`]; its reads are bounded by
+//!    `http/clamp.rs`), and yields a first message, corrections and a final one.
 //! 7. [`wakeup`]: a byte wakes Prosody, whose watcher calls `Client:drain`; the completions
 //!    become stanza tables (`Element::to_lua`) that the Lua sends, each under its own guard.
 //!
 //! A push (`POST /rest`, `POST /component_http`) takes a shorter path: the Lua's HTTP handler
-//! calls `push`, [`inbound`] parses and checks it ([`policy`]), and the Lua sends it. [`config`]
+//! calls `push`, [`inbound`] parses and checks it ([`policy`]), and the Lua sends it (or
+//! `Client:hold` keeps it until a streamed answer to the same conversation ends). [`config`]
 //! turns the options into typed values, with the module's profile; [`room`] holds what the bot
 //! knows of the group chats it is in.
 
@@ -160,6 +164,18 @@ impl UserData for Client {
         });
         // The counters and figures for Prosody's statistics (see `Stats`); read when Prosody
         // collects them, not per stanza.
+        // A pushed stanza for a conversation a streamed answer is being written to: "held"
+        // (sent after the answer), "full" (refuse the push), or nil (send it now).
+        methods.add_method("hold", |_, this, stanza: Table| {
+            guard("hold", || {
+                let Some(dispatcher) = this.dispatcher.as_ref() else { return Ok(None) };
+                let element = || {
+                    let xml = Incoming::from_lua(&stanza)?.xml;
+                    xml::parse_stanza(&xml, xml::Limits::default())
+                };
+                Ok(dispatcher.hold(element).map(|held| if held { "held" } else { "full" }))
+            })
+        });
         methods.add_method("stats", |lua, this, ()| {
             guard("stats", || {
                 let t = lua.create_table()?;
@@ -281,6 +297,7 @@ fn push_options(lua: &Lua, (options, name): (Table, Option<String>)) -> mlua::Re
             ("iq_timeout", "iq_timeout"),
             ("max_size", "max_push_size"),
             ("max_iqs", "max_push_iqs"),
+            ("queue_size", "queue_size"),
         ] {
             names.set(key, profile.push_option(what))?;
         }
