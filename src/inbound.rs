@@ -152,6 +152,22 @@ mod tests {
         assert!(bot.contains("from='bot@rest.example.net/x'"), "{bot}");
         // The push endpoint gives a get or set its id.
         assert!(push(r#"<iq type='get' to='example.net'><ping xmlns='urn:xmpp:ping'/></iq>"#, XML).is_ok());
+        // In JSON, `id` names the stanza's id, and an iq's payload comes in `stanza`.
+        const JSON: Option<&str> = Some("application/json");
+        let json = push(r#"{"to":"u@example.org","id":"m1","body":"hi"}"#, JSON).unwrap();
+        assert_eq!(
+            json,
+            "<message type='chat' to='u@example.org' id='m1' from='rest.example.net'><body>hi</body></message>"
+        );
+        let iq = r#"{"to":"example.net","id":"p1","stanza":"<iq type='get'><ping xmlns='urn:xmpp:ping'/></iq>"}"#;
+        assert_eq!(
+            push(iq, JSON).unwrap(),
+            "<iq type='get' to='example.net' id='p1' from='rest.example.net'><ping xmlns='urn:xmpp:ping'/></iq>"
+        );
+        let own =
+            r#"{"to":"example.net","id":"p1","stanza":"<iq type='get' id='mine'><ping xmlns='urn:xmpp:ping'/></iq>"}"#;
+        assert!(push(own, JSON).unwrap().contains("id='mine'"), "a stanza's own id wins");
+        assert_eq!(push(r#"{"to":"u@example.org","id":5}"#, JSON).unwrap_err().0, 400);
     }
 
     #[test]
