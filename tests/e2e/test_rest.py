@@ -186,7 +186,7 @@ def readme_curl_examples():
 
 def test_the_readmes_curl_examples_work_as_written(prosody_factory, connect):
     examples = readme_curl_examples()
-    assert len(examples) == 2, examples
+    assert len(examples) == 3, examples
     prosody, _ = start(prosody_factory, {REST: {"rest_credentials": TOKEN}}, http_port=5280)
     alice = connect(prosody)
     since = alice.mark()
@@ -195,3 +195,8 @@ def test_the_readmes_curl_examples_work_as_written(prosody_factory, connect):
     assert first_message(alice, since).body == "Hello!"
     ping = subprocess.run(["sh", "-c", examples[1]], capture_output=True, text=True, timeout=30)
     assert ping.returncode == 0 and "type='result'" in ping.stdout.replace('"', "'"), ping.stdout + ping.stderr
+    since = alice.mark()
+    in_json = subprocess.run(["sh", "-c", examples[2]], capture_output=True, text=True, timeout=30)
+    assert in_json.returncode == 0 and json.loads(in_json.stdout)["kind"] == "message", in_json.stdout + in_json.stderr
+    msg = first_message(alice, since)
+    assert (msg.frm, msg.body) == (f"bot@{REST}", "Hello in JSON!")
