@@ -88,10 +88,13 @@ def test_a_bad_json_push_gets_its_status_and_reason_as_json_and_nothing_is_route
 def test_json_callbacks_reach_the_webhook_as_json_and_json_answers_reach_the_client(prosody_factory, connect,
                                                                                      webhook):
     def answer(req):
+        if req.json.get("body") == "XML, please":
+            return Reply(status=200, body="<message><body>not a reply here</body></message>",
+                         headers={"Content-Type": XMPP_XML})
         if req.json["kind"] == "iq":
             return Reply.with_json({"stanza": "<iq><query xmlns='jabber:iq:version'><name>JSON bot</name>"
                                               "</query></iq>"})
-        return Reply.with_json({"body": f"You said {req.json['body']}"})
+        return Reply.with_json({"id": "reply-1", "body": f"You said {req.json['body']}"})
 
     webhook.handler = answer
     prosody, _ = start(prosody_factory, {REST: {"rest_callback_url": webhook.url(),
@@ -105,13 +108,21 @@ def test_json_callbacks_reach_the_webhook_as_json_and_json_answers_reach_the_cli
         "kind": "message", "type": "chat", "id": mid, "from": alice.full_jid, "to": BOT_JID, "body": "Hello"}
     assert req.json["stanza"].startswith("<message") and "<body>Hello</body>" in req.json["stanza"]
     reply = first_message(alice, since)
-    assert (reply.frm, reply.type, reply.body) == (BOT_JID, "chat", "You said Hello")
+    assert (reply.frm, reply.type, reply.id, reply.body) == (BOT_JID, "chat", "reply-1", "You said Hello")
 
     iid = alice.send_iq_get(BOT_JID, "<query xmlns='jabber:iq:version'/>")
     result = alice.wait_for(lambda s: s.name == "iq" and s.id == iid, since=since)
     assert [r.json["kind"] for r in webhook.requests] == ["message", "iq"]
     assert (result.type, result.frm) == ("result", BOT_JID)
     assert result.child("query", "jabber:iq:version")[0].text == "JSON bot"
+
+    # A 200 of another type is accepted without a reply: the next message's reply comes first.
+    since = alice.mark()
+    alice.send_message(BOT_JID, "XML, please")
+    alice.send_message(BOT_JID, "and now?")
+    assert [m.body for m in alice.wait_for_count(lambda s: s.name == "message", 1, since=since)] == \
+        ["You said and now?"]
+    assert [r.json.get("body") for r in webhook.requests][-2:] == ["XML, please", "and now?"]
 
 
 def test_an_unknown_callback_content_type_stops_the_module_naming_the_option(prosody_factory, connect, webhook):
