@@ -6,6 +6,7 @@
 -- waiting, what to do on unload) is that module's own.
 
 local st = require "util.stanza";
+local json = require "util.json";
 local jid_bare = require "util.jid".bare;
 local jid_split = require "util.jid".split;
 local new_id = require "util.id".medium;
@@ -598,14 +599,23 @@ end
 local function serve_push(native, profile, push, client)
 	local names = push.names;
 
+	-- The responses to answer in JSON, when the endpoint answers as the request asks (mod_rest):
+	-- decided once per request, as the answer may come later (an iq's, or a 503 on unload).
+	local answers_json = setmetatable({}, { __mode = "k" });
+
+	-- A refusal or failure, saying why: as text, or as {"error": why} to a request answered in JSON.
 	local function plain(response, status, text)
 		response.status_code = status;
+		if answers_json[response] then
+			response.headers.content_type = "application/json";
+			return json.encode({ error = text });
+		end
 		response.headers.content_type = "text/plain; charset=utf-8";
 		return text.."\n";
 	end
 
 	local function render(response, stanza)
-		if profile.push_answers_json then
+		if profile.push_answers_json or answers_json[response] then
 			response.headers.content_type = "application/json";
 			return native.request_json(stanza);
 		end
@@ -751,6 +761,10 @@ local function serve_push(native, profile, push, client)
 
 	local function handle_push(event)
 		local request, response = event.request, event.response;
+		if profile.push_negotiates
+			and native.push_answer_format(request.headers.content_type, request.headers.accept) == "json" then
+			answers_json[response] = true;
+		end
 		local given = request.headers.authorization;
 		-- Prosody turns a bare "Authorization:" into "": never a match (nor are empty credentials,
 		-- refused at load).

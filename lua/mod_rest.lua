@@ -1,16 +1,18 @@
--- mod_rest: stanzas in over HTTP (POST /rest, XML; an iq waits for its answer, returned in the
--- response) and, with rest_callback_url, stanzas to the component POSTed there as XML, the
--- answer being the reply. A drop-in for the community module of the same name, on the same
--- native core as mod_component_http; the shared glue is in component_http.lib.lua.
+-- mod_rest: stanzas in over HTTP (POST /rest, XML or JSON; an iq waits for its answer, returned
+-- in the response) and, with rest_callback_url, stanzas to the component POSTed there as XML
+-- (or JSON, with rest_callback_content_type), the answer being the reply. A drop-in for the
+-- community module of the same name, on the same native core as mod_component_http; the shared
+-- glue is in component_http.lib.lua.
 
 local component_http = module:require "component_http";
 
 local profile = {
-	native = "rest"; -- the options rest_*, the XML contract
+	native = "rest"; -- the options rest_*, the XML contract unless rest_callback_content_type says JSON
 	url_option = "rest_callback_url";
 	push_path = "rest";
-	push_accepts_json = false;
+	push_accepts_json = true; -- the JSON mapping of component_http's replies, or a stanza as XML
 	push_answers_json = false;
+	push_negotiates = true; -- answered in JSON when the request is JSON or its Accept asks, else XML
 	answer_presence = false;
 };
 

@@ -132,8 +132,8 @@ pub(crate) fn stream_template(orig: &Incoming, fields: &Map<String, Value>, host
     Ok(template)
 }
 
-/// The stanza a JSON object describes (`stanza`, or `kind`, `type` and `body`), with the `to`
-/// and `from` it names (a `stanza`'s own attributes win), before defaults fill the rest.
+/// The stanza a JSON object describes (`stanza`, or `kind`, `type` and `body`), with the `to`,
+/// `from` and `id` it names (a `stanza`'s own attributes win), before defaults fill the rest.
 pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Result<Element, String> {
     let mut reply = if let Some(xml) = string_field(fields, "stanza")? {
         parse_stanza(xml, Limits::default()).map_err(|e| format!("'stanza': {e}"))?
@@ -155,7 +155,7 @@ pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Res
         }
         reply
     };
-    for key in ["to", "from"] {
+    for key in ["to", "from", "id"] {
         if let Some(jid) = string_field(fields, key)? {
             if reply.attr(key).is_none() {
                 reply.set_attr(key, jid);

@@ -353,6 +353,17 @@ fn push(
     })
 }
 
+/// `push_answer_format(content_type, accept)`: `"json"` or `"xml"`, what a push to an endpoint
+/// that speaks both is answered in (see [`inbound::answer_format`]).
+fn push_answer_format(_: &Lua, (content_type, accept): (Option<String>, Option<String>)) -> mlua::Result<&'static str> {
+    guard("push_answer_format", || {
+        Ok(match inbound::answer_format(content_type.as_deref(), accept.as_deref()) {
+            config::Format::Json => "json",
+            config::Format::Xml => "xml",
+        })
+    })
+}
+
 /// Compares an `Authorization` header with the configured credentials in constant time. An
 /// empty header (Prosody's value for a bare `Authorization:`) or empty credentials never match.
 fn same_secret(_: &Lua, (given, expected): (mlua::String, mlua::String)) -> mlua::Result<bool> {
@@ -398,6 +409,7 @@ pub fn exports(lua: &Lua) -> mlua::Result<Table> {
     exports.set("push_options", lua.create_function(push_options)?)?;
     exports.set("rooms", lua.create_function(rooms)?)?;
     exports.set("push", lua.create_function(push)?)?;
+    exports.set("push_answer_format", lua.create_function(push_answer_format)?)?;
     exports.set("same_secret", lua.create_function(same_secret)?)?;
     exports.set("request_json", lua.create_function(request_json)?)?;
     exports.set("latency_buckets", lua.create_sequence_from(dispatch::LATENCY_BUCKETS)?)?;
