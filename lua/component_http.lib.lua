@@ -378,6 +378,46 @@ local function start_client(native, profile, options)
 		return presence;
 	end
 
+	-- What the bot's presence says of its avatar: its hash, "" for none, false for nothing.
+	local function current_photo()
+		return serves_vcard and (avatar and avatar.sha1 or "");
+	end
+
+	-- Who has been sent the bot's available presence, by bot JID: told at once when a reload
+	-- changes the avatar (XEP-0153 asks for a new presence then) rather than at their next login.
+	-- Bounded: past the limit, a contact learns of a change at its next login, as it would anyway.
+	local announced, announced_count, max_announced = {}, 0, 10000;
+	local function note_announced(online, contact, sent)
+		local contacts = announced[online];
+		if sent and not (contacts and contacts[contact]) and announced_count < max_announced then
+			contacts = contacts or {};
+			announced[online], contacts[contact], announced_count = contacts, true, announced_count + 1;
+		elseif not sent and contacts and contacts[contact] then
+			contacts[contact], announced_count = nil, announced_count - 1;
+		end
+	end
+
+	-- On reload: takes over who was told, and tells them again if the avatar changed.
+	local function restore_presence(old)
+		if not old then
+			return;
+		end
+		announced, announced_count = old.announced, old.count;
+		if old.photo == current_photo() or not serves_vcard then
+			return;
+		end
+		for online, contacts in pairs(announced) do
+			for contact in pairs(contacts) do
+				module:send(online_presence(online, contact));
+			end
+		end
+		module:log("info", "The avatar changed: sent the bot's presence with its new hash to %d contacts", announced_count);
+	end
+
+	table.insert(on_save, function (saved)
+		saved.component_http_presence = { announced = announced, count = announced_count, photo = current_photo() };
+	end);
+
 	-- Always online, accepting every subscription, unless the webhook handles presence itself.
 	local function handle_presence(event)
 		local stanza = event.stanza;
@@ -389,11 +429,14 @@ local function start_client(native, profile, options)
 		local online = contact.."/default";
 		if t == "probe" then
 			module:send(online_presence(online, from));
+			note_announced(online, from, true);
 		elseif t == "subscribe" then
 			module:send(st.presence({ from = contact, to = from, type = "subscribed" }));
 			module:send(online_presence(online, from));
+			note_announced(online, from, true);
 		elseif t == "unsubscribe" then
 			module:send(st.presence({ from = online, to = from, type = "unavailable" }));
+			note_announced(online, from, false);
 		end
 		return true;
 	end
@@ -477,6 +520,7 @@ local function start_client(native, profile, options)
 	end);
 
 	function module.restore(saved)
+		restore_presence(saved and saved.component_http_presence);
 		local old = saved and saved.component_http_client;
 		if not old then
 			return;

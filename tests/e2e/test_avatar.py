@@ -118,17 +118,29 @@ def test_without_an_avatar_the_vcard_has_the_name_and_the_presence_says_none(pro
     assert photo_hash(probed_presence(alice)) == ""
 
 
-def test_a_reload_serves_the_file_as_it_is_then(prosody_factory, make_webhook, connect, image):
+def test_a_reload_serves_the_file_as_it_is_then_and_tells_who_has_the_old_hash(prosody_factory, make_webhook,
+                                                                               connect, image):
     path, old = image
     prosody = prosody_factory({BOT: {"component_post_url": make_webhook().url(), "component_post_avatar": path}})
-    alice = connect(prosody)
+    alice, bob = connect(prosody), connect(prosody, "bob")
     assert photo_of(vcard(alice, BOT_JID))[1] == old
+    assert photo_hash(probed_presence(alice)) == hashlib.sha1(old).hexdigest()
+    # The same file: nobody is told anything.
+    since = alice.mark()
+    prosody.reload_module("component_http", BOT)
+    alice.expect_quiet(since)
+    # A new file: alice, who has the bot's presence, gets it with the new hash at once; bob, who
+    # never asked for it, gets nothing.
     new = png(2, 2, grey=0x20)
     with open(path, "wb") as f:
         f.write(new)
+    since, bob_since = alice.mark(), bob.mark()
     prosody.reload_module("component_http", BOT)
+    told = alice.wait_for(lambda s: s.name == "presence", since=since, what="the bot's new presence")
+    assert (told.frm, told.type, photo_hash(told)) == (f"{BOT_JID}/default", None, hashlib.sha1(new).hexdigest())
+    alice.expect_quiet(since, ignore=lambda s: s is told)
+    bob.expect_quiet(bob_since)
     assert photo_of(vcard(alice, BOT_JID)) == ("image/png", new)
-    assert photo_hash(probed_presence(alice)) == hashlib.sha1(new).hexdigest()
 
 
 @pytest.mark.parametrize("content, reason", [
