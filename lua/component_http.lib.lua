@@ -503,7 +503,7 @@ local function start_client(native, profile, options)
 		serves_vcard = true;
 	elseif avatar then
 		module:log("warn", "The avatar is not served: iq stanzas are POSTed to the webhook, which answers vCard "
-			.."queries itself (leave iq out of the stanzas option for the module to serve it)");
+			.."queries itself (leave \"iq\" out of component_post_stanzas, or rest_stanzas, for the module to serve it)");
 	end
 
 	local public_url = options[profile.url_option]:gsub("//[^/@]*@", "//");
