@@ -115,7 +115,7 @@ pub const REST: Profile = Profile {
 
 /// Every option a module reads, after its prefix; the shim asks for the full names instead of
 /// keeping its own list.
-const SUFFIXES: [&str; 21] = [
+const SUFFIXES: [&str; 22] = [
     "stanzas",
     "max_in_flight",
     "workers",
@@ -137,6 +137,7 @@ const SUFFIXES: [&str; 21] = [
     "stream_interval",
     "stream_max_corrections",
     "stream_timeout",
+    "avatar",
 ];
 
 impl Default for Profile {
@@ -419,7 +420,7 @@ fn stanza_kinds(options: &Table, profile: Profile) -> Result<Vec<String>, String
     Ok(profile.default_stanzas.iter().map(|k| k.to_string()).collect())
 }
 
-fn string(options: &Table, name: &str) -> Result<Option<String>, String> {
+pub(crate) fn string(options: &Table, name: &str) -> Result<Option<String>, String> {
     match options.raw_get::<Value>(name).map_err(|e| e.to_string())? {
         Value::Nil => Ok(None),
         Value::String(s) => Ok(Some(s.to_str().map_err(|_| format!("{name} is not valid UTF-8"))?.to_owned())),

@@ -40,9 +40,11 @@
 //! calls `push`, [`inbound`] parses and checks it ([`policy`]), and the Lua sends it (or
 //! `Client:hold` keeps it until a streamed answer to the same conversation ends). [`config`]
 //! turns the options into typed values, with the module's profile; [`room`] holds what the bot
-//! knows of the group chats it is in.
+//! knows of the group chats it is in; [`avatar`] reads and checks the bot's picture, which the
+//! Lua serves in its vCard.
 
 pub mod answer;
+pub mod avatar;
 pub mod config;
 pub mod dispatch;
 pub mod http;
@@ -306,6 +308,27 @@ fn push_options(lua: &Lua, (options, name): (Table, Option<String>)) -> mlua::Re
     })
 }
 
+/// `avatar(options, profile)`: the bot's avatar as a table (`type`, the MIME type; `base64`,
+/// the file in base64; `sha1`, its hash in hex; `width`, `height`, `size`), `false` when the
+/// avatar option is unset, or `nil, message` when its file cannot be served (see [`avatar`]).
+fn avatar(lua: &Lua, (options, name): (Table, Option<String>)) -> mlua::Result<MultiValue> {
+    guard("avatar", || {
+        let avatar = match avatar::Avatar::from_options(&options, profile(name)?) {
+            Ok(Some(avatar)) => avatar,
+            Ok(None) => return Ok(MultiValue::from_vec(vec![Value::Boolean(false)])),
+            Err(why) => return Ok(MultiValue::from_vec(vec![Value::Nil, Value::String(lua.create_string(why)?)])),
+        };
+        let t = lua.create_table()?;
+        t.set("type", avatar.mime_type)?;
+        t.set("base64", avatar.base64())?;
+        t.set("sha1", avatar.sha1.as_str())?;
+        t.set("width", avatar.width)?;
+        t.set("height", avatar.height)?;
+        t.set("size", avatar.data.len())?;
+        Ok(MultiValue::from_vec(vec![Value::Table(t)]))
+    })
+}
+
 fn new_client(
     lua: &Lua,
     (options, stanza_mt, name, host): (Table, Table, Option<String>, Option<String>),
@@ -407,6 +430,7 @@ pub fn exports(lua: &Lua) -> mlua::Result<Table> {
     exports.set("prep_jid", lua.create_function(prep_jid)?)?;
     exports.set("option_names", lua.create_function(option_names)?)?;
     exports.set("push_options", lua.create_function(push_options)?)?;
+    exports.set("avatar", lua.create_function(avatar)?)?;
     exports.set("rooms", lua.create_function(rooms)?)?;
     exports.set("push", lua.create_function(push)?)?;
     exports.set("push_answer_format", lua.create_function(push_answer_format)?)?;
