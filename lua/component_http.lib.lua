@@ -688,13 +688,23 @@ local function serve_push(native, profile, push)
 		end
 	end);
 
-	-- Sends a pushed stanza; the push's answer.
-	local function send_pushed(stanza, response)
+	-- Sends a pushed stanza, and the caption that follows a file (from the same sender); the push's
+	-- answer.
+	local function send_pushed(stanza, response, caption)
 		local ok, err = pcall(module.send, module, stanza);
 		if not ok then
 			module:log("error", "Prosody failed to route a pushed %s (type=%s to=%s): %s", stanza.name,
 				quote(stanza.attr.type), quote(stanza.attr.to), tostring(err));
 			return plain(response, 500, "Prosody could not route the stanza: "..tostring(err));
+		end
+		if caption then
+			caption.attr.from = stanza.attr.from;
+			ok, err = pcall(module.send, module, caption);
+			if not ok then
+				module:log("error", "Prosody failed to route the caption of a pushed file (to=%s): %s",
+					quote(caption.attr.to), tostring(err));
+				return plain(response, 500, "The file was sent; Prosody could not route its caption: "..tostring(err));
+			end
 		end
 		response.status_code = 202;
 		return render(response, stanza);
@@ -703,13 +713,13 @@ local function serve_push(native, profile, push)
 	-- A groupchat message to a room: said at once when the bot is in it, else once it has joined
 	-- (the push waits), or refused with the status the room's answer means.
 	local pushes_waiting = {};
-	local function push_to_room(stanza, response)
+	local function push_to_room(stanza, response, caption)
 		-- The push's from defaults to the host: then the room's own occupant JID says it.
 		local given_from = stanza.attr.from ~= module.host and stanza.attr.from or nil;
 		local route, detail, message = room_core:route_push(stanza.attr.to, given_from);
 		if route == "send" then
 			stanza.attr.from = detail;
-			return send_pushed(stanza, response);
+			return send_pushed(stanza, response, caption);
 		elseif route ~= "wait" then
 			return plain(response, detail, message);
 		end
@@ -725,7 +735,7 @@ local function serve_push(native, profile, push)
 				return response:send(plain(response, action.status, room..": "..action.message));
 			end
 			stanza.attr.from = action.from;
-			response:send(send_pushed(stanza, response));
+			response:send(send_pushed(stanza, response, caption));
 		end);
 		perform_room_actions(detail);
 		return true; -- answered when the bot is in the room, or cannot be
@@ -759,7 +769,7 @@ local function serve_push(native, profile, push)
 		if request.headers.transfer_encoding and (request.body or "") == "" then
 			return plain(response, 411, "send the stanza with a Content-Length: Prosody does not read chunked bodies");
 		end
-		local stanza, status, why = native.push(request.body or "", request.headers.content_type, module.host,
+		local stanza, status, why, caption = native.push(request.body or "", request.headers.content_type, module.host,
 			profile.push_accepts_json, push.max_size, st.stanza_mt);
 		if not stanza then
 			module:log("debug", "Refused a push with HTTP %d: %s", status, why);
@@ -774,11 +784,11 @@ local function serve_push(native, profile, push)
 			end
 		end
 		if stanza.name == "message" and stanza.attr.type == "groupchat" and room_core then
-			return push_to_room(stanza, response);
+			return push_to_room(stanza, response, caption);
 		elseif stanza.name == "presence" and room_core then
 			stanza = own_presence(stanza);
 		end
-		return send_pushed(stanza, response);
+		return send_pushed(stanza, response, caption);
 	end
 
 	module:depends("http");

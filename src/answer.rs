@@ -2,13 +2,13 @@
 //! object (component_http) or an XML stanza (mod_rest) describes, addressed and checked by
 //! [`crate::policy`]. Runs on the worker threads.
 //!
-//! The JSON mapping here (`kind`, `type`, `to`, `from`, `body`, `stanza`) is also what a push
-//! to component_http's endpoint speaks ([`crate::inbound`]).
+//! The JSON mapping here (`kind`, `type`, `to`, `from`, `body`, `stanza`, and the rich fields of
+//! [`crate::rich`]) is also what a push to component_http's endpoint speaks ([`crate::inbound`]).
 
 use serde_json::{Map, Value};
 
 use crate::config::{Config, Format};
-use crate::outcome::{self, status_error, Outcome, BAD_REPLY};
+use crate::outcome::{self, status_error, Outcome, Reply, BAD_REPLY};
 use crate::policy::{self, Sender};
 use crate::stanza::{Element, Incoming};
 use crate::xml::{parse_stanza, Limits};
@@ -62,9 +62,9 @@ pub fn interpret(orig: &Incoming, answer: &HttpAnswer, contract: Contract) -> Ou
             }
             let reply = match contract.format {
                 Format::Json => reply_from_json(orig, &answer.body),
-                Format::Xml => reply_from_xml(&answer.body),
+                Format::Xml => reply_from_xml(&answer.body).map(Reply::from),
             }
-            .and_then(|reply| address(reply, orig, contract.host));
+            .and_then(|reply| address_reply(reply, orig, contract.host));
             match reply {
                 Ok(reply) => Outcome::Reply(reply),
                 Err(why) => Outcome::Error(BAD_REPLY, format!("webhook reply refused: {why}")),
@@ -97,8 +97,8 @@ fn reply_from_xml(body: &[u8]) -> Result<Element, String> {
     parse_stanza(text, Limits::default())
 }
 
-/// The reply stanza a webhook's JSON object describes, before it is addressed.
-fn reply_from_json(orig: &Incoming, body: &[u8]) -> Result<Element, String> {
+/// The reply a webhook's JSON object describes, before it is addressed.
+fn reply_from_json(orig: &Incoming, body: &[u8]) -> Result<Reply, String> {
     let value: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
     let Value::Object(fields) = value else {
         return Err(format!("expected a JSON object, got {}", json_type(&value)));
@@ -108,14 +108,18 @@ fn reply_from_json(orig: &Incoming, body: &[u8]) -> Result<Element, String> {
     // A reply to a room message that names no type gets the room's default (see `address`),
     // not element_from_json's `chat`.
     if orig.room.is_some() && !fields.contains_key("type") && !fields.contains_key("stanza") {
-        reply.remove_attr("type");
+        reply.stanza.remove_attr("type");
     }
     Ok(reply)
 }
 
-/// The stanza a JSON object describes (`stanza`, or `kind`, `type` and `body`), with the `to`
-/// and `from` it names (a `stanza`'s own attributes win), before defaults fill the rest.
-pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Result<Element, String> {
+/// The stanza a JSON object describes (`stanza`, or `kind`, `type`, `body` and, for a message,
+/// the rich fields of [`crate::rich`]), with the `to` and `from` it names (a `stanza`'s own
+/// attributes win), before defaults fill the rest. A file with a caption is two messages: the
+/// caption comes with the type the object names, and gets its addresses from the stanza once
+/// that is addressed ([`address_caption`]).
+pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Result<Reply, String> {
+    let mut caption = None;
     let mut reply = if let Some(xml) = string_field(fields, "stanza")? {
         parse_stanza(xml, Limits::default()).map_err(|e| format!("'stanza': {e}"))?
     } else {
@@ -130,9 +134,7 @@ pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Res
             None => {}
         }
         if kind == "message" {
-            if let Some(text) = body_text(fields.get("body")) {
-                reply.push_element(Element::new("body").with_text(&text));
-            }
+            caption = crate::rich::build_message(&mut reply, fields, body_text(fields.get("body")))?;
         }
         reply
     };
@@ -143,6 +145,29 @@ pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Res
             }
         }
     }
+    let caption = caption.map(|text| crate::rich::caption(&reply, &text));
+    Ok(Reply { stanza: reply, caption })
+}
+
+/// Gives a caption the addressing and type its file's message ended with (defaults filled and
+/// prepared), and checks it like the message.
+pub fn address_caption(reply: &mut Reply, host: &str, sender: Sender) -> Result<(), String> {
+    if let Some(caption) = &mut reply.caption {
+        for key in ["type", "to", "from"] {
+            match reply.stanza.attr(key) {
+                Some(value) => caption.set_attr(key, value),
+                None => caption.remove_attr(key),
+            }
+        }
+        policy::check(caption, host, sender).map_err(|refusal| format!("the caption: {}", refusal.message()))?;
+    }
+    Ok(())
+}
+
+/// [`address`] for a reply and its caption.
+fn address_reply(reply: Reply, orig: &Incoming, host: &str) -> Result<Reply, String> {
+    let mut reply = Reply { stanza: address(reply.stanza, orig, host)?, caption: reply.caption };
+    address_caption(&mut reply, host, Sender::Webhook)?;
     Ok(reply)
 }
 
@@ -417,6 +442,50 @@ mod tests {
         );
         let json = r#"{"kind":"iq","to":"other@localhost"}"#;
         assert!(sent(&iq, &answer(200, "application/json", json)).unwrap().contains("to='user@localhost/phone'"));
+    }
+
+    #[test]
+    fn a_file_with_a_caption_is_two_messages_addressed_alike() {
+        let msg = incoming("message", Some("chat"));
+        let url = "https://files.example/cat.jpg";
+        let body = format!(r#"{{"oob_url":"{url}","body":"A cat.","to":"Carol@Localhost"}}"#);
+        let Outcome::Reply(sent) = reply(&msg, &body) else { panic!("not a reply") };
+        assert_eq!(
+            sent.stanza.to_xml(),
+            format!(
+                "<message type='chat' to='carol@localhost' from='echo@bot.localhost'><body>{url}</body>\
+                 <x xmlns='jabber:x:oob'><url>{url}</url></x></message>"
+            )
+        );
+        assert_eq!(
+            sent.caption.unwrap().to_xml(),
+            "<message type='chat' to='carol@localhost' from='echo@bot.localhost'><body>A cat.</body></message>"
+        );
+        // An iq is answered with one iq: a caption has no place there.
+        let iq = incoming("iq", Some("get"));
+        let mut outcome = interpret(&iq, &answer(200, "application/json", &body), JSON);
+        assert_eq!(outcome::take_caption(&iq, &mut outcome), None);
+        let mut outcome = reply(&msg, &body);
+        assert!(outcome::take_caption(&msg, &mut outcome).is_some());
+    }
+
+    #[test]
+    fn a_malformed_rich_field_is_refused_naming_it() {
+        let msg = incoming("message", Some("chat"));
+        for (body, field) in [
+            (r#"{"oob_url":"ftp://x.example/f"}"#, "'oob_url'"),
+            (r#"{"replace":7}"#, "'replace'"),
+            (r#"{"reactions":{"id":"m1","reactions":[""]}}"#, "'reactions.reactions'"),
+            (r#"{"reply":{"id":["m1"]}}"#, "'reply.id'"),
+        ] {
+            let outcome = reply(&msg, body);
+            let why = refused_because(&outcome);
+            assert!(why.starts_with(&format!("webhook reply refused: {field}")), "{why}");
+        }
+        // Unknown fields stay ignored; a stanza is sent as it is.
+        assert!(matches!(reply(&msg, r#"{"body":"x","sticker":{"id":1}}"#), Outcome::Reply(_)));
+        let raw = r#"{"stanza":"<message><body>raw</body></message>","reactions":"ignored"}"#;
+        assert!(matches!(reply(&msg, raw), Outcome::Reply(_)));
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub mod outcome;
 pub mod policy;
 pub mod request;
 pub mod resolve;
+pub mod rich;
 pub mod room;
 pub mod signing;
 pub mod stanza;
@@ -311,8 +312,9 @@ fn new_client(
     })
 }
 
-/// `push(body, content_type, host, accept_json, max_size, stanza_mt)`: the stanza to route, or
-/// `nil, status, message` when the push is refused (see `inbound`).
+/// `push(body, content_type, host, accept_json, max_size, stanza_mt)`: the stanza to route (and,
+/// fourth, the caption to route right after it, for a file with a caption), or `nil, status,
+/// message` when the push is refused (see `inbound`).
 fn push(
     lua: &Lua,
     (body, content_type, host, accept_json, max_size, stanza_mt): (
@@ -326,7 +328,13 @@ fn push(
 ) -> mlua::Result<MultiValue> {
     guard("push", || {
         match inbound::stanza_from_push(&body.as_bytes(), content_type.as_deref(), &host, accept_json, max_size) {
-            Ok(stanza) => Ok(MultiValue::from_vec(vec![Value::Table(stanza.to_lua(lua, &stanza_mt)?)])),
+            Ok(push) => {
+                let mut values = vec![Value::Table(push.stanza.to_lua(lua, &stanza_mt)?)];
+                if let Some(caption) = push.caption {
+                    values.extend([Value::Nil, Value::Nil, Value::Table(caption.to_lua(lua, &stanza_mt)?)]);
+                }
+                Ok(MultiValue::from_vec(values))
+            }
             Err(refusal) => Ok(MultiValue::from_vec(vec![
                 Value::Nil,
                 Value::Integer(i64::from(refusal.status)),
