@@ -94,8 +94,9 @@ impl LuaRooms {
                     _ => incoming.to.clone().unwrap_or_default(),
                 };
                 if !fields.is_private() {
-                    // Every occupant sees chat states: only for a message to the bot.
-                    incoming.chat_states = fields.mentioned == Some(true);
+                    // Every occupant sees chat states: only for a message to the bot, and one
+                    // with a body (not a reaction).
+                    incoming.chat_states = fields.mentioned == Some(true) && incoming.body.is_some();
                 }
                 incoming.room = Some(Box::new(RoomContext { fields, bot_from }));
                 None
