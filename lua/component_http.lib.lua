@@ -688,22 +688,23 @@ local function serve_push(native, profile, push)
 		end
 	end);
 
-	-- Sends a pushed stanza, and the caption that follows a file (from the same sender); the push's
-	-- answer.
-	local function send_pushed(stanza, response, caption)
+	-- Sends a pushed stanza, and the messages that go right after it (a file's caption, say; from
+	-- the same sender); the push's answer.
+	local function send_pushed(stanza, response, after)
 		local ok, err = pcall(module.send, module, stanza);
 		if not ok then
 			module:log("error", "Prosody failed to route a pushed %s (type=%s to=%s): %s", stanza.name,
 				quote(stanza.attr.type), quote(stanza.attr.to), tostring(err));
 			return plain(response, 500, "Prosody could not route the stanza: "..tostring(err));
 		end
-		if caption then
-			caption.attr.from = stanza.attr.from;
-			ok, err = pcall(module.send, module, caption);
+		for i, message in ipairs(after or {}) do
+			message.attr.from = stanza.attr.from;
+			ok, err = pcall(module.send, module, message);
 			if not ok then
-				module:log("error", "Prosody failed to route the caption of a pushed file (to=%s): %s",
-					quote(caption.attr.to), tostring(err));
-				return plain(response, 500, "The file was sent; Prosody could not route its caption: "..tostring(err));
+				module:log("error", "Prosody failed to route message %d of a push (to=%s): %s", i + 1,
+					quote(message.attr.to), tostring(err));
+				return plain(response, 500, ("Message %d of %d could not be routed: %s"):format(i + 1, #after + 1,
+					tostring(err)));
 			end
 		end
 		response.status_code = 202;
@@ -713,13 +714,13 @@ local function serve_push(native, profile, push)
 	-- A groupchat message to a room: said at once when the bot is in it, else once it has joined
 	-- (the push waits), or refused with the status the room's answer means.
 	local pushes_waiting = {};
-	local function push_to_room(stanza, response, caption)
+	local function push_to_room(stanza, response, after)
 		-- The push's from defaults to the host: then the room's own occupant JID says it.
 		local given_from = stanza.attr.from ~= module.host and stanza.attr.from or nil;
 		local route, detail, message = room_core:route_push(stanza.attr.to, given_from);
 		if route == "send" then
 			stanza.attr.from = detail;
-			return send_pushed(stanza, response, caption);
+			return send_pushed(stanza, response, after);
 		elseif route ~= "wait" then
 			return plain(response, detail, message);
 		end
@@ -735,7 +736,7 @@ local function serve_push(native, profile, push)
 				return response:send(plain(response, action.status, room..": "..action.message));
 			end
 			stanza.attr.from = action.from;
-			response:send(send_pushed(stanza, response, caption));
+			response:send(send_pushed(stanza, response, after));
 		end);
 		perform_room_actions(detail);
 		return true; -- answered when the bot is in the room, or cannot be
@@ -769,7 +770,7 @@ local function serve_push(native, profile, push)
 		if request.headers.transfer_encoding and (request.body or "") == "" then
 			return plain(response, 411, "send the stanza with a Content-Length: Prosody does not read chunked bodies");
 		end
-		local stanza, status, why, caption = native.push(request.body or "", request.headers.content_type, module.host,
+		local stanza, status, why, after = native.push(request.body or "", request.headers.content_type, module.host,
 			profile.push_accepts_json, push.max_size, st.stanza_mt);
 		if not stanza then
 			module:log("debug", "Refused a push with HTTP %d: %s", status, why);
@@ -784,11 +785,11 @@ local function serve_push(native, profile, push)
 			end
 		end
 		if stanza.name == "message" and stanza.attr.type == "groupchat" and room_core then
-			return push_to_room(stanza, response, caption);
+			return push_to_room(stanza, response, after);
 		elseif stanza.name == "presence" and room_core then
 			stanza = own_presence(stanza);
 		end
-		return send_pushed(stanza, response, caption);
+		return send_pushed(stanza, response, after);
 	end
 
 	module:depends("http");

@@ -22,10 +22,10 @@ end
 
 -- What a JSON push (the shape of a reply) makes, as the stanzas the Lua would send.
 local function pushed(fields)
-	local stanza, status, why, caption = native.push(json.encode(fields), "application/json", HOST, true, 65536,
+	local stanza, status, why, after = native.push(json.encode(fields), "application/json", HOST, true, 65536,
 		st.stanza_mt);
 	assert(stanza, why and (status..": "..why));
-	return stanza, caption;
+	return stanza, after and after[1], after and after[2];
 end
 
 -- A stanza as a client reads it: Prosody's serialization parsed by util.xml (which must accept
@@ -104,6 +104,18 @@ describe("a reply or push", function ()
 			:text_tag("body", "fixed"):tag("replace", { id = "b1", xmlns = "urn:xmpp:message-correct:0" })),
 			written(fixed));
 		assert.are.equal("b1", fixed:get_child("replace", "urn:xmpp:message-correct:0").attr.id);
+	end);
+
+	it("sends a reaction with more to say as a message of its own, first", function ()
+		local reaction, file, caption = pushed(with({ reactions = { id = "m1", reactions = { "\240\159\145\141" } },
+			oob_url = URL, body = "Mine." }));
+		assert.are.equal(written(st.message({ type = "chat", to = "alice@localhost", from = HOST })
+			:tag("reactions", { id = "m1", xmlns = "urn:xmpp:reactions:0" }):text_tag("reaction", "\240\159\145\141"):up()
+			:tag("store", { xmlns = "urn:xmpp:hints" })), written(reaction));
+		assert.are.equal(URL, file:get_child_text("body"));
+		assert.are.equal(URL, file:get_child("x", "jabber:x:oob"):get_child_text("url"));
+		assert.are.equal("Mine.", caption:get_child_text("body"));
+		assert.are.equal(HOST, caption.attr.from);
 	end);
 
 	it("sends reactions with the store hint", function ()

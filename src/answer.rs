@@ -115,11 +115,11 @@ fn reply_from_json(orig: &Incoming, body: &[u8]) -> Result<Reply, String> {
 
 /// The stanza a JSON object describes (`stanza`, or `kind`, `type`, `body` and, for a message,
 /// the rich fields of [`crate::rich`]), with the `to` and `from` it names (a `stanza`'s own
-/// attributes win), before defaults fill the rest. A file with a caption is two messages: the
-/// caption comes with the type the object names, and gets its addresses from the stanza once
-/// that is addressed ([`address_caption`]).
+/// attributes win), before defaults fill the rest. A message may be followed by more (a file's
+/// caption, what else a reaction said: [`crate::rich::build_message`]), which get the
+/// message's type and addresses once it is addressed ([`address_after`]).
 pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Result<Reply, String> {
-    let mut caption = None;
+    let mut after = Vec::new();
     let mut reply = if let Some(xml) = string_field(fields, "stanza")? {
         parse_stanza(xml, Limits::default()).map_err(|e| format!("'stanza': {e}"))?
     } else {
@@ -134,7 +134,7 @@ pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Res
             None => {}
         }
         if kind == "message" {
-            caption = crate::rich::build_message(&mut reply, fields, body_text(fields.get("body")))?;
+            after = crate::rich::build_message(&mut reply, fields, body_text(fields.get("body")))?;
         }
         reply
     };
@@ -145,29 +145,28 @@ pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Res
             }
         }
     }
-    let caption = caption.map(|text| crate::rich::caption(&reply, &text));
-    Ok(Reply { stanza: reply, caption })
+    Ok(Reply { stanza: reply, after })
 }
 
-/// Gives a caption the addressing and type its file's message ended with (defaults filled and
-/// prepared), and checks it like the message.
-pub fn address_caption(reply: &mut Reply, host: &str, sender: Sender) -> Result<(), String> {
-    if let Some(caption) = &mut reply.caption {
+/// Gives the messages sent after a reply's stanza the type and addresses the stanza ended with
+/// (defaults filled and prepared), and checks them like it.
+pub fn address_after(reply: &mut Reply, host: &str, sender: Sender) -> Result<(), String> {
+    for message in &mut reply.after {
         for key in ["type", "to", "from"] {
             match reply.stanza.attr(key) {
-                Some(value) => caption.set_attr(key, value),
-                None => caption.remove_attr(key),
+                Some(value) => message.set_attr(key, value),
+                None => message.remove_attr(key),
             }
         }
-        policy::check(caption, host, sender).map_err(|refusal| format!("the caption: {}", refusal.message()))?;
+        policy::check(message, host, sender).map_err(|refusal| refusal.message().to_owned())?;
     }
     Ok(())
 }
 
-/// [`address`] for a reply and its caption.
+/// [`address`] for a reply and the messages after it.
 fn address_reply(reply: Reply, orig: &Incoming, host: &str) -> Result<Reply, String> {
-    let mut reply = Reply { stanza: address(reply.stanza, orig, host)?, caption: reply.caption };
-    address_caption(&mut reply, host, Sender::Webhook)?;
+    let mut reply = Reply { stanza: address(reply.stanza, orig, host)?, after: reply.after };
+    address_after(&mut reply, host, Sender::Webhook)?;
     Ok(reply)
 }
 
@@ -458,15 +457,15 @@ mod tests {
             )
         );
         assert_eq!(
-            sent.caption.unwrap().to_xml(),
-            "<message type='chat' to='carol@localhost' from='echo@bot.localhost'><body>A cat.</body></message>"
+            sent.after.iter().map(Element::to_xml).collect::<Vec<_>>(),
+            ["<message type='chat' to='carol@localhost' from='echo@bot.localhost'><body>A cat.</body></message>"]
         );
         // An iq is answered with one iq: a caption has no place there.
         let iq = incoming("iq", Some("get"));
         let mut outcome = interpret(&iq, &answer(200, "application/json", &body), JSON);
-        assert_eq!(outcome::take_caption(&iq, &mut outcome), None);
+        assert_eq!(outcome::take_after(&iq, &mut outcome), []);
         let mut outcome = reply(&msg, &body);
-        assert!(outcome::take_caption(&msg, &mut outcome).is_some());
+        assert_eq!(outcome::take_after(&msg, &mut outcome).len(), 1);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::answer::{address_caption, element_from_json, is_json, is_xmpp_xml};
+use crate::answer::{address_after, element_from_json, is_json, is_xmpp_xml};
 use crate::outcome::Reply;
 use crate::policy::{self, Sender};
 use crate::stanza::Element;
@@ -33,7 +33,7 @@ fn refuse(status: u16, message: impl Into<String>) -> Refusal {
 ///   `set` may leave its `id` to the push endpoint);
 /// - `from` defaults to `host`; one not on it is refused with 403.
 ///
-/// A JSON file with a caption is two messages (see [`Reply`]), checked alike.
+/// A JSON message may be followed by more (a file's caption: see [`Reply`]), checked alike.
 pub fn stanza_from_push(
     body: &[u8],
     content_type: Option<&str>,
@@ -63,7 +63,7 @@ pub fn stanza_from_push(
         policy::Refusal::Invalid(why) => refuse(400, why),
         policy::Refusal::NotOurs(why) => refuse(403, why),
     })?;
-    address_caption(&mut push, host, Sender::Push).map_err(|why| refuse(400, why))?;
+    address_after(&mut push, host, Sender::Push).map_err(|why| refuse(400, why))?;
     Ok(push)
 }
 
@@ -173,8 +173,8 @@ mod tests {
              <replace id='m1' xmlns='urn:xmpp:message-correct:0'/></message>"
         );
         assert_eq!(
-            pushed.caption.unwrap().to_xml(),
-            "<message type='chat' to='u@example.org' from='rest.example.net'><body>A chart.</body></message>"
+            pushed.after.iter().map(Element::to_xml).collect::<Vec<_>>(),
+            ["<message type='chat' to='u@example.org' from='rest.example.net'><body>A chart.</body></message>"]
         );
         let bad =
             push(r#"{"to":"u@example.org","reactions":{"id":"m1","reactions":[false]}}"#, Some("application/json"));

@@ -313,8 +313,8 @@ fn new_client(
 }
 
 /// `push(body, content_type, host, accept_json, max_size, stanza_mt)`: the stanza to route (and,
-/// fourth, the caption to route right after it, for a file with a caption), or `nil, status,
-/// message` when the push is refused (see `inbound`).
+/// fourth, an array of the messages to route right after it, such as a file's caption), or
+/// `nil, status, message` when the push is refused (see `inbound`).
 fn push(
     lua: &Lua,
     (body, content_type, host, accept_json, max_size, stanza_mt): (
@@ -330,8 +330,12 @@ fn push(
         match inbound::stanza_from_push(&body.as_bytes(), content_type.as_deref(), &host, accept_json, max_size) {
             Ok(push) => {
                 let mut values = vec![Value::Table(push.stanza.to_lua(lua, &stanza_mt)?)];
-                if let Some(caption) = push.caption {
-                    values.extend([Value::Nil, Value::Nil, Value::Table(caption.to_lua(lua, &stanza_mt)?)]);
+                if !push.after.is_empty() {
+                    let after = lua.create_table_with_capacity(push.after.len(), 0)?;
+                    for message in &push.after {
+                        after.raw_push(message.to_lua(lua, &stanza_mt)?)?;
+                    }
+                    values.extend([Value::Nil, Value::Nil, Value::Table(after)]);
                 }
                 Ok(MultiValue::from_vec(values))
             }

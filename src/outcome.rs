@@ -80,19 +80,19 @@ impl Level {
     }
 }
 
-/// What a reply (or a push) sends: one stanza, or a file and its caption (`oob_url` with
-/// another `body`, see [`crate::rich::build_message`]), sent one right after the other.
+/// What a reply (or a push) sends: one stanza, and the messages that go right after it (see
+/// [`crate::rich::build_message`]: a file's caption, what else a reaction said).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     /// The stanza.
     pub stanza: Element,
-    /// The caption sent right after it, addressed as it is.
-    pub caption: Option<Element>,
+    /// Messages sent right after it, in order, addressed as it is.
+    pub after: Vec<Element>,
 }
 
 impl From<Element> for Reply {
     fn from(stanza: Element) -> Reply {
-        Reply { stanza, caption: None }
+        Reply { stanza, after: Vec::new() }
     }
 }
 
@@ -157,13 +157,13 @@ fn answerable(orig: &Incoming) -> bool {
     orig.stanza_type.as_deref() != Some("error") && (orig.name != "iq" || answers_request(orig))
 }
 
-/// The caption of a reply (see [`Reply`]), taken out of `outcome` to be sent right after what
-/// [`complete`] makes of it; none when the reply is not sent, or answers an iq (whose answer
-/// is one iq).
-pub fn take_caption(orig: &Incoming, outcome: &mut Outcome) -> Option<Element> {
+/// The messages a reply sends after its stanza (see [`Reply`]), taken out of `outcome` to be
+/// sent right after what [`complete`] makes of it; none when the reply is not sent, or answers
+/// an iq (whose answer is one iq).
+pub fn take_after(orig: &Incoming, outcome: &mut Outcome) -> Vec<Element> {
     match outcome {
-        Outcome::Reply(reply) if answerable(orig) && !answers_request(orig) => reply.caption.take(),
-        _ => None,
+        Outcome::Reply(reply) if answerable(orig) && !answers_request(orig) => std::mem::take(&mut reply.after),
+        _ => Vec::new(),
     }
 }
 

@@ -176,11 +176,15 @@ fn fallback_ranges(message: &Element) -> Vec<(usize, usize)> {
     ranges
 }
 
-/// Fills a message built from a reply or push object: its body (`body`, the text the object
-/// gives, if any) and the rich fields, in the order clients expect them. Returns the caption:
-/// the text to send as a second message right after this one, when the message is a file
-/// (`oob_url`, whose body must be the URL for clients to show the file) and `body` says
-/// something else.
+/// Fills a message built from a reply or push object (`body`: the text the object gives, if
+/// any) with that text and the rich fields, in the order clients expect them. Returns the
+/// messages to send right after it, in order, each with its content only (the caller gives
+/// them the message's type and addresses):
+///
+/// - with `reactions` and anything else to say, the reaction is this message and the rest
+///   comes after it, in a message of its own: a XEP-0444 reaction message carries nothing else;
+/// - with `oob_url` and a `body` other than the URL, the body comes after the file, as its
+///   caption: clients show a file inline only when the message's body is exactly its URL.
 ///
 /// A field that is not as documented is refused with a message naming it, like any invalid
 /// reply.
@@ -188,7 +192,7 @@ pub fn build_message(
     message: &mut Element,
     fields: &Map<String, Value>,
     body: Option<String>,
-) -> Result<Option<String>, String> {
+) -> Result<Vec<Element>, String> {
     let oob_url = string(fields, "oob_url")?;
     if let Some(url) = oob_url {
         check_url(url)?;
@@ -208,50 +212,47 @@ pub fn build_message(
             None => (body, None, 0),
         },
     };
+    let mut content = Element::new("message");
     if let Some(body) = body {
-        message.push_element(Element::new("body").with_text(&body));
+        content.push_element(Element::new("body").with_text(&body));
     }
     if let Some(url) = oob_url {
-        message.push_element(Element::new("x").with_attr("xmlns", OOB).with_child(Element::new("url").with_text(url)));
+        content.push_element(Element::new("x").with_attr("xmlns", OOB).with_child(Element::new("url").with_text(url)));
     }
     if let Some(id) = replace {
-        message.push_element(Element::new("replace").with_attr("id", id).with_attr("xmlns", MESSAGE_CORRECT));
-    }
-    if let Some((id, emoji)) = reactions {
-        let mut element = Element::new("reactions").with_attr("id", id).with_attr("xmlns", REACTIONS);
-        for reaction in emoji {
-            element.push_element(Element::new("reaction").with_text(reaction));
-        }
-        message.push_element(element);
-        // XEP-0444 §4.2: reactions carry no body, and archives keep them only when told.
-        message.push_element(Element::new("store").with_attr("xmlns", HINTS));
+        content.push_element(Element::new("replace").with_attr("id", id).with_attr("xmlns", MESSAGE_CORRECT));
     }
     if let Some(reply) = reply {
         let mut element = Element::new("reply").with_attr("id", reply.id).with_attr("xmlns", REPLY);
         if let Some(to) = &reply.to {
             element.set_attr("to", to);
         }
-        message.push_element(element);
+        content.push_element(element);
         if quoted > 0 {
             let range = Element::new("body").with_attr("start", "0").with_attr("end", &quoted.to_string());
-            message.push_element(
+            content.push_element(
                 Element::new("fallback").with_attr("xmlns", FALLBACK).with_attr("for", REPLY).with_child(range),
             );
         }
     }
-    Ok(caption)
-}
-
-/// The caption of a file sent as `message` (see [`build_message`]): a second message with the
-/// same addressing and type, carrying `text`.
-pub fn caption(message: &Element, text: &str) -> Element {
-    let mut caption = Element::new("message");
-    for key in ["type", "to", "from"] {
-        if let Some(value) = message.attr(key) {
-            caption.set_attr(key, value);
+    let mut after = Vec::new();
+    match reactions {
+        Some((id, emoji)) => {
+            let mut element = Element::new("reactions").with_attr("id", id).with_attr("xmlns", REACTIONS);
+            for reaction in emoji {
+                element.push_element(Element::new("reaction").with_text(reaction));
+            }
+            message.push_element(element);
+            // Archives keep a message without a body only when told (XEP-0444 recommends it).
+            message.push_element(Element::new("store").with_attr("xmlns", HINTS));
+            if !content.children.is_empty() {
+                after.push(content);
+            }
         }
+        None => message.children.append(&mut content.children),
     }
-    caption.with_child(Element::new("body").with_text(text))
+    after.extend(caption.map(|text| Element::new("message").with_child(Element::new("body").with_text(&text))));
+    Ok(after)
 }
 
 /// A reply object's `reply`: what it answers, and the text to quote for older clients.
@@ -382,14 +383,14 @@ mod tests {
         value
     }
 
-    /// The message a reply object describes, its caption's text, or the refusal.
-    fn build(fields: Value) -> Result<(String, Option<String>), String> {
+    /// The message a reply object describes and those after it, or the refusal.
+    fn build(fields: Value) -> Result<(String, Vec<String>), String> {
         let Value::Object(fields) = fields else { panic!("not an object") };
         let mut message = Element::new("message").with_attr("type", "chat");
         let body = fields.get("body").and_then(Value::as_str).map(String::from);
-        let caption = build_message(&mut message, &fields, body)?;
+        let after = build_message(&mut message, &fields, body)?;
         message.check_xml()?;
-        Ok((message.to_xml(), caption))
+        Ok((message.to_xml(), after.iter().map(Element::to_xml).collect()))
     }
 
     fn refusal(fields: Value) -> String {
@@ -503,24 +504,32 @@ mod tests {
     #[test]
     fn a_file_is_sent_as_its_url_and_its_caption_after_it() {
         let url = "https://files.example/cat.jpg";
+        let file =
+            format!("<message type='chat'><body>{url}</body><x xmlns='jabber:x:oob'><url>{url}</url></x></message>");
+        assert_eq!(build(json!({ "oob_url": url })).unwrap(), (file.clone(), vec![]));
         assert_eq!(
-            build(json!({ "oob_url": url })).unwrap(),
-            (
-                format!(
-                    "<message type='chat'><body>{url}</body><x xmlns='jabber:x:oob'><url>{url}</url></x></message>"
-                ),
-                None
-            )
+            build(json!({ "oob_url": url, "body": "A cat." })).unwrap(),
+            (file.clone(), vec!["<message><body>A cat.</body></message>".to_string()])
         );
-        let (xml, text) = build(json!({ "oob_url": url, "body": "A cat." })).unwrap();
-        assert!(xml.contains(&format!("<body>{url}</body>")), "{xml}");
-        assert_eq!(text.as_deref(), Some("A cat."));
-        assert_eq!(build(json!({ "oob_url": url, "body": url })).unwrap().1, None, "the body is the URL: no caption");
-        let file = Element::new("message").with_attr("type", "chat").with_attr("to", "u@localhost");
-        let file = file.with_child(Element::new("body").with_text(url));
+        assert_eq!(build(json!({ "oob_url": url, "body": url })).unwrap(), (file, vec![]), "the body is the URL");
+    }
+
+    #[test]
+    fn a_reaction_with_more_to_say_is_a_message_of_its_own_first() {
+        let fields = json!({ "reactions": { "id": "m1", "reactions": ["\u{1F44D}"] },
+                             "oob_url": "https://f.example/a", "body": "Same to you." });
+        let (xml, after) = build(fields).unwrap();
         assert_eq!(
-            caption(&file, "A cat.").to_xml(),
-            "<message type='chat' to='u@localhost'><body>A cat.</body></message>"
+            xml,
+            "<message type='chat'><reactions id='m1' xmlns='urn:xmpp:reactions:0'><reaction>\u{1F44D}</reaction>\
+             </reactions><store xmlns='urn:xmpp:hints'/></message>"
+        );
+        assert_eq!(
+            after,
+            [
+                "<message><body>https://f.example/a</body><x xmlns='jabber:x:oob'><url>https://f.example/a</url></x></message>",
+                "<message><body>Same to you.</body></message>"
+            ]
         );
     }
 

@@ -7,7 +7,7 @@
 use component_http_native::answer::{interpret, Contract, HttpAnswer};
 use component_http_native::config::Format;
 use component_http_native::jid;
-use component_http_native::outcome::{complete, take_caption, Outcome};
+use component_http_native::outcome::{complete, take_after, Outcome};
 use component_http_native::stanza::Incoming;
 use libfuzzer_sys::fuzz_target;
 
@@ -35,10 +35,10 @@ fuzz_target!(|data: &[u8]| {
         };
         let mut outcome = interpret(&orig, &answer, Contract { format: Format::Json, host: HOST });
         let is_reply = matches!(outcome, Outcome::Reply(_));
-        // A file's caption goes out right after the reply: held to the same rules.
-        let caption = take_caption(&orig, &mut outcome);
+        // What goes out right after the reply (a file's caption, say) is held to the same rules.
+        let after = take_after(&orig, &mut outcome);
         let completion = complete(&orig, outcome);
-        for stanza in completion.send.into_iter().chain(caption) {
+        for stanza in completion.send.into_iter().chain(after) {
             assert!(matches!(stanza.name.as_str(), "message" | "presence" | "iq"));
             if is_reply {
                 let from = jid::prep(stanza.attr("from").expect("replies have a from")).expect("a valid from");
