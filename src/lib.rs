@@ -23,10 +23,10 @@
 //! 3. [`dispatch`]: `Dispatcher::submit` queues it, in its sender's line, and offers it to the
 //!    pool; the main thread returns.
 //! 4. [`dispatch::worker`](dispatch): the main loop of a worker thread takes it, has
-//!    [`request`] write the body and [`http`] post it ([`signing`], [`resolve`]) within its
+//!    [`request`] write the body (with the fields of [`rich`]) and [`http`] post it ([`signing`], [`resolve`]) within its
 //!    deadline, retrying or holding it during an outage (`dispatch/outage.rs`).
-//! 5. [`answer`]: what the webhook's HTTP answer means, and the reply it describes ([`xml`]),
-//!    addressed and checked by [`policy`] ([`jid`]).
+//! 5. [`answer`]: what the webhook's HTTP answer means, and the reply it describes ([`xml`],
+//!    [`rich`]), addressed and checked by [`policy`] ([`jid`]).
 //! 6. [`outcome`]: what the sender gets (a reply, nothing, or an error), as a `Completion`,
 //!    and the XEP-0184 receipt an accepted message owes, sent first (`Shared::answer`).
 //!    `dispatch/keeper.rs` settles what waited past its deadline and sends `<composing/>`.
