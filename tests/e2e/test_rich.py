@@ -175,6 +175,12 @@ def test_in_a_room_the_bot_reacts_and_replies_by_the_rooms_stanza_id(prosody_fac
     reply = answer.child("reply", REPLY)
     assert (reply.get("id"), reply.get("to")) == (stanza_id_of(said), f"{ROOM}/alice"), answer.xml
 
+    # bob answers alice quoting her for older clients: the quote names the bot, his words do not.
+    quote = "> helper: the build is green\n"
+    bob.say(ROOM, quote + "nice", extra=f"<reply xmlns='{REPLY}' id='{stanza_id_of(said)}' to='{ROOM}/alice'/>"
+                                      f"<fallback xmlns='{FALLBACK}' for='{REPLY}'><body start='0' "
+                                      f"end='{len(quote)}'/></fallback>")
+
     # A reaction needs no body; in "mentions" mode it is POSTed when it reacts to the bot's
     # message, and only then: bob's to alice's is not.
     webhook.handler = lambda req: Reply.with_json({"reactions": {"id": req.json["reactions"]["id"],
