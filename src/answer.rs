@@ -163,9 +163,11 @@ pub fn address_after(reply: &mut Reply, host: &str, sender: Sender) -> Result<()
     Ok(())
 }
 
-/// [`address`] for a reply and the messages after it.
+/// [`address`] for a reply and the messages after it; an iq request is answered with one iq,
+/// and nothing after it.
 fn address_reply(reply: Reply, orig: &Incoming, host: &str) -> Result<Reply, String> {
-    let mut reply = Reply { stanza: address(reply.stanza, orig, host)?, after: reply.after };
+    let after = if outcome::answers_request(orig) { Vec::new() } else { reply.after };
+    let mut reply = Reply { stanza: address(reply.stanza, orig, host)?, after };
     address_after(&mut reply, host, Sender::Webhook)?;
     Ok(reply)
 }
@@ -463,7 +465,12 @@ mod tests {
         // An iq is answered with one iq: a caption has no place there.
         let iq = incoming("iq", Some("get"));
         let mut outcome = interpret(&iq, &answer(200, "application/json", &body), JSON);
+        assert!(matches!(&outcome, Outcome::Reply(r) if r.after.is_empty()), "{outcome:?}");
         assert_eq!(outcome::take_after(&iq, &mut outcome), []);
+        assert_eq!(
+            complete(&iq, outcome).send.unwrap().to_xml(),
+            "<iq to='user@localhost/phone' type='result' id='abc' from='echo@bot.localhost'/>"
+        );
         let mut outcome = reply(&msg, &body);
         assert_eq!(outcome::take_after(&msg, &mut outcome).len(), 1);
     }
