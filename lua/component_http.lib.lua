@@ -793,15 +793,20 @@ local function serve_push(native, profile, push, client)
 		end
 	end);
 
-	-- Sends a pushed stanza; the push's answer.
-	local function send_pushed(stanza, response)
-		-- A streamed answer is being written to this conversation: the message follows it.
+	-- Sends a pushed stanza, and the messages that go right after it (a file's caption, say; from
+	-- the same sender); the push's answer.
+	local function send_pushed(stanza, response, after)
+		-- A streamed answer is being written to this conversation: the messages follow it.
 		local held = client and client:hold(stanza);
 		if held == "full" then
 			response.headers.retry_after = "1";
 			return plain(response, 503, "too many messages wait for a streamed answer to this chat to end ("
 				..names.queue_size.."): retry");
 		elseif held == "held" then
+			for _, message in ipairs(after or {}) do
+				message.attr.from = stanza.attr.from;
+				client:hold(message);
+			end
 			response.status_code = 202;
 			return render(response, stanza);
 		end
@@ -811,6 +816,16 @@ local function serve_push(native, profile, push, client)
 				quote(stanza.attr.type), quote(stanza.attr.to), tostring(err));
 			return plain(response, 500, "Prosody could not route the stanza: "..tostring(err));
 		end
+		for i, message in ipairs(after or {}) do
+			message.attr.from = stanza.attr.from;
+			ok, err = pcall(module.send, module, message);
+			if not ok then
+				module:log("error", "Prosody failed to route message %d of a push (to=%s): %s", i + 1,
+					quote(message.attr.to), tostring(err));
+				return plain(response, 500, ("Message %d of %d could not be routed: %s"):format(i + 1, #after + 1,
+					tostring(err)));
+			end
+		end
 		response.status_code = 202;
 		return render(response, stanza);
 	end
@@ -818,13 +833,13 @@ local function serve_push(native, profile, push, client)
 	-- A groupchat message to a room: said at once when the bot is in it, else once it has joined
 	-- (the push waits), or refused with the status the room's answer means.
 	local pushes_waiting = {};
-	local function push_to_room(stanza, response)
+	local function push_to_room(stanza, response, after)
 		-- The push's from defaults to the host: then the room's own occupant JID says it.
 		local given_from = stanza.attr.from ~= module.host and stanza.attr.from or nil;
 		local route, detail, message = room_core:route_push(stanza.attr.to, given_from);
 		if route == "send" then
 			stanza.attr.from = detail;
-			return send_pushed(stanza, response);
+			return send_pushed(stanza, response, after);
 		elseif route ~= "wait" then
 			return plain(response, detail, message);
 		end
@@ -840,7 +855,7 @@ local function serve_push(native, profile, push, client)
 				return response:send(plain(response, action.status, room..": "..action.message));
 			end
 			stanza.attr.from = action.from;
-			response:send(send_pushed(stanza, response));
+			response:send(send_pushed(stanza, response, after));
 		end);
 		perform_room_actions(detail);
 		return true; -- answered when the bot is in the room, or cannot be
@@ -878,7 +893,7 @@ local function serve_push(native, profile, push, client)
 		if request.headers.transfer_encoding and (request.body or "") == "" then
 			return plain(response, 411, "send the stanza with a Content-Length: Prosody does not read chunked bodies");
 		end
-		local stanza, status, why = native.push(request.body or "", request.headers.content_type, module.host,
+		local stanza, status, why, after = native.push(request.body or "", request.headers.content_type, module.host,
 			profile.push_accepts_json, push.max_size, st.stanza_mt);
 		if not stanza then
 			module:log("debug", "Refused a push with HTTP %d: %s", status, why);
@@ -893,11 +908,11 @@ local function serve_push(native, profile, push, client)
 			end
 		end
 		if stanza.name == "message" and stanza.attr.type == "groupchat" and room_core then
-			return push_to_room(stanza, response);
+			return push_to_room(stanza, response, after);
 		elseif stanza.name == "presence" and room_core then
 			stanza = own_presence(stanza);
 		end
-		return send_pushed(stanza, response);
+		return send_pushed(stanza, response, after);
 	end
 
 	module:depends("http");

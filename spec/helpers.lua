@@ -171,4 +171,28 @@ function helpers.closed_port()
 	return port;
 end
 
+-- Serialization with attributes sorted: two trees are equal whatever order their attribute
+-- tables happen to iterate in. Line ends are compared as a parser reads them: Prosody's
+-- serializer writes a carriage return in text, and tab, line feed or carriage return in an
+-- attribute, as they are, and any XML parser reads them back as a line feed and spaces.
+function helpers.canonical(node)
+	local escape = require "util.stanza".xml_escape;
+	if type(node) == "string" then return escape((node:gsub("\r\n?", "\n"))); end
+	local keys = {};
+	for k, v in pairs(node.attr) do
+		-- `xmlns=''` under a namespaced parent is kept by the native parser so that it
+		-- survives serialization; util.xml leaves the attribute out. The same tree.
+		if not (k == "xmlns" and v == "") then table.insert(keys, k); end
+	end
+	table.sort(keys);
+	local out = { "<", node.name };
+	for _, k in ipairs(keys) do
+		table.insert(out, (" %s='%s'"):format(k, escape((node.attr[k]:gsub("\r\n?", "\n"):gsub("[\t\n]", " ")))));
+	end
+	table.insert(out, ">");
+	for _, child in ipairs(node) do table.insert(out, helpers.canonical(child)); end
+	table.insert(out, "</"..node.name..">");
+	return table.concat(out);
+end
+
 return helpers;

@@ -1,8 +1,9 @@
 -- The native library's conversions, checked against Prosody's own util.stanza and util.xml.
-require "spec.helpers"; -- sets the paths to Prosody's libraries and the native library
+local helpers = require "spec.helpers"; -- sets the paths to Prosody's libraries and the native library
 local st = require "util.stanza";
 local xml = require "util.xml";
 local native = require "component_http_native";
+local canonical = helpers.canonical;
 
 -- Stanzas as Prosody builds them; each must serialize exactly as tostring() does.
 local function golden_stanzas()
@@ -38,29 +39,6 @@ describe("native.serialize", function ()
 		assert.matches("deeper than", err);
 	end);
 end);
-
--- Serialization with attributes sorted: two trees are equal whatever order their attribute
--- tables happen to iterate in. Line ends are compared as a parser reads them: Prosody's
--- serializer writes a carriage return in text, and tab, line feed or carriage return in an
--- attribute, as they are, and any XML parser reads them back as a line feed and spaces.
-local function canonical(node)
-	if type(node) == "string" then return st.xml_escape((node:gsub("\r\n?", "\n"))); end
-	local keys = {};
-	for k, v in pairs(node.attr) do
-		-- `xmlns=''` under a namespaced parent is kept by the native parser so that it
-		-- survives serialization; util.xml leaves the attribute out. The same tree.
-		if not (k == "xmlns" and v == "") then table.insert(keys, k); end
-	end
-	table.sort(keys);
-	local out = { "<", node.name };
-	for _, k in ipairs(keys) do
-		table.insert(out, (" %s='%s'"):format(k, st.xml_escape((node.attr[k]:gsub("\r\n?", "\n"):gsub("[\t\n]", " ")))));
-	end
-	table.insert(out, ">");
-	for _, child in ipairs(node) do table.insert(out, canonical(child)); end
-	table.insert(out, "</"..node.name..">");
-	return table.concat(out);
-end
 
 describe("native.parse", function ()
 	local samples = {

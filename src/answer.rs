@@ -2,13 +2,13 @@
 //! object (component_http) or an XML stanza (mod_rest) describes, addressed and checked by
 //! [`crate::policy`]. Runs on the worker threads.
 //!
-//! The JSON mapping here (`kind`, `type`, `to`, `from`, `body`, `stanza`) is also what a push
-//! to component_http's endpoint speaks ([`crate::inbound`]).
+//! The JSON mapping here (`kind`, `type`, `to`, `from`, `body`, `stanza`, and the rich fields of
+//! [`crate::rich`]) is also what a push to component_http's endpoint speaks ([`crate::inbound`]).
 
 use serde_json::{Map, Value};
 
 use crate::config::{Config, Format};
-use crate::outcome::{self, status_error, Outcome, BAD_REPLY};
+use crate::outcome::{self, status_error, Outcome, Reply, BAD_REPLY};
 use crate::policy::{self, Sender};
 use crate::stanza::{Element, Incoming};
 use crate::xml::{parse_stanza, Limits};
@@ -62,9 +62,9 @@ pub fn interpret(orig: &Incoming, answer: &HttpAnswer, contract: Contract) -> Ou
             }
             let reply = match contract.format {
                 Format::Json => reply_from_json(orig, &answer.body),
-                Format::Xml => reply_from_xml(&answer.body),
+                Format::Xml => reply_from_xml(&answer.body).map(Reply::from),
             }
-            .and_then(|reply| address(reply, orig, contract.host));
+            .and_then(|reply| address_reply(reply, orig, contract.host));
             match reply {
                 Ok(reply) => Outcome::Reply(reply),
                 Err(why) => Outcome::Error(BAD_REPLY, format!("webhook reply refused: {why}")),
@@ -97,8 +97,8 @@ fn reply_from_xml(body: &[u8]) -> Result<Element, String> {
     parse_stanza(text, Limits::default())
 }
 
-/// The reply stanza a webhook's JSON object describes, before it is addressed.
-fn reply_from_json(orig: &Incoming, body: &[u8]) -> Result<Element, String> {
+/// The reply a webhook's JSON object describes, before it is addressed.
+fn reply_from_json(orig: &Incoming, body: &[u8]) -> Result<Reply, String> {
     let value: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
     let Value::Object(fields) = value else {
         return Err(format!("expected a JSON object, got {}", json_type(&value)));
@@ -107,13 +107,13 @@ fn reply_from_json(orig: &Incoming, body: &[u8]) -> Result<Element, String> {
 }
 
 /// The reply a JSON object's fields describe, before it is addressed.
-fn reply_from_fields(orig: &Incoming, fields: &Map<String, Value>) -> Result<Element, String> {
+fn reply_from_fields(orig: &Incoming, fields: &Map<String, Value>) -> Result<Reply, String> {
     let default_kind = if orig.name == "iq" { "iq" } else { "message" };
     let mut reply = element_from_json(fields, default_kind)?;
     // A reply to a room message that names no type gets the room's default (see `address`),
     // not element_from_json's `chat`.
     if orig.room.is_some() && !fields.contains_key("type") && !fields.contains_key("stanza") {
-        reply.remove_attr("type");
+        reply.stanza.remove_attr("type");
     }
     Ok(reply)
 }
@@ -122,7 +122,17 @@ fn reply_from_fields(orig: &Incoming, fields: &Map<String, Value>) -> Result<Ele
 /// reply fields (without `delta` and `body`), addressed and checked as a one-object reply is.
 /// Only a message can be streamed.
 pub(crate) fn stream_template(orig: &Incoming, fields: &Map<String, Value>, host: &str) -> Result<Element, String> {
-    let template = address(reply_from_fields(orig, fields)?, orig, host)?;
+    // A file's body must be its URL, a reaction has none, a correction of another message and
+    // a quote's fallback range would not follow a text that grows: none of them is streamed.
+    for key in ["oob_url", "reactions", "replace"] {
+        if fields.get(key).is_some_and(|value| !value.is_null()) {
+            return Err(format!("'{key}' cannot be used in a streamed answer"));
+        }
+    }
+    if fields.get("reply").and_then(|reply| reply.get("quote")).is_some_and(|quote| !quote.is_null()) {
+        return Err("'reply.quote' cannot be used in a streamed answer".into());
+    }
+    let template = address(reply_from_fields(orig, fields)?.stanza, orig, host)?;
     if template.name != "message" {
         return Err(format!("a streamed answer is a message, not a {}", template.name));
     }
@@ -132,9 +142,13 @@ pub(crate) fn stream_template(orig: &Incoming, fields: &Map<String, Value>, host
     Ok(template)
 }
 
-/// The stanza a JSON object describes (`stanza`, or `kind`, `type` and `body`), with the `to`,
-/// `from` and `id` it names (a `stanza`'s own attributes win), before defaults fill the rest.
-pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Result<Element, String> {
+/// The stanza a JSON object describes (`stanza`, or `kind`, `type`, `body` and, for a message,
+/// the rich fields of [`crate::rich`]), with the `to` and `from` it names (a `stanza`'s own
+/// attributes win), before defaults fill the rest. A message may be followed by more (a file's
+/// caption, what else a reaction said: [`crate::rich::build_message`]), which get the
+/// message's type and addresses once it is addressed ([`address_after`]).
+pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Result<Reply, String> {
+    let mut after = Vec::new();
     let mut reply = if let Some(xml) = string_field(fields, "stanza")? {
         parse_stanza(xml, Limits::default()).map_err(|e| format!("'stanza': {e}"))?
     } else {
@@ -149,9 +163,7 @@ pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Res
             None => {}
         }
         if kind == "message" {
-            if let Some(text) = body_text(fields.get("body")) {
-                reply.push_element(Element::new("body").with_text(&text));
-            }
+            after = crate::rich::build_message(&mut reply, fields, body_text(fields.get("body")))?;
         }
         reply
     };
@@ -162,6 +174,30 @@ pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Res
             }
         }
     }
+    Ok(Reply { stanza: reply, after })
+}
+
+/// Gives the messages sent after a reply's stanza the type and addresses the stanza ended with
+/// (defaults filled and prepared), and checks them like it.
+pub fn address_after(reply: &mut Reply, host: &str, sender: Sender) -> Result<(), String> {
+    for message in &mut reply.after {
+        for key in ["type", "to", "from"] {
+            match reply.stanza.attr(key) {
+                Some(value) => message.set_attr(key, value),
+                None => message.remove_attr(key),
+            }
+        }
+        policy::check(message, host, sender).map_err(|refusal| refusal.message().to_owned())?;
+    }
+    Ok(())
+}
+
+/// [`address`] for a reply and the messages after it; an iq request is answered with one iq,
+/// and nothing after it.
+fn address_reply(reply: Reply, orig: &Incoming, host: &str) -> Result<Reply, String> {
+    let after = if outcome::answers_request(orig) { Vec::new() } else { reply.after };
+    let mut reply = Reply { stanza: address(reply.stanza, orig, host)?, after };
+    address_after(&mut reply, host, Sender::Webhook)?;
     Ok(reply)
 }
 
@@ -436,6 +472,55 @@ mod tests {
         );
         let json = r#"{"kind":"iq","to":"other@localhost"}"#;
         assert!(sent(&iq, &answer(200, "application/json", json)).unwrap().contains("to='user@localhost/phone'"));
+    }
+
+    #[test]
+    fn a_file_with_a_caption_is_two_messages_addressed_alike() {
+        let msg = incoming("message", Some("chat"));
+        let url = "https://files.example/cat.jpg";
+        let body = format!(r#"{{"oob_url":"{url}","body":"A cat.","to":"Carol@Localhost"}}"#);
+        let Outcome::Reply(sent) = reply(&msg, &body) else { panic!("not a reply") };
+        assert_eq!(
+            sent.stanza.to_xml(),
+            format!(
+                "<message type='chat' to='carol@localhost' from='echo@bot.localhost'><body>{url}</body>\
+                 <x xmlns='jabber:x:oob'><url>{url}</url></x></message>"
+            )
+        );
+        assert_eq!(
+            sent.after.iter().map(Element::to_xml).collect::<Vec<_>>(),
+            ["<message type='chat' to='carol@localhost' from='echo@bot.localhost'><body>A cat.</body></message>"]
+        );
+        // An iq is answered with one iq: a caption has no place there.
+        let iq = incoming("iq", Some("get"));
+        let mut outcome = interpret(&iq, &answer(200, "application/json", &body), JSON);
+        assert!(matches!(&outcome, Outcome::Reply(r) if r.after.is_empty()), "{outcome:?}");
+        assert_eq!(outcome::take_after(&iq, &mut outcome), []);
+        assert_eq!(
+            complete(&iq, outcome).send.unwrap().to_xml(),
+            "<iq to='user@localhost/phone' type='result' id='abc' from='echo@bot.localhost'/>"
+        );
+        let mut outcome = reply(&msg, &body);
+        assert_eq!(outcome::take_after(&msg, &mut outcome).len(), 1);
+    }
+
+    #[test]
+    fn a_malformed_rich_field_is_refused_naming_it() {
+        let msg = incoming("message", Some("chat"));
+        for (body, field) in [
+            (r#"{"oob_url":"ftp://x.example/f"}"#, "'oob_url'"),
+            (r#"{"replace":7}"#, "'replace'"),
+            (r#"{"reactions":{"id":"m1","reactions":[""]}}"#, "'reactions.reactions'"),
+            (r#"{"reply":{"id":["m1"]}}"#, "'reply.id'"),
+        ] {
+            let outcome = reply(&msg, body);
+            let why = refused_because(&outcome);
+            assert!(why.starts_with(&format!("webhook reply refused: {field}")), "{why}");
+        }
+        // Unknown fields stay ignored; a stanza is sent as it is.
+        assert!(matches!(reply(&msg, r#"{"body":"x","sticker":{"id":1}}"#), Outcome::Reply(_)));
+        let raw = r#"{"stanza":"<message><body>raw</body></message>","reactions":"ignored"}"#;
+        assert!(matches!(reply(&msg, raw), Outcome::Reply(_)));
     }
 
     #[test]

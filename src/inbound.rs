@@ -4,8 +4,9 @@
 
 use serde_json::Value;
 
-use crate::answer::{element_from_json, is_json, is_xmpp_xml};
+use crate::answer::{address_after, element_from_json, is_json, is_xmpp_xml};
 use crate::config::Format;
+use crate::outcome::Reply;
 use crate::policy::{self, Sender};
 use crate::stanza::Element;
 use crate::xml::{parse_stanza, Limits};
@@ -32,35 +33,39 @@ fn refuse(status: u16, message: impl Into<String>) -> Refusal {
 ///   the parser's limits, with a `to`, that [`policy::check`] accepts, else 400 (an iq `get` or
 ///   `set` may leave its `id` to the push endpoint);
 /// - `from` defaults to `host`; one not on it is refused with 403.
+///
+/// A JSON message may be followed by more (a file's caption: see [`Reply`]), checked alike.
 pub fn stanza_from_push(
     body: &[u8],
     content_type: Option<&str>,
     host: &str,
     accept_json: bool,
     max_size: usize,
-) -> Result<Element, Refusal> {
+) -> Result<Reply, Refusal> {
     if body.len() > max_size {
         return Err(refuse(413, format!("the stanza is larger than {max_size} bytes")));
     }
-    let mut stanza = if is_xmpp_xml(content_type) {
-        from_xml(body)?
+    let mut push = if is_xmpp_xml(content_type) {
+        Reply::from(from_xml(body)?)
     } else if accept_json && is_json(content_type) {
         from_json(body)?
     } else {
         let wanted = if accept_json { "application/xmpp+xml or application/json" } else { "application/xmpp+xml" };
         return Err(refuse(415, format!("Content-Type must be {wanted}")));
     };
+    let stanza = &mut push.stanza;
     if stanza.attr("to").is_none_or(str::is_empty) {
         return Err(refuse(400, "the stanza has no 'to'"));
     }
     if stanza.attr("from").is_none() {
         stanza.set_attr("from", host);
     }
-    policy::check(&mut stanza, host, Sender::Push).map_err(|refusal| match refusal {
+    policy::check(stanza, host, Sender::Push).map_err(|refusal| match refusal {
         policy::Refusal::Invalid(why) => refuse(400, why),
         policy::Refusal::NotOurs(why) => refuse(403, why),
     })?;
-    Ok(stanza)
+    address_after(&mut push, host, Sender::Push).map_err(|why| refuse(400, why))?;
+    Ok(push)
 }
 
 fn from_xml(body: &[u8]) -> Result<Element, Refusal> {
@@ -75,7 +80,7 @@ fn from_xml(body: &[u8]) -> Result<Element, Refusal> {
     Ok(stanza)
 }
 
-fn from_json(body: &[u8]) -> Result<Element, Refusal> {
+fn from_json(body: &[u8]) -> Result<Reply, Refusal> {
     let value: Value = serde_json::from_slice(body).map_err(|e| refuse(400, format!("invalid JSON: {e}")))?;
     let Value::Object(fields) = value else {
         return Err(refuse(400, "expected a JSON object"));
@@ -136,7 +141,7 @@ mod tests {
 
     fn push(body: &str, content_type: Option<&str>) -> Result<String, (u16, String)> {
         stanza_from_push(body.as_bytes(), content_type, HOST, true, 1024)
-            .map(|e| e.to_xml())
+            .map(|push| push.stanza.to_xml())
             .map_err(|r| (r.status, r.message))
     }
 
@@ -232,6 +237,25 @@ mod tests {
         }
         // A q that is not a number counts as none.
         assert_eq!(format(JSON, Some("application/xmpp+xml;q=high")), Format::Json);
+    }
+
+    #[test]
+    fn a_pushed_file_with_a_caption_is_two_messages() {
+        let body = r#"{"to":"u@example.org","oob_url":"https://f.example/a.png","body":"A chart.","replace":"m1"}"#;
+        let pushed = stanza_from_push(body.as_bytes(), Some("application/json"), HOST, true, 1024).unwrap();
+        assert_eq!(
+            pushed.stanza.to_xml(),
+            "<message type='chat' to='u@example.org' from='rest.example.net'><body>https://f.example/a.png</body>\
+             <x xmlns='jabber:x:oob'><url>https://f.example/a.png</url></x>\
+             <replace id='m1' xmlns='urn:xmpp:message-correct:0'/></message>"
+        );
+        assert_eq!(
+            pushed.after.iter().map(Element::to_xml).collect::<Vec<_>>(),
+            ["<message type='chat' to='u@example.org' from='rest.example.net'><body>A chart.</body></message>"]
+        );
+        let bad =
+            push(r#"{"to":"u@example.org","reactions":{"id":"m1","reactions":[false]}}"#, Some("application/json"));
+        assert_eq!(bad, Err((400, "'reactions.reactions' holds a boolean, expected strings".into())));
     }
 
     #[test]

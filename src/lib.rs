@@ -23,10 +23,10 @@
 //! 3. [`dispatch`]: `Dispatcher::submit` queues it, in its sender's line, and offers it to the
 //!    pool; the main thread returns.
 //! 4. [`dispatch::worker`](dispatch): the main loop of a worker thread takes it, has
-//!    [`request`] write the body and [`http`] post it ([`signing`], [`resolve`]) within its
+//!    [`request`] write the body (with the fields of [`rich`]) and [`http`] post it ([`signing`], [`resolve`]) within its
 //!    deadline, retrying or holding it during an outage (`dispatch/outage.rs`).
-//! 5. [`answer`]: what the webhook's HTTP answer means, and the reply it describes ([`xml`]),
-//!    addressed and checked by [`policy`] ([`jid`]).
+//! 5. [`answer`]: what the webhook's HTTP answer means, and the reply it describes ([`xml`],
+//!    [`rich`]), addressed and checked by [`policy`] ([`jid`]).
 //! 6. [`outcome`]: what the sender gets (a reply, nothing, or an error), as a `Completion`,
 //!    and the XEP-0184 receipt an accepted message owes, sent first (`Shared::answer`).
 //!    `dispatch/keeper.rs` settles what waited past its deadline and sends `<composing/>`.
@@ -54,6 +54,7 @@ pub mod outcome;
 pub mod policy;
 pub mod request;
 pub mod resolve;
+pub mod rich;
 pub mod room;
 pub mod signing;
 pub mod stanza;
@@ -351,7 +352,8 @@ fn new_client(
     })
 }
 
-/// `push(body, content_type, host, accept_json, max_size, stanza_mt)`: the stanza to route, or
+/// `push(body, content_type, host, accept_json, max_size, stanza_mt)`: the stanza to route (and,
+/// fourth, an array of the messages to route right after it, such as a file's caption), or
 /// `nil, status, message` when the push is refused (see `inbound`).
 fn push(
     lua: &Lua,
@@ -366,7 +368,17 @@ fn push(
 ) -> mlua::Result<MultiValue> {
     guard("push", || {
         match inbound::stanza_from_push(&body.as_bytes(), content_type.as_deref(), &host, accept_json, max_size) {
-            Ok(stanza) => Ok(MultiValue::from_vec(vec![Value::Table(stanza.to_lua(lua, &stanza_mt)?)])),
+            Ok(push) => {
+                let mut values = vec![Value::Table(push.stanza.to_lua(lua, &stanza_mt)?)];
+                if !push.after.is_empty() {
+                    let after = lua.create_table_with_capacity(push.after.len(), 0)?;
+                    for message in &push.after {
+                        after.raw_push(message.to_lua(lua, &stanza_mt)?)?;
+                    }
+                    values.extend([Value::Nil, Value::Nil, Value::Table(after)]);
+                }
+                Ok(MultiValue::from_vec(values))
+            }
             Err(refusal) => Ok(MultiValue::from_vec(vec![
                 Value::Nil,
                 Value::Integer(i64::from(refusal.status)),

@@ -80,11 +80,27 @@ impl Level {
     }
 }
 
+/// What a reply (or a push) sends: one stanza, and the messages that go right after it (see
+/// [`crate::rich::build_message`]: a file's caption, what else a reaction said).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The stanza.
+    pub stanza: Element,
+    /// Messages sent right after it, in order, addressed as it is.
+    pub after: Vec<Element>,
+}
+
+impl From<Element> for Reply {
+    fn from(stanza: Element) -> Reply {
+        Reply { stanza, after: Vec::new() }
+    }
+}
+
 /// What the webhook said about one stanza, before the rules about what may be answered.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// The webhook's reply, addressed and checked: sent as it is.
-    Reply(Element),
+    Reply(Reply),
     /// The webhook accepted the stanza and has nothing to say.
     NoReply,
     /// `reason` is for the operator's log: what went wrong and where.
@@ -108,17 +124,16 @@ pub struct Completion {
 ///   nothing to say, or the error.
 /// - An iq `result`/`error`, and an iq without an id, is never answered.
 pub fn complete(orig: &Incoming, outcome: Outcome) -> Completion {
-    let stanza_type = orig.stanza_type.as_deref().unwrap_or("");
     let is_request = answers_request(orig);
-    let answerable = stanza_type != "error" && (orig.name != "iq" || is_request);
+    let answerable = answerable(orig);
     let what = describe(orig);
     match outcome {
         Outcome::Reply(_) if !answerable => Completion {
             send: None,
             log: Some((Level::Debug, format!("not answering {what}: the webhook's reply is dropped"))),
         },
-        Outcome::Reply(reply) if is_request => Completion { send: Some(iq_response(orig, reply)), log: None },
-        Outcome::Reply(reply) => Completion { send: Some(reply), log: None },
+        Outcome::Reply(reply) if is_request => Completion { send: Some(iq_response(orig, reply.stanza)), log: None },
+        Outcome::Reply(reply) => Completion { send: Some(reply.stanza), log: None },
         Outcome::NoReply if is_request => Completion { send: Some(iq_response(orig, Element::new("iq"))), log: None },
         Outcome::NoReply => Completion { send: None, log: None },
         // Never into a room, nor to an occupant (see `RoomReply::send_errors`): logged only.
@@ -133,6 +148,22 @@ pub fn complete(orig: &Incoming, outcome: Outcome) -> Completion {
             send: answerable.then(|| error_reply(orig, error.error_type, error.condition, error.text)),
             log: Some((Level::Warn, format!("{what}: {reason}"))),
         },
+    }
+}
+
+/// Whether anything may be sent back for `orig`: never for an error, nor for an iq that is
+/// not a request.
+fn answerable(orig: &Incoming) -> bool {
+    orig.stanza_type.as_deref() != Some("error") && (orig.name != "iq" || answers_request(orig))
+}
+
+/// The messages a reply sends after its stanza (see [`Reply`]), taken out of `outcome` to be
+/// sent right after what [`complete`] makes of it; none when the reply is not sent, or answers
+/// an iq (whose answer is one iq).
+pub fn take_after(orig: &Incoming, outcome: &mut Outcome) -> Vec<Element> {
+    match outcome {
+        Outcome::Reply(reply) if answerable(orig) && !answers_request(orig) => std::mem::take(&mut reply.after),
+        _ => Vec::new(),
     }
 }
 
@@ -285,7 +316,9 @@ mod tests {
     #[test]
     fn an_iq_without_an_id_is_never_answered() {
         let orig = Incoming { id: None, ..Incoming::sample("iq", Some("get")) };
-        for outcome in [Outcome::NoReply, Outcome::Reply(Element::new("iq")), Outcome::Error(INTERNAL, "x".into())] {
+        for outcome in
+            [Outcome::NoReply, Outcome::Reply(Element::new("iq").into()), Outcome::Error(INTERNAL, "x".into())]
+        {
             assert_eq!(complete(&orig, outcome).send, None);
         }
     }
@@ -315,7 +348,7 @@ mod tests {
             "<message id='r-1' to='user@localhost/phone' from='echo@bot.localhost'>\
              <received xmlns='urn:xmpp:receipts' id='abc'/></message>"
         );
-        assert_eq!(super::receipt(&orig, &Outcome::Reply(Element::new("message")), "r-1"), Some(receipt));
+        assert_eq!(super::receipt(&orig, &Outcome::Reply(Element::new("message").into()), "r-1"), Some(receipt));
     }
 
     #[test]

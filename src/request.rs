@@ -1,9 +1,12 @@
 //! The JSON body POSTed for one stanza: `to`, `from`, `kind`, `stanza`, and `body` for a message
 //! that has one — the contract of the original module — plus the stanza's `id` and `type` when
-//! it has them, so a bot need not parse `stanza` for what it answers by; and, for a message from
-//! a group chat room, `room`, `nick` and (for what was said in the room) `mentioned`.
+//! it has them, so a bot need not parse `stanza` for what it answers by; for a message from a
+//! group chat room, `room`, `nick` and (for what was said in the room) `mentioned`; and the rich
+//! fields a message carries (`oob_url`, `replace`, `reactions`, `reply`, `stanza_id`: see
+//! [`crate::rich`]), with `body` as its author wrote it, without the quote of a reply.
 
 use crate::config::Format;
+use crate::rich::RequestFields;
 use crate::stanza::Incoming;
 
 /// The request body of a stanza in a module's contract: JSON (component_http) or the stanza
@@ -47,11 +50,13 @@ pub fn encode(stanza: &Incoming) -> Vec<u8> {
             out.extend_from_slice(if mentioned { b",\"mentioned\":true" } else { b",\"mentioned\":false" });
         }
     }
+    let rich = RequestFields::of(stanza);
+    rich.write_json(&mut out);
     out.push(b',');
     field(&mut out, "stanza", &stanza.xml);
     if let Some(body) = &stanza.body {
         out.push(b',');
-        field(&mut out, "body", body);
+        field(&mut out, "body", &rich.body(body));
     }
     out.push(b'}');
     out
@@ -123,6 +128,16 @@ mod tests {
         let v: Value = serde_json::from_slice(&encode(&private)).unwrap();
         assert_eq!((&v["room"], &v["nick"]), (&json!("dev@conference.localhost"), &json!("alice")));
         assert!(v.get("mentioned").is_none(), "a private message is addressed to the bot by nature");
+    }
+
+    #[test]
+    fn a_reply_is_posted_with_what_it_answers_and_the_body_as_written() {
+        let xml = "<message type='chat' id='m2'><body>&gt; hi\nhello</body><reply xmlns='urn:xmpp:reply:0' id='m1'/>\
+                   <fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reply:0'><body start='0' end='5'/></fallback></message>";
+        let reply = Incoming { xml: xml.into(), ..incoming(Some("> hi\nhello")) };
+        let v: Value = serde_json::from_slice(&encode(&reply)).unwrap();
+        assert_eq!((&v["reply"], &v["body"]), (&json!({ "id": "m1" }), &json!("hello")));
+        assert_eq!(v["stanza"], json!(xml), "the stanza stays whole");
     }
 
     #[test]

@@ -20,6 +20,8 @@ What it shows:
   request is such a duplicate too;
 - a chat reply, a headline (a non-chat message: "news"), and an iq answered with a stanza
   (XEP-0092 software version);
+- a photo or any file (a message with `oob_url`) answered with a thumbs-up reaction to it and the
+  file sent back (`reactions` names the message by its `id`, in a room by its `stanza_id`);
 - a stanza it has nothing to say to gets 204: accepted, no reply;
 - a message sent on the bot's own initiative ("ping me"): POSTed to the component's push
   endpoint (PUSH_URL, e.g. http://bot.example.com:5280/component_http, with PUSH_TOKEN equal to
@@ -76,6 +78,12 @@ def answer(stanza):
             return 200, {"stanza": "<iq type='result'><query xmlns='jabber:iq:version'>"
                                    "<name>python example bot</name><version>1.0</version></query></iq>"}
         return 501, None  # feature-not-implemented, for every other iq
+    if stanza.get("oob_url"):
+        reply = {"oob_url": stanza["oob_url"], "body": "Nice one! Here it is back."}
+        message_id = stanza.get("stanza_id") or stanza.get("id")
+        if message_id:
+            reply["reactions"] = {"id": message_id, "reactions": ["\N{THUMBS UP SIGN}"]}
+        return 200, reply
     text = stanza.get("body")
     if text is None:
         return 204, None  # a chat state, a receipt...: nothing to say

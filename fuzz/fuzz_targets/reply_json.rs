@@ -1,13 +1,13 @@
 //! The webhook reply handling: any body, as a 200 application/json answer to a message and to
-//! an iq get, must end in an outcome without panicking, and what is sent must be a stanza the
-//! policy allows: from the component's host, not to it, with prepared JIDs, as XML an
-//! independent namespace-aware parser accepts.
+//! an iq get, must end in an outcome without panicking, and what is sent (a file's caption too)
+//! must be a stanza the policy allows: from the component's host, not to it, with prepared
+//! JIDs, as XML an independent namespace-aware parser accepts.
 #![no_main]
 
 use component_http_native::answer::{interpret, Contract, HttpAnswer};
 use component_http_native::config::Format;
 use component_http_native::jid;
-use component_http_native::outcome::{complete, Outcome};
+use component_http_native::outcome::{complete, take_after, Outcome};
 use component_http_native::stanza::Incoming;
 use libfuzzer_sys::fuzz_target;
 
@@ -33,10 +33,12 @@ fuzz_target!(|data: &[u8]| {
             body: data.to_vec(),
             retry_after: None,
         };
-        let outcome = interpret(&orig, &answer, Contract { format: Format::Json, host: HOST });
+        let mut outcome = interpret(&orig, &answer, Contract { format: Format::Json, host: HOST });
         let is_reply = matches!(outcome, Outcome::Reply(_));
+        // What goes out right after the reply (a file's caption, say) is held to the same rules.
+        let after = take_after(&orig, &mut outcome);
         let completion = complete(&orig, outcome);
-        if let Some(stanza) = completion.send {
+        for stanza in completion.send.into_iter().chain(after) {
             assert!(matches!(stanza.name.as_str(), "message" | "presence" | "iq"));
             if is_reply {
                 let from = jid::prep(stanza.attr("from").expect("replies have a from")).expect("a valid from");

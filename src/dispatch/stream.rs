@@ -189,7 +189,7 @@ impl Shared {
             (Finish::NoText, Ending::Complete) => Outcome::NoReply,
             (Finish::NoText, Ending::Cut(cut)) => cut.outcome(),
             // Counted as a reply; the stanza itself is not needed for that.
-            _ => Outcome::Reply(Element::new("message")),
+            _ => Outcome::Reply(Element::new("message").into()),
         };
         lock(&self.stats).outcome(&counted);
         let mut completion = match template {

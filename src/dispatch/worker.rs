@@ -5,7 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::*;
 use crate::http::{post_once, Delivery, Verdict};
-use crate::outcome::{chat_state, describe, mark_active, receipt, Level, INTERNAL};
+use crate::outcome::{chat_state, describe, mark_active, receipt, take_after, Level, INTERNAL};
 use crate::request;
 
 /// Workers spend their time blocked in reads; they need little stack, and 1,000 of them must
@@ -264,13 +264,16 @@ impl Shared {
     /// sender expects: a chat reply carries `<active/>`; after a `<composing/>`, anything else
     /// is followed by a standalone one.
     pub(super) fn answer(&self, limits: &PoolLimits, job: &Job, settled: Settled, composing_sent: bool) {
-        let Settled { mut completion, receipt } = settled;
+        let Settled { mut completion, receipt, after } = settled;
         if let Some(receipt) = receipt {
             self.push(Completion { send: Some(receipt), log: None });
         }
         let replied_in_chat =
             limits.chat_states && job.incoming.chat_states && mark_active(&mut completion, &job.incoming);
         self.push(completion);
+        for message in after {
+            self.push(Completion { send: Some(message), log: None });
+        }
         if composing_sent && !replied_in_chat {
             self.push(Completion { send: Some(chat_state(&job.incoming, "active")), log: None });
         }
@@ -283,20 +286,22 @@ fn clock_time() -> String {
     format!("{:02}:{:02}:{:02} UTC", seconds / 3600 % 24, seconds / 60 % 60, seconds % 60)
 }
 
-/// A stanza's outcome made what its sender gets: the completion, and the XEP-0184 receipt owed
-/// before it, if any.
+/// A stanza's outcome made what its sender gets: the completion, the XEP-0184 receipt owed
+/// before it, and the messages sent right after it (a file's caption, say).
 pub(super) struct Settled {
     completion: Completion,
     receipt: Option<crate::stanza::Element>,
+    after: Vec<crate::stanza::Element>,
 }
 
 impl Shared {
     /// The outcome counted and made a completion, with the receipt it owes (its id made from
     /// the job's delivery id, unique to this stanza).
-    pub(super) fn settle(&self, job: &Job, outcome: Outcome) -> Settled {
+    pub(super) fn settle(&self, job: &Job, mut outcome: Outcome) -> Settled {
         lock(&self.stats).outcome(&outcome);
         let receipt = receipt(&job.incoming, &outcome, &format!("{}-receipt", job.delivery_id));
-        Settled { completion: completion_of(job, outcome), receipt }
+        let after = take_after(&job.incoming, &mut outcome);
+        Settled { completion: completion_of(job, outcome), receipt, after }
     }
 }
 

@@ -85,6 +85,9 @@ pub struct MessageFacts {
     /// The `id` of a XEP-0461 `<reply/>`: which message it answers (in a room, the room's
     /// stanza id when it gives them, else the message's own id).
     pub reply_id: Option<String>,
+    /// The `id` of a XEP-0444 `<reactions/>`: which message it reacts to (in a room, as for
+    /// `reply_id`).
+    pub reactions_id: Option<String>,
     /// For `type='error'`: the defined condition.
     pub error_condition: Option<String>,
 }
@@ -114,6 +117,10 @@ impl MessageFacts {
                 .map(Into::into),
             reply_to: reply.and_then(|r| r.attr("to")).map(Into::into),
             reply_id: reply.and_then(|r| r.attr("id")).map(Into::into),
+            reactions_id: children(message)
+                .find(|c| c.name == "reactions" && c.attr("xmlns") == Some(crate::rich::REACTIONS))
+                .and_then(|c| c.attr("id"))
+                .map(Into::into),
             error_condition: error_condition(message),
         }
     }
@@ -214,6 +221,7 @@ mod tests {
             .with_child(el("reply", REPLY).with_attr("to", "dev@conference.localhost/bot").with_attr("id", "x1"))
             .with_child(el("stanza-id", STANZA_ID).with_attr("by", "someone@else").with_attr("id", "forged"))
             .with_child(el("stanza-id", STANZA_ID).with_attr("by", "dev@conference.localhost").with_attr("id", "s1"))
+            .with_child(el("reactions", crate::rich::REACTIONS).with_attr("id", "s0"))
             .with_attr("id", "m1");
         assert_eq!(
             MessageFacts::read(&message, Some("hi".into())),
@@ -228,6 +236,7 @@ mod tests {
                 stanza_id: Some("s1".into()),
                 reply_to: Some("dev@conference.localhost/bot".into()),
                 reply_id: Some("x1".into()),
+                reactions_id: Some("s0".into()),
                 error_condition: None,
             }
         );

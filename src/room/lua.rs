@@ -25,6 +25,7 @@ use super::{
 use crate::config::Profile;
 use crate::jid;
 use crate::outcome::{describe, Level};
+use crate::rich::RequestFields;
 use crate::stanza::{Element, Incoming};
 use crate::xml::{parse_stanza, Limits};
 
@@ -85,7 +86,10 @@ impl LuaRooms {
             return None;
         }
         let element = parse_stanza(&incoming.xml, Limits::default()).ok()?;
-        let facts = MessageFacts::read(&element, incoming.body.clone());
+        // What the sender wrote: the quote a reply carries for older clients (XEP-0428) names
+        // whoever wrote the message answered, not whom this one speaks to.
+        let written = incoming.body.as_deref().map(|body| RequestFields::read(&element, None).body(body).into_owned());
+        let facts = MessageFacts::read(&element, written);
         match self.rooms.classify_message(&facts, self.options.groupchat) {
             Verdict::NotFromARoom => None,
             Verdict::Room(fields) => {
@@ -94,8 +98,9 @@ impl LuaRooms {
                     _ => incoming.to.clone().unwrap_or_default(),
                 };
                 if !fields.is_private() {
-                    // Every occupant sees chat states: only for a message to the bot.
-                    incoming.chat_states = fields.mentioned == Some(true);
+                    // Every occupant sees chat states: only for a message to the bot, and one
+                    // with a body (not a reaction).
+                    incoming.chat_states = fields.mentioned == Some(true) && incoming.body.is_some();
                 }
                 incoming.room = Some(Box::new(RoomContext { fields, bot_from }));
                 None

@@ -107,7 +107,16 @@ pub fn classify(message: &MessageFacts, view: RoomView<'_>, mode: GroupchatMode)
     if message.delayed {
         return Verdict::Skip(Skip::History);
     }
-    let Some(body) = &message.body else { return Verdict::Skip(Skip::NoBody) };
+    let Some(body) = &message.body else {
+        // A reaction says something without a body; it concerns the bot when it reacts to one
+        // of the bot's messages.
+        let Some(id) = &message.reactions_id else { return Verdict::Skip(Skip::NoBody) };
+        let mentioned = own_message_ids.contains(id);
+        if mode == GroupchatMode::Mentions && !mentioned {
+            return Verdict::Skip(Skip::NotMentioned);
+        }
+        return Verdict::Room(RoomFields { message_type: "groupchat".into(), room, nick, mentioned: Some(mentioned) });
+    };
     let replies_to_bot = match &message.reply_to {
         Some(to) => jid::prep(to).is_ok_and(|to| to.to_string() == bot.jid()),
         None => message.reply_id.as_ref().is_some_and(|id| own_message_ids.contains(id)),
@@ -209,6 +218,18 @@ mod tests {
             classify(&said("alice", "hi"), RoomView::Unknown, GroupchatMode::All),
             Verdict::Skip(Skip::NotInRoom)
         );
+    }
+
+    #[test]
+    fn a_reaction_is_posted_and_mentions_the_bot_when_it_reacts_to_the_bot() {
+        let own = ["s1".to_string()];
+        let view = RoomView::Joined { bot: &bot(), own_message_ids: &own };
+        let reaction = |id: &str| MessageFacts { body: None, reactions_id: Some(id.into()), ..said("alice", "") };
+        assert_eq!(classify(&reaction("s1"), view, GroupchatMode::Mentions), fields("alice", true));
+        assert_eq!(classify(&reaction("s2"), view, GroupchatMode::Mentions), Verdict::Skip(Skip::NotMentioned));
+        assert_eq!(classify(&reaction("s2"), view, GroupchatMode::All), fields("alice", false));
+        let own_reaction = MessageFacts { body: None, reactions_id: Some("s9".into()), ..said("Help Bot", "") };
+        assert_eq!(classify(&own_reaction, view, GroupchatMode::All), Verdict::Skip(Skip::OwnMessage));
     }
 
     #[test]

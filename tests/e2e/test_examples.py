@@ -116,6 +116,17 @@ def test_example_bot_end_to_end(example_bot, prosody_factory, connect):
     reply = alice.wait_for(lambda s: s.name == "message", since=since, timeout=15)
     assert (reply.type, reply.frm, reply.body) == ("chat", BOT_JID, "You said: hello (#1)")
 
+    if language == "python":
+        # A photo: a thumbs-up reaction to it, then the file back, then its caption.
+        since = alice.mark()
+        url = "https://upload.localhost/f/cat.jpg"
+        mid = alice.send_message(BOT_JID, url, extra=f"<x xmlns='jabber:x:oob'><url>{url}</url></x>")
+        reaction, file, caption = alice.wait_for_count(lambda s: s.name == "message", 3, since=since, timeout=15)
+        reactions = reaction.child("reactions", "urn:xmpp:reactions:0")
+        assert reactions.get("id") == mid and [r.text for r in reactions] == ["\N{THUMBS UP SIGN}"], reaction.xml
+        assert file.body == url and file.child("x", "jabber:x:oob") is not None, file.xml
+        assert caption.body == "Nice one! Here it is back."
+
     since = alice.mark()
     alice.send_message(BOT_JID, "news")
     reply = alice.wait_for(lambda s: s.name == "message", since=since, timeout=15)

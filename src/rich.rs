@@ -1,0 +1,646 @@
+//! Rich messages (issue 19): what a message carries besides its text, as JSON fields, in both
+//! directions: read from a message the bot gets ([`RequestFields`], written into the request
+//! body by [`crate::request`]) and made into a message from a reply or push object
+//! ([`build_message`], called by [`crate::answer::element_from_json`]). The field names are the
+//! community mod_rest's, so a bot written for either module reads and writes the same JSON.
+//!
+//! | field | XML |
+//! |---|---|
+//! | `oob_url` | XEP-0066 `<x xmlns='jabber:x:oob'><url>…</url></x>` |
+//! | `replace` | XEP-0308 `<replace xmlns='urn:xmpp:message-correct:0' id='…'/>` |
+//! | `reactions` | XEP-0444 `<reactions xmlns='urn:xmpp:reactions:0' id='…'><reaction>…</reaction>…</reactions>` |
+//! | `reply` | XEP-0461 `<reply xmlns='urn:xmpp:reply:0' id='…' to='…'/>`, with the XEP-0428 fallback quote |
+//! | `stanza_id` | XEP-0359 `<stanza-id xmlns='urn:xmpp:sid:0' id='…' by='…'/>` (requests only) |
+
+use std::borrow::Cow;
+
+use serde_json::{json, Map, Value};
+
+use crate::answer::json_type;
+use crate::jid;
+use crate::room::facts::{REPLY, STANZA_ID};
+use crate::stanza::{Element, Incoming, Node};
+use crate::stream::stanzas::{HINTS, MESSAGE_CORRECT};
+
+/// XEP-0066 Out of Band Data, as clients send a file they uploaded.
+pub const OOB: &str = "jabber:x:oob";
+/// XEP-0444 Message Reactions.
+pub const REACTIONS: &str = "urn:xmpp:reactions:0";
+/// XEP-0428 Fallback Indication.
+pub const FALLBACK: &str = "urn:xmpp:fallback:0";
+
+/// The rich fields of a message the bot gets, each present only when the message carries it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestFields {
+    /// The URL of a file sent with the message (XEP-0066).
+    pub oob_url: Option<String>,
+    /// The id of the message this one corrects (XEP-0308).
+    pub replace: Option<String>,
+    /// The reactions to a message (XEP-0444): its id and the emoji, possibly none (all taken
+    /// back).
+    pub reactions: Option<(String, Vec<String>)>,
+    /// The message this one answers (XEP-0461): its id and, when given, its author's JID.
+    pub reply: Option<(String, Option<String>)>,
+    /// The id the room archived the message under (XEP-0359), only from a room (see
+    /// [`RequestFields::read`]).
+    pub stanza_id: Option<String>,
+    /// The parts of the body that quote the message answered (XEP-0428 fallback for
+    /// XEP-0461), in code points, sorted.
+    fallback: Vec<(usize, usize)>,
+}
+
+impl RequestFields {
+    /// The fields of `incoming`: none for anything but a message; its XML is parsed (on the
+    /// worker thread) only when it names one of the namespaces read here, so a plain message
+    /// costs a few substring searches.
+    pub fn of(incoming: &Incoming) -> RequestFields {
+        if incoming.name != "message"
+            || ![OOB, MESSAGE_CORRECT, REACTIONS, REPLY, STANZA_ID].iter().any(|ns| incoming.xml.contains(ns))
+        {
+            return RequestFields::default();
+        }
+        let room =
+            incoming.room.as_ref().filter(|room| !room.fields.is_private()).map(|room| room.fields.room.as_str());
+        // The stanza was Prosody's, so it parses; deeper than the reply limits only if a
+        // server let it through, and then it has no fields for us.
+        let limits = crate::xml::Limits { max_depth: crate::stanza::MAX_DEPTH, ..Default::default() };
+        match crate::xml::parse_stanza(&incoming.xml, limits) {
+            Ok(message) => RequestFields::read(&message, room),
+            Err(_) => RequestFields::default(),
+        }
+    }
+
+    /// Reads the fields from `message`'s own children. `room` is the bare JID of the room the
+    /// message was said in, if it was (a `groupchat` message from a room the bot is in).
+    ///
+    /// A `<stanza-id/>` is read only from a room, and only the one whose `by` is the room: the
+    /// room stamps its archive id on every message it passes on and removes any other claiming
+    /// to be by it (XEP-0359 §4; Prosody's mod_muc_mam does both). Outside rooms no stanza id
+    /// can be trusted: nobody stamps messages sent to a component, and one claimed `by` a
+    /// server or the component is whatever the sender wrote.
+    pub fn read(message: &Element, room: Option<&str>) -> RequestFields {
+        let mut fields = RequestFields {
+            oob_url: child(message, "x", OOB).and_then(|x| child(x, "url", OOB)).map(text),
+            replace: child(message, "replace", MESSAGE_CORRECT).and_then(|r| r.attr("id")).map(Into::into),
+            ..Default::default()
+        };
+        if let Some(reactions) = child(message, "reactions", REACTIONS) {
+            if let Some(id) = reactions.attr("id") {
+                let emoji = elements(reactions).filter(|e| e.name == "reaction" && in_ns(e, REACTIONS)).map(text);
+                fields.reactions = Some((id.to_owned(), emoji.collect()));
+            }
+        }
+        if let Some(reply) = child(message, "reply", REPLY) {
+            if let Some(id) = reply.attr("id") {
+                fields.reply = Some((id.to_owned(), reply.attr("to").map(Into::into)));
+            }
+        }
+        if let Some(room) = room {
+            fields.stanza_id = elements(message)
+                .filter(|e| e.name == "stanza-id" && in_ns(e, STANZA_ID))
+                .find(|e| e.attr("by").and_then(|by| jid::prep(by).ok()).is_some_and(|by| by.to_string() == room))
+                .and_then(|e| e.attr("id"))
+                .map(Into::into);
+        }
+        if fields.reply.is_some() {
+            fields.fallback = fallback_ranges(message);
+        }
+        fields
+    }
+
+    /// `body` as its author wrote it: without the quote of the message it answers.
+    pub fn body<'a>(&self, body: &'a str) -> Cow<'a, str> {
+        if self.fallback.is_empty() {
+            return Cow::Borrowed(body);
+        }
+        let total = body.chars().count();
+        let ranges: Vec<(usize, usize)> =
+            self.fallback.iter().map(|&(start, end)| (start, if end == WHOLE { total } else { end })).collect();
+        // Ranges past the end, or overlapping, were not written for this body: keep it whole.
+        let fits = ranges.iter().all(|&(start, end)| start <= end && end <= total)
+            && ranges.windows(2).all(|pair| pair[0].1 <= pair[1].0);
+        if !fits {
+            return Cow::Borrowed(body);
+        }
+        let quoted = |i: usize| ranges.iter().any(|&(start, end)| (start..end).contains(&i));
+        Cow::Owned(body.chars().enumerate().filter(|(i, _)| !quoted(*i)).map(|(_, c)| c).collect())
+    }
+
+    /// Appends the fields present as `,"key":value` to a JSON object being written.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let mut put = |key: &str, value: Value| {
+            out.push(b',');
+            // Writing a JSON value into a Vec cannot fail.
+            serde_json::to_writer(&mut *out, key).expect("JSON string");
+            out.push(b':');
+            serde_json::to_writer(&mut *out, &value).expect("JSON value");
+        };
+        if let Some(url) = &self.oob_url {
+            put("oob_url", json!(url));
+        }
+        if let Some(id) = &self.replace {
+            put("replace", json!(id));
+        }
+        if let Some((id, reactions)) = &self.reactions {
+            put("reactions", json!({ "id": id, "reactions": reactions }));
+        }
+        if let Some((id, to)) = &self.reply {
+            let mut reply = json!({ "id": id });
+            if let Some(to) = to {
+                reply["to"] = json!(to);
+            }
+            put("reply", reply);
+        }
+        if let Some(id) = &self.stanza_id {
+            put("stanza_id", json!(id));
+        }
+    }
+}
+
+/// The end of a fallback range that is the whole body, however long.
+const WHOLE: usize = usize::MAX;
+
+/// The body ranges a XEP-0428 fallback for a reply marks, in code points. A `<body/>` without
+/// `start` and `end` is the whole body.
+fn fallback_ranges(message: &Element) -> Vec<(usize, usize)> {
+    let mut ranges: Vec<(usize, usize)> = elements(message)
+        .filter(|e| e.name == "fallback" && in_ns(e, FALLBACK) && e.attr("for") == Some(REPLY))
+        .flat_map(|fallback| elements(fallback).filter(|e| e.name == "body" && in_ns(e, FALLBACK)))
+        .filter_map(|body| match (body.attr("start"), body.attr("end")) {
+            (None, None) => Some((0, WHOLE)),
+            (Some(start), Some(end)) => Some((start.parse().ok()?, end.parse().ok()?)),
+            _ => None,
+        })
+        .collect();
+    ranges.sort_unstable();
+    ranges
+}
+
+/// Fills a message built from a reply or push object (`body`: the text the object gives, if
+/// any) with that text and the rich fields, in the order clients expect them. Returns the
+/// messages to send right after it, in order, each with its content only (the caller gives
+/// them the message's type and addresses):
+///
+/// - with `reactions` and anything else to say, the reaction is this message and the rest
+///   comes after it, in a message of its own: a XEP-0444 reaction message carries nothing else;
+/// - with `oob_url` and a `body` other than the URL, the body comes after the file, as its
+///   caption: clients show a file inline only when the message's body is exactly its URL.
+///
+/// A field that is not as documented is refused with a message naming it, like any invalid
+/// reply.
+pub fn build_message(
+    message: &mut Element,
+    fields: &Map<String, Value>,
+    body: Option<String>,
+) -> Result<Vec<Element>, String> {
+    let oob_url = string(fields, "oob_url")?;
+    if let Some(url) = oob_url {
+        check_url(url)?;
+    }
+    let replace = non_empty("replace", string(fields, "replace")?)?;
+    let reactions = reactions(fields)?;
+    let reply = reply(fields)?;
+
+    let (body, caption, quoted) = match (oob_url, body) {
+        (Some(url), body) => (Some(url.to_owned()), body.filter(|text| text != url), 0),
+        (None, body) => match reply.as_ref().and_then(|r| r.quote).filter(|quote| !quote.is_empty()) {
+            Some(quote) => {
+                let prefix: String = quote.lines().map(|line| format!("> {line}\n")).collect();
+                let quoted = prefix.chars().count();
+                (Some(prefix + body.as_deref().unwrap_or("")), None, quoted)
+            }
+            None => (body, None, 0),
+        },
+    };
+    let mut content = Element::new("message");
+    if let Some(body) = body {
+        content.push_element(Element::new("body").with_text(&body));
+    }
+    if let Some(url) = oob_url {
+        content.push_element(Element::new("x").with_attr("xmlns", OOB).with_child(Element::new("url").with_text(url)));
+    }
+    if let Some(id) = replace {
+        content.push_element(Element::new("replace").with_attr("id", id).with_attr("xmlns", MESSAGE_CORRECT));
+    }
+    if let Some(reply) = reply {
+        let mut element = Element::new("reply").with_attr("id", reply.id).with_attr("xmlns", REPLY);
+        if let Some(to) = &reply.to {
+            element.set_attr("to", to);
+        }
+        content.push_element(element);
+        if quoted > 0 {
+            let range = Element::new("body").with_attr("start", "0").with_attr("end", &quoted.to_string());
+            content.push_element(
+                Element::new("fallback").with_attr("xmlns", FALLBACK).with_attr("for", REPLY).with_child(range),
+            );
+        }
+    }
+    let mut after = Vec::new();
+    match reactions {
+        Some((id, emoji)) => {
+            let mut element = Element::new("reactions").with_attr("id", id).with_attr("xmlns", REACTIONS);
+            for reaction in emoji {
+                element.push_element(Element::new("reaction").with_text(reaction));
+            }
+            message.push_element(element);
+            // Archives keep a message without a body only when told (XEP-0444 recommends it).
+            message.push_element(Element::new("store").with_attr("xmlns", HINTS));
+            if !content.children.is_empty() {
+                after.push(content);
+            }
+        }
+        None => message.children.append(&mut content.children),
+    }
+    after.extend(caption.map(|text| Element::new("message").with_child(Element::new("body").with_text(&text))));
+    Ok(after)
+}
+
+/// A reply object's `reply`: what it answers, and the text to quote for older clients.
+struct ReplyField<'a> {
+    id: &'a str,
+    to: Option<String>,
+    quote: Option<&'a str>,
+}
+
+fn reply(fields: &Map<String, Value>) -> Result<Option<ReplyField<'_>>, String> {
+    let Some(reply) = object(fields, "reply")? else { return Ok(None) };
+    let id = non_empty("reply.id", string(reply, "id").map_err(|e| nested("reply", e))?)?
+        .ok_or("'reply' needs an 'id': the id of the message answered")?;
+    let to = match string(reply, "to").map_err(|e| nested("reply", e))? {
+        Some(to) => {
+            Some(jid::prep(to).map_err(|why| format!("'reply.to' {to:?} is not a valid JID: {why}"))?.to_string())
+        }
+        None => None,
+    };
+    let quote = string(reply, "quote").map_err(|e| nested("reply", e))?;
+    Ok(Some(ReplyField { id, to, quote }))
+}
+
+fn reactions(fields: &Map<String, Value>) -> Result<Option<(&str, Vec<&str>)>, String> {
+    let Some(reactions) = object(fields, "reactions")? else { return Ok(None) };
+    let id = non_empty("reactions.id", string(reactions, "id").map_err(|e| nested("reactions", e))?)?
+        .ok_or("'reactions' needs an 'id': the id of the message reacted to")?;
+    let list = match reactions.get("reactions") {
+        Some(Value::Array(list)) => list,
+        None | Some(Value::Null) => return Err("'reactions' needs 'reactions': an array of emoji".into()),
+        Some(other) => return Err(format!("'reactions.reactions' must be an array, got {}", json_type(other))),
+    };
+    let emoji = list
+        .iter()
+        .map(|reaction| match reaction {
+            Value::String(s) if !s.trim().is_empty() => Ok(s.as_str()),
+            Value::String(_) => Err("'reactions.reactions' holds an empty reaction".to_string()),
+            other => Err(format!("'reactions.reactions' holds {}, expected strings", json_type(other))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some((id, emoji)))
+}
+
+/// An absolute `http` or `https` URL with a host, and nothing XML or a client would choke on
+/// (no space or control character: clients show the file only when the body is exactly it).
+fn check_url(url: &str) -> Result<(), String> {
+    let refuse = || format!("'oob_url' must be an absolute http or https URL, got {url:?}");
+    let (scheme, rest) = url.split_once("://").ok_or_else(refuse)?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let host = if host.starts_with('[') { host } else { host.split(':').next().unwrap_or_default() };
+    let scheme_ok = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    if !scheme_ok || host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(refuse());
+    }
+    Ok(())
+}
+
+fn string<'a>(fields: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, String> {
+    match fields.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(format!("'{key}' must be a string, got {}", json_type(other))),
+    }
+}
+
+fn object<'a>(fields: &'a Map<String, Value>, key: &str) -> Result<Option<&'a Map<String, Value>>, String> {
+    match fields.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(o)) => Ok(Some(o)),
+        Some(other) => Err(format!("'{key}' must be an object, got {}", json_type(other))),
+    }
+}
+
+fn non_empty<'a>(key: &str, value: Option<&'a str>) -> Result<Option<&'a str>, String> {
+    match value {
+        Some("") => Err(format!("'{key}' is empty: it must be a message id")),
+        other => Ok(other),
+    }
+}
+
+/// "'id' must be …" from an inner object, named from the outer one: "'reply.id' must be …".
+fn nested(outer: &str, message: String) -> String {
+    message.replacen('\'', &format!("'{outer}."), 1)
+}
+
+fn elements(element: &Element) -> impl Iterator<Item = &Element> {
+    element.children.iter().filter_map(|c| match c {
+        Node::Element(e) => Some(e),
+        Node::Text(_) => None,
+    })
+}
+
+fn in_ns(element: &Element, ns: &str) -> bool {
+    element.attr("xmlns") == Some(ns)
+}
+
+fn child<'a>(element: &'a Element, name: &str, ns: &str) -> Option<&'a Element> {
+    elements(element).find(|e| e.name == name && in_ns(e, ns))
+}
+
+fn text(element: &Element) -> String {
+    element
+        .children
+        .iter()
+        .filter_map(|c| match c {
+            Node::Text(t) => Some(t.as_str()),
+            Node::Element(_) => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml::{parse_stanza, Limits};
+
+    fn read(xml: &str, room: Option<&str>) -> RequestFields {
+        RequestFields::read(&parse_stanza(xml, Limits::default()).unwrap(), room)
+    }
+
+    fn json(fields: &RequestFields) -> Value {
+        let mut out = b"{\"x\":0".to_vec();
+        fields.write_json(&mut out);
+        out.push(b'}');
+        let mut value: Value = serde_json::from_slice(&out).unwrap();
+        value.as_object_mut().unwrap().remove("x");
+        value
+    }
+
+    /// The message a reply object describes and those after it, or the refusal.
+    fn build(fields: Value) -> Result<(String, Vec<String>), String> {
+        let Value::Object(fields) = fields else { panic!("not an object") };
+        let mut message = Element::new("message").with_attr("type", "chat");
+        let body = fields.get("body").and_then(Value::as_str).map(String::from);
+        let after = build_message(&mut message, &fields, body)?;
+        message.check_xml()?;
+        Ok((message.to_xml(), after.iter().map(Element::to_xml).collect()))
+    }
+
+    fn refusal(fields: Value) -> String {
+        build(fields).expect_err("refused")
+    }
+
+    #[test]
+    fn a_plain_message_has_no_rich_fields() {
+        let fields = read("<message type='chat'><body>hi</body></message>", None);
+        assert_eq!(fields, RequestFields::default());
+        assert_eq!(json(&fields), json!({}));
+        assert_eq!(fields.body("hi"), "hi");
+    }
+
+    #[test]
+    fn a_file_is_its_url() {
+        let fields = read(
+            "<message type='chat'><body>https://up.example/a/cat.jpg</body>\
+             <x xmlns='jabber:x:oob'><url>https://up.example/a/cat.jpg</url></x></message>",
+            None,
+        );
+        assert_eq!(json(&fields), json!({ "oob_url": "https://up.example/a/cat.jpg" }));
+        // The url in another namespace is not the file's.
+        let other = read("<message><x xmlns='jabber:x:oob'><url xmlns='urn:other'>u</url></x></message>", None);
+        assert_eq!(other.oob_url, None);
+    }
+
+    #[test]
+    fn a_correction_names_the_message_it_corrects() {
+        let fields =
+            read("<message><body>fixed</body><replace xmlns='urn:xmpp:message-correct:0' id='m1'/></message>", None);
+        assert_eq!(json(&fields), json!({ "replace": "m1" }));
+        assert_eq!(read("<message><replace xmlns='urn:xmpp:message-correct:0'/></message>", None).replace, None);
+    }
+
+    #[test]
+    fn reactions_are_the_id_and_the_emoji_in_order() {
+        let fields = read(
+            "<message><reactions xmlns='urn:xmpp:reactions:0' id='m1'><reaction>\u{1F44D}</reaction>\
+             <reaction>\u{1F389}</reaction></reactions><store xmlns='urn:xmpp:hints'/></message>",
+            None,
+        );
+        assert_eq!(json(&fields), json!({ "reactions": { "id": "m1", "reactions": ["\u{1F44D}", "\u{1F389}"] } }));
+        // All taken back: an empty list, still a field.
+        let none = read("<message><reactions xmlns='urn:xmpp:reactions:0' id='m1'/></message>", None);
+        assert_eq!(json(&none), json!({ "reactions": { "id": "m1", "reactions": [] } }));
+        assert_eq!(read("<message><reactions xmlns='urn:xmpp:reactions:0'/></message>", None).reactions, None);
+    }
+
+    #[test]
+    fn a_reply_names_what_it_answers_and_its_body_loses_the_quote() {
+        // "> Anna wrote…\n" quoted, in code points: the emoji is one.
+        let quote = "> \u{1F431} cat?\n";
+        let body = format!("{quote}Yes, a cat.");
+        let xml = format!(
+            "<message type='chat'><body>{body}</body><reply xmlns='urn:xmpp:reply:0' to='anna@localhost/r' id='m1'/>\
+             <fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reply:0'><body start='0' end='{}'/></fallback></message>",
+            quote.chars().count()
+        );
+        let fields = read(&xml, None);
+        assert_eq!(json(&fields), json!({ "reply": { "id": "m1", "to": "anna@localhost/r" } }));
+        assert_eq!(fields.body(&body), "Yes, a cat.");
+        // No `to`: none in the field.
+        let bare = read("<message><reply xmlns='urn:xmpp:reply:0' id='m1'/></message>", None);
+        assert_eq!(json(&bare), json!({ "reply": { "id": "m1" } }));
+    }
+
+    #[test]
+    fn a_fallback_that_does_not_fit_the_body_leaves_it_whole() {
+        let with = |fallback: &str| {
+            read(
+                &format!("<message><reply xmlns='urn:xmpp:reply:0' id='m1'/><fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reply:0'>{fallback}</fallback></message>"),
+                None,
+            )
+        };
+        assert_eq!(with("<body start='0' end='40'/>").body("short"), "short");
+        assert_eq!(with("<body start='3' end='1'/>").body("short"), "short");
+        assert_eq!(with("<body start='x' end='1'/>").body("short"), "short");
+        assert_eq!(with("<body/>").body("all quote"), "", "a body without a range is all fallback");
+        assert_eq!(with("<body start='0' end='2'/><body start='3' end='4'/>").body("abcdef"), "cef");
+        // A fallback for something else is not the reply's.
+        let other = read(
+            "<message><reply xmlns='urn:xmpp:reply:0' id='m1'/><fallback xmlns='urn:xmpp:fallback:0' \
+             for='urn:xmpp:reactions:0'><body start='0' end='2'/></fallback></message>",
+            None,
+        );
+        assert_eq!(other.body("abc"), "abc");
+    }
+
+    #[test]
+    fn a_stanza_id_is_trusted_only_from_the_room_it_names() {
+        const ROOM: &str = "dev@conference.localhost";
+        let xml = "<message type='groupchat'><stanza-id xmlns='urn:xmpp:sid:0' by='alice@localhost' id='forged'/>\
+                   <stanza-id xmlns='urn:xmpp:sid:0' by='dev@conference.localhost' id='s1'/><body>hi</body></message>";
+        assert_eq!(json(&read(xml, Some(ROOM))), json!({ "stanza_id": "s1" }));
+        assert_eq!(read(xml, None).stanza_id, None, "outside a room nobody vouches for one");
+        assert_eq!(read(xml, Some("other@conference.localhost")).stanza_id, None);
+    }
+
+    #[test]
+    fn the_request_fields_come_from_the_incoming_stanza() {
+        let incoming = |xml: &str| Incoming { xml: xml.into(), ..Incoming::sample("message", Some("chat")) };
+        let file = incoming("<message><x xmlns='jabber:x:oob'><url>https://u.example/f</url></x></message>");
+        assert_eq!(RequestFields::of(&file).oob_url.as_deref(), Some("https://u.example/f"));
+        let presence =
+            Incoming { name: "presence".into(), ..incoming("<presence><x xmlns='jabber:x:oob'/></presence>") };
+        assert_eq!(RequestFields::of(&presence), RequestFields::default());
+        assert_eq!(RequestFields::of(&incoming("<message><body>hi</body></message>")), RequestFields::default());
+    }
+
+    #[test]
+    fn a_file_is_sent_as_its_url_and_its_caption_after_it() {
+        let url = "https://files.example/cat.jpg";
+        let file =
+            format!("<message type='chat'><body>{url}</body><x xmlns='jabber:x:oob'><url>{url}</url></x></message>");
+        assert_eq!(build(json!({ "oob_url": url })).unwrap(), (file.clone(), vec![]));
+        assert_eq!(
+            build(json!({ "oob_url": url, "body": "A cat." })).unwrap(),
+            (file.clone(), vec!["<message><body>A cat.</body></message>".to_string()])
+        );
+        assert_eq!(build(json!({ "oob_url": url, "body": url })).unwrap(), (file, vec![]), "the body is the URL");
+    }
+
+    #[test]
+    fn a_reaction_with_more_to_say_is_a_message_of_its_own_first() {
+        let fields = json!({ "reactions": { "id": "m1", "reactions": ["\u{1F44D}"] },
+                             "oob_url": "https://f.example/a", "body": "Same to you." });
+        let (xml, after) = build(fields).unwrap();
+        assert_eq!(
+            xml,
+            "<message type='chat'><reactions id='m1' xmlns='urn:xmpp:reactions:0'><reaction>\u{1F44D}</reaction>\
+             </reactions><store xmlns='urn:xmpp:hints'/></message>"
+        );
+        assert_eq!(
+            after,
+            [
+                "<message><body>https://f.example/a</body><x xmlns='jabber:x:oob'><url>https://f.example/a</url></x></message>",
+                "<message><body>Same to you.</body></message>"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_file_url_must_be_absolute_http() {
+        for url in ["https://a.example", "http://a.example:8080/x?y#z", "HTTPS://user@a.example/", "http://[::1]/x"] {
+            assert!(build(json!({ "oob_url": url })).is_ok(), "{url}");
+        }
+        for url in [
+            "",
+            "/relative/cat.jpg",
+            "ftp://a.example/x",
+            "javascript:alert(1)",
+            "https://",
+            "https:///x",
+            "https://a.example/a b",
+            "https://a.example/\n",
+            "https://:80/x",
+        ] {
+            assert!(
+                refusal(json!({ "oob_url": url })).starts_with("'oob_url' must be an absolute http or https URL"),
+                "{url:?}"
+            );
+        }
+        assert_eq!(refusal(json!({ "oob_url": 7 })), "'oob_url' must be a string, got a number");
+    }
+
+    #[test]
+    fn a_correction_replaces_the_message_with_that_id() {
+        assert_eq!(
+            build(json!({ "body": "fixed", "replace": "m1" })).unwrap().0,
+            "<message type='chat'><body>fixed</body><replace id='m1' xmlns='urn:xmpp:message-correct:0'/></message>"
+        );
+        assert_eq!(refusal(json!({ "replace": ["m1"] })), "'replace' must be a string, got an array");
+        assert_eq!(refusal(json!({ "replace": "" })), "'replace' is empty: it must be a message id");
+    }
+
+    #[test]
+    fn reactions_are_a_reaction_message_kept_in_archives() {
+        assert_eq!(
+            build(json!({ "reactions": { "id": "m1", "reactions": ["\u{1F44D}", "\u{1F389}"] } })).unwrap().0,
+            "<message type='chat'><reactions id='m1' xmlns='urn:xmpp:reactions:0'><reaction>\u{1F44D}</reaction>\
+             <reaction>\u{1F389}</reaction></reactions><store xmlns='urn:xmpp:hints'/></message>"
+        );
+        let none = build(json!({ "reactions": { "id": "m1", "reactions": [] } })).unwrap().0;
+        assert!(none.contains("<reactions id='m1' xmlns='urn:xmpp:reactions:0'/>"), "{none}");
+        for (fields, why) in [
+            (json!({ "reactions": "\u{1F44D}" }), "'reactions' must be an object, got a string"),
+            (
+                json!({ "reactions": { "reactions": ["x"] } }),
+                "'reactions' needs an 'id': the id of the message reacted to",
+            ),
+            (json!({ "reactions": { "id": 1, "reactions": ["x"] } }), "'reactions.id' must be a string, got a number"),
+            (json!({ "reactions": { "id": "m1" } }), "'reactions' needs 'reactions': an array of emoji"),
+            (
+                json!({ "reactions": { "id": "m1", "reactions": "x" } }),
+                "'reactions.reactions' must be an array, got a string",
+            ),
+            (
+                json!({ "reactions": { "id": "m1", "reactions": [""] } }),
+                "'reactions.reactions' holds an empty reaction",
+            ),
+            (
+                json!({ "reactions": { "id": "m1", "reactions": [" "] } }),
+                "'reactions.reactions' holds an empty reaction",
+            ),
+            (
+                json!({ "reactions": { "id": "m1", "reactions": [1] } }),
+                "'reactions.reactions' holds a number, expected strings",
+            ),
+        ] {
+            assert_eq!(refusal(fields), why);
+        }
+    }
+
+    #[test]
+    fn a_reply_carries_what_it_answers_and_a_quote_for_older_clients() {
+        assert_eq!(
+            build(json!({ "body": "Yes.", "reply": { "id": "m1", "to": "Anna@Localhost/r" } })).unwrap().0,
+            "<message type='chat'><body>Yes.</body><reply id='m1' xmlns='urn:xmpp:reply:0' to='anna@localhost/r'/></message>"
+        );
+        let (xml, _) =
+            build(json!({ "body": "Yes.", "reply": { "id": "m1", "quote": "A \u{1F431}?\nReally?" } })).unwrap();
+        let quote = "> A \u{1F431}?\n> Really?\n";
+        assert_eq!(
+            xml,
+            format!(
+                "<message type='chat'><body>{}Yes.</body><reply id='m1' xmlns='urn:xmpp:reply:0'/>\
+                 <fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reply:0'><body start='0' end='{}'/></fallback></message>",
+                quote.replace('>', "&gt;"),
+                quote.chars().count()
+            )
+        );
+        // The request side reads back what the reply side wrote.
+        let back = read(&xml, None);
+        assert_eq!(back.body(&format!("{quote}Yes.")), "Yes.");
+        assert_eq!(back.reply, Some(("m1".into(), None)));
+        // A file's body must stay its URL: no quote there.
+        let file = build(json!({ "oob_url": "https://a.example/f", "reply": { "id": "m1", "quote": "q" } })).unwrap().0;
+        assert!(!file.contains("fallback") && file.contains("<reply id='m1'"), "{file}");
+        for (fields, why) in [
+            (json!({ "reply": "m1" }), "'reply' must be an object, got a string"),
+            (json!({ "reply": {} }), "'reply' needs an 'id': the id of the message answered"),
+            (json!({ "reply": { "id": 5 } }), "'reply.id' must be a string, got a number"),
+            (json!({ "reply": { "id": "" } }), "'reply.id' is empty: it must be a message id"),
+            (json!({ "reply": { "id": "m1", "to": true } }), "'reply.to' must be a string, got a boolean"),
+            (json!({ "reply": { "id": "m1", "quote": 3 } }), "'reply.quote' must be a string, got a number"),
+        ] {
+            assert_eq!(refusal(fields), why);
+        }
+        assert!(refusal(json!({ "reply": { "id": "m1", "to": "@localhost" } }))
+            .starts_with("'reply.to' \"@localhost\" is not a valid JID"));
+    }
+}
