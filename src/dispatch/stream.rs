@@ -22,6 +22,12 @@ use crate::stream::{last_completion, stanzas, Cut, Draft, Ending, Event, Finish,
 /// How much of a stream one read takes at most.
 const READ_SIZE: usize = 16 * 1024;
 
+/// How long the first message waits after its first words. The end of an NDJSON body shows
+/// only at the read after its last line; without the wait, an answer that arrives whole in one
+/// write would be a first message and a standalone `<active/>` instead of one plain message.
+/// Short enough not to be seen, long enough for a read whose bytes are already there.
+const FIRST_MESSAGE_GRACE: Duration = Duration::from_millis(50);
+
 /// A conversation: the bot's bare JID, the other side's bare JID.
 pub(super) type Chat = (String, String);
 
@@ -36,6 +42,8 @@ pub(super) struct Streaming {
     chat_states: bool,
     /// Its first message went: the conversation is held for it.
     holds_chat: bool,
+    /// The first message goes no sooner than this (see [`FIRST_MESSAGE_GRACE`]).
+    first_not_before: Option<Instant>,
 }
 
 /// The conversation a completion's stanza belongs to, if it moves a message in one: a message
@@ -78,7 +86,14 @@ impl Shared {
             let open = match state.in_flight.get_mut(&job.id) {
                 Some(entry) => {
                     let draft = Draft::new(&job.delivery_id, limits, Instant::now());
-                    let streaming = Streaming { draft, template: None, chat: None, chat_states, holds_chat: false };
+                    let streaming = Streaming {
+                        draft,
+                        template: None,
+                        chat: None,
+                        chat_states,
+                        holds_chat: false,
+                        first_not_before: None,
+                    };
                     entry.stream = Some(Box::new(streaming));
                     true
                 }
@@ -154,7 +169,10 @@ impl Shared {
     pub(super) fn poll_stream(&self, entry: &mut InFlight, now: Instant) -> Option<Instant> {
         let streaming = entry.stream.as_mut()?;
         let (Some(template), Some(chat)) = (&streaming.template, &streaming.chat) else { return None };
-        let due = streaming.draft.next_due()?;
+        let mut due = streaming.draft.next_due()?;
+        if !streaming.draft.first_sent() {
+            due = *streaming.first_not_before.get_or_insert(due.checked_add(FIRST_MESSAGE_GRACE).unwrap_or(due));
+        }
         if due > now {
             return Some(due);
         }
@@ -183,7 +201,7 @@ impl Shared {
     /// conversation. True when that left the sender without a stanza in the chat (see
     /// `mark_active`), so a standalone `<active/>` may be owed.
     pub(super) fn end_stream(&self, incoming: &Incoming, streaming: Streaming, ending: &Ending) -> bool {
-        let Streaming { draft, template, chat, chat_states, holds_chat } = streaming;
+        let Streaming { draft, template, chat, chat_states, holds_chat, .. } = streaming;
         let finish = draft.finish(ending);
         let counted = match (&finish, ending) {
             (Finish::NoText, Ending::Complete) => Outcome::NoReply,

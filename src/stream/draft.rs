@@ -202,6 +202,11 @@ impl Draft {
         }
     }
 
+    /// Whether the first message went.
+    pub fn first_sent(&self) -> bool {
+        self.first_sent_at.is_some()
+    }
+
     /// The text so far.
     pub fn text(&self) -> &str {
         &self.text

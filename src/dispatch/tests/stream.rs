@@ -270,3 +270,17 @@ fn an_iq_cannot_be_answered_with_a_stream() {
     assert!(last.log.unwrap().1.contains("cannot be answered with a stream"));
     drop(steps);
 }
+
+#[test]
+fn an_ndjson_answer_that_arrives_whole_is_one_plain_message() {
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    let mut d = streaming_dispatcher(&url, |_| {});
+    let lines: String = (0..200).map(|i| format!("{}\n", serde_json::json!({ "delta": format!("w{i} ") }))).collect();
+    steps.send(Step::Write(lines)).unwrap();
+    steps.send(Step::End).unwrap();
+    d.submit(message(1));
+    let all = collect_last(&mut d, 1);
+    let xml = sent_xml(&all[0]);
+    assert!(!xml.contains("<replace"), "{xml}");
+    assert_eq!(body_of_stanza(&all[0]), (0..200).map(|i| format!("w{i} ")).collect::<String>());
+}
