@@ -23,7 +23,8 @@ transfer encoding (each step that writes is one chunk, flushed at once):
 - `stall()`: nothing more is written until the module gives up and closes the connection;
 - the end of the list ends the body (the last chunk), unless a step ended the connection.
 
-`script` is a list of steps for every request, or a callable(request) -> list. Requests are
+`script` is a list of steps for every request, or a callable(request) -> list, or None when it
+answered the request itself (say `request.answer(500)`: not a stream at all). Requests are
 RawExchanges (e2e_raw_webhook.py: `.json`, `.headers`, `.body_field`); each gets a `stream`
 attribute, a StreamRecord: when the first text was written, and how the stream ended.
 Sentinels ("sentinel-…" bodies) are answered with one JSON object, as by every test webhook.
@@ -185,6 +186,8 @@ class StreamHook:
     def _answer(self, ex):
         ex.stream = record = StreamRecord()
         steps = self.script(ex) if callable(self.script) else list(self.script)
+        if steps is None:
+            return
         ex.send((f"HTTP/1.1 200 OK\r\nContent-Type: {self.content_type}\r\n"
                  "Transfer-Encoding: chunked\r\n\r\n").encode())
         try:
