@@ -4,6 +4,7 @@ watches the model's words arrive and ends with the exact answer, the model gets 
 so far, a failing model becomes an apology, and the bot refuses to start without a secret or a
 model."""
 
+import json
 import os
 import subprocess
 import threading
@@ -14,7 +15,7 @@ from conftest import BOT
 from e2e_stream_hook import wait
 from e2e_webhook import WebhookProcess
 from fake_llm_api import FakeLlmApi
-from test_examples import EXAMPLES, NO_SECRET, SECRET, environment
+from test_examples import EXAMPLES, NO_SECRET, SECRET, environment, post
 from test_stream import ACTIVE, answer_of, check_answer, wait_text
 
 BOT_JID = f"assistant@{BOT}"
@@ -68,6 +69,18 @@ def test_the_llm_bot_streams_the_models_answer_and_keeps_the_conversation(api, l
     alice.send_message(BOT_JID, "And now?", extra=ACTIVE)
     assert answer_of(alice, since, frm=BOT_JID)[-1].body == "Sorry, I cannot answer right now: the language model is not available."
     assert "the model failed for alice@localhost" in llm_bot.output() and "answered 503" in llm_bot.output()
+
+
+def test_the_llm_bot_answers_a_retried_delivery_with_the_answer_it_gave(api, llm_bot):
+    api.answer = lambda request: ["Only", " once."]
+    stanza = {"to": BOT_JID, "from": "alice@localhost/x", "kind": "message", "type": "chat",
+              "stanza": "<message type='chat'><body>hi</body></message>", "body": "hi"}
+    status, content_type, streamed = post(llm_bot.url(), stanza, "id-1")
+    assert (status, content_type) == (200, "application/x-ndjson")
+    assert [json.loads(line) for line in streamed.splitlines()] == [{"delta": "Only"}, {"delta": " once."}]
+    assert post(llm_bot.url(), stanza, "id-1", retry=1) == (200, "application/json", b'{"body": "Only once."}')
+    assert post(llm_bot.url(), stanza, "id-2", secret="wrong")[0] == 401
+    assert len(api.requests) == 1, "the model was asked once"
 
 
 @pytest.mark.parametrize("settings,says", [
