@@ -6,6 +6,7 @@
 -- waiting, what to do on unload) is that module's own.
 
 local st = require "util.stanza";
+local json = require "util.json";
 local jid_bare = require "util.jid".bare;
 local jid_split = require "util.jid".split;
 local new_id = require "util.id".medium;
@@ -82,6 +83,10 @@ local function load_native()
 		native_name, tostring(module.path), #problems > 0 and ": "..table.concat(problems, "; ") or ""));
 end
 
+-- The bot's avatar, read and checked at load by read_options (a table from native.avatar, or false
+-- when none is set); served by start_client's vCard and presence.
+local avatar = false;
+
 -- Every option of the module, read once and passed raw: the native side validates them and names
 -- the one that is wrong. It also says which options exist, so the two lists cannot drift apart.
 -- Returns the raw options (for start_client), the push endpoint's, validated, and the group
@@ -98,6 +103,14 @@ local function read_options(native, profile)
 	local rooms, rooms_why = native.rooms(options, profile.native, module.host, st.stanza_mt);
 	if not rooms then
 		refuse(rooms_why);
+	end
+	local avatar_why;
+	avatar, avatar_why = native.avatar(options, profile.native);
+	if avatar == nil then
+		refuse(avatar_why);
+	elseif avatar then
+		module:log("info", "The bot's avatar: %s, %dx%d, %d bytes, SHA-1 %s", avatar.type, avatar.width, avatar.height,
+			avatar.size, avatar.sha1);
 	end
 	return options, push, rooms;
 end
@@ -351,6 +364,61 @@ local function start_client(native, profile, options)
 		return true;
 	end
 
+	-- Whether the module answers vCard queries (XEP-0054): set below, where the iqs it answers
+	-- are decided.
+	local serves_vcard = false;
+
+	-- The bot's available presence. While the module answers vCards, it says whether the bot has
+	-- an avatar (XEP-0153): the avatar's hash, or an empty <photo/> for none, so clients do not
+	-- ask; when the webhook answers them instead, it says nothing of one.
+	local function online_presence(from, to)
+		local presence = st.presence({ from = from, to = to });
+		if serves_vcard then
+			presence:tag("x", { xmlns = "vcard-temp:x:update" }):text_tag("photo", avatar and avatar.sha1 or nil):up();
+		end
+		return presence;
+	end
+
+	-- What the bot's presence says of its avatar: its hash, "" for none, false for nothing.
+	local function current_photo()
+		return serves_vcard and (avatar and avatar.sha1 or "");
+	end
+
+	-- Who has been sent the bot's available presence, by bot JID: told at once when a reload
+	-- changes the avatar (XEP-0153 asks for a new presence then) rather than at their next login.
+	-- Bounded: past the limit, a contact learns of a change at its next login, as it would anyway.
+	local announced, announced_count, max_announced = {}, 0, 10000;
+	local function note_announced(online, contact, sent)
+		local contacts = announced[online];
+		if sent and not (contacts and contacts[contact]) and announced_count < max_announced then
+			contacts = contacts or {};
+			announced[online], contacts[contact], announced_count = contacts, true, announced_count + 1;
+		elseif not sent and contacts and contacts[contact] then
+			contacts[contact], announced_count = nil, announced_count - 1;
+		end
+	end
+
+	-- On reload: takes over who was told, and tells them again if the avatar changed.
+	local function restore_presence(old)
+		if not old then
+			return;
+		end
+		announced, announced_count = old.announced, old.count;
+		if old.photo == current_photo() or not serves_vcard then
+			return;
+		end
+		for online, contacts in pairs(announced) do
+			for contact in pairs(contacts) do
+				module:send(online_presence(online, contact));
+			end
+		end
+		module:log("info", "The avatar changed: sent the bot's presence with its new hash to %d contacts", announced_count);
+	end
+
+	table.insert(on_save, function (saved)
+		saved.component_http_presence = { announced = announced, count = announced_count, photo = current_photo() };
+	end);
+
 	-- Always online, accepting every subscription, unless the webhook handles presence itself.
 	local function handle_presence(event)
 		local stanza = event.stanza;
@@ -361,12 +429,15 @@ local function start_client(native, profile, options)
 		local contact = jid_bare(to);
 		local online = contact.."/default";
 		if t == "probe" then
-			module:send(st.presence({ from = online, to = from }));
+			module:send(online_presence(online, from));
+			note_announced(online, from, true);
 		elseif t == "subscribe" then
 			module:send(st.presence({ from = contact, to = from, type = "subscribed" }));
-			module:send(st.presence({ from = online, to = from }));
+			module:send(online_presence(online, from));
+			note_announced(online, from, true);
 		elseif t == "unsubscribe" then
 			module:send(st.presence({ from = online, to = from, type = "unavailable" }));
+			note_announced(online, from, false);
 		end
 		return true;
 	end
@@ -392,16 +463,21 @@ local function start_client(native, profile, options)
 	-- implements. A query about a node is not answered here.
 	if not forwarded.iq then
 		local identity = client:identity();
+		-- The name the bot goes by at the JID `to`.
+		local function bot_name(to)
+			local node, host = jid_split(to);
+			return identity.name or node or host;
+		end
 		local function disco_info(event)
 			local stanza = event.stanza;
 			if stanza.tags[1].attr.node then
 				return;
 			end
-			local node, host = jid_split(stanza.attr.to);
 			local reply = st.reply(stanza):query("http://jabber.org/protocol/disco#info")
-				:tag("identity", { category = "client", type = "bot", name = identity.name or node or host }):up()
+				:tag("identity", { category = "client", type = "bot", name = bot_name(stanza.attr.to) }):up()
 				:tag("feature", { var = "http://jabber.org/protocol/disco#info" }):up()
-				:tag("feature", { var = "urn:xmpp:receipts" }):up();
+				:tag("feature", { var = "urn:xmpp:receipts" }):up()
+				:tag("feature", { var = "vcard-temp" }):up();
 			if identity.chat_states then
 				reply:tag("feature", { var = "http://jabber.org/protocol/chatstates" }):up();
 			end
@@ -410,6 +486,25 @@ local function start_client(native, profile, options)
 		end
 		module:hook("iq-get/host/http://jabber.org/protocol/disco#info:query", disco_info);
 		module:hook("iq-get/bare/http://jabber.org/protocol/disco#info:query", disco_info);
+
+		-- The bot's vCard (XEP-0054): its name, and its avatar when one is set. The same for
+		-- every JID on the component: they are all the bot.
+		local function vcard(event)
+			local stanza = event.stanza;
+			local reply = st.reply(stanza):tag("vCard", { xmlns = "vcard-temp" })
+				:text_tag("FN", bot_name(stanza.attr.to));
+			if avatar then
+				reply:tag("PHOTO"):text_tag("TYPE", avatar.type):text_tag("BINVAL", avatar.base64):up();
+			end
+			module:send(reply);
+			return true;
+		end
+		module:hook("iq-get/host/vcard-temp:vCard", vcard);
+		module:hook("iq-get/bare/vcard-temp:vCard", vcard);
+		serves_vcard = true;
+	elseif avatar then
+		module:log("warn", "The avatar is not served: iq stanzas are POSTed to the webhook, which answers vCard "
+			.."queries itself (leave \"iq\" out of component_post_stanzas, or rest_stanzas, for the module to serve it)");
 	end
 
 	local public_url = options[profile.url_option]:gsub("//[^/@]*@", "//");
@@ -426,6 +521,7 @@ local function start_client(native, profile, options)
 	end);
 
 	function module.restore(saved)
+		restore_presence(saved and saved.component_http_presence);
 		local old = saved and saved.component_http_client;
 		if not old then
 			return;
@@ -595,17 +691,26 @@ end
 
 -- The push endpoint: a bot sends stanzas of its own, over HTTP (mod_rest's POST /rest). An iq
 -- waits for its answer, which comes back in the HTTP response.
-local function serve_push(native, profile, push)
+local function serve_push(native, profile, push, client)
 	local names = push.names;
 
+	-- The responses to answer in JSON, when the endpoint answers as the request asks (mod_rest):
+	-- decided once per request, as the answer may come later (an iq's, or a 503 on unload).
+	local answers_json = setmetatable({}, { __mode = "k" });
+
+	-- A refusal or failure, saying why: as text, or as {"error": why} to a request answered in JSON.
 	local function plain(response, status, text)
 		response.status_code = status;
+		if answers_json[response] then
+			response.headers.content_type = "application/json";
+			return json.encode({ error = text });
+		end
 		response.headers.content_type = "text/plain; charset=utf-8";
 		return text.."\n";
 	end
 
 	local function render(response, stanza)
-		if profile.push_answers_json then
+		if profile.push_answers_json or answers_json[response] then
 			response.headers.content_type = "application/json";
 			return native.request_json(stanza);
 		end
@@ -690,6 +795,16 @@ local function serve_push(native, profile, push)
 
 	-- Sends a pushed stanza; the push's answer.
 	local function send_pushed(stanza, response)
+		-- A streamed answer is being written to this conversation: the message follows it.
+		local held = client and client:hold(stanza);
+		if held == "full" then
+			response.headers.retry_after = "1";
+			return plain(response, 503, "too many messages wait for a streamed answer to this chat to end ("
+				..names.queue_size.."): retry");
+		elseif held == "held" then
+			response.status_code = 202;
+			return render(response, stanza);
+		end
 		local ok, err = pcall(module.send, module, stanza);
 		if not ok then
 			module:log("error", "Prosody failed to route a pushed %s (type=%s to=%s): %s", stanza.name,
@@ -741,6 +856,10 @@ local function serve_push(native, profile, push)
 
 	local function handle_push(event)
 		local request, response = event.request, event.response;
+		if profile.push_negotiates
+			and native.push_answer_format(request.headers.content_type, request.headers.accept) == "json" then
+			answers_json[response] = true;
+		end
 		local given = request.headers.authorization;
 		-- Prosody turns a bare "Authorization:" into "": never a match (nor are empty credentials,
 		-- refused at load).

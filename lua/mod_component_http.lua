@@ -24,5 +24,5 @@ local client = component_http.start_client(native, profile, options);
 component_http.report_metrics(native, client);
 
 if push.credentials then
-	component_http.serve_push(native, profile, push);
+	component_http.serve_push(native, profile, push, client);
 end

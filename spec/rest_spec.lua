@@ -3,6 +3,7 @@
 -- the XML contract, presence left to the webhook).
 local helpers = require "spec.helpers";
 local st = require "util.stanza";
+local json = require "util.json";
 
 local load = helpers.loader(after_each, "rest");
 
@@ -55,6 +56,8 @@ describe("mod_rest", function ()
 			{ { rest_callback_url = "ftp://x/" }, "rest_callback_url" },
 			{ { rest_callback_url = "http://127.0.0.1/", rest_timeout = 0 }, "rest_timeout" },
 			{ { rest_credentials = "Bearer t", rest_max_push_iqs = -1 }, "rest_max_push_iqs" },
+			{ { rest_callback_url = "http://127.0.0.1/", rest_callback_content_type = "text/xml" },
+				"rest_callback_content_type" },
 		}) do
 			local fake, _, ok, err = load(case[1]);
 			assert.is_false(ok);
@@ -65,15 +68,22 @@ describe("mod_rest", function ()
 		end
 	end);
 
-	it("answers a pushed message with the stanza as XML, and an iq's answer as XML", function ()
-		local fake = load({ rest_credentials = "Bearer t0k3n" });
-		local function post(body)
+	-- POSTs `body` to the fake's endpoint: the response, and what the handler returned.
+	local function poster(fake)
+		return function (body, content_type, accept)
 			local response = { headers = {}, sent = {} };
 			function response:send(text) table.insert(self.sent, text); end
+			local headers = { authorization = "Bearer t0k3n", content_type = content_type or "application/xmpp+xml",
+				accept = accept };
 			local returned = fake.provided.http.route.POST({ response = response,
-				request = { headers = { authorization = "Bearer t0k3n", content_type = "application/xmpp+xml" }, body = body } });
+				request = { headers = headers, body = body } });
 			return response, returned;
 		end
+	end
+
+	it("answers a pushed message with the stanza as XML, and an iq's answer as XML", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n" });
+		local post = poster(fake);
 		local response, returned = post("<message to='alice@localhost'><body>hi</body></message>");
 		assert.are.equal(202, response.status_code);
 		assert.are.equal("application/xmpp+xml", response.headers.content_type);
@@ -84,5 +94,49 @@ describe("mod_rest", function ()
 		assert.are.equal("application/xmpp+xml", response.headers.content_type);
 		local answer = require "util.xml".parse(response.sent[1]);
 		assert.are.same({ "result", "p1" }, { answer.attr.type, answer.attr.id });
+	end);
+
+	it("takes a JSON push and answers it in JSON: the stanza sent, an iq's answer, a refusal", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n" });
+		local post = poster(fake);
+		local response, returned = post('{"to":"alice@localhost","body":"hi"}', "application/json");
+		assert.are.equal(202, response.status_code);
+		assert.are.equal("application/json", response.headers.content_type);
+		local sent = json.decode(returned);
+		assert.are.same({ "message", "chat", "rest.localhost", "alice@localhost", "hi" },
+			{ sent.kind, sent.type, sent.from, sent.to, sent.body });
+		assert.are.equal("hi", fake.sent[1]:get_child_text("body"));
+
+		-- An iq's payload comes in `stanza`; `to` fills in what it lacks.
+		response = post([[{"to":"localhost","stanza":"<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>"}]],
+			"application/json");
+		fake.iqs[1].resolve({ stanza = st.reply(fake.iqs[1].stanza) });
+		assert.are.equal("application/json", response.headers.content_type);
+		local answer = json.decode(response.sent[1]);
+		assert.are.same({ "iq", "result", "p1", "rest.localhost" }, { answer.kind, answer.type, answer.id, answer.to });
+
+		response, returned = post('{"to":"alice@localhost","from":"admin@localhost"}', "application/json");
+		assert.are.equal(403, response.status_code);
+		assert.are.equal("application/json", response.headers.content_type);
+		assert.truthy(json.decode(returned).error:find("not on this component", 1, true), returned);
+		assert.are.equal(2, #fake.sent, "nothing more routed (the message and the iq only)");
+	end);
+
+	it("answers as Accept prefers, whatever the push was written in", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n" });
+		local post = poster(fake);
+		local response, returned = post("<message to='alice@localhost'><body>hi</body></message>", nil,
+			"application/json");
+		assert.are.equal("application/json", response.headers.content_type);
+		assert.are.equal("hi", json.decode(returned).body);
+		response, returned = post('{"to":"alice@localhost","body":"hi"}', "application/json", "application/xmpp+xml");
+		assert.are.equal("application/xmpp+xml", response.headers.content_type);
+		assert.truthy(returned:find("<body>hi</body>", 1, true), returned);
+		-- A refusal before the body is read (a wrong token) already speaks the format asked for.
+		response = { headers = {}, sent = {} };
+		returned = fake.provided.http.route.POST({ response = response, request = {
+			headers = { authorization = "Bearer wrong", content_type = "application/json" }, body = "{}" } });
+		assert.are.equal(401, response.status_code);
+		assert.truthy(json.decode(returned).error:find("rest_credentials", 1, true), returned);
 	end);
 end);

@@ -103,8 +103,13 @@ fn reply_from_json(orig: &Incoming, body: &[u8]) -> Result<Element, String> {
     let Value::Object(fields) = value else {
         return Err(format!("expected a JSON object, got {}", json_type(&value)));
     };
+    reply_from_fields(orig, &fields)
+}
+
+/// The reply a JSON object's fields describe, before it is addressed.
+fn reply_from_fields(orig: &Incoming, fields: &Map<String, Value>) -> Result<Element, String> {
     let default_kind = if orig.name == "iq" { "iq" } else { "message" };
-    let mut reply = element_from_json(&fields, default_kind)?;
+    let mut reply = element_from_json(fields, default_kind)?;
     // A reply to a room message that names no type gets the room's default (see `address`),
     // not element_from_json's `chat`.
     if orig.room.is_some() && !fields.contains_key("type") && !fields.contains_key("stanza") {
@@ -113,8 +118,22 @@ fn reply_from_json(orig: &Incoming, body: &[u8]) -> Result<Element, String> {
     Ok(reply)
 }
 
-/// The stanza a JSON object describes (`stanza`, or `kind`, `type` and `body`), with the `to`
-/// and `from` it names (a `stanza`'s own attributes win), before defaults fill the rest.
+/// The message every stanza of a streamed answer (issue 18) is made from: the first object's
+/// reply fields (without `delta` and `body`), addressed and checked as a one-object reply is.
+/// Only a message can be streamed.
+pub(crate) fn stream_template(orig: &Incoming, fields: &Map<String, Value>, host: &str) -> Result<Element, String> {
+    let template = address(reply_from_fields(orig, fields)?, orig, host)?;
+    if template.name != "message" {
+        return Err(format!("a streamed answer is a message, not a {}", template.name));
+    }
+    if template.attr("type") == Some("error") {
+        return Err("a streamed answer cannot be an error".into());
+    }
+    Ok(template)
+}
+
+/// The stanza a JSON object describes (`stanza`, or `kind`, `type` and `body`), with the `to`,
+/// `from` and `id` it names (a `stanza`'s own attributes win), before defaults fill the rest.
 pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Result<Element, String> {
     let mut reply = if let Some(xml) = string_field(fields, "stanza")? {
         parse_stanza(xml, Limits::default()).map_err(|e| format!("'stanza': {e}"))?
@@ -136,7 +155,7 @@ pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Res
         }
         reply
     };
-    for key in ["to", "from"] {
+    for key in ["to", "from", "id"] {
         if let Some(jid) = string_field(fields, key)? {
             if reply.attr(key).is_none() {
                 reply.set_attr(key, jid);

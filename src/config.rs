@@ -59,6 +59,9 @@ pub struct Config {
     /// The component's host, as Prosody loaded the module on it: replies may only come from it
     /// (or a JID on it) and may not go to it.
     pub host: String,
+    /// How a streamed answer is shown (`<prefix>stream_interval`, `…stream_max_corrections`,
+    /// `…stream_timeout`; see [`crate::stream`]).
+    pub stream: crate::stream::StreamOptions,
 }
 
 /// The stanza kinds that can be POSTed.
@@ -83,10 +86,14 @@ pub struct Profile {
     pub prefix: &'static str,
     /// The option naming the URL stanzas are POSTed to.
     pub url: &'static str,
-    /// The contract of requests and replies.
+    /// The contract of requests and replies. In a [`Config`], mod_rest's is JSON when
+    /// `callback_content_type` says so ([`Config::from_lua_for`] sets it).
     pub format: Format,
     /// The stanza kinds POSTed when the module's stanzas option is not set.
     pub default_stanzas: &'static [&'static str],
+    /// The option that chooses the contract of requests and replies, for a module that has one
+    /// (mod_rest's `rest_callback_content_type`, the community module's name).
+    pub callback_content_type: Option<&'static str>,
 }
 
 /// mod_component_http's options and JSON contract.
@@ -95,6 +102,7 @@ pub const COMPONENT_HTTP: Profile = Profile {
     url: "component_post_url",
     format: Format::Json,
     default_stanzas: &["message"],
+    callback_content_type: None,
 };
 /// mod_rest's options and XML contract.
 pub const REST: Profile = Profile {
@@ -102,11 +110,12 @@ pub const REST: Profile = Profile {
     url: "rest_callback_url",
     format: Format::Xml,
     default_stanzas: &["message", "presence", "iq"],
+    callback_content_type: Some("rest_callback_content_type"),
 };
 
 /// Every option a module reads, after its prefix; the shim asks for the full names instead of
 /// keeping its own list.
-const SUFFIXES: [&str; 18] = [
+const SUFFIXES: [&str; 22] = [
     "stanzas",
     "max_in_flight",
     "workers",
@@ -125,6 +134,10 @@ const SUFFIXES: [&str; 18] = [
     "chat_states",
     "chat_state_delay",
     "name",
+    "stream_interval",
+    "stream_max_corrections",
+    "stream_timeout",
+    "avatar",
 ];
 
 impl Default for Profile {
@@ -160,6 +173,7 @@ impl Profile {
         names.extend(SUFFIXES.iter().map(|suffix| self.option(suffix)));
         names.extend(PUSH_OPTIONS.iter().map(|&what| self.push_option(what)));
         names.extend(ROOM_OPTIONS.iter().map(|suffix| self.option(suffix)));
+        names.extend(self.callback_content_type.map(str::to_owned));
         names
     }
 
@@ -262,6 +276,7 @@ impl Config {
             name: None,
             profile: COMPONENT_HTTP,
             host: "bot.localhost".into(),
+            stream: crate::stream::StreamOptions::default(),
         })
     }
 
@@ -285,6 +300,7 @@ impl Config {
         };
         let mut config = Config::with_url_named(&url, url_name)?;
         config.profile = profile;
+        config.profile.format = callback_format(options, profile)?;
         let n = |suffix: &str| profile.option(suffix);
         config.stanzas = stanza_kinds(options, profile)?;
         // component_post_workers is the older name of the limit, kept working.
@@ -335,6 +351,12 @@ impl Config {
         if config.name.as_deref().is_some_and(|name| name.trim().is_empty()) {
             return Err(format!("{} is empty: set the name the bot shows, or remove it", n("name")));
         }
+        config.stream = crate::stream::StreamOptions::parse(
+            profile.prefix,
+            number(options, &n("stream_interval"))?,
+            number(options, &n("stream_max_corrections"))?,
+            number(options, &n("stream_timeout"))?,
+        )?;
         config.headers = headers(options, &n("headers"))?;
         if config.authorization.is_some() && config.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
         {
@@ -347,6 +369,23 @@ impl Config {
             config.connect_timeout = config.timeout;
         }
         Ok(config)
+    }
+}
+
+/// The contract of the callbacks: the profile's own, or the one its content type option names
+/// (`application/xmpp+xml`, mod_rest's default, or `application/json`, component_http's mapping).
+fn callback_format(options: &Table, profile: Profile) -> Result<Format, String> {
+    let Some(name) = profile.callback_content_type else { return Ok(profile.format) };
+    let Some(given) = string(options, name)? else { return Ok(profile.format) };
+    if given.eq_ignore_ascii_case("application/xmpp+xml") {
+        Ok(Format::Xml)
+    } else if given.eq_ignore_ascii_case("application/json") {
+        Ok(Format::Json)
+    } else {
+        Err(format!(
+            "{name} must be \"application/xmpp+xml\" (the default: stanzas as XML) or \"application/json\" \
+             (the JSON mapping of component_http), not \"{given}\""
+        ))
     }
 }
 
@@ -381,7 +420,7 @@ fn stanza_kinds(options: &Table, profile: Profile) -> Result<Vec<String>, String
     Ok(profile.default_stanzas.iter().map(|k| k.to_string()).collect())
 }
 
-fn string(options: &Table, name: &str) -> Result<Option<String>, String> {
+pub(crate) fn string(options: &Table, name: &str) -> Result<Option<String>, String> {
     match options.raw_get::<Value>(name).map_err(|e| e.to_string())? {
         Value::Nil => Ok(None),
         Value::String(s) => Ok(Some(s.to_str().map_err(|_| format!("{name} is not valid UTF-8"))?.to_owned())),
@@ -611,6 +650,40 @@ mod tests {
             let err = check(&format!("return {{ component_post_url = 'http://h/', {source} }}")).unwrap_err();
             assert!(err.contains(name), "{source}: {err}");
         }
+    }
+
+    #[test]
+    fn rest_callbacks_speak_the_content_type_their_option_names() {
+        let lua = mlua::Lua::new();
+        let rest = |extra: &str| -> Result<Config, String> {
+            let source = format!("return {{ rest_callback_url = 'http://h/', {extra} }}");
+            Config::from_lua_for(&lua.load(source).eval().unwrap(), REST)
+        };
+        assert_eq!(rest("").unwrap().profile.format, Format::Xml);
+        let xml = rest("rest_callback_content_type = 'application/xmpp+xml'").unwrap();
+        assert_eq!(xml.profile.format, Format::Xml);
+        let json = rest("rest_callback_content_type = 'Application/JSON'").unwrap();
+        assert_eq!((json.profile.format, json.profile.prefix), (Format::Json, "rest_"));
+        // What the callbacks then speak: component_http's requests and replies.
+        assert_eq!(crate::request::content_type(json.profile.format), "application/json");
+        let contract = crate::answer::Contract::of(&json);
+        assert!(
+            contract.is_reply(200, Some("application/json")) && !contract.is_reply(200, Some("application/xmpp+xml"))
+        );
+        for (value, why) in [
+            ("'text/xml'", "rest_callback_content_type must be \"application/xmpp+xml\""),
+            ("'application/json; charset=utf-8'", "not \"application/json; charset=utf-8\""),
+            ("''", "rest_callback_content_type must be"),
+            ("true", "rest_callback_content_type must be a string"),
+        ] {
+            let err = rest(&format!("rest_callback_content_type = {value}")).unwrap_err();
+            assert!(err.contains(why), "{value}: {err}");
+        }
+        assert!(REST.option_names().iter().any(|n| n == "rest_callback_content_type"));
+        // component_http has no such option: its contract is JSON, and the name is not read.
+        assert!(!COMPONENT_HTTP.option_names().iter().any(|n| n.contains("content_type")));
+        let table: Table = lua.load("return { component_post_url = 'http://h/' }").eval().unwrap();
+        assert_eq!(Config::from_lua(&table).unwrap().profile.format, Format::Json);
     }
 
     #[test]

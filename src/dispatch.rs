@@ -20,6 +20,7 @@ mod jitter;
 mod keeper;
 mod outage;
 mod stats;
+mod stream;
 mod worker;
 
 use std::collections::{HashMap, VecDeque};
@@ -62,6 +63,8 @@ struct Job {
 struct InFlight {
     incoming: Arc<Incoming>,
     composing: Composing,
+    /// Set once its answer turned out to be a stream: the answer as it is being written.
+    stream: Option<Box<stream::Streaming>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,6 +161,9 @@ struct Completions {
     /// The webhook's state changed (an outage began or ended): what the module's status
     /// should say now, until the shim takes it.
     status: Option<(Level, String)>,
+    /// Conversations a streamed answer is being written to, each with the messages held
+    /// until its last stanza (see [`stream`]).
+    chats: HashMap<stream::Chat, Vec<Completion>>,
 }
 
 struct Shared {
@@ -356,6 +362,26 @@ impl Dispatcher {
         self.shared.push_outcome(incoming, outcome);
     }
 
+    /// A stanza pushed by the bot, if it is a message for a conversation a streamed answer is
+    /// being written to: held, to be sent after that answer's last stanza (then `Some(true)`),
+    /// or refused because `queue_size` messages wait there already (`Some(false)`). `None`:
+    /// send it now. `stanza` is only called when something streams.
+    pub fn hold(&self, stanza: impl FnOnce() -> Result<crate::stanza::Element, String>) -> Option<bool> {
+        if lock(&self.shared.completions).chats.is_empty() {
+            return None;
+        }
+        let completion = Completion { send: Some(stanza().ok()?), log: None };
+        let chat = stream::chat_of_completion(&completion)?;
+        let queue_size = lock(&self.shared.state).limits.queue_size;
+        let mut completions = lock(&self.shared.completions);
+        let held = completions.chats.get_mut(&chat)?;
+        if held.len() >= queue_size {
+            return Some(false);
+        }
+        held.push(completion);
+        Some(true)
+    }
+
     /// Takes every finished completion. Clears the wake-up first, under the same lock the
     /// workers signal under, so a completion arriving meanwhile re-arms it.
     pub fn drain(&self) -> Vec<Completion> {
@@ -378,7 +404,7 @@ impl Dispatcher {
     /// with an error, interrupts the requests in flight (their connections are shut down) and
     /// lets the workers exit by themselves. Returns the completions.
     pub fn close(&mut self) -> Vec<Completion> {
-        let abandoned: Vec<Arc<Incoming>> = {
+        let (abandoned, streams) = {
             let mut state = lock(&self.shared.state);
             state.closing = true;
             state.queued = 0;
@@ -387,9 +413,20 @@ impl Dispatcher {
             for (_, followers) in state.followers.drain() {
                 abandoned.extend(followers.into_iter().map(|job| job.incoming));
             }
-            abandoned.extend(state.in_flight.drain().map(|(_, in_flight)| in_flight.incoming));
-            abandoned
+            let mut streams = Vec::new();
+            for (_, in_flight) in state.in_flight.drain() {
+                match in_flight.stream {
+                    Some(streaming) => streams.push((in_flight.incoming, streaming)),
+                    None => abandoned.push(in_flight.incoming),
+                }
+            }
+            (abandoned, streams)
         };
+        // A stream being written keeps its text so far, marked as cut off.
+        for (incoming, streaming) in streams {
+            self.shared.end_stream(&incoming, *streaming, &crate::stream::Ending::Cut(crate::stream::Cut::stopped()));
+        }
+        self.shared.release_every_chat();
         self.shared.changed.notify_all();
         self.shared.closing.notify_all();
         self.shared.keeper.notify_all();
@@ -472,9 +509,21 @@ impl Shared {
         }
     }
 
+    /// Queues a completion for the main thread; a message for a conversation a streamed answer
+    /// is being written to waits until that answer's last stanza.
     fn push(&self, completion: Completion) {
         let mut completions = lock(&self.completions);
+        let chat = if completions.chats.is_empty() { None } else { stream::chat_of_completion(&completion) };
+        if let Some(held) = chat.and_then(|chat| completions.chats.get_mut(&chat)) {
+            held.push(completion);
+            return;
+        }
         completions.list.push(completion);
+        self.arm(&mut completions);
+    }
+
+    /// Makes sure a wake-up byte is pending for what was just queued.
+    fn arm(&self, completions: &mut Completions) {
         if !completions.armed {
             completions.armed = true;
             self.wakeup.signal();

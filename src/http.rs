@@ -7,14 +7,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
-use ureq::unversioned::transport::DefaultConnector;
+use ureq::unversioned::transport::{Connector, DefaultConnector};
+
+mod clamp;
+
+pub(crate) use clamp::clamped;
+pub use clamp::read_by;
 
 use crate::answer::{interpret, Contract, HttpAnswer};
-use crate::config::Config;
+use crate::config::{Config, Format};
 use crate::outcome::{Level, Outcome, BAD_REPLY, CONNECTION_FAILURE, TIMED_OUT};
 use crate::resolve::CachingResolver;
 use crate::signing;
 use crate::stanza::Incoming;
+use crate::stream::Framing;
 
 /// Header carrying an id that stays the same across retries of one stanza.
 pub const DELIVERY_HEADER: &str = "X-Delivery-Id";
@@ -72,7 +78,10 @@ impl Endpoint {
             .user_agent(concat!("mod_component_http/", env!("CARGO_PKG_VERSION")))
             .build();
         let resolver = CachingResolver::default();
-        let agent = ureq::Agent::with_parts(agent_config, DefaultConnector::default(), resolver.clone());
+        // Clamp last: every transport the default chain makes honours the worker's read-by
+        // instant (see `clamp`).
+        let connector = DefaultConnector::default().chain(clamp::Clamp);
+        let agent = ureq::Agent::with_parts(agent_config, connector, resolver.clone());
         Endpoint { agent, resolver, roots: roots.clone() }
     }
 }
@@ -167,10 +176,22 @@ pub enum Verdict {
     Unreachable(Outcome, Option<Duration>),
     /// `429 Too Many Requests`: this stanza should wait (`Retry-After`, if given) and try again.
     RateLimited(Outcome, Option<Duration>),
+    /// A `200` streamed answer (issue 18): its body is read piece by piece by the worker.
+    /// Never retried.
+    Stream(StreamedAnswer),
+}
+
+/// A streamed answer's body, not read yet, and how it is framed.
+pub struct StreamedAnswer {
+    /// The body; reads end at the worker's read-by instant ([`read_by`]).
+    pub body: ureq::BodyReader<'static>,
+    /// NDJSON or server-sent events.
+    pub framing: Framing,
 }
 
 enum Attempt {
     Answer(HttpAnswer),
+    Stream(StreamedAnswer),
     Unreachable(String),
     TimedOut(String),
     TooLarge(u64),
@@ -188,6 +209,7 @@ impl Attempt {
                     _ => Verdict::Final(outcome),
                 }
             }
+            Attempt::Stream(stream) => Verdict::Stream(stream),
             Attempt::Unreachable(why) => Verdict::Unreachable(
                 Outcome::Error(CONNECTION_FAILURE, format!("could not reach the webhook: {why}")),
                 None,
@@ -212,7 +234,7 @@ pub fn post_once(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> (
     let attempt = attempt(endpoint, config, delivery);
     let status = match &attempt {
         Attempt::Answer(answer) => Some(answer.status),
-        Attempt::TooLarge(_) => Some(200),
+        Attempt::TooLarge(_) | Attempt::Stream(_) => Some(200),
         Attempt::Unreachable(_) => {
             // The webhook may have moved: look its name up again next time.
             endpoint.resolver.forget();
@@ -252,10 +274,14 @@ fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Attempt
             signing::sign(secret.as_bytes(), &timestamp, delivery.delivery_id, delivery.retry, delivery.body),
         );
     }
-    // One global bound for the whole exchange, body included: every read and write gets what
-    // is left of it, however the webhook spreads its answer out.
+    // One bound for the whole exchange, body included: every lookup, read and write ends by the
+    // stanza's deadline, however the webhook spreads its answer out (see `clamp`). ureq's own
+    // global timeout only backs it up, as long as a stream may last: the deadline is moved on
+    // once the answer turns out to be one.
+    read_by(Some(delivery.deadline));
+    let backstop = left.saturating_add(config.stream.timeout);
     let request =
-        request.config().timeout_global(Some(left)).timeout_connect(Some(config.connect_timeout.min(left))).build();
+        request.config().timeout_global(Some(backstop)).timeout_connect(Some(config.connect_timeout.min(left))).build();
     let mut response = match request.send(delivery.body) {
         Ok(response) => response,
         Err(e) => return transport_error(e, delivery.deadline, config),
@@ -264,6 +290,13 @@ fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Attempt
     let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let content_type = header("content-type");
     let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now()));
+    // A stream is read by the worker as it arrives; only the JSON contract has them (mod_rest's
+    // XML answers are one stanza).
+    let framing = Framing::of(content_type.as_deref()).filter(|_| config.profile.format == Format::Json);
+    if let (200, Some(framing)) = (status, framing) {
+        let body = response.into_body().into_with_config().limit(u64::MAX).reader();
+        return Attempt::Stream(StreamedAnswer { body, framing });
+    }
     // Read to the end: servers such as `php -S` send no Content-Length and close instead. Only
     // a reply is kept, and only a reply is held to max_reply_size: a 404 with a 2 MiB page is
     // still a 404 (its body is dropped, and so is the connection if the body is that long).

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::answer::{element_from_json, is_json, is_xmpp_xml};
+use crate::config::Format;
 use crate::policy::{self, Sender};
 use crate::stanza::Element;
 use crate::xml::{parse_stanza, Limits};
@@ -82,6 +83,40 @@ fn from_json(body: &[u8]) -> Result<Element, Refusal> {
     element_from_json(&fields, "message").map_err(|e| refuse(400, e))
 }
 
+/// The format a push is answered in (the stanza of a `202`, an iq's answer, a refusal's reason):
+/// the one of `application/json` and `application/xmpp+xml` that the request's `Accept` prefers
+/// (by its `q` values; wildcards prefer neither), else the one the request is written in, else
+/// XML. Only a module whose push endpoint speaks both asks (mod_rest).
+pub fn answer_format(content_type: Option<&str>, accept: Option<&str>) -> Format {
+    let (mut json, mut xml) = (None::<f32>, None::<f32>);
+    for range in accept.unwrap_or("").split(',') {
+        let mut parts = range.split(';');
+        let media_type = parts.next().unwrap_or("").trim();
+        let quality = parts
+            .filter_map(|param| param.split_once('='))
+            .find(|(key, _)| key.trim().eq_ignore_ascii_case("q"))
+            .map_or(1.0, |(_, q)| q.trim().parse::<f32>().unwrap_or(0.0).clamp(0.0, 1.0));
+        let slot = if media_type.eq_ignore_ascii_case("application/json") {
+            &mut json
+        } else if media_type.eq_ignore_ascii_case("application/xmpp+xml") {
+            &mut xml
+        } else {
+            continue;
+        };
+        *slot = Some(slot.map_or(quality, |q| q.max(quality)));
+    }
+    let (json, xml) = (json.unwrap_or(0.0), xml.unwrap_or(0.0));
+    if json > xml {
+        Format::Json
+    } else if xml > json {
+        Format::Xml
+    } else if is_json(content_type) {
+        Format::Json
+    } else {
+        Format::Xml
+    }
+}
+
 /// Compares a given secret with the expected one in time that does not depend on where they
 /// differ (only on the given one's length).
 pub fn same_secret(given: &[u8], expected: &[u8]) -> bool {
@@ -117,6 +152,22 @@ mod tests {
         assert!(bot.contains("from='bot@rest.example.net/x'"), "{bot}");
         // The push endpoint gives a get or set its id.
         assert!(push(r#"<iq type='get' to='example.net'><ping xmlns='urn:xmpp:ping'/></iq>"#, XML).is_ok());
+        // In JSON, `id` names the stanza's id, and an iq's payload comes in `stanza`.
+        const JSON: Option<&str> = Some("application/json");
+        let json = push(r#"{"to":"u@example.org","id":"m1","body":"hi"}"#, JSON).unwrap();
+        assert_eq!(
+            json,
+            "<message type='chat' to='u@example.org' id='m1' from='rest.example.net'><body>hi</body></message>"
+        );
+        let iq = r#"{"to":"example.net","id":"p1","stanza":"<iq type='get'><ping xmlns='urn:xmpp:ping'/></iq>"}"#;
+        assert_eq!(
+            push(iq, JSON).unwrap(),
+            "<iq type='get' to='example.net' id='p1' from='rest.example.net'><ping xmlns='urn:xmpp:ping'/></iq>"
+        );
+        let own =
+            r#"{"to":"example.net","id":"p1","stanza":"<iq type='get' id='mine'><ping xmlns='urn:xmpp:ping'/></iq>"}"#;
+        assert!(push(own, JSON).unwrap().contains("id='mine'"), "a stanza's own id wins");
+        assert_eq!(push(r#"{"to":"u@example.org","id":5}"#, JSON).unwrap_err().0, 400);
     }
 
     #[test]
@@ -155,6 +206,32 @@ mod tests {
         assert_eq!((refusal.status, refusal.message.contains("more than 64 attributes")), (400, true));
         let xml_only = stanza_from_push(br#"{"to":"a@b"}"#, Some("application/json"), HOST, false, 1024);
         assert_eq!(xml_only.unwrap_err().status, 415);
+    }
+
+    #[test]
+    fn a_push_is_answered_as_it_asks_else_as_it_was_written() {
+        const JSON: Option<&str> = Some("application/json; charset=utf-8");
+        let format = answer_format;
+        // No Accept: the request's own format; XML when it has none the endpoint reads.
+        assert_eq!(format(JSON, None), Format::Json);
+        assert_eq!(format(XML, None), Format::Xml);
+        assert_eq!(format(None, None), Format::Xml);
+        assert_eq!(format(Some("text/plain"), None), Format::Xml);
+        // Accept decides when it prefers one of the two.
+        assert_eq!(format(XML, Some("application/json")), Format::Json);
+        assert_eq!(format(JSON, Some("application/xmpp+xml")), Format::Xml);
+        assert_eq!(format(XML, Some("text/html, Application/JSON;q=0.9, */*;q=0.1")), Format::Json);
+        assert_eq!(format(JSON, Some("application/json;q=0.5, application/xmpp+xml;q=0.8")), Format::Xml);
+        assert_eq!(format(XML, Some("application/xmpp+xml;q=0.2, application/json ; Q=0.7")), Format::Json);
+        // Wildcards, ties, refusals (q=0) and nonsense prefer neither: the request's format.
+        for accept in
+            ["*/*", "application/*", "application/json, application/xmpp+xml", "application/json;q=0", "", ",;,"]
+        {
+            assert_eq!(format(JSON, Some(accept)), Format::Json, "{accept}");
+            assert_eq!(format(XML, Some(accept)), Format::Xml, "{accept}");
+        }
+        // A q that is not a number counts as none.
+        assert_eq!(format(JSON, Some("application/xmpp+xml;q=high")), Format::Json);
     }
 
     #[test]

@@ -30,15 +30,21 @@
 //! 6. [`outcome`]: what the sender gets (a reply, nothing, or an error), as a `Completion`,
 //!    and the XEP-0184 receipt an accepted message owes, sent first (`Shared::answer`).
 //!    `dispatch/keeper.rs` settles what waited past its deadline and sends `<composing/>`.
+//!    A streamed answer (a `200` of `application/x-ndjson` or `text/event-stream`) is read
+//!    piece by piece instead (`dispatch/stream.rs`, [`stream`]; its reads are bounded by
+//!    `http/clamp.rs`), and yields a first message, corrections and a final one.
 //! 7. [`wakeup`]: a byte wakes Prosody, whose watcher calls `Client:drain`; the completions
 //!    become stanza tables (`Element::to_lua`) that the Lua sends, each under its own guard.
 //!
 //! A push (`POST /rest`, `POST /component_http`) takes a shorter path: the Lua's HTTP handler
-//! calls `push`, [`inbound`] parses and checks it ([`policy`]), and the Lua sends it. [`config`]
+//! calls `push`, [`inbound`] parses and checks it ([`policy`]), and the Lua sends it (or
+//! `Client:hold` keeps it until a streamed answer to the same conversation ends). [`config`]
 //! turns the options into typed values, with the module's profile; [`room`] holds what the bot
-//! knows of the group chats it is in.
+//! knows of the group chats it is in; [`avatar`] reads and checks the bot's picture, which the
+//! Lua serves in its vCard.
 
 pub mod answer;
+pub mod avatar;
 pub mod config;
 pub mod dispatch;
 pub mod http;
@@ -160,6 +166,18 @@ impl UserData for Client {
         });
         // The counters and figures for Prosody's statistics (see `Stats`); read when Prosody
         // collects them, not per stanza.
+        // A pushed stanza for a conversation a streamed answer is being written to: "held"
+        // (sent after the answer), "full" (refuse the push), or nil (send it now).
+        methods.add_method("hold", |_, this, stanza: Table| {
+            guard("hold", || {
+                let Some(dispatcher) = this.dispatcher.as_ref() else { return Ok(None) };
+                let element = || {
+                    let xml = Incoming::from_lua(&stanza)?.xml;
+                    xml::parse_stanza(&xml, xml::Limits::default())
+                };
+                Ok(dispatcher.hold(element).map(|held| if held { "held" } else { "full" }))
+            })
+        });
         methods.add_method("stats", |lua, this, ()| {
             guard("stats", || {
                 let t = lua.create_table()?;
@@ -281,10 +299,32 @@ fn push_options(lua: &Lua, (options, name): (Table, Option<String>)) -> mlua::Re
             ("iq_timeout", "iq_timeout"),
             ("max_size", "max_push_size"),
             ("max_iqs", "max_push_iqs"),
+            ("queue_size", "queue_size"),
         ] {
             names.set(key, profile.push_option(what))?;
         }
         t.set("names", names)?;
+        Ok(MultiValue::from_vec(vec![Value::Table(t)]))
+    })
+}
+
+/// `avatar(options, profile)`: the bot's avatar as a table (`type`, the MIME type; `base64`,
+/// the file in base64; `sha1`, its hash in hex; `width`, `height`, `size`), `false` when the
+/// avatar option is unset, or `nil, message` when its file cannot be served (see [`avatar`]).
+fn avatar(lua: &Lua, (options, name): (Table, Option<String>)) -> mlua::Result<MultiValue> {
+    guard("avatar", || {
+        let avatar = match avatar::Avatar::from_options(&options, profile(name)?) {
+            Ok(Some(avatar)) => avatar,
+            Ok(None) => return Ok(MultiValue::from_vec(vec![Value::Boolean(false)])),
+            Err(why) => return Ok(MultiValue::from_vec(vec![Value::Nil, Value::String(lua.create_string(why)?)])),
+        };
+        let t = lua.create_table()?;
+        t.set("type", avatar.mime_type)?;
+        t.set("base64", avatar.base64())?;
+        t.set("sha1", avatar.sha1.as_str())?;
+        t.set("width", avatar.width)?;
+        t.set("height", avatar.height)?;
+        t.set("size", avatar.data.len())?;
         Ok(MultiValue::from_vec(vec![Value::Table(t)]))
     })
 }
@@ -336,6 +376,17 @@ fn push(
     })
 }
 
+/// `push_answer_format(content_type, accept)`: `"json"` or `"xml"`, what a push to an endpoint
+/// that speaks both is answered in (see [`inbound::answer_format`]).
+fn push_answer_format(_: &Lua, (content_type, accept): (Option<String>, Option<String>)) -> mlua::Result<&'static str> {
+    guard("push_answer_format", || {
+        Ok(match inbound::answer_format(content_type.as_deref(), accept.as_deref()) {
+            config::Format::Json => "json",
+            config::Format::Xml => "xml",
+        })
+    })
+}
+
 /// Compares an `Authorization` header with the configured credentials in constant time. An
 /// empty header (Prosody's value for a bare `Authorization:`) or empty credentials never match.
 fn same_secret(_: &Lua, (given, expected): (mlua::String, mlua::String)) -> mlua::Result<bool> {
@@ -379,8 +430,10 @@ pub fn exports(lua: &Lua) -> mlua::Result<Table> {
     exports.set("prep_jid", lua.create_function(prep_jid)?)?;
     exports.set("option_names", lua.create_function(option_names)?)?;
     exports.set("push_options", lua.create_function(push_options)?)?;
+    exports.set("avatar", lua.create_function(avatar)?)?;
     exports.set("rooms", lua.create_function(rooms)?)?;
     exports.set("push", lua.create_function(push)?)?;
+    exports.set("push_answer_format", lua.create_function(push_answer_format)?)?;
     exports.set("same_secret", lua.create_function(same_secret)?)?;
     exports.set("request_json", lua.create_function(request_json)?)?;
     exports.set("latency_buckets", lua.create_sequence_from(dispatch::LATENCY_BUCKETS)?)?;

@@ -160,7 +160,8 @@ impl Resolver for CachingResolver {
         let host = authority.host().trim_start_matches('[').trim_end_matches(']');
         let addrs = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => self.lookup(&format!("{host}:{port}"), *timeout.after)?,
+            // No later than the worker's read-by instant: the stanza's deadline.
+            Err(_) => self.lookup(&format!("{host}:{port}"), *crate::http::clamped(timeout).after)?,
         };
         // ureq keeps at most 16 addresses.
         let mut resolved = self.empty();

@@ -138,6 +138,12 @@ fn run(shared: &Arc<Shared>) {
                 }
             }
         }
+        // Streamed answers: a correction falls due while its worker waits for the next piece.
+        for in_flight in state.in_flight.values_mut() {
+            if let Some(next) = shared.poll_stream(in_flight, now) {
+                wake_at = wake_at.min(next);
+            }
+        }
         if let Some(outage) = &state.outage {
             if !outage.probe_in_flight && outage.next_probe > now {
                 wake_at = wake_at.min(outage.next_probe);

@@ -12,6 +12,7 @@ use super::*;
 use crate::stanza::Element;
 
 mod memory;
+mod stream;
 
 /// What the test server answers: status, extra header lines, body, whether to send a
 /// Content-Length (without one it closes the connection, as `php -S` does), and a delay.

@@ -89,7 +89,9 @@ impl Shared {
                     } else {
                         Composing::NotWanted
                     };
-                    state.in_flight.insert(job.id, InFlight { incoming: Arc::clone(&job.incoming), composing });
+                    state
+                        .in_flight
+                        .insert(job.id, InFlight { incoming: Arc::clone(&job.incoming), composing, stream: None });
                     return Some(job);
                 }
             }
@@ -147,7 +149,7 @@ impl Shared {
     /// The stanza's outcome is known: answer it (unless `close` already did), update what we
     /// know about the webhook, then let the next stanza of its line go — in that order, so the
     /// next one's answer cannot overtake.
-    fn finish(self: &Arc<Self>, job: Job, outcome: Outcome, jitter: &mut Jitter) {
+    pub(super) fn finish(self: &Arc<Self>, job: Job, outcome: Outcome, jitter: &mut Jitter) {
         let reached = !matches!(&outcome, Outcome::Error(e, _) if *e == crate::outcome::TIMED_OUT);
         let completion = self.settle(&job, outcome);
         let mut state = lock(&self.state);
@@ -157,20 +159,7 @@ impl Shared {
         // no later than that answer (both may come in one drain).
         if state.outage.is_some() {
             if reached {
-                // The webhook answered: release everything held.
-                if let Some(outage) = state.outage.take() {
-                    let down_for = outage.since.elapsed().as_secs_f64();
-                    self.report_status(
-                        Level::Info,
-                        "The webhook answers".into(),
-                        format!(
-                            "The webhook answers again after {down_for:.1} s; sending the {} held stanzas",
-                            state.queued
-                        ),
-                    );
-                }
-                start = self.offer_work(&mut state);
-                self.changed.notify_all();
+                start = self.webhook_answers(&mut state);
             } else if job.probe {
                 let window = state.limits.retry_window;
                 if let Some(outage) = &mut state.outage {
@@ -186,6 +175,21 @@ impl Shared {
         self.release_line(&mut state, job.line.as_deref());
         drop(state);
         self.spawn_workers(start);
+    }
+
+    /// The webhook answered: an outage ends, and everything held is released. Returns the
+    /// workers to start.
+    pub(super) fn webhook_answers(&self, state: &mut State) -> usize {
+        let Some(outage) = state.outage.take() else { return 0 };
+        let down_for = outage.since.elapsed().as_secs_f64();
+        self.report_status(
+            Level::Info,
+            "The webhook answers".into(),
+            format!("The webhook answers again after {down_for:.1} s; sending the {} held stanzas", state.queued),
+        );
+        let start = self.offer_work(state);
+        self.changed.notify_all();
+        start
     }
 
     /// The webhook is unreachable: put the job back in the queue, to be retried when a probe
@@ -377,6 +381,7 @@ fn run(shared: &Arc<Shared>) {
             job.attempts += 1;
             match verdict {
                 Verdict::Final(outcome) => shared.finish(job, outcome, &mut jitter),
+                Verdict::Stream(answer) => shared.stream(job, answer, &mut jitter),
                 Verdict::Unreachable(outcome, retry_after) => shared.hold(job, outcome, retry_after, &mut jitter),
                 Verdict::RateLimited(outcome, retry_after) => {
                     // Asked to slow down: this stanza waits, the others carry on.

@@ -178,6 +178,13 @@ class XmppClient:
                 self._cond.notify_all()
         return stanza
 
+    def register_plugin(self, name, config=None):
+        """Registers a slixmpp plugin (say "xep_0092", software version), so that the client
+        answers what it implements as a real client does, not with feature-not-implemented."""
+        async def register():
+            self.xmpp.register_plugin(name, pconfig=config)
+        self._run(register())
+
     # -- sending ------------------------------------------------------------
     def send_raw(self, data):
         self._call(self.xmpp.send_raw, data)

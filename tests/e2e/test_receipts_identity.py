@@ -14,7 +14,7 @@ BOT_JID = f"echo@{BOT}"
 RECEIPTS = "urn:xmpp:receipts"
 REQUEST = f"<request xmlns='{RECEIPTS}'/>"
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
-FEATURES = {DISCO_INFO, RECEIPTS, "http://jabber.org/protocol/chatstates"}
+FEATURES = {DISCO_INFO, RECEIPTS, "http://jabber.org/protocol/chatstates", "vcard-temp"}
 
 
 def receipt_of(s):

@@ -1,0 +1,272 @@
+//! Streamed answers through the dispatcher, against a webhook the test writes byte by byte.
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+
+use super::*;
+use crate::stream::CUT_MARKER;
+
+/// What the scripted webhook does next with the answer it is writing.
+enum Step {
+    /// Writes these bytes (and flushes).
+    Write(String),
+    /// Ends the body (the last chunk).
+    End,
+    /// Resets the connection (an abortive close).
+    Reset,
+}
+
+/// A webhook answering every request with `200` of `content_type` and then whatever the test
+/// sends through the returned channel, for one request at a time; a plain JSON reply to a
+/// request whose body contains `plain`.
+fn streaming_webhook(content_type: &'static str) -> (String, Sender<Step>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (steps, script) = channel::<Step>();
+    let script = Arc::new(Mutex::new(script));
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let script = Arc::clone(&script);
+            thread::spawn(move || answer_one(stream, content_type, &script));
+        }
+    });
+    (url, steps)
+}
+
+fn answer_one(stream: TcpStream, content_type: &str, script: &Mutex<Receiver<Step>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let length = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    let mut writer = stream;
+    if String::from_utf8_lossy(&body).contains("plain") {
+        let reply = r#"{"body": "plain reply"}"#;
+        let out = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
+            reply.len()
+        );
+        writer.write_all(out.as_bytes()).unwrap();
+        return;
+    }
+    // Chunked, as streaming servers write: a connection that breaks is then not taken for the
+    // end of the body.
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n");
+    writer.write_all(head.as_bytes()).unwrap();
+    let script = script.lock().unwrap();
+    loop {
+        match script.recv() {
+            Ok(Step::Write(bytes)) => {
+                let chunk = format!("{:x}\r\n{bytes}\r\n", bytes.len());
+                if writer.write_all(chunk.as_bytes()).and_then(|()| writer.flush()).is_err() {
+                    return;
+                }
+            }
+            Ok(Step::Reset) => {
+                // SO_LINGER 0: the close sends a RST.
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&writer);
+                let linger = [1i32, 0i32];
+                // SAFETY: setsockopt on a socket we own, with a correctly sized linger struct.
+                unsafe {
+                    setsockopt(fd, 1, 13, linger.as_ptr().cast(), 8);
+                }
+                return;
+            }
+            Ok(Step::End) | Err(_) => {
+                let _ = writer.write_all(b"0\r\n\r\n");
+                return;
+            }
+        }
+    }
+}
+
+extern "C" {
+    fn setsockopt(fd: i32, level: i32, name: i32, value: *const std::ffi::c_void, len: u32) -> i32;
+}
+
+fn delta(text: &str) -> Step {
+    Step::Write(format!("{}\n", serde_json::json!({ "delta": text })))
+}
+
+fn streaming_dispatcher(url: &str, adjust: impl FnOnce(&mut Config)) -> Dispatcher {
+    dispatcher(url, |config| {
+        config.stream.interval = Duration::from_millis(50);
+        adjust(config);
+    })
+}
+
+/// Waits for the next completion that sends something or logs.
+fn next(d: &Dispatcher, got: &mut VecDeque<Completion>) -> Completion {
+    wait_until("a completion", || {
+        got.extend(outcomes(d));
+        !got.is_empty()
+    });
+    got.pop_front().unwrap()
+}
+
+fn body_of_stanza(c: &Completion) -> String {
+    let xml = sent_xml(c);
+    let start = xml.find("<body>").map_or(0, |i| i + 6);
+    let end = xml.find("</body>").unwrap_or(start);
+    xml[start..end].to_owned()
+}
+
+#[test]
+fn a_stream_is_a_first_message_corrections_and_an_exact_final() {
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    let mut d = streaming_dispatcher(&url, |_| {});
+    d.submit(message(1));
+    let mut got = VecDeque::new();
+    steps.send(delta("Hel")).unwrap();
+    let first = next(&d, &mut got);
+    let xml = sent_xml(&first);
+    assert!(xml.starts_with("<message type='chat' to='user1@localhost/r' from='echo@bot.localhost' id='"), "{xml}");
+    assert!(xml.ends_with("-0'><body>Hel</body></message>"), "{xml}");
+    let first_id = xml.split("id='").nth(1).unwrap().split('\'').next().unwrap().to_owned();
+    steps.send(delta("lo")).unwrap();
+    let correction = next(&d, &mut got);
+    let xml = sent_xml(&correction);
+    assert!(xml.contains(&format!("<body>Hello</body><replace id='{first_id}'")), "{xml}");
+    assert!(xml.contains("<no-store xmlns='urn:xmpp:hints'/>"), "{xml}");
+    steps.send(delta(", world")).unwrap();
+    steps.send(Step::End).unwrap();
+    let last = collect_last(&mut d, 1).pop().unwrap();
+    let xml = sent_xml(&last);
+    assert!(xml.contains(&format!("<body>Hello, world</body><replace id='{first_id}'")), "{xml}");
+    assert!(!xml.contains("no-store"), "{xml}");
+    assert_eq!(last.log, None);
+    assert_eq!(d.stats().outcomes, [("reply".to_owned(), 1)]);
+}
+
+#[test]
+fn an_answer_that_arrives_whole_is_one_plain_message_and_sse_is_read() {
+    let (url, steps) = streaming_webhook("text/event-stream");
+    let mut d = streaming_dispatcher(&url, |_| {});
+    steps
+        .send(Step::Write(
+            ": comment\r\nevent: token\r\ndata: {\"delta\": \"Hi \"}\r\n\r\ndata: {\"body\": \"Hello\"}\n\ndata: [DONE]\n\n"
+                .into(),
+        ))
+        .unwrap();
+    d.submit(message(1));
+    let all = collect_last(&mut d, 1);
+    let xml = sent_xml(&all[0]);
+    assert!(xml.ends_with("-0'><body>Hello</body></message>"), "{xml}");
+    drop(steps);
+}
+
+#[test]
+fn a_cut_stream_keeps_its_text_and_says_why() {
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    let mut d = streaming_dispatcher(&url, |_| {});
+    d.submit(message(1));
+    let mut got = VecDeque::new();
+    steps.send(delta("The answer is ")).unwrap();
+    assert_eq!(body_of_stanza(&next(&d, &mut got)), "The answer is ");
+    steps.send(Step::Write("{not json\n".into())).unwrap();
+    let last = collect_last(&mut d, 1).pop().unwrap();
+    assert_eq!(body_of_stanza(&last), format!("The answer is\n\n{CUT_MARKER}"));
+    let (level, line) = last.log.unwrap();
+    assert_eq!(level, Level::Warn);
+    assert!(line.contains("streamed answer cut off") && line.contains("line 2"), "{line}");
+}
+
+#[test]
+fn a_reset_before_any_text_is_an_error_to_the_sender() {
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    let mut d = streaming_dispatcher(&url, |_| {});
+    d.submit(message(1));
+    steps.send(Step::Write("{}\n".into())).unwrap();
+    steps.send(Step::Reset).unwrap();
+    let last = collect_last(&mut d, 1).pop().unwrap();
+    assert!(sent_xml(&last).contains("type='error'"), "{last:?}");
+    assert!(last.log.unwrap().1.contains("streamed answer cut off: the connection broke"));
+}
+
+#[test]
+fn a_silent_stream_ends_after_the_timeout_with_its_text() {
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    let mut d = streaming_dispatcher(&url, |config| config.timeout = Duration::from_millis(300));
+    d.submit(message(1));
+    let mut got = VecDeque::new();
+    steps.send(delta("Thinking")).unwrap();
+    next(&d, &mut got);
+    let last = collect_last(&mut d, 1).pop().unwrap();
+    assert_eq!(body_of_stanza(&last), format!("Thinking\n\n{CUT_MARKER}"));
+    assert!(last.log.unwrap().1.contains("(component_post_timeout)"));
+    drop(steps);
+}
+
+#[test]
+fn other_messages_to_a_chat_wait_for_the_streamed_answer() {
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    let mut d = streaming_dispatcher(&url, |_| {});
+    d.submit(message(1));
+    let mut got = VecDeque::new();
+    steps.send(delta("Hel")).unwrap();
+    next(&d, &mut got);
+    // Another client of the same user (another line), answered at once by the webhook.
+    let mut other = message(1);
+    other.from = Some("user1@localhost/other".into());
+    other.body = Some("plain".into());
+    other.xml = "<message><body>plain</body></message>".into();
+    d.submit(other);
+    // A push for the same conversation is held too; one for another is not.
+    let push = |to: &str| {
+        Ok(Element::new("message")
+            .with_attr("from", "echo@bot.localhost")
+            .with_attr("to", to)
+            .with_child(Element::new("body").with_text("pushed")))
+    };
+    wait_until("the other reply is held", || {
+        lock(&d.shared.completions).chats.values().next().is_some_and(|held| !held.is_empty())
+    });
+    assert_eq!(d.hold(|| push("user1@localhost")), Some(true));
+    assert_eq!(d.hold(|| push("user2@localhost")), None);
+    steps.send(delta("lo")).unwrap();
+    steps.send(Step::End).unwrap();
+    let all = collect_last(&mut d, 3);
+    let bodies: Vec<String> = all.iter().map(body_of_stanza).collect();
+    assert_eq!(bodies, ["Hello", "plain reply", "pushed"]);
+    assert!(sent_xml(&all[0]).contains("<replace"));
+}
+
+#[test]
+fn closing_ends_a_stream_with_its_text() {
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    let mut d = streaming_dispatcher(&url, |_| {});
+    d.submit(message(1));
+    let mut got = VecDeque::new();
+    steps.send(delta("Half an answer")).unwrap();
+    next(&d, &mut got);
+    let closed: Vec<Completion> = d.close().into_iter().filter(|c| c.send.is_some()).collect();
+    assert_eq!(closed.len(), 1);
+    assert_eq!(body_of_stanza(&closed[0]), format!("Half an answer\n\n{CUT_MARKER}"));
+    wait_until("every thread exited", || d.threads_alive() == 0);
+    assert!(outcomes(&d).iter().all(|c| c.send.is_none()));
+}
+
+#[test]
+fn an_iq_cannot_be_answered_with_a_stream() {
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    let mut d = streaming_dispatcher(&url, |_| {});
+    let mut iq = message(1);
+    iq.name = "iq".into();
+    iq.stanza_type = Some("get".into());
+    iq.xml = "<iq type='get'><query xmlns='urn:example'/></iq>".into();
+    d.submit(iq);
+    let last = collect_last(&mut d, 1).pop().unwrap();
+    assert!(sent_xml(&last).starts_with("<iq") && sent_xml(&last).contains("type='error'"));
+    assert!(last.log.unwrap().1.contains("cannot be answered with a stream"));
+    drop(steps);
+}
