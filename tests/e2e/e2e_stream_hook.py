@@ -11,8 +11,8 @@ transfer encoding (each step that writes is one chunk, flushed at once):
   (an NDJSON line, or an SSE event `data: <json>`);
 - `raw(data)`: bytes (or text) exactly as given: a malformed line, an SSE comment, an `event:`
   line, CRLF;
-- `burst(steps)`: the bytes of several steps in one chunk, one write (an answer that arrives
-  whole);
+- `burst(steps, end=False)`: the bytes of several steps in one chunk, one write (an answer
+  that arrives whole); with `end`, the end of the body in the same write;
 - `done()`: SSE's `data: [DONE]`;
 - `wait(event)`: nothing is written until the test sets the threading.Event (tests pace a
   stream by what they saw, never by a guessed number of milliseconds);
@@ -70,8 +70,8 @@ def raw(data):
     return Step("raw", data.encode() if isinstance(data, str) else data)
 
 
-def burst(steps):
-    return Step("burst", list(steps))
+def burst(steps, end=False):
+    return Step("burst-end" if end else "burst", list(steps))
 
 
 def done():
@@ -102,7 +102,7 @@ def text_of(steps):
     """The text a script's `delta` and `body` steps add up to (what the user must see last)."""
     text = ""
     for step in steps:
-        inner = step.arg if step.kind == "burst" else [step]
+        inner = step.arg if step.kind in ("burst", "burst-end") else [step]
         for s in inner:
             if s.kind == "piece" and isinstance(s.arg, dict):
                 if "body" in s.arg:
@@ -122,7 +122,7 @@ class Framing:
     def encode(self, step):
         if step.kind == "raw":
             return step.arg
-        if step.kind == "burst":
+        if step.kind in ("burst", "burst-end"):
             return b"".join(self.encode(s) for s in step.arg)
         if self.content_type == NDJSON:
             if step.kind == "done":
@@ -212,10 +212,14 @@ class StreamHook:
                     return
                 else:
                     data = self.framing.encode(step)
-                    ex.send(b"%x\r\n%s\r\n" % (len(data), data))
+                    last = b"0\r\n\r\n" if step.kind == "burst-end" else b""
+                    ex.send(b"%x\r\n%s\r\n%s" % (len(data), data, last))
                     if record.first_text_at is None and text_of([step]):
                         record.first_text_at = time.monotonic()
-            ex.send(b"0\r\n\r\n")
+                    if last:
+                        break
+            else:
+                ex.send(b"0\r\n\r\n")
         except OSError:
             ex.close()
             record.end("peer closed")
