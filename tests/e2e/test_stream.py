@@ -338,6 +338,27 @@ def test_the_next_message_of_the_sender_is_answered_after_the_final_correction(h
     assert [r.body_field for r in hook.requests] == ["first", "second"]
 
 
+def test_an_answer_to_another_client_of_the_user_waits_for_the_final_correction(hook, alice, stream_prosody,
+                                                                              connect):
+    """The conversation is the bot's JID and the user's bare JID: an answer to the user's other
+    client (another line, POSTed at once) is held while the first answer streams."""
+    finish = threading.Event()
+    hook.script = lambda req: ([delta("Answer one"), wait(finish), delta(", finished.")]
+                               if req.body_field == "first" else [delta("Answer two.")])
+    phone = connect(stream_prosody, "alice", resource="phone")
+    since, _ = ask(alice, "first")
+    wait_text(alice, since, "Answer one")
+    phone_since, _ = ask(phone, "second")
+    _, second = hook.wait_for_requests(2)
+    assert second.body_field == "second" and second.stream.ended.wait(30) and second.stream.ending == "complete"
+    # The phone's sentinel to another bot JID is answered; the answer to "second" is not.
+    phone.expect_quiet(phone.mark(), to=f"other@{BOT}", ignore=lambda s: s.body is None)
+    assert not [s for s in phone.received[phone_since:] if s.frm == BOT_JID and s.body is not None]
+    finish.set()
+    check_answer(answer_of(alice, since), "Answer one, finished.")
+    assert answer_of(phone, phone_since)[-1].body == "Answer two."
+
+
 def test_a_push_to_a_chat_that_is_streaming_arrives_after_the_final_correction(prosody_factory, make_stream_hook,
                                                                                connect):
     finish = threading.Event()
