@@ -41,9 +41,11 @@ def _ns(tag):
 
 
 class Stanza:
-    """A received stanza: name, attributes, the element and its XML text."""
+    """A received stanza: name, attributes, the element and its XML text, and when it was
+    received (time.monotonic(), for the benchmarks: tests wait for stanzas, never time them)."""
 
     def __init__(self, el, text):
+        self.received_at = time.monotonic()
         self.el = el
         self.xml = text
         self.name = _local(el.tag)
