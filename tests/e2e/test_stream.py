@@ -172,9 +172,7 @@ def test_a_streamed_answer_is_a_first_message_then_corrections_of_it(hook, alice
 
 @pytest.mark.parametrize("ending", [
     "sse-done-with-the-body",
-    pytest.param("ndjson-end-with-the-body", marks=pytest.mark.xfail(strict=True, reason=(
-        "the worker sees the end of a body only at its next read (Ok(0)), after it sent the first "
-        "message: an NDJSON answer that arrives whole is a first message and a standalone <active/>"))),
+    "ndjson-end-with-the-body",
     "ndjson-end-after-it",
 ])
 def test_an_answer_that_arrives_whole_is_one_message(hook, alice, ending):
@@ -187,9 +185,17 @@ def test_an_answer_that_arrives_whole_is_one_message(hook, alice, ending):
         hook.framing = Framing(SSE)
         hook.content_type = SSE
         hook.script = [burst(steps + [done()])]
+    elif ending == "ndjson-end-with-the-body":
+        hook.script = [burst(steps, end=True)]
     else:
-        hook.script = [burst(steps, end=ending == "ndjson-end-with-the-body")]
+        # The body ends only once the client has the first message.
+        first_seen = threading.Event()
+        hook.script = [burst(steps), wait(first_seen)]
     since, _ = ask(alice, "burst")
+    if ending == "ndjson-end-after-it":
+        alice.wait_for(lambda s: s.frm == BOT_JID and s.body is not None, since=since, timeout=30,
+                       what="the first message")
+        first_seen.set()
     (answer,) = answer_of(alice, since)
     assert answer.body == text_of(steps) and replaces(answer) is None, answer.xml
     states = [(state_of(s), s.body is not None) for s in alice.received[since:] if s.frm == BOT_JID]
