@@ -305,6 +305,24 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_template_is_a_plain_message() {
+        let orig = incoming("message", Some("chat"));
+        let fields = |json: &str| serde_json::from_str::<Map<String, Value>>(json).unwrap();
+        let template = stream_template(&orig, &fields(r#"{"reply": {"id": "m1"}}"#), "bot.localhost").unwrap();
+        assert!(template.to_xml().contains("<reply"), "{}", template.to_xml());
+        for refused in [
+            r#"{"oob_url": "https://f.example/a.png"}"#,
+            r#"{"reactions": {"id": "m1", "reactions": ["x"]}}"#,
+            r#"{"replace": "m1"}"#,
+            r#"{"reply": {"id": "m1", "quote": "earlier"}}"#,
+            r#"{"kind": "presence"}"#,
+            r#"{"type": "error"}"#,
+        ] {
+            assert!(stream_template(&orig, &fields(refused), "bot.localhost").is_err(), "{refused}");
+        }
+    }
+
+    #[test]
     fn echo_reply_swaps_addresses_and_defaults_to_chat() {
         let msg = incoming("message", Some("chat"));
         assert_eq!(
