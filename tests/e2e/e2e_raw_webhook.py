@@ -145,11 +145,19 @@ class RawWebhook:
         self.early_requests = []
         self.handler_errors = []
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # signalled with every request recorded
         self._seq = 0
         self._conns = set()
         self._listener = None
         self._accepter = None
         self.start()
+
+    def wait_for_requests(self, count, timeout=10.0):
+        """Waits until at least `count` requests (sentinels aside) arrived; returns them all."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self.requests) >= count, timeout):
+                raise AssertionError(f"the webhook got {len(self.requests)} request(s), expected {count}")
+            return list(self.requests)
 
     def url(self, path="/hook"):
         return f"http://127.0.0.1:{self.port}{path}"
@@ -234,6 +242,7 @@ class RawWebhook:
                 sentinel = isinstance(text, str) and text.startswith(SENTINEL_PREFIX)
                 with self._lock:
                     (self.sentinel_requests if sentinel else self.requests).append(ex)
+                    self._arrived.notify_all()
                 if sentinel:
                     ex.answer_json({"body": "ack " + text})
                 else:

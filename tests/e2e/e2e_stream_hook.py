@@ -173,12 +173,7 @@ class StreamHook:
         return self.raw.url(path)
 
     def wait_for_requests(self, count, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while len(self.raw.requests) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the stream hook got {len(self.raw.requests)} request(s), expected {count}")
-            time.sleep(0.02)
-        return list(self.raw.requests)
+        return self.raw.wait_for_requests(count, timeout)
 
     def close(self):
         self.raw.close()
