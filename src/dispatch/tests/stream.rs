@@ -210,7 +210,8 @@ fn a_silent_stream_ends_after_the_timeout_with_its_text() {
 #[test]
 fn other_messages_to_a_chat_wait_for_the_streamed_answer() {
     let (url, steps) = streaming_webhook("application/x-ndjson");
-    let mut d = streaming_dispatcher(&url, |_| {});
+    // At most `queue_size` messages wait for a conversation: here the other reply and one push.
+    let mut d = streaming_dispatcher(&url, |config| config.queue_size = 2);
     d.submit(message(1));
     let mut got = VecDeque::new();
     steps.send(delta("Hel")).unwrap();
@@ -232,6 +233,7 @@ fn other_messages_to_a_chat_wait_for_the_streamed_answer() {
         lock(&d.shared.completions).chats.values().next().is_some_and(|held| !held.is_empty())
     });
     assert_eq!(d.hold(|| push("user1@localhost")), Some(true));
+    assert_eq!(d.hold(|| push("user1@localhost/phone")), Some(false), "past queue_size: refused");
     assert_eq!(d.hold(|| push("user2@localhost")), None);
     steps.send(delta("lo")).unwrap();
     steps.send(Step::End).unwrap();
@@ -283,4 +285,32 @@ fn an_ndjson_answer_that_arrives_whole_is_one_plain_message() {
     let xml = sent_xml(&all[0]);
     assert!(!xml.contains("<replace"), "{xml}");
     assert_eq!(body_of_stanza(&all[0]), (0..200).map(|i| format!("w{i} ")).collect::<String>());
+}
+
+#[test]
+fn a_stream_may_outlast_the_stanza_deadline_while_pieces_keep_coming() {
+    // The stanza's deadline bounds a plain answer; a stream only the silence between pieces
+    // (the same option) and its own total time.
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    let mut d = streaming_dispatcher(&url, |config| {
+        config.timeout = Duration::from_secs(1);
+        config.stream.max_corrections = 100;
+    });
+    let started = Instant::now();
+    d.submit(message(1));
+    let mut got = VecDeque::new();
+    let mut text = String::new();
+    let mut n = 0;
+    // A piece after each stanza the client got, until the stream is older than the deadline.
+    while started.elapsed() < Duration::from_millis(1500) {
+        let piece = format!("w{n} ");
+        text.push_str(&piece);
+        steps.send(delta(&piece)).unwrap();
+        assert_eq!(body_of_stanza(&next(&d, &mut got)), text);
+        n += 1;
+    }
+    steps.send(Step::End).unwrap();
+    let last = collect_last(&mut d, 1).pop().unwrap();
+    assert_eq!(last.log, None);
+    assert_eq!(body_of_stanza(&last), text);
 }
