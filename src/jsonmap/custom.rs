@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::table::{ns, DATAFORM, MAX_EXTENSIONS, MAX_FEATURES, MAX_IDENTITIES, MAX_ITEMS};
+use super::table::{ns, ARCHIVE_QUERY, DATAFORM, MAX_EXTENSIONS, MAX_FEATURES, MAX_IDENTITIES, MAX_ITEMS};
 use super::{
     build_stanza, child, children, element_to_json, elements, ns_of, read_obj, text, type_error, write_obj, Builder,
     Custom, El, Item, Kind, MapError, Obj, Place, Profile, Prop, Scalar, Why, CLIENT,
@@ -409,4 +409,68 @@ fn forwarded_xml(value: &Value, field: &str, builder: &mut Builder) -> Result<El
     let mut message = build_stanza(fields, Profile::Rest, Kind::Message, field, builder)?;
     message.attrs.insert(0, ("xmlns".into(), CLIENT.into()));
     Ok(message)
+}
+
+// ---- XEP-0313 archive query ----
+
+/// `archive` in an iq: the query as the schema describes it (`queryid`, `form`, `page`), or the
+/// community module's shorthand, written as that query: the filters `with`, `start`, `end`,
+/// `before-id`, `after-id` and `ids` (a list, or ids separated by commas) become its form, and
+/// `after`, `before` and `max` its page. Read back, the query is in its full form.
+pub static ARCHIVE: Custom = Custom { el: ARCHIVE_QUERY.el, to_json: archive_json, to_xml: archive_xml };
+
+/// The shorthand's filters, in the order they are written as form fields.
+const ARCHIVE_FILTERS: [&str; 6] = ["with", "start", "end", "before-id", "after-id", "ids"];
+/// The shorthand's paging.
+const ARCHIVE_PAGING: [&str; 3] = ["after", "before", "max"];
+
+fn archive_json(query: &Element, query_ns: &str) -> Option<Value> {
+    read_obj(&ARCHIVE_QUERY, query, query_ns).map(Value::Object)
+}
+
+fn archive_xml(value: &Value, field: &str, builder: &mut Builder) -> Result<Element, MapError> {
+    let Value::Object(archive) = value else { return Err(type_error(field, "an object", value)) };
+    let given = |key: &str| archive.get(key).is_some_and(|v| !v.is_null());
+    if !ARCHIVE_FILTERS.into_iter().any(given) && !ARCHIVE_PAGING.into_iter().any(given) {
+        return write_obj(&ARCHIVE_QUERY, value, field, builder);
+    }
+    let mut full = archive.clone();
+    if let Some(key) = ARCHIVE_FILTERS.into_iter().find(|key| given(key)) {
+        if given("form") {
+            let why = Why::Invalid("cannot be used with 'form': write the filter into the form".into());
+            return Err(MapError { field: format!("{field}.{key}"), why });
+        }
+        let mut fields = vec![serde_json::json!({ "var": "FORM_TYPE", "type": "hidden", "values": [ns::MAM] })];
+        for key in ARCHIVE_FILTERS {
+            let Some(value) = full.remove(key).filter(|v| !v.is_null()) else { continue };
+            let values = match value {
+                Value::String(ids) if key == "ids" => ids.split(',').map(|id| Value::String(id.into())).collect(),
+                Value::String(text) => vec![Value::String(text)],
+                Value::Array(ids) if key == "ids" => ids,
+                other => return Err(type_error(&format!("{field}.{key}"), "a string", &other)),
+            };
+            fields.push(serde_json::json!({ "var": key, "values": values }));
+        }
+        full.insert("form".into(), serde_json::json!({ "type": "submit", "fields": fields }));
+    }
+    if let Some(key) = ARCHIVE_PAGING.into_iter().find(|key| given(key)) {
+        if given("page") {
+            let why = Why::Invalid("cannot be used with 'page': write it into the page".into());
+            return Err(MapError { field: format!("{field}.{key}"), why });
+        }
+        let mut page = Map::new();
+        for key in ARCHIVE_PAGING {
+            let Some(value) = full.remove(key).filter(|v| !v.is_null()) else { continue };
+            // As the community module does, a `max` given as text (from a URL's query) is a number.
+            let value = match value {
+                Value::String(max) if key == "max" => max.trim().parse::<u64>().map(Value::from).map_err(|_| {
+                    MapError { field: format!("{field}.max"), why: Why::Invalid("must be a number".into()) }
+                })?,
+                other => other,
+            };
+            page.insert(key.into(), value);
+        }
+        full.insert("page".into(), Value::Object(page));
+    }
+    write_obj(&ARCHIVE_QUERY, &Value::Object(full), field, builder)
 }

@@ -609,8 +609,10 @@ fn resolve_aliases<'a>(
     Ok((fields, aliased))
 }
 
-/// A stanza as a JSON object: every row of its kind that it carries. A presence without a type
-/// has `type` `available`, so a JSON client always sees one. Never fails; see the module doc.
+/// A stanza as a JSON object: every row of its kind that it carries. For mod_rest, a presence
+/// without a type has `type` `available`, as the community module writes it; component_http's
+/// requests have always left `type` out when the stanza has none. Never fails; see the module
+/// doc.
 pub fn element_to_json(stanza: &Element, profile: Profile) -> Map<String, Value> {
     let mut out = Map::new();
     let Some(kind) = Kind::from_name(&stanza.name) else { return out };
@@ -619,7 +621,9 @@ pub fn element_to_json(stanza: &Element, profile: Profile) -> Map<String, Value>
         let value = match row.place {
             Place::Kind => Some(Value::String(kind.name().into())),
             Place::Caller(_) | Place::Alias(..) | Place::Unmapped(_) => None,
-            Place::Attr("type", _) if kind == Kind::Presence && stanza.attr("type").is_none() => {
+            Place::Attr("type", _)
+                if profile == Profile::Rest && kind == Kind::Presence && stanza.attr("type").is_none() =>
+            {
                 Some(Value::String("available".into()))
             }
             place => read(place, stanza, ns, false),

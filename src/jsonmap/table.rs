@@ -6,7 +6,7 @@
 //! children, a message's body first and its rich elements in the order component_http has
 //! always written them (body, file, correction, reply, reactions).
 
-use super::custom::{COMMAND, DISCO, FORWARDED_MESSAGE, HTML, ITEMS};
+use super::custom::{ARCHIVE, COMMAND, DISCO, FORWARDED_MESSAGE, HTML, ITEMS};
 use super::{El, Item, Kind, Kinds, Obj, Place, Profiles, Prop, Row, Scalar};
 
 /// Namespaces the rows use.
@@ -348,7 +348,9 @@ static VCARD_UPDATE: Obj = obj(el("x", ns::VCARD_UPDATE), &[prop("photo", child_
 
 // ---- iq structures ----
 
-static ARCHIVE_QUERY: Obj = obj(
+/// XEP-0313 archive query, as the schema describes it (`form`, `page`); the `archive` row
+/// also takes the community module's shorthand (see `custom.rs`).
+pub static ARCHIVE_QUERY: Obj = obj(
     el("query", ns::MAM),
     &[prop("queryid", attr("queryid")), prop("form", Place::Child(&DATAFORM)), prop("page", Place::Child(&RSM))],
 );
@@ -527,7 +529,7 @@ pub static ROWS: &[Row] = &[
     implying(Iq, row("disco", Kinds::IQ, Place::Custom(&DISCO))),
     implying(Iq, row("items", Kinds::IQ, Place::Custom(&ITEMS))),
     implying(Iq, row("command", Kinds::IQ, Place::Custom(&COMMAND))),
-    implying(Iq, row("archive", Kinds::IQ, Place::Child(&ARCHIVE_QUERY))),
+    implying(Iq, row("archive", Kinds::IQ, Place::Custom(&ARCHIVE))),
     row("result", Kinds::IQ, Place::Child(&ARCHIVE_FIN)),
     row("oob", Kinds::IQ, Place::Child(&IQ_OOB)),
     row("extdisco", Kinds::IQ, Place::Child(&EXTDISCO)),

@@ -30,6 +30,7 @@ fn read(xml: &str, profile: Profile) -> Value {
 fn samples() -> Vec<(Value, &'static str, &'static [Profile])> {
     const BOTH: &[Profile] = &[Profile::Rest, Profile::ComponentHttp];
     const REST: &[Profile] = &[Profile::Rest];
+    const COMPONENT_HTTP: &[Profile] = &[Profile::ComponentHttp];
     vec![
         // Messages: the base fields and the rich fields component_http has always had.
         (
@@ -107,7 +108,20 @@ fn samples() -> Vec<(Value, &'static str, &'static [Profile])> {
              <text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>Down</text></error></message>",
             BOTH,
         ),
-        // Presences.
+        // Presences: an available presence has no type, which mod_rest writes as `available`.
+        (
+            json!({ "kind": "presence", "show": "away", "status": "Lunch", "priority": 5,
+                    "caps": { "hash": "sha-1", "node": "https://example.org", "ver": "abc=" },
+                    "idle_since": "2024-01-01T00:00:00Z",
+                    "muc": { "history": { "maxstanzas": 20, "since": "2024-01-01T00:00:00Z" } },
+                    "vcard_update": { "photo": "0123abcd" } }),
+            "<presence><show>away</show><status>Lunch</status><priority>5</priority>\
+             <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://example.org' ver='abc='/>\
+             <idle since='2024-01-01T00:00:00Z' xmlns='urn:xmpp:idle:1'/>\
+             <x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='20' since='2024-01-01T00:00:00Z'/></x>\
+             <x xmlns='vcard-temp:x:update'><photo>0123abcd</photo></x></presence>",
+            COMPONENT_HTTP,
+        ),
         (
             json!({ "kind": "presence", "type": "available", "show": "away", "status": "Lunch", "priority": 5,
                     "caps": { "hash": "sha-1", "node": "https://example.org", "ver": "abc=" },
@@ -119,7 +133,7 @@ fn samples() -> Vec<(Value, &'static str, &'static [Profile])> {
              <idle since='2024-01-01T00:00:00Z' xmlns='urn:xmpp:idle:1'/>\
              <x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='20' since='2024-01-01T00:00:00Z'/></x>\
              <x xmlns='vcard-temp:x:update'><photo>0123abcd</photo></x></presence>",
-            BOTH,
+            REST,
         ),
         (
             json!({ "kind": "presence", "type": "unavailable", "to": "room@muc.example.org/bot", "nick": "Bot",
@@ -596,6 +610,28 @@ fn shorthand_values_read_back_in_their_full_form() {
 }
 
 #[test]
+fn an_archive_query_may_be_written_in_the_community_shorthand() {
+    let shorthand = json!({ "kind": "iq", "archive": { "queryid": "q1", "with": "u@example.org", "ids": "a,b",
+                                                      "max": "10", "after": "x" } });
+    let xml = build(shorthand, Profile::Rest).unwrap();
+    assert_eq!(
+        xml,
+        "<iq type='set'><query xmlns='urn:xmpp:mam:2' queryid='q1'><x xmlns='jabber:x:data' type='submit'>\
+         <field var='FORM_TYPE' type='hidden'><value>urn:xmpp:mam:2</value></field>\
+         <field var='with'><value>u@example.org</value></field><field var='ids'><value>a</value><value>b</value></field>\
+         </x><set xmlns='http://jabber.org/protocol/rsm'><after>x</after><max>10</max></set></query></iq>"
+    );
+    assert_eq!(read(&xml, Profile::Rest)["archive"]["page"], json!({ "after": "x", "max": 10 }));
+    let both = json!({ "kind": "iq", "archive": { "with": "u@example.org", "form": { "type": "submit" } } });
+    assert_eq!(refusal(both, Profile::Rest).field, "archive.with");
+    let both = json!({ "kind": "iq", "archive": { "max": 5, "page": { "max": 5 } } });
+    assert_eq!(refusal(both, Profile::Rest).field, "archive.max");
+    assert_eq!(refusal(json!({ "kind": "iq", "archive": { "max": "ten" } }), Profile::Rest).field, "archive.max");
+    assert_eq!(refusal(json!({ "kind": "iq", "archive": { "with": 1 } }), Profile::Rest).field, "archive.with");
+    assert_eq!(refusal(json!({ "kind": "iq", "archive": { "within": 1 } }), Profile::Rest).field, "archive.within");
+}
+
+#[test]
 fn reading_a_stanza_skips_what_does_not_fit_its_row() {
     let xml = "<presence><priority>high</priority><show>busy</show><status>ok</status>\
                <c xmlns='http://jabber.org/protocol/caps' node='n'/><payload xmlns='urn:xmpp:json-msg:0'>{not json</payload>\
@@ -621,6 +657,8 @@ fn reading_a_stanza_skips_what_does_not_fit_its_row() {
     let none = read("<message><reactions xmlns='urn:xmpp:reactions:0' id='m1'/></message>", Profile::Rest);
     assert_eq!(none["reactions"], json!({ "id": "m1", "reactions": [] }));
     assert!(element_to_json(&Element::new("stream"), Profile::Rest).is_empty());
+    // component_http has always left out the type a stanza does not have.
+    assert_eq!(read("<presence/>", Profile::ComponentHttp), json!({ "kind": "presence" }));
 }
 
 /// component_http's rich fields keep their JSON and XML: the elements built here are those
