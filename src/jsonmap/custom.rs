@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 
 use super::table::{ns, ARCHIVE_QUERY, DATAFORM, MAX_EXTENSIONS, MAX_FEATURES, MAX_IDENTITIES, MAX_ITEMS};
 use super::{
-    build_stanza, child, children, element_to_json, elements, ns_of, read_obj, text, type_error, write_obj, Builder,
-    Custom, El, Item, Kind, MapError, Obj, Place, Profile, Prop, Scalar, Why, CLIENT,
+    build_stanza, checked, child, children, element_to_json, elements, ns_of, read_obj, text, type_error, write_obj,
+    Builder, Custom, El, Item, Kind, MapError, Obj, Place, Profile, Prop, Scalar, Why, CLIENT,
 };
 use crate::stanza::{Element, Node};
 
@@ -134,6 +134,7 @@ fn empty_query_xml(value: &Value, el: El, field: &str, builder: &mut Builder) ->
     };
     query.set_attr("xmlns", el.ns.unwrap_or(CLIENT));
     if let Value::String(node) = value {
+        checked(node, field)?;
         query.set_attr("node", node);
     }
     Ok(Some(query))
@@ -234,7 +235,10 @@ fn items_xml(value: &Value, field: &str, builder: &mut Builder) -> Result<Elemen
             for (i, item) in items.iter().enumerate() {
                 let field = format!("{field}[{i}]");
                 let item = match item {
-                    Value::String(jid) => builder.element(&field, "item")?.with_attr("jid", jid),
+                    Value::String(jid) => {
+                        checked(jid, &field)?;
+                        builder.element(&field, "item")?.with_attr("jid", jid)
+                    }
                     other => write_obj(&ITEM, other, &field, builder)?,
                 };
                 query.push_element(item);
@@ -348,12 +352,14 @@ fn form_xml(
     let typed = form_type == "result";
     let mut form = builder.element(field, "x")?.with_attr("xmlns", ns::DATA).with_attr("type", form_type);
     if let Some(form_type) = form_type_field {
+        checked(form_type, field)?;
         let mut hidden = builder.element(field, "field")?.with_attr("var", "FORM_TYPE").with_attr("type", "hidden");
         hidden.push_element(builder.element(field, "value")?.with_text(form_type));
         form.push_element(hidden);
     }
     for (var, value) in fields {
         let path = format!("{field}.{var}");
+        checked(var, &path)?;
         let mut element = builder.element(&path, "field")?.with_attr("var", var);
         let (field_type, values): (&str, Vec<String>) = match value {
             Value::String(text) => ("text-single", vec![text.clone()]),
@@ -378,6 +384,7 @@ fn form_xml(
             element.set_attr("type", field_type);
         }
         for value in values {
+            checked(&value, &path)?;
             element.push_element(builder.element(&path, "value")?.with_text(&value));
         }
         form.push_element(element);

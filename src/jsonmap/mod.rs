@@ -482,7 +482,10 @@ fn implied_kind(key: &str, profile: Profile) -> Option<Kind> {
 pub fn json_to_element(fields: &Map<String, Value>, profile: Profile, default: Kind) -> Result<Element, MapError> {
     let kind = infer_kind(fields, profile, default)?;
     let stanza = build_stanza(fields, profile, kind, "", &mut Builder::new())?;
-    stanza.check_xml().map_err(|why| MapError::new("kind", Why::Invalid(format!("would not be valid XML: {why}"))))?;
+    // Every text was checked as it was written; this guards what a row might add unchecked.
+    stanza
+        .check_xml()
+        .map_err(|why| MapError::new(kind.name(), Why::Invalid(format!("would not be valid XML: {why}"))))?;
     Ok(stanza)
 }
 
@@ -792,8 +795,20 @@ fn type_error(field: &str, expected: &'static str, got: &Value) -> MapError {
     MapError::new(field, Why::Type { expected, got: json_type(got) })
 }
 
+/// Text from JSON that XML can carry, or an error naming its field: one control character
+/// written to a client would break its whole stream.
+fn checked(text: &str, field: &str) -> Result<(), MapError> {
+    crate::stanza::check_text(text, "it").map_err(|why| MapError::new(field, Why::Invalid(why.replacen("it ", "", 1))))
+}
+
 /// A JSON value as the string the XML holds, checked.
 fn scalar_to_text(value: &Value, scalar: Scalar, field: &str) -> Result<String, MapError> {
+    let text = scalar_text(value, scalar, field)?;
+    checked(&text, field)?;
+    Ok(text)
+}
+
+fn scalar_text(value: &Value, scalar: Scalar, field: &str) -> Result<String, MapError> {
     let string = |value: &Value| value.as_str().map(str::to_owned).ok_or_else(|| type_error(field, "a string", value));
     match scalar {
         Scalar::Str => string(value),

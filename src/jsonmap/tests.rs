@@ -552,7 +552,19 @@ fn values_are_checked_naming_the_field() {
         (json!({ "kind": "presence", "join": "yes" }), "join", "'join' must be a boolean, got a string"),
         (json!({ "forwarded": { "message": { "kind": "iq" } } }), "forwarded.message.kind", ""),
         (json!({ "forwarded": { "message": { "ping": true } } }), "forwarded.message.ping", ""),
-        (json!({ "body": "a\u{1}b" }), "kind", ""),
+        (json!({ "body": "a\u{1}b" }), "body", "'body' contains the character U+0001, which XML does not allow"),
+        (json!({ "reply": { "id": "m\u{0}" } }), "reply.id", ""),
+        (json!({ "kind": "iq", "items": ["a\u{1b}"] }), "items[0]", ""),
+        (
+            json!({ "kind": "iq", "disco": { "extensions": { "urn:x": { "f\u{7}": "v" } } } }),
+            "disco.extensions.urn:x.f\u{7}",
+            "",
+        ),
+        (
+            json!({ "kind": "iq", "disco": { "extensions": { "urn:x": { "f": ["\u{ffff}"] } } } }),
+            "disco.extensions.urn:x.f",
+            "",
+        ),
     ] {
         let error = refusal(value.clone(), Profile::Rest);
         assert_eq!(error.field, field, "{value}: {error}");
