@@ -151,9 +151,16 @@ fn disco_json(query: &Element, query_ns: &str) -> Option<Value> {
     let mut extensions = Map::new();
     for form in children(query, query_ns, DATAFORM.el).take(MAX_EXTENSIONS) {
         let mut fields = form_fields(form, ns_of(form, query_ns));
-        if let Some(Value::String(form_type)) = fields.remove("FORM_TYPE") {
-            extensions.insert(form_type, Value::Object(fields));
-        }
+        // FORM_TYPE is a hidden field, or one without a type (read as a list) from some servers.
+        let form_type = match fields.remove("FORM_TYPE") {
+            Some(Value::String(form_type)) => form_type,
+            Some(Value::Array(mut list)) if list.len() == 1 => match list.pop() {
+                Some(Value::String(form_type)) => form_type,
+                _ => continue,
+            },
+            _ => continue,
+        };
+        extensions.insert(form_type, Value::Object(fields));
     }
     if !extensions.is_empty() {
         answer.insert("extensions".into(), Value::Object(extensions));

@@ -644,6 +644,20 @@ fn an_archive_query_may_be_written_in_the_community_shorthand() {
 }
 
 #[test]
+fn a_disco_extension_is_read_whatever_its_form_type_field_says_of_its_type() {
+    let xml = "<iq type='result'><query xmlns='http://jabber.org/protocol/disco#info'><feature var='f'/>\
+               <x xmlns='jabber:x:data' type='result'><field var='FORM_TYPE'><value>urn:x</value></field>\
+               <field var='a' type='text-multi'><value>1</value><value>2</value></field>\
+               <field var='b' type='jid-single'/></x>\
+               <x xmlns='jabber:x:data' type='result'><field var='c'/></x></query></iq>";
+    assert_eq!(
+        read(xml, Profile::Rest)["disco"],
+        json!({ "identities": [], "features": ["f"], "extensions": { "urn:x": { "a": "1\n2", "b": null } } }),
+        "a form without FORM_TYPE is no extension"
+    );
+}
+
+#[test]
 fn reading_a_stanza_skips_what_does_not_fit_its_row() {
     let xml = "<presence><priority>high</priority><show>busy</show><status>ok</status>\
                <c xmlns='http://jabber.org/protocol/caps' node='n'/><payload xmlns='urn:xmpp:json-msg:0'>{not json</payload>\
