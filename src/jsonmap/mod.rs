@@ -234,6 +234,9 @@ pub enum Place {
     /// Another name for a property of another row (`of`.`key`); with no key, `true` stands for
     /// an empty `of` object (a legacy flag). Written only where the row it names is written.
     Alias(&'static str, Option<&'static str>),
+    /// Another way to write the list property `key` of the same object: one string for a list
+    /// of one, or the list itself. Written into that property; never read (the list is).
+    Shorthand(&'static str),
     /// A field of the contract that its caller reads (`stanza`, `delta`, a request's `room`):
     /// accepted in JSON, never written to or read from XML here. The text says who reads it.
     Caller(&'static str),
@@ -740,7 +743,7 @@ fn read(place: Place, element: &Element, ns: &str, required: bool) -> Option<Val
             let found = child(element, ns, custom.el)?;
             (custom.to_json)(found, ns_of(found, ns))
         }
-        Place::Kind | Place::Alias(..) | Place::Caller(_) | Place::Unmapped(_) => None,
+        Place::Kind | Place::Alias(..) | Place::Shorthand(_) | Place::Caller(_) | Place::Unmapped(_) => None,
     }
 }
 
@@ -940,7 +943,7 @@ fn write(
             let child = builder.nested(field, |builder| (custom.to_xml)(value, field, builder))?;
             element.push_element(child);
         }
-        Place::Kind | Place::Alias(..) | Place::Caller(_) | Place::Unmapped(_) => {}
+        Place::Kind | Place::Alias(..) | Place::Shorthand(_) | Place::Caller(_) | Place::Unmapped(_) => {}
     }
     Ok(())
 }
@@ -985,6 +988,7 @@ fn write_obj(obj: &Obj, value: &Value, field: &str, builder: &mut Builder) -> Re
     if let Some(key) = fields.keys().find(|key| !obj.props.iter().any(|prop| prop.key == key.as_str())) {
         return Err(MapError::new(&format!("{field}.{key}"), Why::Unknown));
     }
+    let fields = shorthands_resolved(obj, fields, field)?;
     let mut element = builder.element(field, obj.el.name)?;
     if let (Some(ns), false) = (obj.el.ns, obj.ns_after_first) {
         element.set_attr("xmlns", ns);
@@ -1002,4 +1006,31 @@ fn write_obj(obj: &Obj, value: &Value, field: &str, builder: &mut Builder) -> Re
         element.attrs.insert(at, ("xmlns".into(), ns.into()));
     }
     Ok(element)
+}
+
+/// The object's fields with every [`Place::Shorthand`] written into the list it stands for: a string
+/// as a list of one, a list as itself. Given with that list, it is refused, naming both.
+fn shorthands_resolved<'a>(
+    obj: &Obj,
+    fields: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Cow<'a, Map<String, Value>>, MapError> {
+    let mut fields = Cow::Borrowed(fields);
+    for prop in obj.props {
+        let Place::Shorthand(list) = prop.place else { continue };
+        let Some(value) = fields.get(prop.key).filter(|value| !value.is_null()).cloned() else { continue };
+        let path = format!("{field}.{}", prop.key);
+        if fields.get(list).is_some_and(|value| !value.is_null()) {
+            return Err(MapError::new(&path, Why::Invalid(format!("cannot be given with '{field}.{list}'"))));
+        }
+        let value = match value {
+            Value::String(one) => Value::Array(vec![Value::String(one)]),
+            Value::Array(many) => Value::Array(many),
+            other => return Err(type_error(&path, "a string or an array", &other)),
+        };
+        let fields = fields.to_mut();
+        fields.remove(prop.key);
+        fields.insert(list.to_owned(), value);
+    }
+    Ok(fields)
 }

@@ -196,6 +196,8 @@ static FORM_FIELD: Obj = obj(
         prop("desc", child_text("desc")),
         prop("required", Place::Flag(own("required"))),
         prop("values", Place::List(Item::Text(own("value"), Scalar::Str), MAX_FIELD_VALUES)),
+        // How the community module's own form mapping writes values (its schema says `values`).
+        prop("value", Place::Shorthand("values")),
         prop("options", Place::List(Item::Obj(&FORM_OPTION), MAX_FIELD_VALUES)),
     ],
 );

@@ -658,6 +658,20 @@ fn a_disco_extension_is_read_whatever_its_form_type_field_says_of_its_type() {
 }
 
 #[test]
+fn a_form_field_value_may_be_written_as_the_community_module_writes_it() {
+    let form = |field: Value| json!({ "dataform": { "type": "submit", "fields": [field] } });
+    let expected =
+        "<message><x xmlns='jabber:x:data' type='submit'><field var='a'><value>1</value></field></x></message>";
+    assert_eq!(build(form(json!({ "var": "a", "value": "1" })), Profile::Rest).unwrap(), expected);
+    assert_eq!(build(form(json!({ "var": "a", "value": ["1"] })), Profile::Rest).unwrap(), expected);
+    assert_eq!(read(expected, Profile::Rest)["dataform"]["fields"][0], json!({ "var": "a", "values": ["1"] }));
+    let both = refusal(form(json!({ "var": "a", "value": "1", "values": ["1"] })), Profile::Rest);
+    assert_eq!(both.field, "dataform.fields[0].value");
+    let wrong = refusal(form(json!({ "var": "a", "value": 1 })), Profile::Rest);
+    assert_eq!(wrong.to_string(), "'dataform.fields[0].value' must be a string or an array, got a number");
+}
+
+#[test]
 fn reading_a_stanza_skips_what_does_not_fit_its_row() {
     let xml = "<presence><priority>high</priority><show>busy</show><status>ok</status>\
                <c xmlns='http://jabber.org/protocol/caps' node='n'/><payload xmlns='urn:xmpp:json-msg:0'>{not json</payload>\
