@@ -95,7 +95,7 @@ pub mod ns {
 pub const MAX_REACTIONS: usize = 64;
 /// Stanza ids on one message (XEP-0359): one per archive it passed through.
 pub const MAX_STANZA_IDS: usize = 16;
-/// Fields in one data form (XEP-0004), and options or values in one field.
+/// Fields in one data form (XEP-0004).
 pub const MAX_FORM_FIELDS: usize = 256;
 /// Values, or options, of one data form field.
 pub const MAX_FIELD_VALUES: usize = 256;
