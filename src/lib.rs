@@ -50,6 +50,7 @@ pub mod dispatch;
 pub mod http;
 pub mod inbound;
 pub mod jid;
+pub mod jsonmap;
 pub mod outcome;
 pub mod policy;
 pub mod request;
