@@ -16,16 +16,15 @@ use std::time::Instant;
 
 use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, UserDataRefMut, Value};
 
-use super::message::RoomFields;
+use super::message::{read_message, RoomFields};
 use super::reply::RoomContext;
 use super::{
-    Action, GroupchatMode, MessageFacts, PingAnswer, PresenceFacts, PushRoute, RememberedRoom, RoomOptions, Rooms,
-    Skip, Timing, Verdict,
+    Action, GroupchatMode, PingAnswer, PresenceFacts, PushRoute, RememberedRoom, RoomOptions, Rooms, Skip, Timing,
+    Verdict,
 };
 use crate::config::Profile;
 use crate::jid;
 use crate::outcome::{describe, Level};
-use crate::rich::RequestFields;
 use crate::stanza::{Element, Incoming};
 use crate::xml::{parse_stanza, Limits};
 
@@ -94,8 +93,8 @@ impl LuaRooms {
         // A message from a room the bot knows is a room message whatever its shape: one the
         // rooms cannot read (beyond the parser's limits) is dropped, never POSTed as an ordinary
         // message, whose error would go to the occupant and get the bot kicked (status 333).
-        let element = match parse_stanza(&incoming.xml, Limits::default()) {
-            Ok(element) => element,
+        let facts = match read_message(&incoming.xml, incoming.body.as_deref()) {
+            Ok(facts) => facts,
             Err(why) => {
                 let line = format!(
                     "dropped {}: from a room, but unreadable ({why}); neither posted nor answered",
@@ -104,10 +103,6 @@ impl LuaRooms {
                 return Some(vec![Action::Log(Level::Info, line)]);
             }
         };
-        // What the sender wrote: the quote a reply carries for older clients (XEP-0428) names
-        // whoever wrote the message answered, not whom this one speaks to.
-        let written = incoming.body.as_deref().map(|body| RequestFields::read(&element, None).body(body).into_owned());
-        let facts = MessageFacts::read(&element, written);
         match self.rooms.classify_message(&facts, self.options.groupchat) {
             Verdict::NotFromARoom => None,
             Verdict::Room(fields) => {
