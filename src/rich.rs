@@ -108,7 +108,10 @@ impl RequestFields {
         fields
     }
 
-    /// `body` as its author wrote it: without the quote of the message it answers.
+    /// `body` as its author wrote it: without the quote of the message it answers. The quote is
+    /// stripped only when its ranges fit this body (none past its end, reversed or overlapping)
+    /// and are at most [`MAX_FALLBACK_RANGES`]; otherwise the body is kept whole. Linear in the
+    /// body's length (see [`strip_ranges`]).
     pub fn body<'a>(&self, body: &'a str) -> Cow<'a, str> {
         if self.fallback.is_empty() {
             return Cow::Borrowed(body);
@@ -117,13 +120,13 @@ impl RequestFields {
         let ranges: Vec<(usize, usize)> =
             self.fallback.iter().map(|&(start, end)| (start, if end == WHOLE { total } else { end })).collect();
         // Ranges past the end, or overlapping, were not written for this body: keep it whole.
+        // `fallback` is sorted, so neighbours are enough to find an overlap.
         let fits = ranges.iter().all(|&(start, end)| start <= end && end <= total)
             && ranges.windows(2).all(|pair| pair[0].1 <= pair[1].0);
         if !fits {
             return Cow::Borrowed(body);
         }
-        let quoted = |i: usize| ranges.iter().any(|&(start, end)| (start..end).contains(&i));
-        Cow::Owned(body.chars().enumerate().filter(|(i, _)| !quoted(*i)).map(|(_, c)| c).collect())
+        Cow::Owned(strip_ranges(body, &ranges).0)
     }
 
     /// Appends the fields present as `,"key":value` to a JSON object being written.
@@ -160,9 +163,15 @@ impl RequestFields {
 /// The end of a fallback range that is the whole body, however long.
 const WHOLE: usize = usize::MAX;
 
-/// The body ranges a XEP-0428 fallback for a reply marks, in code points. A `<body/>` without
-/// `start` and `end` is the whole body.
-fn fallback_ranges(message: &Element) -> Vec<(usize, usize)> {
+/// The most XEP-0428 body ranges a reply's fallback may mark for its quote to be stripped. A
+/// client quotes the message it answers once, in one range; a fallback with more is not
+/// honoured (the body is POSTed whole), and reading stops at the first range past this.
+pub const MAX_FALLBACK_RANGES: usize = 16;
+
+/// The body ranges a XEP-0428 fallback for a reply marks, in code points, sorted: none when it
+/// marks more than [`MAX_FALLBACK_RANGES`]. A `<body/>` without `start` and `end` is the whole
+/// body.
+pub fn fallback_ranges(message: &Element) -> Vec<(usize, usize)> {
     let mut ranges: Vec<(usize, usize)> = elements(message)
         .filter(|e| e.name == "fallback" && in_ns(e, FALLBACK) && e.attr("for") == Some(REPLY))
         .flat_map(|fallback| elements(fallback).filter(|e| e.name == "body" && in_ns(e, FALLBACK)))
@@ -171,9 +180,35 @@ fn fallback_ranges(message: &Element) -> Vec<(usize, usize)> {
             (Some(start), Some(end)) => Some((start.parse().ok()?, end.parse().ok()?)),
             _ => None,
         })
+        .take(MAX_FALLBACK_RANGES + 1)
         .collect();
+    if ranges.len() > MAX_FALLBACK_RANGES {
+        return Vec::new();
+    }
     ranges.sort_unstable();
     ranges
+}
+
+/// `text` without the code points in `ranges` (sorted, not overlapping, none past the end of
+/// `text`: what [`RequestFields::body`] checked), and the work done: one step per code point
+/// and per range, so the cost is linear in `text` whatever the ranges (a test holds it to that
+/// count).
+pub fn strip_ranges(text: &str, ranges: &[(usize, usize)]) -> (String, usize) {
+    let mut kept = String::with_capacity(text.len());
+    let mut steps = 0;
+    let mut next = ranges.iter().peekable();
+    for (i, c) in text.chars().enumerate() {
+        steps += 1;
+        // Ranges that ended before this code point are behind us for good: they are sorted.
+        while next.peek().is_some_and(|&&(_, end)| end <= i) {
+            next.next();
+            steps += 1;
+        }
+        if next.peek().is_none_or(|&&(start, _)| start > i) {
+            kept.push(c);
+        }
+    }
+    (kept, steps)
 }
 
 /// Fills a message built from a reply or push object (`body`: the text the object gives, if
@@ -478,6 +513,92 @@ mod tests {
             None,
         );
         assert_eq!(other.body("abc"), "abc");
+    }
+
+    /// A reply whose fallback marks `ranges` (`None` for a `<body/>` without a range).
+    fn reply_with(ranges: &[Option<(usize, usize)>]) -> String {
+        let bodies: String = ranges
+            .iter()
+            .map(|range| match range {
+                Some((start, end)) => format!("<body start='{start}' end='{end}'/>"),
+                None => "<body/>".into(),
+            })
+            .collect();
+        format!(
+            "<message><reply xmlns='urn:xmpp:reply:0' id='m1'/>\
+             <fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reply:0'>{bodies}</fallback></message>"
+        )
+    }
+
+    /// The quote stripping as first written (every code point checked against every range):
+    /// the definition the linear one must keep.
+    fn naive_body(ranges: &[Option<(usize, usize)>], body: &str) -> String {
+        let mut ranges: Vec<(usize, usize)> = ranges.iter().map(|r| r.unwrap_or((0, WHOLE))).collect();
+        ranges.sort_unstable();
+        let total = body.chars().count();
+        let ranges: Vec<(usize, usize)> =
+            ranges.iter().map(|&(start, end)| (start, if end == WHOLE { total } else { end })).collect();
+        let fits = ranges.iter().all(|&(start, end)| start <= end && end <= total)
+            && ranges.windows(2).all(|pair| pair[0].1 <= pair[1].0);
+        if ranges.is_empty() || !fits {
+            return body.to_owned();
+        }
+        let quoted = |i: usize| ranges.iter().any(|&(start, end)| (start..end).contains(&i));
+        body.chars().enumerate().filter(|(i, _)| !quoted(*i)).map(|(_, c)| c).collect()
+    }
+
+    #[test]
+    fn quote_stripping_keeps_its_definition_over_every_shape_of_ranges() {
+        // A small xorshift: many generated cases, the same on every run.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let alphabet = ['a', 'b', '\u{e9}', '\u{1F431}', '\n', '>', ' '];
+        let mut stripped = 0;
+        for _ in 0..20_000 {
+            let body: String = (0..next(10)).map(|_| alphabet[next(alphabet.len())]).collect();
+            // Unsorted, overlapping, duplicate, reversed, empty, past the end, whole-body.
+            let reach = body.chars().count() + 3;
+            let ranges: Vec<Option<(usize, usize)>> =
+                (0..next(5)).map(|_| if next(8) == 0 { None } else { Some((next(reach), next(reach))) }).collect();
+            let fields = read(&reply_with(&ranges), None);
+            let expected = naive_body(&ranges, &body);
+            assert_eq!(fields.body(&body), expected, "{ranges:?} over {body:?}");
+            stripped += usize::from(expected != body);
+        }
+        assert!(stripped > 1000, "the cases strip something often enough to mean something: {stripped}");
+    }
+
+    #[test]
+    fn a_fallback_with_more_ranges_than_the_bound_is_not_honoured() {
+        let body: String = "ab".repeat(64_000);
+        // 5,000 ranges that fit the body: each quotes one code point.
+        let many: Vec<Option<(usize, usize)>> = (0..5_000).map(|i| Some((2 * i, 2 * i + 1))).collect();
+        let fields = read(&reply_with(&many), None);
+        assert!(fields.fallback.len() <= MAX_FALLBACK_RANGES, "{} ranges kept", fields.fallback.len());
+        assert!(matches!(fields.body(&body), Cow::Borrowed(b) if b == body), "kept whole");
+        // At the bound they are honoured.
+        let bound = &many[..MAX_FALLBACK_RANGES];
+        let fields = read(&reply_with(bound), None);
+        assert_eq!(fields.body(&body), naive_body(bound, &body));
+        assert_eq!(fields.body(&body).chars().count(), body.chars().count() - MAX_FALLBACK_RANGES);
+    }
+
+    #[test]
+    fn quote_stripping_is_one_step_per_code_point_and_per_range() {
+        for len in [1_000, 128_000] {
+            let body: String = "\u{1F431}b".repeat(len / 2);
+            let ranges: Vec<(usize, usize)> = (0..MAX_FALLBACK_RANGES)
+                .map(|i| (i * len / MAX_FALLBACK_RANGES, i * len / MAX_FALLBACK_RANGES + 3))
+                .collect();
+            let (kept, steps) = strip_ranges(&body, &ranges);
+            assert_eq!(kept.chars().count(), len - 3 * MAX_FALLBACK_RANGES);
+            assert!(steps <= len + ranges.len(), "{steps} steps for {len} code points");
+        }
     }
 
     #[test]

@@ -16,16 +16,15 @@ use std::time::Instant;
 
 use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, UserDataRefMut, Value};
 
-use super::message::RoomFields;
+use super::message::{read_message, RoomFields};
 use super::reply::RoomContext;
 use super::{
-    Action, GroupchatMode, MessageFacts, PingAnswer, PresenceFacts, PushRoute, RememberedRoom, RoomOptions, Rooms,
-    Skip, Timing, Verdict,
+    Action, GroupchatMode, PingAnswer, PresenceFacts, PushRoute, RememberedRoom, RoomOptions, Rooms, Skip, Timing,
+    Verdict,
 };
 use crate::config::Profile;
 use crate::jid;
 use crate::outcome::{describe, Level};
-use crate::rich::RequestFields;
 use crate::stanza::{Element, Incoming};
 use crate::xml::{parse_stanza, Limits};
 
@@ -69,7 +68,10 @@ impl LuaRooms {
     /// Decides whether a message to the component is POSTed, and with which room fields:
     /// `None` posts it (with `incoming.room` set when it comes from a room); `Some(actions)`
     /// does not (the bot's own message reflected, history, the subject, an unmentioned message
-    /// in `"mentions"` mode…), and the actions say why or react to a room's error.
+    /// in `"mentions"` mode, one from a room that is beyond the parser's limits, a `groupchat`
+    /// message from anyone but a room the bot knows…), and the actions say why or react to a
+    /// room's error. Nothing of the stanza is read before its sender is found to be a room the
+    /// bot knows.
     pub fn classify(&mut self, incoming: &mut Incoming) -> Option<Vec<Action>> {
         if incoming.name == "presence" {
             self.note_occupant_presence(incoming);
@@ -80,16 +82,27 @@ impl LuaRooms {
         }
         let from = incoming.from.as_deref()?;
         let groupchat = incoming.stanza_type.as_deref() == Some("groupchat");
-        // Prosody routes prepared JIDs: a private message from a room the bot does not know is
-        // an ordinary message, read no further.
-        if !groupchat && !self.rooms.knows(from.split('/').next().unwrap_or_default()) {
-            return None;
+        // The room first, before anything of the stanza is read: whoever sends a message to the
+        // component costs the room logic nothing unless it comes from a room the bot knows.
+        // Prosody routes prepared JIDs, so the bare part of `from` is the room as it is kept.
+        if !self.rooms.knows(from.split('/').next().unwrap_or_default()) {
+            // A private message is an ordinary message; a `groupchat` one is from a room the bot
+            // is not in (or not a room at all) and never POSTed.
+            return groupchat.then(|| vec![skip_log(incoming, Skip::NotInRoom)]);
         }
-        let element = parse_stanza(&incoming.xml, Limits::default()).ok()?;
-        // What the sender wrote: the quote a reply carries for older clients (XEP-0428) names
-        // whoever wrote the message answered, not whom this one speaks to.
-        let written = incoming.body.as_deref().map(|body| RequestFields::read(&element, None).body(body).into_owned());
-        let facts = MessageFacts::read(&element, written);
+        // A message from a room the bot knows is a room message whatever its shape: one the
+        // rooms cannot read (beyond the parser's limits) is dropped, never POSTed as an ordinary
+        // message, whose error would go to the occupant and get the bot kicked (status 333).
+        let facts = match read_message(&incoming.xml, incoming.body.as_deref()) {
+            Ok(facts) => facts,
+            Err(why) => {
+                let line = format!(
+                    "dropped {}: from a room, but unreadable ({why}); neither posted nor answered",
+                    describe(incoming)
+                );
+                return Some(vec![Action::Log(Level::Info, line)]);
+            }
+        };
         match self.rooms.classify_message(&facts, self.options.groupchat) {
             Verdict::NotFromARoom => None,
             Verdict::Room(fields) => {
@@ -106,10 +119,7 @@ impl LuaRooms {
                 None
             }
             Verdict::Skip(why) => {
-                let mut actions = vec![Action::Log(
-                    Level::Debug,
-                    format!("not posting {}: {}", describe(incoming), skip_reason(why)),
-                )];
+                let mut actions = vec![skip_log(incoming, why)];
                 if why == Skip::Error {
                     actions.extend(self.rooms.on_error_message(&facts, Instant::now()));
                 }
@@ -137,6 +147,11 @@ impl LuaRooms {
         let bot_from = incoming.to.clone().unwrap_or_default();
         incoming.room = Some(Box::new(RoomContext { fields, bot_from }));
     }
+}
+
+/// The debug line saying why `incoming` is not POSTed.
+fn skip_log(incoming: &Incoming, why: Skip) -> Action {
+    Action::Log(Level::Debug, format!("not posting {}: {}", describe(incoming), skip_reason(why)))
 }
 
 fn skip_reason(why: Skip) -> &'static str {
@@ -327,5 +342,122 @@ impl UserData for LuaRooms {
             let actions = this.rooms.leave_all();
             actions_to_lua(lua, &this.stanza_mt, actions)
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOM: &str = "dev@conference.localhost";
+
+    /// The rooms of `bot.localhost`, in `ROOM` as `bot`, in `"mentions"` mode.
+    fn rooms(lua: &Lua) -> LuaRooms {
+        let options = RoomOptions::parse(
+            "component_post_",
+            "bot.localhost",
+            Some(vec![ROOM.into()]),
+            Some("bot".into()),
+            Some("mentions".into()),
+        )
+        .unwrap();
+        let mut rooms = Rooms::new("bot.localhost", &options, Timing::default());
+        let now = Instant::now();
+        rooms.start(now);
+        let joined = PresenceFacts { from: format!("{ROOM}/bot"), status_codes: vec![110], ..Default::default() };
+        rooms.on_presence(&joined, now).unwrap();
+        LuaRooms { rooms, options, stanza_mt: lua.create_table().unwrap() }
+    }
+
+    /// A message mentioning the bot from `from`, with `payload` after its body.
+    fn message(from: &str, message_type: &str, payload: &str) -> Incoming {
+        let xml = format!(
+            "<message from='{from}' to='bot.localhost' type='{message_type}' id='m1'><body>hi bot</body>{payload}</message>"
+        );
+        Incoming {
+            from: Some(from.into()),
+            to: Some("bot.localhost".into()),
+            xml,
+            id: Some("m1".into()),
+            body: Some("hi bot".into()),
+            ..Incoming::sample("message", Some(message_type))
+        }
+    }
+
+    /// Payloads one past each of the parser's limits: depth, attributes on one element, elements.
+    fn over_the_limits() -> Vec<(&'static str, String)> {
+        let limits = Limits::default();
+        // The message itself and its body count: 32 more levels make it 33 deep.
+        let depth = format!("{}{}", "<x xmlns='urn:t'>".repeat(limits.max_depth), "</x>".repeat(limits.max_depth));
+        let attributes: String = (0..=limits.max_attributes).map(|i| format!(" a{i}='v'")).collect();
+        let elements = "<x xmlns='urn:t'/>".repeat(limits.max_elements);
+        vec![("depth", depth), ("attributes", format!("<x xmlns='urn:t'{attributes}/>")), ("elements", elements)]
+    }
+
+    fn log_lines(actions: &[Action]) -> Vec<(Level, String)> {
+        actions
+            .iter()
+            .map(|action| match action {
+                Action::Log(level, line) => (*level, line.clone()),
+                other => panic!("only log lines expected, got {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_readable_room_message_is_posted_with_the_rooms_fields() {
+        let lua = Lua::new();
+        let mut rooms = rooms(&lua);
+        let mut said = message(&format!("{ROOM}/alice"), "groupchat", "");
+        assert!(rooms.classify(&mut said).is_none(), "posted");
+        let room = said.room.expect("with the room's fields");
+        assert_eq!((room.fields.nick.as_str(), room.fields.mentioned), ("alice", Some(true)));
+    }
+
+    #[test]
+    fn a_room_message_over_the_parse_limits_is_dropped_with_a_log_line() {
+        let lua = Lua::new();
+        let mut rooms = rooms(&lua);
+        for (limit, payload) in over_the_limits() {
+            for message_type in ["groupchat", "chat", "normal"] {
+                let mut said = message(&format!("{ROOM}/alice"), message_type, &payload);
+                assert!(parse_stanza(&said.xml, Limits::default()).is_err(), "{limit}: over the limit");
+                let actions = rooms.classify(&mut said).unwrap_or_else(|| panic!("{limit} {message_type}: posted"));
+                let lines = log_lines(&actions);
+                assert_eq!(lines.len(), 1, "{limit} {message_type}: {lines:?}");
+                let (level, line) = &lines[0];
+                assert_eq!(*level, Level::Info);
+                assert!(
+                    line.starts_with(&format!(
+                        "dropped message from {ROOM}/alice to bot.localhost (id m1): from a room, but unreadable ("
+                    )),
+                    "{line}"
+                );
+                assert!(said.room.is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn a_groupchat_message_from_an_unknown_jid_is_not_read() {
+        let lua = Lua::new();
+        let mut rooms = rooms(&lua);
+        // A stanza the room parse would refuse: were it read, it would be dropped as unreadable
+        // (or, before, POSTed as an ordinary message); it is skipped for its sender alone.
+        for (limit, payload) in over_the_limits() {
+            for from in ["alice@localhost/phone", "other@conference.localhost/alice", "localhost"] {
+                let mut said = message(from, "groupchat", &payload);
+                let actions = rooms.classify(&mut said).unwrap_or_else(|| panic!("{limit} from {from}: posted"));
+                let lines = log_lines(&actions);
+                assert_eq!(lines.len(), 1);
+                assert_eq!(lines[0].0, Level::Debug);
+                assert!(lines[0].1.ends_with(skip_reason(Skip::NotInRoom)), "{from}: {}", lines[0].1);
+                assert!(said.room.is_none());
+            }
+        }
+        // Nor is a private message from anyone but a room the bot knows: an ordinary message.
+        let (_, deep) = &over_the_limits()[0];
+        let mut private = message("alice@localhost/phone", "chat", deep);
+        assert!(rooms.classify(&mut private).is_none() && private.room.is_none());
     }
 }

@@ -7,6 +7,8 @@ use super::membership::{occupant_parts as split, Occupant, Rooms};
 use super::mention::mentions;
 use super::options::GroupchatMode;
 use crate::jid;
+use crate::rich::RequestFields;
+use crate::xml::{parse_stanza, Limits};
 
 /// The fields a request for a room message carries besides the usual ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +80,18 @@ pub enum RoomView<'a> {
         /// reply that names one of them (and no `to`) answers the bot.
         own_message_ids: &'a [String],
     },
+}
+
+/// The facts of a message as Prosody serialized it (`xml`), with `body` the text of its
+/// `<body/>` ([`crate::stanza::Incoming::body`]): parsed within the limits replies are parsed
+/// with ([`Limits::default`]), or `Err` saying which it is beyond. The body is what the sender
+/// wrote: without the quote a reply carries for older clients (XEP-0428), which names whoever
+/// wrote the message answered, not whom this one speaks to. Linear in `xml` and `body` (see
+/// [`crate::rich::strip_ranges`]).
+pub fn read_message(xml: &str, body: Option<&str>) -> Result<MessageFacts, String> {
+    let element = parse_stanza(xml, Limits::default())?;
+    let written = body.map(|body| RequestFields::read(&element, None).body(body).into_owned());
+    Ok(MessageFacts::read(&element, written))
 }
 
 /// Decides what `message` means, given where the bot stands in its room and the mode.
@@ -195,6 +209,21 @@ mod tests {
         assert_eq!(classify(&reply_by_id, view, GroupchatMode::Mentions), fields("alice", true));
         let other_id = MessageFacts { reply_id: Some("s2".into()), ..said("alice", "thanks") };
         assert_eq!(classify(&other_id, view, GroupchatMode::All), fields("alice", false));
+    }
+
+    #[test]
+    fn a_message_is_read_as_its_sender_wrote_it_or_refused_beyond_the_limits() {
+        let quote = "> Help Bot wrote\n";
+        let xml = format!(
+            "<message from='{ROOM}/alice' type='groupchat'><body>{quote}thanks</body>\
+             <reply xmlns='urn:xmpp:reply:0' id='s1'/><fallback xmlns='urn:xmpp:fallback:0' \
+             for='urn:xmpp:reply:0'><body start='0' end='{}'/></fallback></message>",
+            quote.chars().count()
+        );
+        let facts = read_message(&xml, Some(&format!("{quote}thanks"))).unwrap();
+        assert_eq!((facts.body.as_deref(), facts.reply_id.as_deref()), (Some("thanks"), Some("s1")));
+        let deep = format!("<message from='{ROOM}/alice'>{}{}</message>", "<x>".repeat(32), "</x>".repeat(32));
+        assert_eq!(read_message(&deep, None).unwrap_err(), "nested deeper than 32 elements");
     }
 
     #[test]
