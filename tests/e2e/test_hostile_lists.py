@@ -84,3 +84,21 @@ def test_a_push_with_reactions_past_the_bound_gets_400_and_nothing_is_sent(pushi
     got = alice.wait_for(lambda s: s.name == "message", since=since)
     assert len(list(got.child("reactions", REACTIONS))) == MAX_REACTIONS, got.xml[:300]
     alice.expect_quiet(since, ignore=lambda s: s is got)
+
+
+# XML writes each of these as an entity of up to six bytes (`&apos;`), and a JSON 202 carries
+# the text twice (in `stanza` and `body`): at most seven bytes for each byte of the push.
+@pytest.mark.parametrize("char", ["&", "<", ">", "'", '"', "x"], ids=["amp", "lt", "gt", "apos", "quot", "plain"])
+def test_the_202_of_the_largest_push_is_the_stanza_as_sent_within_seven_times_its_size(pushing, char):
+    push, alice = pushing
+    limit = 1024 * 1024  # component_post_max_push_size's default
+    envelope = len(json.dumps({"to": "alice@localhost", "from": BOT_JID, "body": ""}))
+    text = char * ((limit - envelope) // len(json.dumps(char)[1:-1]))
+    since = alice.mark()
+    status, answer = push({"body": text})
+    assert status == 202, answer[:300]
+    sent = json.loads(answer)
+    assert sent["body"] == text and sent["kind"] == "message"
+    assert len(answer.encode()) <= 7 * limit
+    got = alice.wait_for(lambda s: s.name == "message", since=since)
+    assert got.body == text
