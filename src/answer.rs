@@ -174,7 +174,30 @@ pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Res
             }
         }
     }
-    Ok(Reply { stanza: reply, after })
+    let reply = Reply { stanza: reply, after };
+    check_elements(&reply)?;
+    Ok(reply)
+}
+
+/// Holds a reply built from JSON to the element limit a parsed `stanza` has, counting the
+/// messages after it: each list of the mapping has its own bound (see [`crate::rich`]), and
+/// this keeps any row, present or future, from handing Prosody's main thread more elements
+/// than one `stanza` may have.
+fn check_elements(reply: &Reply) -> Result<(), String> {
+    let max = Limits::default().max_elements;
+    let mut pending: Vec<&Element> = std::iter::once(&reply.stanza).chain(&reply.after).collect();
+    let mut count = 0usize;
+    while let Some(element) = pending.pop() {
+        count += 1;
+        if count > max {
+            return Err(format!("the reply makes more than {max} elements, a stanza's limit"));
+        }
+        pending.extend(element.children.iter().filter_map(|node| match node {
+            crate::stanza::Node::Element(child) => Some(child),
+            crate::stanza::Node::Text(_) => None,
+        }));
+    }
+    Ok(())
 }
 
 /// Gives the messages sent after a reply's stanza the type and addresses the stanza ended with
@@ -539,6 +562,30 @@ mod tests {
         assert!(matches!(reply(&msg, r#"{"body":"x","sticker":{"id":1}}"#), Outcome::Reply(_)));
         let raw = r#"{"stanza":"<message><body>raw</body></message>","reactions":"ignored"}"#;
         assert!(matches!(reply(&msg, raw), Outcome::Reply(_)));
+    }
+
+    #[test]
+    fn a_built_reply_is_held_to_the_element_limit_of_a_parsed_one() {
+        let max = Limits::default().max_elements;
+        // Every field, every list at its bound: well within the limit.
+        let fullest = serde_json::json!({
+            "body": "b", "oob_url": "https://f.example/a", "replace": "m0",
+            "reactions": { "id": "m1", "reactions": vec!["x"; crate::rich::MAX_REACTIONS] },
+            "reply": { "id": "m2", "to": "a@localhost", "quote": "q" },
+        });
+        let Value::Object(fields) = fullest else { unreachable!() };
+        assert!(check_elements(&element_from_json(&fields, "message").unwrap()).is_ok());
+        // However a reply is built, one element past the limit (counting the messages after
+        // it) is refused, as a `stanza` of that many is.
+        let mut wide = Reply { stanza: Element::new("message"), after: Vec::new() };
+        for _ in 1..max {
+            wide.stanza.push_element(Element::new("x"));
+        }
+        assert_eq!(check_elements(&wide), Ok(()));
+        wide.after.push(Element::new("message"));
+        assert_eq!(check_elements(&wide), Err(format!("the reply makes more than {max} elements, a stanza's limit")));
+        let parsed = format!("<message>{}</message>", "<x/>".repeat(max));
+        assert_eq!(parse_stanza(&parsed, Limits::default()), Err(format!("more than {max} elements")));
     }
 
     #[test]

@@ -29,6 +29,11 @@ pub const REACTIONS: &str = "urn:xmpp:reactions:0";
 /// XEP-0428 Fallback Indication.
 pub const FALLBACK: &str = "urn:xmpp:fallback:0";
 
+/// The most reactions one reply or push may send in a message. A person reacts with a handful of
+/// emoji; the bound keeps a megabyte of `["x",…]` from becoming hundreds of thousands of elements
+/// that Prosody's main thread turns into a stanza, routes and serializes.
+pub const MAX_REACTIONS: usize = 100;
+
 /// The rich fields of a message the bot gets, each present only when the message carries it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestFields {
@@ -320,6 +325,13 @@ fn reactions(fields: &Map<String, Value>) -> Result<Option<(&str, Vec<&str>)>, S
         None | Some(Value::Null) => return Err("'reactions' needs 'reactions': an array of emoji".into()),
         Some(other) => return Err(format!("'reactions.reactions' must be an array, got {}", json_type(other))),
     };
+    // Counted before any item is looked at: a list past the bound costs nothing more.
+    if list.len() > MAX_REACTIONS {
+        return Err(format!(
+            "'reactions.reactions' holds {} reactions, more than the {MAX_REACTIONS} a message may carry",
+            list.len()
+        ));
+    }
     let emoji = list
         .iter()
         .map(|reaction| match reaction {
@@ -686,6 +698,20 @@ mod tests {
         );
         assert_eq!(refusal(json!({ "replace": ["m1"] })), "'replace' must be a string, got an array");
         assert_eq!(refusal(json!({ "replace": "" })), "'replace' is empty: it must be a message id");
+    }
+
+    #[test]
+    fn the_reaction_list_is_bounded() {
+        let list = |n: usize| json!({ "reactions": { "id": "m1", "reactions": vec!["\u{1F44D}"; n] } });
+        let (xml, _) = build(list(MAX_REACTIONS)).unwrap();
+        assert_eq!(xml.matches("<reaction>").count(), MAX_REACTIONS);
+        // One past the bound and far past it alike: refused naming the field and the bound.
+        for n in [MAX_REACTIONS + 1, 2 * MAX_REACTIONS, 200_000] {
+            assert_eq!(
+                refusal(list(n)),
+                format!("'reactions.reactions' holds {n} reactions, more than the {MAX_REACTIONS} a message may carry")
+            );
+        }
     }
 
     #[test]
