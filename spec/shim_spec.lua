@@ -443,14 +443,17 @@ describe("the push endpoint", function ()
 end);
 
 describe("the latency histogram", function ()
-	-- The shared file on its own, with a client whose totals the spec sets.
+	-- The metrics library on its own, with the native library's replay but buckets of the spec's,
+	-- and a client whose totals the spec sets.
 	local function start(totals)
 		local fake = helpers.fake_module({});
 		fake.timers = {};
 		function fake:add_timer(delay, callback) table.insert(self.timers, { delay = delay, callback = callback }); end
 		local env = setmetatable({ module = fake, prosody = { hosts = {} } }, { __index = _G });
-		local lib = assert(loadfile("lua/component_http.lib.lua", "t", env))();
-		lib.report_metrics({ latency_buckets = { 0.1, 1 } }, { stats = function () return totals; end });
+		local lib = assert(loadfile("lua/component_http_metrics.lib.lua", "t", env))();
+		local native = setmetatable({ latency_buckets = { 0.1, 1 } }, { __index = require "component_http_native" });
+		local registries = { on_save = function () end, on_restore = function () end };
+		lib.report({ registries = registries }, native, { stats = function () return totals; end });
 		return fake;
 	end
 

@@ -50,12 +50,14 @@ pub mod dispatch;
 pub mod http;
 pub mod inbound;
 pub mod jid;
+pub mod metrics;
 pub mod outcome;
 pub mod policy;
 pub mod request;
 pub mod resolve;
 pub mod rich;
 pub mod room;
+pub mod shim;
 pub mod signing;
 pub mod stanza;
 pub mod stream;
@@ -450,6 +452,7 @@ pub fn exports(lua: &Lua) -> mlua::Result<Table> {
     exports.set("request_json", lua.create_function(request_json)?)?;
     exports.set("latency_buckets", lua.create_sequence_from(dispatch::LATENCY_BUCKETS)?)?;
     exports.set("version", env!("CARGO_PKG_VERSION"))?;
+    shim::register(lua, &exports)?;
     Ok(exports)
 }
 
