@@ -4,76 +4,36 @@
 -- kinds the client POSTs: what is POSTed is the webhook's to answer.
 
 local st = require "util.stanza";
-local jid_bare = require "util.jid".bare;
 local jid_split = require "util.jid".split;
 
--- The bot's available presence. While the module answers vCards, it says whether the bot has
--- an avatar (XEP-0153): the avatar's hash, or an empty <photo/> for none, so clients do not
--- ask; when the webhook answers them instead, it says nothing of one.
-local function online_presence(photo, from, to)
-	local presence = st.presence({ from = from, to = to });
-	if photo then
-		presence:tag("x", { xmlns = "vcard-temp:x:update" }):text_tag("photo", photo ~= "" and photo or nil):up();
-	end
-	return presence;
-end
-
--- Always online, accepting every subscription. `photo`: what the presence says of the avatar,
--- its hash, "" for none, false for nothing.
-local function answer_presence(shim, photo)
-	-- Who has been sent the bot's available presence, by bot JID: told at once when a reload
-	-- changes the avatar (XEP-0153 asks for a new presence then) rather than at their next login.
-	-- Bounded: past the limit, a contact learns of a change at its next login, as it would anyway.
-	local announced, announced_count, max_announced = {}, 0, 10000;
-	local function note_announced(online, contact, sent)
-		local contacts = announced[online];
-		if sent and not (contacts and contacts[contact]) and announced_count < max_announced then
-			contacts = contacts or {};
-			announced[online], contacts[contact], announced_count = contacts, true, announced_count + 1;
-		elseif not sent and contacts and contacts[contact] then
-			contacts[contact], announced_count = nil, announced_count - 1;
-		end
-	end
-
-	-- On reload: takes over who was told, and tells them again if the avatar changed.
+-- Always online, accepting every subscription: the native side decides what each presence is
+-- answered with, and keeps who was told the bot is online (handed over on reload, to tell them
+-- again at once when the avatar changed); this sends it. `photo`: what the bot's presence says
+-- of its avatar (XEP-0153), its hash, "" for none (so clients do not ask), or false for nothing
+-- (when the webhook answers vCard queries).
+local function answer_presence(shim, native, photo)
+	local presence = native.presence(photo, st.stanza_mt);
+	shim.registries.on_save(function (saved)
+		saved.component_http_presence = presence;
+	end);
 	shim.registries.on_restore(function (saved)
 		local old = saved.component_http_presence;
-		if not old then
+		if type(old) ~= "userdata" then
 			return;
 		end
-		announced, announced_count = old.announced, old.count;
-		if old.photo == photo or not photo then
-			return;
-		end
-		for online, contacts in pairs(announced) do
-			for contact in pairs(contacts) do
-				module:send(online_presence(photo, online, contact));
+		local resend, told = presence:adopt(old);
+		if resend then
+			for _, stanza in ipairs(resend) do
+				module:send(stanza);
 			end
+			module:log("info", "The avatar changed: sent the bot's presence with its new hash to %d contacts", told);
 		end
-		module:log("info", "The avatar changed: sent the bot's presence with its new hash to %d contacts", announced_count);
-	end);
-	shim.registries.on_save(function (saved)
-		saved.component_http_presence = { announced = announced, count = announced_count, photo = photo };
 	end);
 
 	local function handle_presence(event)
-		local stanza = event.stanza;
-		local to, from, t = stanza.attr.to, stanza.attr.from, stanza.attr.type;
-		if not (to and from) then
-			return true;
-		end
-		local contact = jid_bare(to);
-		local online = contact.."/default";
-		if t == "probe" then
-			module:send(online_presence(photo, online, from));
-			note_announced(online, from, true);
-		elseif t == "subscribe" then
-			module:send(st.presence({ from = contact, to = from, type = "subscribed" }));
-			module:send(online_presence(photo, online, from));
-			note_announced(online, from, true);
-		elseif t == "unsubscribe" then
-			module:send(st.presence({ from = online, to = from, type = "unavailable" }));
-			note_announced(online, from, false);
+		local attr = event.stanza.attr;
+		for _, stanza in ipairs(presence:answer(attr.to, attr.from, attr.type)) do
+			module:send(stanza);
 		end
 		return true;
 	end
@@ -126,7 +86,7 @@ local function answer_queries(identity, avatar)
 end
 
 -- Answers for the bot what the client does not POST (`forwarded`, the set of kinds it does).
-local function start(shim, profile, client, forwarded, avatar)
+local function start(shim, native, profile, client, forwarded, avatar)
 	-- Whether the module answers vCard queries: it does unless iqs are POSTed.
 	local serves_vcard = not forwarded.iq;
 	if serves_vcard then
@@ -136,7 +96,7 @@ local function start(shim, profile, client, forwarded, avatar)
 			.."queries itself (leave \"iq\" out of %s for the module to serve it)", profile.stanzas_option);
 	end
 	if profile.answer_presence and not forwarded.presence then
-		answer_presence(shim, serves_vcard and (avatar and avatar.sha1 or ""));
+		answer_presence(shim, native, serves_vcard and (avatar and avatar.sha1 or ""));
 	end
 end
 

@@ -20,7 +20,7 @@ shim.start_rooms(rooms);
 rooms = shim.rooms();
 
 local client, forwarded = module:require "component_http_client".start(shim, native, profile, options, rooms);
-module:require "component_http_identity".start(shim, profile, client, forwarded, avatar);
+module:require "component_http_identity".start(shim, native, profile, client, forwarded, avatar);
 module:require "component_http_metrics".report(shim, native, client);
 
 if push.credentials then

@@ -25,7 +25,7 @@ local client; -- none without a callback URL: nothing is answered, so nothing st
 if options[profile.url_option] ~= nil then
 	local forwarded;
 	client, forwarded = module:require "component_http_client".start(shim, native, profile, options, rooms);
-	module:require "component_http_identity".start(shim, profile, client, forwarded, avatar);
+	module:require "component_http_identity".start(shim, native, profile, client, forwarded, avatar);
 	module:require "component_http_metrics".report(shim, native, client);
 elseif not push.credentials then
 	module:log("warn", "Neither %s nor %s is set: this component does nothing", profile.url_option, push.names.credentials);

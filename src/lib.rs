@@ -53,6 +53,7 @@ pub mod jid;
 pub mod metrics;
 pub mod outcome;
 pub mod policy;
+pub mod presence;
 pub mod request;
 pub mod resolve;
 pub mod rich;

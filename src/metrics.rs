@@ -26,7 +26,14 @@ pub struct Replay {
 /// counts per bucket (one more than `bounds`, the last past the last bound, not cumulative) and
 /// `total_sum` their sum; `seen` and `seen_sum`: what was replayed so far (shorter or empty
 /// before the first go). None when nothing new came.
-pub fn replay(bounds: &[f64], totals: &[u64], total_sum: f64, seen: &[u64], seen_sum: f64, budget: u64) -> Option<Replay> {
+pub fn replay(
+    bounds: &[f64],
+    totals: &[u64],
+    total_sum: f64,
+    seen: &[u64],
+    seen_sum: f64,
+    budget: u64,
+) -> Option<Replay> {
     let seen_at = |i: usize| seen.get(i).copied().unwrap_or(0);
     let low = |i: usize| if i == 0 { 0.0 } else { bounds[i - 1] };
     let new: Vec<u64> = totals.iter().enumerate().map(|(i, &total)| total.saturating_sub(seen_at(i))).collect();
@@ -48,11 +55,8 @@ pub fn replay(bounds: &[f64], totals: &[u64], total_sum: f64, seen: &[u64], seen
     // Every finite bucket's observations the same share of the way through it; those past the
     // last bound take what remains of the sum. With some past it, that share cannot be solved
     // for: the middle.
-    let share = if beyond == 0 && high_sum > low_sum {
-        ((sum - low_sum) / (high_sum - low_sum)).clamp(1e-9, 1.0)
-    } else {
-        0.5
-    };
+    let share =
+        if beyond == 0 && high_sum > low_sum { ((sum - low_sum) / (high_sum - low_sum)).clamp(1e-9, 1.0) } else { 0.5 };
     let mut values = Vec::with_capacity(new.len());
     let mut finite_sum = 0.0;
     for (i, &n) in new.iter().enumerate() {

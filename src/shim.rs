@@ -1,6 +1,7 @@
 //! What the Lua shim asks of the native side besides the client, so that the decisions and the
 //! names live here and the Lua only performs them: the module's profile (its option names and
-//! push path, from [`Profile`]) and the latency replay ([`crate::metrics`]).
+//! push path, from [`Profile`]), the bot's presence ([`crate::presence`]) and the latency replay
+//! ([`crate::metrics`]).
 
 use mlua::{Lua, Table};
 
@@ -25,7 +26,13 @@ pub fn register(lua: &Lua, exports: &Table) -> mlua::Result<()> {
     exports.set("profile", lua.create_function(|lua, name| crate::guard("profile", || profile(lua, name)))?)?;
     exports.set(
         "latency_replay",
-        lua.create_function(|lua, args| crate::guard("latency_replay", || crate::metrics::latency_replay_lua(lua, args)))?,
+        lua.create_function(|lua, args| {
+            crate::guard("latency_replay", || crate::metrics::latency_replay_lua(lua, args))
+        })?,
+    )?;
+    exports.set(
+        "presence",
+        lua.create_function(|lua, args| crate::guard("presence", || crate::presence::new_lua(lua, args)))?,
     )?;
     Ok(())
 }
