@@ -195,6 +195,49 @@ describe("mod_component_http shim", function ()
 		server:close();
 	end);
 
+	it("hands who was told it is online over on reload, and tells them the new avatar's hash", function ()
+		-- Two JPEG skeletons of different sizes (the segments the native side reads), as files.
+		local function jpeg(width)
+			local path = os.tmpname();
+			local file = assert(io.open(path, "wb"));
+			file:write("\255\216\255\224\0\16JFIF\0\1\1\0\0\1\0\1\0\0", "\255\192\0\11\8\0\2\0", string.char(width),
+				"\1\1\17\0", "\255\218\0\8\1\1\0\0\63\0", "\18\52\255\217");
+			file:close();
+			return path;
+		end
+		local first, second = jpeg(2), jpeg(3);
+		local function photo(stanza)
+			return stanza:get_child("x", "vcard-temp:x:update"):get_child_text("photo");
+		end
+		local function start(avatar, saved)
+			local fake = load({ component_post_url = dead_url, component_post_avatar = avatar });
+			if saved then fake.restore(saved); end
+			return fake;
+		end
+		local old = start(first);
+		for _, from in ipairs({ "u@localhost/r", "v@localhost/r" }) do
+			old.hooks["presence/bare"].handler(event(st.presence({ to = "echo@bot.localhost", from = from, type = "probe" })));
+		end
+		local old_hash = photo(old.sent[1]);
+		local saved = old.save();
+		old.unload();
+
+		local new = start(second, saved);
+		assert.are.equal(2, #new.sent);
+		for i, to in ipairs({ "u@localhost/r", "v@localhost/r" }) do
+			assert.are.same({ from = "echo@bot.localhost/default", to = to }, new.sent[i].attr);
+			assert.are_not.equal(old_hash, photo(new.sent[i]));
+			assert.are.equal(40, #photo(new.sent[i]));
+		end
+		-- The same avatar again: taken over, nobody told twice.
+		saved = new.save();
+		new.unload();
+		local again = start(second, saved);
+		assert.are.same({}, again.sent);
+		os.remove(first);
+		os.remove(second);
+	end);
+
 	it("hands stanzas in flight over to the new instance on reload", function ()
 		local server, url = helpers.silent_webhook();
 		local options = { component_post_url = url };
@@ -360,6 +403,30 @@ describe("the push endpoint", function ()
 			assert.truthy(returned:find("get, set, result or error", 1, true));
 		end
 		assert.are.same({}, fake.sent);
+	end);
+
+	it("sends a push to a room, and what goes after it, from the JID the bot is in the room as", function ()
+		local room, muc_user = "dev@conference.localhost", "http://jabber.org/protocol/muc#user";
+		local fake = load({ rest_credentials = "Bearer t0k3n" }, nil, "rest");
+		-- The bot joins from news@ by a presence of its own, and the room takes it in.
+		assert.are.equal(202, push(fake, "<presence from='news@rest.localhost' to='"..room.."/News'>"
+			.."<x xmlns='http://jabber.org/protocol/muc'/></presence>").status_code);
+		local on_presence;
+		for _, hook in ipairs(fake.all_hooks["presence/bare"]) do
+			if hook.priority == 20 then on_presence = hook.handler; end
+		end
+		assert.is_true(on_presence(event(st.presence({ from = room.."/News", to = "news@rest.localhost" })
+			:tag("x", { xmlns = muc_user }):tag("status", { code = "110" }):up():up())));
+		fake.sent = {};
+		-- A file and its caption pushed without a from: both said as the bot in the room.
+		local response = push(fake, '{"to":"'..room..'","type":"groupchat","oob_url":"https://files.example/cat.jpg",'
+			..'"body":"My cat."}', nil, "application/json");
+		assert.are.equal(202, response.status_code);
+		assert.are.equal(2, #fake.sent);
+		for _, stanza in ipairs(fake.sent) do
+			assert.are.same({ "news@rest.localhost", room, "groupchat" }, { stanza.attr.from, stanza.attr.to, stanza.attr.type });
+		end
+		assert.are.equal("My cat.", fake.sent[2]:get_child_text("body"));
 	end);
 
 	it("answers 500 with the reason when Prosody raises on a pushed stanza", function ()
