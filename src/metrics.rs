@@ -92,12 +92,15 @@ pub fn replay(
     Some(Replay { values, counts, seen: next_seen, seen_sum: if left { replayed_sum } else { total_sum }, left })
 }
 
+/// The arguments of [`latency_replay_lua`], as Lua passes them.
+type ReplayArgs = (Vec<f64>, Vec<u64>, f64, Option<Vec<u64>>, Option<f64>, u64);
+
 /// `latency_replay(bounds, totals, total_sum, seen, seen_sum, budget)`, for Lua: [`replay`] as a
 /// table (`values`, `counts`, `seen`, `seen_sum`, `left`), or nil when nothing new came.
 /// `seen` and `seen_sum` may be nil (nothing replayed yet).
 pub fn latency_replay_lua(
     lua: &mlua::Lua,
-    (bounds, totals, total_sum, seen, seen_sum, budget): (Vec<f64>, Vec<u64>, f64, Option<Vec<u64>>, Option<f64>, u64),
+    (bounds, totals, total_sum, seen, seen_sum, budget): ReplayArgs,
 ) -> mlua::Result<Option<mlua::Table>> {
     let Some(replay) = replay(&bounds, &totals, total_sum, &seen.unwrap_or_default(), seen_sum.unwrap_or(0.0), budget)
     else {
