@@ -287,12 +287,14 @@ local function start_rooms(rooms)
 	end);
 end
 
--- The rooms as the feature libraries use them, once start_rooms has run: `core`, the native
--- rooms object; `perform(actions)`; `own_presence(stanza)`, the presence the bot sends made
--- what the rooms need; `hold_push(room, resume)`, a push waiting for the bot to be in `room`,
--- resumed with the room's "ready" or "failed" action; `forward_presence(yes)`, whether
--- occupants' presence is POSTed (the client's kinds say).
-local function started_rooms()
+-- Starts the rooms (`rooms`, the native rooms object read_options returns), and returns them as
+-- the feature libraries use them: `core`, the native object; `perform(actions)`;
+-- `own_presence(stanza)`, the presence the bot sends made what the rooms need;
+-- `hold_push(room, resume)`, a push waiting for the bot to be in `room`, resumed with the room's
+-- "ready" or "failed" action; `forward_presence(yes)`, whether occupants' presence is POSTed (the
+-- client's kinds say).
+local function rooms_for_features(rooms)
+	start_rooms(rooms);
 	return {
 		core = room_core;
 		perform = perform_room_actions;
@@ -319,8 +321,7 @@ return {
 	load_native = load_native;
 	profile = module_profile;
 	read_options = read_options;
-	start_rooms = start_rooms;
-	rooms = started_rooms;
+	start_rooms = rooms_for_features;
 	registries = registries;
 	quote = quote;
 	refuse = refuse;

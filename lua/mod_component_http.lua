@@ -16,8 +16,7 @@ local profile = shim.profile(native, "component_http", {
 	answer_presence = true; -- always online, unless presence is posted
 });
 local options, push, rooms, avatar = shim.read_options(native, profile);
-shim.start_rooms(rooms);
-rooms = shim.rooms();
+rooms = shim.start_rooms(rooms);
 
 local client, forwarded = module:require "component_http_client".start(shim, native, profile, options, rooms);
 module:require "component_http_identity".start(shim, native, profile, client, forwarded, avatar);

@@ -15,8 +15,7 @@ local profile = shim.profile(native, "rest", {
 	answer_presence = false;
 });
 local options, push, rooms, avatar = shim.read_options(native, profile);
-shim.start_rooms(rooms);
-rooms = shim.rooms();
+rooms = shim.start_rooms(rooms);
 
 -- Without a callback URL the module only sends: stanzas to it are left to Prosody, which answers
 -- them as it answers stanzas nobody handles. (The client first: a module that fails to load
