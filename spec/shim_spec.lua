@@ -266,6 +266,23 @@ describe("mod_component_http shim", function ()
 		server:close();
 	end);
 
+	it("hands what it reported to Prosody's statistics over on reload: each stanza counted once", function ()
+		local options = { component_post_url = dead_url, component_post_retries = 0 };
+		local old, old_watch = load(options);
+		old.hooks["message/bare"].handler(event(st.message({ to = "e@bot.localhost", from = "u@localhost/r", id = "c1" })));
+		helpers.wait_sent(old, old_watch, 1);
+		local posted = 'component_http__posted_total{host="bot.localhost",kind="message"} 1';
+		old.global_hooks["stats-update"]();
+		assert.truthy(old.statistics.metric_registry:render():find(posted, 1, true));
+		local saved = old.save();
+		old.unload();
+		-- The new instance adopts the client, whose totals go on: nothing new to add.
+		local new = load(options);
+		new.restore(saved);
+		new.global_hooks["stats-update"]();
+		assert.is_nil(new.statistics.metric_registry:render():find("posted_total{", 1, true));
+	end);
+
 	it("answers what it handed over if the reloaded module never takes it", function ()
 		local server, url = helpers.silent_webhook();
 		local old, old_watch = load({ component_post_url = url });
