@@ -15,10 +15,11 @@
 //!
 //! In the order a stanza crosses the files, from Prosody to the webhook and back:
 //!
-//! 1. `lua/component_http.lib.lua` (called by `lua/mod_component_http.lua` and
-//!    `lua/mod_rest.lua`) hooks the stanza on Prosody's main thread and calls
-//!    [`Client`]`:submit` (here). Unless iqs are POSTed, it answers disco#info itself, with the
-//!    identity [`Client`]`:identity` gives.
+//! 1. `lua/component_http_client.lib.lua` (started by `lua/mod_component_http.lua` and
+//!    `lua/mod_rest.lua`, beside the core `lua/component_http.lib.lua`) hooks the stanza on
+//!    Prosody's main thread and calls [`Client`]`:submit` (here). Unless iqs are POSTed,
+//!    `lua/component_http_identity.lib.lua` answers disco#info itself, with the identity
+//!    [`Client`]`:identity` gives; [`shim`] has what the other libraries ask.
 //! 2. [`stanza`]: `Incoming::from_lua` reads the stanza table and serializes it, in one pass.
 //! 3. [`dispatch`]: `Dispatcher::submit` queues it, in its sender's line, and offers it to the
 //!    pool; the main thread returns.
@@ -51,12 +52,15 @@ pub mod http;
 pub mod inbound;
 pub mod jid;
 pub mod jsonmap;
+pub mod metrics;
 pub mod outcome;
 pub mod policy;
+pub mod presence;
 pub mod request;
 pub mod resolve;
 pub mod rich;
 pub mod room;
+pub mod shim;
 pub mod signing;
 pub mod stanza;
 pub mod stream;
@@ -451,6 +455,7 @@ pub fn exports(lua: &Lua) -> mlua::Result<Table> {
     exports.set("request_json", lua.create_function(request_json)?)?;
     exports.set("latency_buckets", lua.create_sequence_from(dispatch::LATENCY_BUCKETS)?)?;
     exports.set("version", env!("CARGO_PKG_VERSION"))?;
+    shim::register(lua, &exports)?;
     Ok(exports)
 }
 
