@@ -169,7 +169,7 @@ function perform_room_actions(actions)
 		if kind == "send" then
 			local ok, err = pcall(module.send, module, action.stanza);
 			if not ok then
-				module:log("error", "Prosody failed to send a room stanza (to=%s): %s", quote(action.stanza.attr.to), err);
+				module:log("error", "Prosody failed to send a room stanza (to=%s): %s", quote(action.stanza.attr.to), quote(err));
 			end
 		elseif kind == "log" then
 			module:log(action.level, "%s", action.message);
@@ -183,7 +183,7 @@ function perform_room_actions(actions)
 					perform_room_actions(room_core:ping_answer(room, id, stanza));
 				end, traceback);
 				if not ok then
-					module:log("error", "Failed to handle a self-ping answer from %s: %s", room, err);
+					module:log("error", "Failed to handle a self-ping answer from %s: %s", quote(room), quote(err));
 				end
 			end
 			module:send_iq(action.stanza, nil, 60):next(function (result)
@@ -193,15 +193,16 @@ function perform_room_actions(actions)
 			end);
 		elseif kind == "open_room" then
 			local room = action.room;
+			-- The error's text is the room's (or its server's): quoted like any text from outside.
 			module:send_iq(action.stanza):catch(function (err)
-				module:log("warn", "Could not open the new room %s with its default configuration: %s", room,
-					type(err) == "table" and (err.text or err.condition) or tostring(err));
+				module:log("warn", "Could not open the new room %s with its default configuration: %s", quote(room),
+					quote(type(err) == "table" and (err.text or err.condition) or err));
 			end);
 		elseif kind == "store" then
 			rooms_store = rooms_store or module:open_store();
 			local ok, err = rooms_store:set(nil, { rooms = room_core:remembered() });
 			if not ok then
-				module:log("error", "Could not store the rooms joined by presence: %s", tostring(err));
+				module:log("error", "Could not store the rooms joined by presence: %s", quote(err));
 			end
 		elseif kind == "ready" or kind == "failed" then
 			local held = held_pushes[action.room];
@@ -224,7 +225,7 @@ function perform_room_actions(actions)
 			room_timer.at = nil;
 			local ok, err = xpcall(function () perform_room_actions(room_core:tick()); end, traceback);
 			if not ok then
-				module:log("error", "Room upkeep failed: %s", err);
+				module:log("error", "Room upkeep failed: %s", quote(err));
 			end
 		end);
 	end
@@ -235,7 +236,7 @@ end
 function own_presence(stanza)
 	local ok, changed, actions = pcall(room_core.own_presence, room_core, stanza);
 	if not ok then
-		module:log("error", "Could not track the bot's presence to %s: %s", quote(stanza.attr.to), changed);
+		module:log("error", "Could not track the bot's presence to %s: %s", quote(stanza.attr.to), quote(changed));
 		return stanza;
 	end
 	perform_room_actions(actions);
@@ -276,7 +277,7 @@ local function start_rooms(rooms)
 		end
 		local ok, err = pcall(perform_room_actions, room_core:leave_all());
 		if not ok then
-			module:log("error", "Could not leave the rooms: %s", err);
+			module:log("error", "Could not leave the rooms: %s", quote(err));
 		end
 	end);
 end

@@ -43,7 +43,8 @@ describe("the rooms of mod_component_http", function ()
 		local join = fake.sent[1];
 		assert.are.equal(ROOM.."/Helper", join.attr.to);
 		assert.are.equal("bot.localhost", join.attr.from);
-		assert.are.equal("0", join:get_child("x", MUC):get_child("history").attr.maxstanzas);
+		-- Found the way Prosody's MUC looks for it (in the MUC namespace), or the room sends its history.
+		assert.are.equal("0", join:get_child("x", MUC):get_child("history", MUC).attr.maxstanzas);
 		assert.is.near(30, fake.timers[1].delay, 1); -- the join's deadline
 	end);
 
@@ -62,5 +63,25 @@ describe("the rooms of mod_component_http", function ()
 		fake.unload();
 		local leave = fake.sent[#fake.sent];
 		assert.are.same({ ROOM.."/Helper", "unavailable" }, { leave.attr.to, leave.attr.type });
+	end);
+
+	it("quotes a room's error text in its log line", function ()
+		local fake = load({ component_post_url = url, component_post_rooms = { ROOM.."/Helper" } });
+		fake.global_hooks["server-started"]();
+		-- The bot's join created the room (status 201): it opens it with an owner iq.
+		local created = st.presence({ from = ROOM.."/Helper", to = "bot.localhost" })
+			:tag("x", { xmlns = MUC.."#user" }):tag("status", { code = "110" }):up():tag("status", { code = "201" }):up():up();
+		room_handler(fake, "presence/host")({ stanza = created });
+		local iq = fake.iqs[#fake.iqs];
+		assert.are.equal(ROOM, iq.stanza.attr.to);
+		local forged = "no\nJan 01 00:00:00 bot.localhost:component_http\terror\tforged";
+		iq.reject({ text = forged, condition = "forbidden" });
+		local logged;
+		for _, entry in ipairs(fake.logs) do
+			if entry.message:find("Could not open the new room", 1, true) then logged = entry.message; end
+		end
+		assert.truthy(logged, "the refusal is logged");
+		assert.is_nil(logged:find("[\n\t]"), "one line, its control characters escaped: "..logged);
+		assert.truthy(logged:find("no\\nJan 01", 1, true), logged);
 	end);
 end);

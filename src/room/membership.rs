@@ -209,7 +209,11 @@ struct Room {
     nick: String,
     from: String,
     configured: bool,
+    /// Kept in storage across restarts: the bot joined it by a push or a presence of its own.
     remembered: bool,
+    /// A push or a presence of the bot's asked for it: remembered once the room lets the bot
+    /// in, never before (a mistyped or unreachable room must not be retried on every start).
+    remember_on_join: bool,
     state: State,
     /// Failed joins in a row, for the backoff.
     failures: u32,
@@ -225,7 +229,8 @@ impl Room {
             nick: nick.to_owned(),
             from: from.to_owned(),
             configured,
-            remembered: !configured,
+            remembered: false,
+            remember_on_join: false,
             state: State::Idle,
             failures: 0,
             nick_attempt: 1,
@@ -265,6 +270,8 @@ impl Room {
             return vec![Action::Log(Level::Info, log), join];
         }
         self.nick_attempt = 1;
+        // The join a push or a presence asked for is answered: the room is not remembered.
+        self.remember_on_join = false;
         let mut actions = Vec::new();
         if std::mem::take(&mut self.push_waiting) {
             actions.push(Action::RoomFailed { room: room.to_owned(), failure: failure.clone() });
@@ -280,6 +287,12 @@ impl Room {
             self.state = State::Retrying { at: now + delay, after: failure };
         }
         actions
+    }
+
+    /// Neither configured nor remembered, nor asked for by a join still waiting for its answer:
+    /// nothing wants the bot back in it.
+    fn is_transient(&self) -> bool {
+        !self.configured && !self.remembered && !self.remember_on_join
     }
 
     fn next_deadline(&self, timing: &Timing) -> Option<Instant> {
@@ -391,7 +404,7 @@ impl Rooms {
             actions.push(r.join(&room, now));
         }
         let dropped: Vec<String> =
-            self.rooms.iter().filter(|(_, r)| !r.configured && !r.remembered).map(|(room, _)| room.clone()).collect();
+            self.rooms.iter().filter(|(_, r)| r.is_transient()).map(|(room, _)| room.clone()).collect();
         for room in dropped {
             let r = self.rooms.remove(&room).expect("listed above");
             if let Some(nick) = r.current_nick() {
@@ -440,6 +453,10 @@ impl Rooms {
                 }
                 r.failures = 0;
                 r.state = State::Joined { nick, next_ping: now + self.timing.ping_interval, ping: None };
+                if std::mem::take(&mut r.remember_on_join) {
+                    r.remembered = true;
+                    actions.push(Action::StoreRemembered);
+                }
                 if presence.has_status(201) {
                     self.sent_iqs += 1;
                     let id = format!("room-config-{}", self.sent_iqs);
@@ -492,21 +509,17 @@ impl Rooms {
                     return Vec::new(); // a presence update to a room it is in
                 }
                 stanzas::make_join(presence);
-                r.remembered |= !r.configured;
+                r.remember_on_join = !r.configured;
                 r.from = from;
                 r.nick = nick.clone();
                 r.nick_attempt = 1;
                 r.state = State::Joining { since: now, nick: nick.clone() };
-                let mut actions =
-                    vec![Action::Log(Level::Info, format!("joining {room} as {nick:?} (the bot's presence)"))];
-                if r.remembered {
-                    actions.push(Action::StoreRemembered);
-                }
-                actions
+                vec![Action::Log(Level::Info, format!("joining {room} as {nick:?} (the bot's presence)"))]
             }
             Some("unavailable") => {
                 let Some(r) = self.rooms.get_mut(&room) else { return Vec::new() };
                 r.state = State::Left;
+                r.remember_on_join = false;
                 let mut actions = vec![Action::Log(Level::Info, format!("leaving {room} (the bot's presence)"))];
                 if std::mem::take(&mut r.remembered) {
                     actions.push(Action::StoreRemembered);
@@ -552,6 +565,7 @@ impl Rooms {
     /// are due a self-ping get one, and a self-ping unanswered for `ping_timeout` fails.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
+        let mut forgotten = Vec::new();
         for (room, r) in self.rooms.iter_mut() {
             if r.next_deadline(&self.timing).is_none_or(|deadline| now < deadline) {
                 continue;
@@ -564,6 +578,17 @@ impl Rooms {
             };
             match due {
                 Due::Fail(failure) => actions.extend(r.fail(room, failure, &self.timing, now)),
+                // A room a push or a presence asked for and that never let the bot in: the next
+                // push or presence asks again; nothing else does.
+                Due::Join if r.is_transient() => {
+                    actions.push(Action::Log(
+                        Level::Info,
+                        format!(
+                            "not rejoining {room}: the bot was never in it; a push or a presence to it joins again"
+                        ),
+                    ));
+                    forgotten.push(room.clone());
+                }
                 Due::Join => actions.push(r.join(room, now)),
                 Due::Ping => {
                     if let State::Joined { nick, ping, .. } = &mut r.state {
@@ -575,6 +600,9 @@ impl Rooms {
                     }
                 }
             }
+        }
+        for room in forgotten {
+            self.rooms.remove(&room);
         }
         actions
     }
@@ -591,7 +619,6 @@ impl Rooms {
         let Some(room) = bare_room(room) else {
             return PushRoute::NotARoom(format!("{room:?} is not a room JID (room@service)"));
         };
-        let is_new = !self.rooms.contains_key(&room);
         let joining_from = from.unwrap_or(&self.host);
         let r = self.rooms.entry(room.clone()).or_insert_with(|| Room::new(&self.default_nick, joining_from, false));
         match &r.state {
@@ -610,10 +637,7 @@ impl Rooms {
             State::Joined { .. } => return PushRoute::Send { from: r.from.clone() },
             State::Joining { .. } | State::Retrying { .. } | State::Stopped(_) => {}
             State::Idle | State::Left => {
-                if !r.configured && (is_new || !r.remembered) {
-                    r.remembered = true;
-                    actions.push(Action::StoreRemembered);
-                }
+                r.remember_on_join = !r.configured && !r.remembered;
                 actions.push(Action::Log(Level::Info, format!("joining {room} as {:?} for a push", r.nick_to_try())));
                 actions.push(r.join(&room, now));
             }
@@ -1016,18 +1040,20 @@ mod tests {
             .with_attr("from", "bot.localhost")
             .with_child(Element::new("x").with_attr("xmlns", MUC));
         let actions = rooms.on_own_presence(&mut join, now);
-        assert!(actions.contains(&Action::StoreRemembered));
+        assert!(!actions.contains(&Action::StoreRemembered), "not before the room lets the bot in");
+        assert_eq!(rooms.remembered(), vec![]);
         assert_eq!(
             join.to_xml(),
             format!(
                 "<presence to='{room}/Quiz' from='bot.localhost'><x xmlns='{MUC}'><history maxstanzas='0'/></x></presence>"
             )
         );
+        let actions = rooms.on_presence(&presence_from(room, "Quiz"), now).unwrap();
+        assert!(actions.contains(&Action::StoreRemembered));
         assert_eq!(
             rooms.remembered(),
             vec![RememberedRoom { room: room.into(), nick: "Quiz".into(), from: "bot.localhost".into() }]
         );
-        rooms.on_presence(&presence_from(room, "Quiz"), now).unwrap();
         assert_eq!(rooms.occupant(room).unwrap().nick, "Quiz");
         // A presence update to a room the bot is in changes nothing.
         let mut away =
@@ -1134,11 +1160,13 @@ mod tests {
         let now = Instant::now();
         let mut rooms = rooms_for(&[]);
         let PushRoute::Wait(actions) = rooms.route_push(ROOM, None, now) else { panic!("should wait") };
-        assert!(actions.contains(&Action::StoreRemembered));
+        assert!(!actions.contains(&Action::StoreRemembered), "not before the room lets the bot in");
         assert_eq!(sent(&actions), vec![join_xml("bot")]);
         assert_eq!(rooms.route_push(ROOM, None, now), PushRoute::Wait(vec![]), "already joining");
         let actions = rooms.on_presence(&self_presence("bot"), now).unwrap();
         assert!(actions.contains(&Action::RoomReady { room: ROOM.into(), from: "bot.localhost".into() }));
+        assert!(actions.contains(&Action::StoreRemembered));
+        assert_eq!(rooms.remembered().len(), 1);
         assert_eq!(rooms.route_push(ROOM, None, now), PushRoute::Send { from: "bot.localhost".into() });
         assert_eq!(
             rooms.route_push(ROOM, Some("alerts@bot.localhost"), now),
@@ -1161,6 +1189,7 @@ mod tests {
                 "<presence to='{ROOM}/bot' from='alerts@bot.localhost'><x xmlns='{MUC}'><history maxstanzas='0'/></x></presence>"
             )]
         );
+        rooms.on_presence(&self_presence("bot"), now).unwrap();
         assert_eq!(rooms.remembered()[0].from, "alerts@bot.localhost");
     }
 
@@ -1198,6 +1227,55 @@ mod tests {
         }
     }
 
+    /// Whatever keeps a room asked for by a push or a presence of the bot's from letting it in
+    /// (no such room, a refusal that would pass, no answer, a server that cannot be reached),
+    /// the room is never stored and never rejoined on its own: the next push asks again.
+    #[test]
+    fn a_room_is_remembered_only_once_joined() {
+        let room = "typo@conference.localhost";
+        let answers: [Option<&str>; 4] =
+            [Some("item-not-found"), Some("remote-server-not-found"), Some("service-unavailable"), None];
+        for answer in answers {
+            for by_presence in [false, true] {
+                let now = Instant::now();
+                let mut rooms = rooms_for(&[]);
+                let mut actions = if by_presence {
+                    let mut join = Element::new("presence")
+                        .with_attr("to", &format!("{room}/bot"))
+                        .with_attr("from", "bot.localhost")
+                        .with_child(Element::new("x").with_attr("xmlns", MUC));
+                    rooms.on_own_presence(&mut join, now)
+                } else {
+                    let PushRoute::Wait(actions) = rooms.route_push(room, None, now) else { panic!("should wait") };
+                    actions
+                };
+                let case = format!("{answer:?}, by presence: {by_presence}");
+                actions.extend(
+                    match answer {
+                        Some(c) => {
+                            rooms.on_presence(&presence(&format!("{room}/bot"), Some("error"), &[], Some(c)), now)
+                        }
+                        None => Some(rooms.tick(now + secs(30))),
+                    }
+                    .unwrap(),
+                );
+                let retry = rooms.next_tick().expect("a retry is due");
+                actions.extend(rooms.tick(retry));
+                assert!(!actions.contains(&Action::StoreRemembered), "{case}: {actions:?}");
+                assert_eq!(rooms.remembered(), vec![], "{case}");
+                assert!(
+                    sent(&actions).iter().filter(|s| s.starts_with("<presence")).count() <= 1,
+                    "{case}: {actions:?}"
+                );
+                assert!(!rooms.knows(room), "{case}: forgotten");
+                assert_eq!(rooms.next_tick(), None, "{case}: nothing more to do");
+                // The next push asks the room again.
+                let PushRoute::Wait(actions) = rooms.route_push(room, None, retry) else { panic!("should wait") };
+                assert_eq!(sent(&actions).len(), 1, "{case}");
+            }
+        }
+    }
+
     #[test]
     fn own_message_ids_are_bounded() {
         let mut rooms = joined(Instant::now());
@@ -1214,6 +1292,7 @@ mod tests {
         let now = Instant::now();
         let mut rooms = joined(now);
         rooms.route_push("games@conference.localhost", None, now);
+        rooms.on_presence(&presence_from("games@conference.localhost", "bot"), now).unwrap();
         let leaves = sent(&rooms.leave_all());
         assert_eq!(leaves.len(), 2);
         assert_eq!(rooms.remembered().len(), 1);

@@ -1,0 +1,66 @@
+"""Room membership under attack (README, "Bots in group chats"): what a room, an occupant or any
+user can make the bot do through its membership, with Prosody's own mod_muc on
+conference.localhost and real clients."""
+
+import re
+
+from conftest import BOT
+from e2e_util import wait_until
+from e2e_xmpp import NS_MUC
+from test_rooms import MUC, OPS, push, pushing_bot
+
+GAMES = f"games@{MUC}"
+
+
+def history_dropped(prosody):
+    """The log lines of room messages the bot got as history (delayed delivery) and dropped."""
+    return re.findall(r"not posting message from [^ ]+ .*: history \(delayed delivery\)", prosody.log_text())
+
+
+def test_a_local_room_sends_the_bot_no_history(prosody_factory, webhook, connect):
+    # Every join the bot builds asks for none: a push's, and a presence of its own that carries
+    # the join element without a history request.
+    prosody, port = pushing_bot(prosody_factory, webhook.url())
+    alice = connect(prosody)
+    for room in (OPS, GAMES):
+        alice.join_room(room, "alice")
+        alice.say(room, "old news")
+        alice.wait_said(room, "alice", "old news")
+    since = alice.mark()
+    assert push(port, to=OPS, type="groupchat", body="hello")[0] == 202
+    alice.wait_said(OPS, "bot", "hello", since=since)
+    assert push(port, stanza=f"<presence to='{GAMES}/Watcher'><x xmlns='{NS_MUC}'/></presence>")[0] == 202
+    alice.wait_for(lambda s: s.name == "presence" and s.frm == f"{GAMES}/Watcher" and s.type is None, since=since)
+    # What the rooms sent the bot as it joined came before what is said after: once these are
+    # POSTed, any history would have been seen (and dropped, with a log line).
+    alice.say(OPS, "sentinel one")
+    alice.say(GAMES, "sentinel two")
+    webhook.wait_for_requests(2)
+    assert sorted(r.json["body"] for r in webhook.requests) == ["sentinel one", "sentinel two"]
+    assert history_dropped(prosody) == []
+
+
+def joins_to(prosody, room):
+    """How many times the log says the bot joins `room` (not counting "rejoining")."""
+    return len(re.findall(r"\bjoining " + re.escape(room) + r" ", prosody.log_text()))
+
+
+def test_a_push_to_a_mistyped_room_is_not_remembered(prosody_factory, webhook, connect):
+    prosody, port = pushing_bot(prosody_factory, webhook.url())
+    alice = connect(prosody)
+    alice.join_room(OPS, "alice")
+    typo = "ops@conferenc.localhost"  # no such service
+    status, text = push(port, to=typo, type="groupchat", body="deploy finished")
+    assert status >= 400, (status, text)
+    # The room the bot got into is remembered: it is back in it after the restart, first thing.
+    since = alice.mark()
+    assert push(port, to=OPS, type="groupchat", body="here")[0] == 202
+    alice.wait_said(OPS, "bot", "here", since=since)
+    alice.close()
+    prosody.stop()
+    before = joins_to(prosody, typo)
+    assert before == 1
+    prosody.start()
+    alice = connect(prosody)
+    assert f"{OPS}/bot" in [p.frm for p in alice.join_room(OPS, "alice") if p.type is None]
+    assert joins_to(prosody, typo) == before, "the mistyped room was stored and joined again at start"
