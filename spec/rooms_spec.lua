@@ -84,4 +84,38 @@ describe("the rooms of mod_component_http", function ()
 		assert.is_nil(logged:find("[\n\t]"), "one line, its control characters escaped: "..logged);
 		assert.truthy(logged:find("no\\nJan 01", 1, true), logged);
 	end);
+
+	-- A presence nested beyond the parse limits: an occupant joining with it, any user sending it,
+	-- or the room's own self-presence for the bot carrying it.
+	local function deep(attrs, depth)
+		local presence = st.presence(attrs);
+		for i = 1, depth do
+			presence:tag("n", { xmlns = "urn:example:deep", level = tostring(i) });
+		end
+		return presence:reset();
+	end
+
+	it("takes any presence, however deep, without an error in Prosody's routing", function ()
+		local fake = load({ component_post_url = url, component_post_rooms = { ROOM.."/Helper" } });
+		fake.global_hooks["server-started"]();
+		local handler = room_handler(fake, "presence/full");
+		local occupant = deep({ from = ROOM.."/mallory", to = "bot.localhost/x" }, 40);
+		local ok, consumed = pcall(handler, { stanza = occupant });
+		assert.is_true(ok, tostring(consumed));
+		assert.is_true(consumed, "another occupant's presence: taken, not answered");
+		local user = deep({ from = "mallory@localhost/x", to = "bot.localhost/x" }, 40);
+		ok, consumed = pcall(handler, { stanza = user });
+		assert.is_true(ok, tostring(consumed));
+		assert.is_nil(consumed, "not from a room: left to the other handlers");
+		-- The bot's own self-presence is still read as one: the room's status codes are at the top.
+		local self_presence = deep({ from = ROOM.."/Helper", to = "bot.localhost" }, 40)
+			:tag("x", { xmlns = MUC.."#user" }):tag("status", { code = "110" }):up():up();
+		ok, consumed = pcall(handler, { stanza = self_presence });
+		assert.is_true(ok, tostring(consumed));
+		assert.is_true(consumed);
+		assert.truthy(fake.logs[#fake.logs].message:find("joined "..ROOM, 1, true), fake.logs[#fake.logs].message);
+		for _, entry in ipairs(fake.logs) do
+			assert.are_not.equal("error", entry.level, entry.message);
+		end
+	end);
 end);

@@ -7,7 +7,7 @@ import re
 from conftest import BOT
 from e2e_util import wait_until
 from e2e_xmpp import NS_MUC
-from test_rooms import MUC, OPS, push, pushing_bot
+from test_rooms import BOT_OCCUPANT, MUC, OPS, ROOM, push, pushing_bot, room_bot
 
 GAMES = f"games@{MUC}"
 
@@ -64,3 +64,33 @@ def test_a_push_to_a_mistyped_room_is_not_remembered(prosody_factory, webhook, c
     alice = connect(prosody)
     assert f"{OPS}/bot" in [p.frm for p in alice.join_room(OPS, "alice") if p.type is None]
     assert joins_to(prosody, typo) == before, "the mistyped room was stored and joined again at start"
+
+
+def deep_payload(depth=40):
+    """An element nested `depth` levels: beyond the module's parse limits, not Prosody's."""
+    return "<n xmlns='urn:example:deep'>" * depth + "</n>" * depth
+
+
+def tracebacks_or_errors(prosody):
+    return [line for line in prosody.log_text().splitlines() if "\terror\t" in line or "traceback" in line]
+
+
+def test_a_deep_presence_never_stops_a_rooms_broadcast(prosody_factory, webhook, connect):
+    prosody = room_bot(prosody_factory, webhook.url())
+    bob = connect(prosody, "bob")
+    assert BOT_OCCUPANT in [p.frm for p in bob.join_room(ROOM, "bob") if p.type is None]
+    alice = connect(prosody)
+    since, since_bob = alice.mark(), bob.mark()
+    # The room broadcasts alice's join to every occupant, the bot among them, then tells alice she
+    # is in: an error in the bot's hook would stop it there.
+    alice.send_raw(f"<presence to='{ROOM}/alice'><x xmlns='{NS_MUC}'/>{deep_payload()}</presence>")
+    alice.wait_for(lambda s: s.name == "presence" and s.frm == f"{ROOM}/alice" and s.type is None, since=since,
+                   what="alice's self-presence")
+    bob.wait_for(lambda s: s.name == "presence" and s.frm == f"{ROOM}/alice", since=since_bob)
+    # Any user's presence to the component, as deep: taken as any presence.
+    alice.send_raw(f"<presence to='{BOT}'>{deep_payload()}</presence>")
+    # The bot is still in the room and answers: what alice says next is POSTed.
+    alice.say(ROOM, "still there?")
+    webhook.wait_for_requests(1)
+    assert [r.json["body"] for r in webhook.requests] == ["still there?"]
+    assert tracebacks_or_errors(prosody) == []
