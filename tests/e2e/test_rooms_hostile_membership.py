@@ -2,11 +2,18 @@
 user can make the bot do through its membership, with Prosody's own mod_muc on
 conference.localhost and real clients."""
 
+import json
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
-from conftest import BOT
+from e2e_webhook import Reply
+
+from conftest import BOT, BOT2
 from e2e_util import wait_until
 from e2e_xmpp import NS_MUC
+from e2e_util import free_port
+from test_rest import TOKEN, post
 from test_rooms import BOT_OCCUPANT, MUC, OPS, ROOM, push, pushing_bot, room_bot
 
 GAMES = f"games@{MUC}"
@@ -94,3 +101,54 @@ def test_a_deep_presence_never_stops_a_rooms_broadcast(prosody_factory, webhook,
     webhook.wait_for_requests(1)
     assert [r.json["body"] for r in webhook.requests] == ["still there?"]
     assert tracebacks_or_errors(prosody) == []
+
+
+# -- a hostile room: a "service" that is another component, pushing what a room would send ------
+HOSTILE = f"room@{BOT2}"
+
+
+def push_as(port, host, stanza):
+    """Pushes `stanza` through the push endpoint of the component `host`: (status, text)."""
+    status, _, text = post(port, json.dumps({"stanza": stanza}), content_type="application/json", host=host,
+                           path="/component_http")
+    return status, text
+
+
+def test_an_unsolicited_201_flood_does_not_evict_a_pushed_iq(prosody_factory, webhook, make_webhook):
+    # BOT2 plays the room's service: what it pushes comes from room@bot2.localhost, and its
+    # webhook holds every iq sent to it (the owner forms a 201 would ask for, and the pushed iq
+    # below) until released, then answers each with a version.
+    released = threading.Event()
+    service = make_webhook()
+
+    def hold(req):
+        assert released.wait(60), "never released"
+        return Reply.with_json({"stanza": "<iq><query xmlns='jabber:iq:version'><name>the real answer</name>"
+                                          "</query></iq>"})
+    service.handler = hold
+    port = free_port()
+    prosody = prosody_factory(
+        {BOT: {"component_post_url": webhook.url(), "component_post_push_credentials": TOKEN},
+         BOT2: {"component_post_url": service.url(), "component_post_push_credentials": TOKEN,
+                "component_post_stanzas": ["iq"]}},
+        global_options={"http_ports": [port], "http_interfaces": ["127.0.0.1"]})
+    assert push_as(port, BOT, f"<presence to='{HOSTILE}/bot'><x xmlns='{NS_MUC}'/></presence>")[0] == 202
+    self_presence = (f"<presence from='{HOSTILE}/bot' to='{BOT}'><x xmlns='{NS_MUC}#user'>"
+                     "<status code='110'/>{}</x></presence>")
+    assert push_as(port, BOT2, self_presence.format(""))[0] == 202
+    wait_until(lambda: f'joined {HOSTILE} as "bot"' in prosody.log_text(), timeout=10, what="the bot in the room")
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            pushed = pool.submit(push_as, port, BOT,
+                                 f"<iq type='get' to='held@{BOT2}'><query xmlns='jabber:iq:version'/></iq>")
+            service.wait_for_requests(1)
+            # More "you created the room" than Prosody tracks iqs for (256): none is the answer to
+            # a join of the bot's, so none asks for anything.
+            for _ in range(300):
+                assert push_as(port, BOT2, self_presence.format("<status code='201'/>"))[0] == 202
+        finally:
+            released.set()
+        status, text = pushed.result(timeout=60)
+    assert status == 200, (status, text)
+    assert "the real answer" in text, text
+    assert len(service.requests) == 1, [r.json.get("stanza") for r in service.requests]
