@@ -118,4 +118,25 @@ describe("the rooms of mod_component_http", function ()
 			assert.are_not.equal("error", entry.level, entry.message);
 		end
 	end);
+
+	it("never lets an error out of a room hook into Prosody's routing", function ()
+		local fake = load({ component_post_url = url, component_post_rooms = { ROOM.."/Helper" } });
+		fake.global_hooks["server-started"]();
+		local handler;
+		for _, hook in ipairs(fake.all_hooks["message/full"]) do
+			if hook.priority == -100 then handler = hook.handler; end
+		end
+		-- A table the native side refuses to read (a child that is not an element nor text).
+		local broken = st.message({ from = ROOM.."/mallory", to = "bot.localhost/x", type = "groupchat" })
+			:text_tag("body", "hi");
+		table.insert(broken, 42);
+		local ok, consumed = pcall(handler, { stanza = broken });
+		assert.is_true(ok, tostring(consumed));
+		assert.is_true(consumed, "dropped: left to Prosody, it would be answered with an error");
+		local logged = fake.logs[#fake.logs];
+		assert.are.equal("error", logged.level);
+		assert.truthy(logged.message:find("The rooms could not handle a message from \""..ROOM.."/mallory\"", 1, true),
+			logged.message);
+		assert.is_nil(logged.message:find("\n"), "one line");
+	end);
 end);
