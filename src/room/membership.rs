@@ -829,6 +829,8 @@ impl Rooms {
     /// On unload (not a reload, which hands the state over): leaves every room the bot is in or
     /// joining, keeping the remembered set for the next start.
     pub fn leave_all(&mut self) -> Vec<Action> {
+        // Nothing is joined again after this: no batches.
+        self.started = false;
         let mut actions = Vec::new();
         for (room, r) in self.rooms.iter_mut() {
             if let Some(nick) = r.current_nick() {
@@ -1573,6 +1575,7 @@ mod tests {
         rooms.on_presence(&presence_from("games@conference.localhost", "bot"), now).unwrap();
         let leaves = sent(&rooms.leave_all());
         assert_eq!(leaves.len(), 2);
+        assert_eq!(rooms.next_tick(), None, "no joins after leaving");
         assert_eq!(rooms.remembered().len(), 1);
     }
 }
