@@ -63,6 +63,9 @@ def test_a_push_to_a_mistyped_room_is_not_remembered(prosody_factory, webhook, c
     since = alice.mark()
     assert push(port, to=OPS, type="groupchat", body="here")[0] == 202
     alice.wait_said(OPS, "bot", "here", since=since)
+    # Nor is it asked again on its own when its first retry would be due (5 s after the failure).
+    wait_until(lambda: f"not rejoining {typo}: the bot was never in it" in prosody.log_text(), timeout=30,
+               what="the mistyped room given up")
     alice.close()
     prosody.stop()
     before = joins_to(prosody, typo)
