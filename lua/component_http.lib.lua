@@ -135,6 +135,22 @@ local room_timer = { generation = 0 };
 local rooms_store;
 local perform_room_actions, own_presence;
 
+-- A room hook runs inside Prosody's routing (a room's broadcast of a join reaches the bot there):
+-- an error would stop what routed the stanza, the broadcast to the occupants after the bot
+-- included. Each hook runs guarded; a failure is logged, and `on_error` is what the hook returns
+-- then (nil: left to the other handlers).
+local function guarded(what, handler, on_error)
+	return function (event)
+		local ok, result = xpcall(handler, traceback, event);
+		if ok then
+			return result;
+		end
+		local stanza = event.stanza;
+		module:log("error", "The rooms could not handle %s from %s: %s", what, quote(stanza and stanza.attr.from), quote(result));
+		return on_error;
+	end
+end
+
 -- Presence from rooms goes to the core first, once it knows a room (a component without rooms
 -- hooks nothing for them).
 local presence_hooked = false;
@@ -158,6 +174,10 @@ local function hook_room_presence()
 			return true;
 		end
 	end
+	-- A message that failed is dropped (true): left to Prosody, it would be answered with an
+	-- error, and a room kicks an occupant whose JID answers with one.
+	on_presence = guarded("a presence", on_presence, nil);
+	on_message = guarded("a message", on_message, true);
 	for _, target in ipairs({ "host", "bare", "full" }) do
 		module:hook("presence/"..target, on_presence, 20);
 		module:hook("message/"..target, on_message, -100);
@@ -175,7 +195,7 @@ function perform_room_actions(actions)
 		if kind == "send" then
 			local ok, err = pcall(module.send, module, action.stanza);
 			if not ok then
-				module:log("error", "Prosody failed to send a room stanza (to=%s): %s", quote(action.stanza.attr.to), err);
+				module:log("error", "Prosody failed to send a room stanza (to=%s): %s", quote(action.stanza.attr.to), quote(err));
 			end
 		elseif kind == "log" then
 			module:log(action.level, "%s", action.message);
@@ -189,7 +209,7 @@ function perform_room_actions(actions)
 					perform_room_actions(room_core:ping_answer(room, id, stanza));
 				end, traceback);
 				if not ok then
-					module:log("error", "Failed to handle a self-ping answer from %s: %s", room, err);
+					module:log("error", "Failed to handle a self-ping answer from %s: %s", quote(room), quote(err));
 				end
 			end
 			module:send_iq(action.stanza, nil, 60):next(function (result)
@@ -198,22 +218,40 @@ function perform_room_actions(actions)
 				answered(type(err) == "table" and err.context and err.context.stanza or nil);
 			end);
 		elseif kind == "open_room" then
-			local room = action.room;
-			module:send_iq(action.stanza):catch(function (err)
-				module:log("warn", "Could not open the new room %s with its default configuration: %s", room,
-					type(err) == "table" and (err.text or err.condition) or tostring(err));
+			local room, id = action.room, action.id;
+			-- Answered or not, the iq no longer holds one of the rooms' places in send_iq's table.
+			local function settled()
+				if module.loaded == false then
+					return; -- reloaded or unloaded meanwhile
+				end
+				local ok, err = xpcall(function ()
+					perform_room_actions(room_core:open_room_answer(id));
+				end, traceback);
+				if not ok then
+					module:log("error", "Failed to handle the answer to opening %s: %s", quote(room), quote(err));
+				end
+			end
+			-- The error's text is the room's (or its server's): quoted like any text from outside.
+			module:send_iq(action.stanza, nil, action.timeout):next(settled, function (err)
+				module:log("warn", "Could not open the new room %s with its default configuration: %s", quote(room),
+					quote(type(err) == "table" and (err.text or err.condition) or err));
+				settled();
 			end);
 		elseif kind == "store" then
 			rooms_store = rooms_store or module:open_store();
 			local ok, err = rooms_store:set(nil, { rooms = room_core:remembered() });
 			if not ok then
-				module:log("error", "Could not store the rooms joined by presence: %s", tostring(err));
+				module:log("error", "Could not store the rooms joined by presence: %s", quote(err));
 			end
 		elseif kind == "ready" or kind == "failed" then
 			local held = held_pushes[action.room];
 			held_pushes[action.room] = nil;
+			-- One push whose answer fails must not keep the others waiting.
 			for _, push in ipairs(held or {}) do
-				push(action);
+				local ok, err = xpcall(push, traceback, action);
+				if not ok then
+					module:log("error", "Could not answer a push held for %s: %s", quote(action.room), quote(err));
+				end
 			end
 		end
 	end
@@ -230,7 +268,7 @@ function perform_room_actions(actions)
 			room_timer.at = nil;
 			local ok, err = xpcall(function () perform_room_actions(room_core:tick()); end, traceback);
 			if not ok then
-				module:log("error", "Room upkeep failed: %s", err);
+				module:log("error", "Room upkeep failed: %s", quote(err));
 			end
 		end);
 	end
@@ -241,7 +279,7 @@ end
 function own_presence(stanza)
 	local ok, changed, actions = pcall(room_core.own_presence, room_core, stanza);
 	if not ok then
-		module:log("error", "Could not track the bot's presence to %s: %s", quote(stanza.attr.to), changed);
+		module:log("error", "Could not track the bot's presence to %s: %s", quote(stanza.attr.to), quote(changed));
 		return stanza;
 	end
 	perform_room_actions(actions);
@@ -258,12 +296,17 @@ local function start_rooms(rooms)
 
 	local saved = module.saved_state and module.saved_state.component_http_rooms;
 	local function start()
-		rooms_store = rooms_store or module:open_store();
-		local stored = rooms_store:get(nil);
-		if stored and type(stored.rooms) == "table" then
-			perform_room_actions(room_core:load_remembered(stored.rooms));
+		local ok, err = xpcall(function ()
+			rooms_store = rooms_store or module:open_store();
+			local stored = rooms_store:get(nil);
+			if stored and type(stored.rooms) == "table" then
+				perform_room_actions(room_core:load_remembered(stored.rooms));
+			end
+			perform_room_actions(room_core:start());
+		end, traceback);
+		if not ok then
+			module:log("error", "Could not join the rooms: %s", quote(err));
 		end
-		perform_room_actions(room_core:start());
 	end
 	if saved then
 		perform_room_actions(room_core:adopt(saved));
@@ -282,7 +325,7 @@ local function start_rooms(rooms)
 		end
 		local ok, err = pcall(perform_room_actions, room_core:leave_all());
 		if not ok then
-			module:log("error", "Could not leave the rooms: %s", err);
+			module:log("error", "Could not leave the rooms: %s", quote(err));
 		end
 	end);
 end

@@ -195,8 +195,10 @@ pub const ROOM_OPTIONS: [&str; 3] = ["rooms", "nick", "groupchat"];
 const PUSH_OPTIONS: [&str; 4] = ["credentials", "iq_timeout", "max_push_size", "max_push_iqs"];
 
 /// The most pushed iqs that may wait for their answers at once. Prosody's `module:send_iq`
-/// tracks at most 256 per module and rejects the oldest beyond that, long before its timeout.
-pub const MAX_PUSH_IQS: i64 = 256;
+/// tracks at most 256 per module and rejects the oldest beyond that, long before its timeout;
+/// the rooms keep their own share of those 256 (`crate::room::membership::ROOM_IQS`, 48), so
+/// neither evicts the other's iqs.
+pub const MAX_PUSH_IQS: i64 = 200;
 
 /// The push endpoint's options (mod_rest's `POST /rest`, component_http's push), validated with
 /// the others; the endpoint is offered only when `credentials` is set.
@@ -700,7 +702,7 @@ mod tests {
         );
         let set = check(
             "return { rest_credentials = 'Bearer t', rest_iq_timeout = 2.5, rest_max_push_size = '4096', \
-             rest_max_push_iqs = 256 }",
+             rest_max_push_iqs = 200 }",
             REST,
         )
         .unwrap();
@@ -710,7 +712,7 @@ mod tests {
                 credentials: Some("Bearer t".into()),
                 iq_timeout: Duration::from_millis(2500),
                 max_size: 4096,
-                max_iqs: 256
+                max_iqs: 200
             }
         );
         for (source, profile, name) in [
@@ -725,8 +727,8 @@ mod tests {
             ("rest_iq_timeout = 'soon'", REST, "rest_iq_timeout must be a number"),
             ("component_post_max_push_size = -1", COMPONENT_HTTP, "component_post_max_push_size must be"),
             ("rest_max_push_size = 0.5", REST, "rest_max_push_size must be"),
-            ("rest_max_push_iqs = 0", REST, "rest_max_push_iqs must be a whole number from 1 to 256"),
-            ("component_post_max_push_iqs = 257", COMPONENT_HTTP, "component_post_max_push_iqs must be"),
+            ("rest_max_push_iqs = 0", REST, "rest_max_push_iqs must be a whole number from 1 to 200"),
+            ("component_post_max_push_iqs = 201", COMPONENT_HTTP, "component_post_max_push_iqs must be"),
         ] {
             let err = check(&format!("return {{ {source} }}"), profile).unwrap_err();
             assert!(err.contains(name), "{source}: {err}");

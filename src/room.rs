@@ -41,7 +41,8 @@
 //! - `SelfPing { room, id, iq }` → `module:send_iq(iq)`; its answer goes to
 //!   `on_ping_answer(room, id, &PingAnswer::read(&answer, occupant_jid), now)`, a rejection
 //!   without a stanza (the send_iq timeout) as `PingAnswer::Timeout`;
-//! - `OpenRoom { room, iq }` → `module:send_iq(iq)`, logging an error answer;
+//! - `OpenRoom { room, id, iq, timeout }` → `module:send_iq(iq)`, logging an error answer, then
+//!   `on_open_room_answer(id, now)` (the rooms' iqs are bounded: see `ROOM_IQS`);
 //! - `Log(level, text)` → `module:log(level, "%s", text)`;
 //! - `StoreRemembered` → write `remembered()` to `module:open_store()`;
 //! - `RoomReady { room, from }` → send the pushes held for `room`, from `from`;

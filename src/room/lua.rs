@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `"send"` | `stanza` | `module:send(stanza)` |
 //! | `"self_ping"` | `room`, `id`, `stanza` | `module:send_iq`, the answer to `ping_answer(room, id, answer)` |
-//! | `"open_room"` | `room`, `stanza` | `module:send_iq`, an error answer logged |
+//! | `"open_room"` | `room`, `id`, `stanza`, `timeout` | `module:send_iq` with that timeout, an error answer logged; then `open_room_answer(id)` |
 //! | `"log"` | `level`, `message` | `module:log` |
 //! | `"store"` | | writes `remembered()` to `module:open_store()` |
 //! | `"ready"` | `room`, `from` | sends the pushes held for `room` |
@@ -58,6 +58,46 @@ fn element_of(stanza: &Table) -> Result<Element, String> {
     let incoming = Incoming::from_lua(stanza)?;
     parse_stanza(&incoming.xml, Limits::default())
 }
+
+/// How deep [`stanza_top`] reads: what the membership looks at in a presence or a ping's answer
+/// (status codes in `<x xmlns='…muc#user'>`, the condition in `<error>`) is two levels below the
+/// stanza.
+const MEMBERSHIP_DEPTH: usize = 3;
+
+/// The top `depth` levels of a Prosody stanza table as an owned tree: names, attributes and
+/// child elements, no text. Read from the table as Prosody holds it, not serialized and parsed:
+/// nothing below those levels is looked at, so a payload nested or sized beyond the parse limits
+/// (which a room or any user may send) costs one step per element read and is never an error;
+/// what is not a string where Prosody puts one is skipped. The work is bounded by the stanza
+/// Prosody accepted (its stanza size limits).
+fn stanza_top(stanza: &Table, depth: usize) -> Element {
+    let name = match stanza.raw_get::<Value>("name") {
+        Ok(Value::String(name)) => name.to_string_lossy(),
+        _ => String::new(),
+    };
+    let mut element = Element::new(&name);
+    if let Ok(Value::Table(attr)) = stanza.raw_get::<Value>("attr") {
+        for (key, value) in attr.pairs::<Value, Value>().flatten() {
+            if let (Value::String(key), Value::String(value)) = (key, value) {
+                element.set_attr(&key.to_string_lossy(), &value.to_string_lossy());
+            }
+        }
+    }
+    if depth > 1 {
+        if let Ok(Value::Table(tags)) = stanza.raw_get::<Value>("tags") {
+            for child in tags.sequence_values::<Value>().flatten() {
+                if let Value::Table(child) = child {
+                    element.push_element(stanza_top(&child, depth - 1));
+                }
+            }
+        }
+    }
+    element
+}
+
+// Kept in a file of their own (this one's other tests are about the message path).
+#[cfg(test)]
+mod membership_tests;
 
 impl LuaRooms {
     /// Which room messages are POSTed.
@@ -183,9 +223,11 @@ pub fn actions_to_lua(lua: &Lua, stanza_mt: &Table, actions: Vec<Action>) -> mlu
                 t.set("id", id)?;
                 t.set("stanza", iq.to_lua(lua, stanza_mt)?)?;
             }
-            Action::OpenRoom { room, iq } => {
+            Action::OpenRoom { room, id, iq, timeout } => {
                 t.set("kind", "open_room")?;
                 t.set("room", room)?;
+                t.set("id", id)?;
+                t.set("timeout", timeout.as_secs_f64())?;
                 t.set("stanza", iq.to_lua(lua, stanza_mt)?)?;
             }
             Action::Log(level, message) => {
@@ -271,11 +313,22 @@ impl UserData for LuaRooms {
             Ok(this.rooms.next_tick().map(|at| at.saturating_duration_since(now).as_secs_f64()))
         });
         // A presence to the component: `actions` when it was about the bot's membership
-        // (consumed), else nil; and whether it came from a room the bot knows.
+        // (consumed), else nil; and whether it came from a room the bot knows. Never an error,
+        // whatever the presence carries: it is read as far as the membership looks (see
+        // `stanza_top`), and one from anyone but a room the bot knows is not read at all.
         methods.add_method_mut("presence", |lua, this, stanza: Table| {
-            let element = element_of(&stanza).map_err(mlua::Error::runtime)?;
-            let facts = PresenceFacts::read(&element);
-            let known = facts.from.split('/').next().is_some_and(|room| this.rooms.knows(room));
+            let from = match stanza.raw_get::<Value>("attr") {
+                Ok(Value::Table(attr)) => match attr.raw_get::<Value>("from") {
+                    Ok(Value::String(from)) => from.to_string_lossy(),
+                    _ => String::new(),
+                },
+                _ => String::new(),
+            };
+            let known = super::membership::occupant_parts(&from).is_some_and(|(room, _)| this.rooms.knows(&room));
+            if !known {
+                return Ok((Value::Nil, false));
+            }
+            let facts = PresenceFacts::read(&stanza_top(&stanza, MEMBERSHIP_DEPTH));
             let actions = match this.rooms.on_presence(&facts, Instant::now()) {
                 Some(actions) => Value::Table(actions_to_lua(lua, &this.stanza_mt, actions)?),
                 None => Value::Nil,
@@ -296,12 +349,16 @@ impl UserData for LuaRooms {
             let answer = match answer {
                 None => PingAnswer::Timeout,
                 Some(stanza) => {
-                    let element = element_of(&stanza).map_err(mlua::Error::runtime)?;
                     let occupant = this.rooms.occupant(&room).map(|o| o.jid()).unwrap_or_default();
-                    PingAnswer::read(&element, &occupant)
+                    PingAnswer::read(&stanza_top(&stanza, MEMBERSHIP_DEPTH), &occupant)
                 }
             };
             let actions = this.rooms.on_ping_answer(&room, &id, &answer, Instant::now());
+            actions_to_lua(lua, &this.stanza_mt, actions)
+        });
+        // The form that opened a new room (`open_room`) was answered, or failed or timed out.
+        methods.add_method_mut("open_room_answer", |lua, this, id: String| {
+            let actions = this.rooms.on_open_room_answer(&id, Instant::now());
             actions_to_lua(lua, &this.stanza_mt, actions)
         });
         // A pushed `groupchat` message to `to`: `"send", from` | `"wait", actions` |
