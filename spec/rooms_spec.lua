@@ -1,4 +1,4 @@
--- The group chat glue of the shim (component_http.lib.lua's rooms) in a fake Prosody module
+-- The group chat glue of the shim (component_http_rooms.lib.lua) in a fake Prosody module
 -- environment, with the real native library: what it sends, hooks and stores.
 local helpers = require "spec.helpers";
 local st = require "util.stanza";
