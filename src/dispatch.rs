@@ -64,7 +64,7 @@ struct InFlight {
     incoming: Arc<Incoming>,
     composing: Composing,
     /// Set once its answer turned out to be a stream: the answer as it is being written.
-    stream: Option<Box<stream::Streaming>>,
+    stream: Option<stream::Slot>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +115,9 @@ struct State {
     /// earlier (a stanza becoming ready, a `<composing/>` to send) wakes it: see
     /// [`Shared::wake_keeper_by`].
     keeper_wakes_at: Option<Instant>,
+    /// The earliest wake-up asked for while the keeper was not asleep: it drops the lock in
+    /// its round to poll the streams, and takes this into account before it sleeps.
+    keeper_missed: Option<Instant>,
     limits: PoolLimits,
 }
 
@@ -179,7 +182,14 @@ struct Shared {
     completions: Mutex<Completions>,
     wakeup: Wakeup,
     stats: Mutex<Stats>,
+    /// Called at the points of a stream's life a test wants to pause or break it at.
+    #[cfg(test)]
+    hook: Mutex<Option<TestHook>>,
 }
+
+/// A test's hook: see [`stream::Hook`] for where it is called.
+#[cfg(test)]
+type TestHook = Arc<dyn Fn(&Shared, stream::Hook) + Send + Sync>;
 
 /// The queue, the worker pool and the HTTP client of one component: what Lua's client holds.
 pub struct Dispatcher {
@@ -229,6 +239,8 @@ impl Dispatcher {
             completions: Mutex::new(Completions::default()),
             wakeup: Wakeup::new().map_err(|e| format!("could not create the wake-up socket: {e}"))?,
             stats: Mutex::new(Stats::default()),
+            #[cfg(test)]
+            hook: Mutex::new(None),
         });
         shared.note(notes);
         let mut dispatcher = Dispatcher { shared, next_id: 0, id_prefix: Jitter::new().next_u64() };
@@ -416,15 +428,20 @@ impl Dispatcher {
             let mut streams = Vec::new();
             for (_, in_flight) in state.in_flight.drain() {
                 match in_flight.stream {
-                    Some(streaming) => streams.push((in_flight.incoming, streaming)),
+                    Some(slot) => streams.push((in_flight.incoming, slot)),
                     None => abandoned.push(in_flight.incoming),
                 }
             }
             (abandoned, streams)
         };
-        // A stream being written keeps its text so far, marked as cut off.
-        for (incoming, streaming) in streams {
-            self.shared.end_stream(&incoming, *streaming, &crate::stream::Ending::Cut(crate::stream::Cut::stopped()));
+        // A stream being written keeps its text so far, marked as cut off. (One its worker is
+        // ending is found ended, its last stanza queued.)
+        for (incoming, slot) in streams {
+            let taken = lock(&slot).take();
+            if let Some(streaming) = taken {
+                let stopped = crate::stream::Ending::Cut(crate::stream::Cut::stopped());
+                self.shared.end_stream(&incoming, streaming, &stopped);
+            }
         }
         self.shared.release_every_chat();
         self.shared.changed.notify_all();
@@ -560,9 +577,13 @@ impl Shared {
     /// under the state lock wherever a deadline appears that the keeper has not seen, so the
     /// deadline is hard (the keeper's sleep is no upper bound on lateness).
     fn wake_keeper_by(&self, state: &mut State, at: Instant) {
-        if state.keeper_wakes_at.is_some_and(|planned| at < planned) {
-            state.keeper_wakes_at = Some(at);
-            self.keeper.notify_one();
+        match state.keeper_wakes_at {
+            Some(planned) if at < planned => {
+                state.keeper_wakes_at = Some(at);
+                self.keeper.notify_one();
+            }
+            Some(_) => {}
+            None => state.keeper_missed = Some(state.keeper_missed.map_or(at, |missed| missed.min(at))),
         }
     }
 

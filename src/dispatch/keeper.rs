@@ -139,9 +139,30 @@ fn run(shared: &Arc<Shared>) {
             }
         }
         // Streamed answers: a correction falls due while its worker waits for the next piece.
-        for in_flight in state.in_flight.values_mut() {
-            if let Some(next) = shared.poll_stream(in_flight, now) {
-                wake_at = wake_at.min(next);
+        // Each is polled under its own lock, with the state lock let go meanwhile.
+        let streams: Vec<(u64, stream::Slot)> =
+            state.in_flight.iter().filter_map(|(id, entry)| Some((*id, Arc::clone(entry.stream.as_ref()?)))).collect();
+        if !streams.is_empty() {
+            drop(state);
+            let mut first_sent = Vec::new();
+            for (id, slot) in streams {
+                let mut guard = lock(&slot);
+                let Some(streaming) = guard.as_mut() else { continue };
+                let (next, first) = shared.poll_stream(streaming, now);
+                drop(guard);
+                wake_at = next.map_or(wake_at, |next| wake_at.min(next));
+                if first {
+                    first_sent.push(id);
+                }
+            }
+            state = lock(&shared.state);
+            if state.closing {
+                return;
+            }
+            for id in first_sent {
+                if let Some(entry) = state.in_flight.get_mut(&id) {
+                    entry.composing = Composing::Sent; // the first message carries `<composing/>`
+                }
             }
         }
         if let Some(outage) = &state.outage {
@@ -155,6 +176,9 @@ fn run(shared: &Arc<Shared>) {
             shared.spawn_workers(start);
             state = lock(&shared.state);
             continue;
+        }
+        if let Some(missed) = state.keeper_missed.take() {
+            wake_at = wake_at.min(missed);
         }
         let sleep = wake_at.saturating_duration_since(Instant::now());
         state.keeper_wakes_at = Some(wake_at);

@@ -3,6 +3,7 @@
 use std::sync::mpsc::{channel, Receiver, Sender};
 
 use super::*;
+use crate::dispatch::stream::Hook;
 use crate::stream::CUT_MARKER;
 
 /// What the scripted webhook does next with the answer it is writing.
@@ -313,4 +314,72 @@ fn a_stream_may_outlast_the_stanza_deadline_while_pieces_keep_coming() {
     let last = collect_last(&mut d, 1).pop().unwrap();
     assert_eq!(last.log, None);
     assert_eq!(body_of_stanza(&last), text);
+}
+
+/// Whether `mutex` can be taken, trying a bounded number of times: another thread may hold it
+/// for a moment, but the thread asking never gets a lock it holds itself.
+fn free<T>(mutex: &Mutex<T>) -> bool {
+    (0..10_000).any(|_| {
+        let free = mutex.try_lock().is_ok();
+        if !free {
+            thread::yield_now();
+        }
+        free
+    })
+}
+
+#[test]
+fn nothing_a_stream_sends_holds_the_main_lock_while_it_is_applied() {
+    // A word and a megabyte of white space, then keep-alives: each piece is applied and each
+    // due stanza sent without the dispatcher's state or completions lock, so `submit` and
+    // `drain` on Prosody's main thread never wait for it.
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    // No intermediate correction: the first message, then the final one.
+    let mut d = streaming_dispatcher(&url, |config| config.stream.interval = Duration::from_secs(3600));
+    let seen: Arc<Mutex<Vec<(Hook, bool, bool)>>> = Arc::default();
+    let (mid_piece, paused) = channel::<bool>();
+    let (go, resume) = channel::<()>();
+    let paused_once = Mutex::new(Some((mid_piece, resume)));
+    let record = Arc::clone(&seen);
+    *lock(&d.shared.hook) = Some(Arc::new(move |shared: &Shared, at: Hook| {
+        let keeper = thread::current().name() == Some("component_http-keeper");
+        let unlocked = free(&shared.state) && free(&shared.completions);
+        lock(&record).push((at, keeper, unlocked));
+        // The first piece waits, mid-way, for the test's `submit`.
+        if at == Hook::Applying {
+            if let Some((mid_piece, resume)) = lock(&paused_once).take() {
+                mid_piece.send(unlocked).unwrap();
+                let _ = resume.recv();
+            }
+        }
+    }));
+    d.submit(message(1));
+    let spaces = " ".repeat(1_040_000);
+    steps.send(Step::Write(format!("{}\n", serde_json::json!({ "delta": format!("a{spaces}") })))).unwrap();
+    // Asked first: `submit` would wait forever for a lock held mid-piece.
+    assert!(paused.recv().unwrap(), "the worker holds a lock of the main thread while it applies a piece");
+    // Prosody's main thread, while the worker is mid-piece.
+    let mut other = message(2);
+    other.body = Some("plain".into());
+    other.xml = "<message><body>plain</body></message>".into();
+    d.submit(other);
+    assert_eq!(d.pending(), 2);
+    assert!(outcomes(&d).is_empty());
+    go.send(()).unwrap();
+    // The first message goes from the keeper: the worker waits for the next piece meanwhile.
+    let mut got = VecDeque::new();
+    let mut bodies = vec![body_of_stanza(&next(&d, &mut got)), body_of_stanza(&next(&d, &mut got))];
+    bodies.sort();
+    assert_eq!(bodies, [format!("a{spaces}"), "plain reply".to_owned()]);
+    for _ in 0..20 {
+        steps.send(Step::Write("{}\n".into())).unwrap();
+    }
+    steps.send(delta("b")).unwrap();
+    steps.send(Step::End).unwrap();
+    let last = collect_last(&mut d, 1).pop().unwrap();
+    assert_eq!(body_of_stanza(&last), format!("a{spaces}b"));
+    let seen = lock(&seen);
+    assert!(seen.iter().any(|(at, keeper, _)| *at == Hook::Polling && *keeper), "the keeper polled: {seen:?}");
+    let held: Vec<_> = seen.iter().filter(|(_, _, unlocked)| !unlocked).collect();
+    assert!(held.is_empty(), "a lock of the main thread was held at {held:?}");
 }
