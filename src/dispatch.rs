@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, Profile};
 use crate::http::{Endpoint, Roots};
 use crate::outcome::{complete, Completion, Level, Outcome, QUEUE_FULL, UNLOADED};
-use crate::stanza::Incoming;
+use crate::stanza::{Element, Incoming};
 use crate::wakeup::Wakeup;
 use jitter::Jitter;
 use outage::Outage;
@@ -167,6 +167,9 @@ struct Completions {
     /// Conversations a streamed answer is being written to, each with the messages held
     /// until its last stanza (see [`stream`]).
     chats: HashMap<stream::Chat, Vec<Completion>>,
+    /// Messages held in `chats`, all conversations together: answers and pushes alike, at
+    /// most `queue_size` (see `Shared::push_reply` and `Dispatcher::hold`).
+    held: usize,
 }
 
 struct Shared {
@@ -376,7 +379,8 @@ impl Dispatcher {
 
     /// A stanza pushed by the bot, if it is a message for a conversation a streamed answer is
     /// being written to: held, to be sent after that answer's last stanza (then `Some(true)`),
-    /// or refused because `queue_size` messages wait there already (`Some(false)`). `None`:
+    /// or refused because `queue_size` messages wait behind streams already, in all
+    /// conversations together (`Some(false)`). `None`:
     /// send it now. `stanza` is only called when something streams.
     pub fn hold(&self, stanza: impl FnOnce() -> Result<crate::stanza::Element, String>) -> Option<bool> {
         if lock(&self.shared.completions).chats.is_empty() {
@@ -386,11 +390,13 @@ impl Dispatcher {
         let chat = stream::chat_of_completion(&completion)?;
         let queue_size = lock(&self.shared.state).limits.queue_size;
         let mut completions = lock(&self.shared.completions);
+        let full = completions.held >= queue_size;
         let held = completions.chats.get_mut(&chat)?;
-        if held.len() >= queue_size {
+        if full {
             return Some(false);
         }
         held.push(completion);
+        completions.held += 1;
         Some(true)
     }
 
@@ -533,10 +539,50 @@ impl Shared {
         let chat = if completions.chats.is_empty() { None } else { stream::chat_of_completion(&completion) };
         if let Some(held) = chat.and_then(|chat| completions.chats.get_mut(&chat)) {
             held.push(completion);
+            completions.held += 1;
             return;
         }
         completions.list.push(completion);
         self.arm(&mut completions);
+    }
+
+    /// Queues the answer to `incoming` and the messages that follow it. If they would wait
+    /// behind a streamed answer and that would make more than `queue_size` messages wait
+    /// behind streams in all, none is sent: the sender gets `wait/resource-constraint` at once
+    /// (an error has no body: it never waits), and the log says why. True if refused.
+    fn push_reply(
+        &self,
+        incoming: &Incoming,
+        completion: Completion,
+        after: Vec<Element>,
+        limits: &PoolLimits,
+    ) -> bool {
+        let mut completions = lock(&self.completions);
+        let chat = if completions.chats.is_empty() { None } else { stream::chat_of_completion(&completion) };
+        let Some(chat) = chat.filter(|chat| completions.chats.contains_key(chat)) else {
+            drop(completions);
+            self.push(completion);
+            for message in after {
+                self.push(Completion { send: Some(message), log: None });
+            }
+            return false;
+        };
+        let count = 1 + after.len();
+        if completions.held.saturating_add(count) > limits.queue_size {
+            drop(completions);
+            let why = format!(
+                "answer not sent: {} messages wait for streamed answers to end already ({})",
+                limits.queue_size,
+                limits.profile.option("queue_size")
+            );
+            self.push(complete(incoming, Outcome::Error(QUEUE_FULL, why)));
+            return true;
+        }
+        let held = completions.chats.entry(chat).or_default();
+        held.push(completion);
+        held.extend(after.into_iter().map(|message| Completion { send: Some(message), log: None }));
+        completions.held += count;
+        false
     }
 
     /// Makes sure a wake-up byte is pending for what was just queued.

@@ -200,7 +200,7 @@ impl Shared {
         let composing_sent =
             first_sent || job.composing_sent || entry.is_some_and(|entry| entry.composing == Composing::Sent);
         let chat_states_wanted = state.limits.chat_states && job.incoming.chat_states;
-        let (released, owes_active) = self.deliver(concluded);
+        let (released, owes_active) = self.deliver(&job.incoming, concluded, &state.limits);
         // After a `<composing/>`, an ending without a stanza in the chat ends it.
         if owes_active && composing_sent && chat_states_wanted {
             self.push(Completion { send: Some(chat_state(&job.incoming, "active")), log: None });
@@ -248,7 +248,9 @@ impl Shared {
     /// Ends a stream that `close` took: its last stanza, then the messages held for it.
     pub(super) fn end_stream(&self, incoming: &Incoming, streaming: Streaming, ending: &Ending) {
         let concluded = self.conclude(incoming, streaming, ending);
-        self.deliver(concluded);
+        // Closing: every message held is sent now, so none is refused.
+        let unbounded = PoolLimits { queue_size: usize::MAX, ..lock(&self.state).limits };
+        self.deliver(incoming, concluded, &unbounded);
     }
 
     /// A stream's last completion (the final correction, the whole answer in one message, or
@@ -276,20 +278,23 @@ impl Shared {
     /// Queues a stream's last completion, then the messages held for its conversation. Whether
     /// that released a conversation, and whether the sender is owed a standalone `<active/>`
     /// (the completion left it without a stanza in the chat: see `mark_active`).
-    fn deliver(&self, concluded: Concluded) -> (bool, bool) {
+    /// A stream that never held its conversation (another answer streamed to it) ends like any
+    /// answer: after that one, within the bound on messages held.
+    fn deliver(&self, incoming: &Incoming, concluded: Concluded, limits: &PoolLimits) -> (bool, bool) {
         let Concluded { completion, held_chat, owes_active } = concluded;
         match held_chat {
             Some(chat) => {
                 let mut completions = lock(&self.completions);
                 let held = completions.chats.remove(&chat).unwrap_or_default();
+                completions.held -= held.len();
                 completions.list.push(completion);
                 completions.list.extend(held);
                 self.arm(&mut completions);
                 (true, owes_active)
             }
             None => {
-                self.push(completion);
-                (false, owes_active)
+                let refused = self.push_reply(incoming, completion, Vec::new(), limits);
+                (false, owes_active || refused)
             }
         }
     }
@@ -298,6 +303,7 @@ impl Shared {
     pub(super) fn release_every_chat(&self) {
         let mut completions = lock(&self.completions);
         let held: Vec<Completion> = completions.chats.drain().flat_map(|(_, held)| held).collect();
+        completions.held = 0;
         if !held.is_empty() {
             completions.list.extend(held);
             self.arm(&mut completions);

@@ -383,3 +383,53 @@ fn nothing_a_stream_sends_holds_the_main_lock_while_it_is_applied() {
     let held: Vec<_> = seen.iter().filter(|(_, _, unlocked)| !unlocked).collect();
     assert!(held.is_empty(), "a lock of the main thread was held at {held:?}");
 }
+
+/// A message from another client of user 1, which the webhook answers at once.
+fn plain_from_other_client(n: usize) -> Incoming {
+    let mut other = message(1);
+    other.from = Some(format!("user1@localhost/other{n}"));
+    other.id = Some(format!("o{n}"));
+    other.body = Some("plain".into());
+    other.xml = "<message><body>plain</body></message>".into();
+    other
+}
+
+#[test]
+fn answers_held_behind_a_stream_are_bounded_by_the_queue_size() {
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    let mut d = streaming_dispatcher(&url, |config| config.queue_size = 3);
+    d.submit(message(1));
+    let mut got = VecDeque::new();
+    steps.send(delta("Hel")).unwrap();
+    assert_eq!(body_of_stanza(&next(&d, &mut got)), "Hel");
+    for n in 0..5 {
+        // One at a time, so none finds the queue itself full.
+        d.submit(plain_from_other_client(n));
+        wait_until("a worker took it", || d.figures().queued == 0);
+    }
+    // Every answer is in: three wait for the stream, the two beyond the bound are refused now,
+    // while it still streams, each with an error to its sender and a log line.
+    wait_until("the five answers", || d.pending() == 1);
+    got.extend(outcomes(&d));
+    assert_eq!(got.len(), 2, "{got:?}");
+    for refused in got.drain(..) {
+        let xml = sent_xml(&refused);
+        assert!(xml.starts_with("<message to='user1@localhost/other") && xml.contains("type='error'"), "{xml}");
+        assert!(xml.contains("<resource-constraint"), "{xml}");
+        let (level, line) = refused.log.unwrap();
+        assert_eq!(level, Level::Warn);
+        assert!(line.contains("component_post_queue_size") && line.contains("streamed answer"), "{line}");
+    }
+    // Pushes count against the same bound.
+    let push = || {
+        Ok(Element::new("message")
+            .with_attr("from", "echo@bot.localhost")
+            .with_attr("to", "user1@localhost")
+            .with_child(Element::new("body").with_text("pushed")))
+    };
+    assert_eq!(d.hold(push), Some(false));
+    steps.send(delta("lo")).unwrap();
+    steps.send(Step::End).unwrap();
+    let bodies: Vec<String> = collect_last(&mut d, 4).iter().map(body_of_stanza).collect();
+    assert_eq!(bodies, ["Hello", "plain reply", "plain reply", "plain reply"]);
+}
