@@ -357,8 +357,11 @@ impl Dispatcher {
         }
         state.queued += 1;
         if let Some(line) = &job.line {
-            if let Some(followers) = state.followers.get_mut(line) {
-                followers.push_back(job);
+            if state.followers.contains_key(line) {
+                // Answered by its deadline even if the stanza before it takes longer.
+                let due = keeper::expiry_now(&job, &state);
+                self.shared.wake_keeper_by(&mut state, due);
+                state.followers.get_mut(line).expect("looked up under this lock").push_back(job);
                 return;
             }
             state.followers.insert(line.clone(), VecDeque::new());

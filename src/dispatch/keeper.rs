@@ -89,6 +89,18 @@ fn expired(job: &Job, outage: Option<&Outage>, now: Instant, profile: Profile) -
     outcome
 }
 
+/// The answer to a stanza whose deadline ran out while it waited behind an earlier stanza of
+/// its sender, still unanswered (an answer that streams, say).
+fn behind_its_line(profile: Profile) -> Outcome {
+    Outcome::Error(
+        TIMED_OUT,
+        format!(
+            "waited longer than {} behind an earlier stanza of the same sender, whose answer was not finished",
+            profile.option("timeout")
+        ),
+    )
+}
+
 fn run(shared: &Arc<Shared>) {
     let mut state = lock(&shared.state);
     loop {
@@ -122,6 +134,34 @@ fn run(shared: &Arc<Shared>) {
                 shared.answer(&state.limits, &job, completion, job.composing_sent);
                 shared.release_line(&mut state, job.line.as_deref());
             }
+        }
+        // Stanzas waiting behind an earlier one of their sender (whose answer may stream for
+        // longer than their deadline) are answered by their own deadline too; the rest of the
+        // line keeps its order.
+        let st: &mut State = &mut state;
+        let (outage, window) = (st.outage.as_ref(), st.limits.retry_window);
+        let mut ran_out = Vec::new();
+        for followers in st.followers.values_mut() {
+            if followers.iter().all(|job| {
+                let end = expiry(job, outage, window);
+                wake_at = wake_at.min(end);
+                end > now
+            }) {
+                continue;
+            }
+            let (kept, out): (VecDeque<Job>, VecDeque<Job>) =
+                followers.drain(..).partition(|job| expiry(job, outage, window) > now);
+            *followers = kept;
+            ran_out.extend(out);
+        }
+        for job in ran_out {
+            state.queued -= 1;
+            let outcome = match state.outage {
+                Some(_) => expired(&job, state.outage.as_ref(), now, state.limits.profile),
+                None => behind_its_line(state.limits.profile),
+            };
+            let completion = shared.settle(&job, outcome);
+            shared.answer(&state.limits, &job, completion, job.composing_sent);
         }
         // Chat states: tell the senders of chat messages the webhook is slow to answer that
         // the bot is composing. A stanza taken after this round wakes the keeper if its

@@ -433,3 +433,45 @@ fn answers_held_behind_a_stream_are_bounded_by_the_queue_size() {
     let bodies: Vec<String> = collect_last(&mut d, 4).iter().map(body_of_stanza).collect();
     assert_eq!(bodies, ["Hello", "plain reply", "plain reply", "plain reply"]);
 }
+
+#[test]
+fn a_follow_up_behind_a_stream_is_answered_by_its_own_deadline() {
+    // The stream outlives the follow-up's deadline (pieces keep coming), so the follow-up,
+    // which waits behind it in its sender's line, gets its timeout while the stream still runs.
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    let mut d = streaming_dispatcher(&url, |config| {
+        config.timeout = Duration::from_millis(300);
+        config.stream.timeout = Duration::from_secs(5);
+        config.stream.interval = Duration::from_secs(3600); // no intermediate correction
+    });
+    let applied = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&applied);
+    *lock(&d.shared.hook) = Some(Arc::new(move |_: &Shared, at: Hook| {
+        if at == Hook::Applying {
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    }));
+    d.submit(message(1));
+    let mut got = VecDeque::new();
+    steps.send(delta("Thinking")).unwrap();
+    assert_eq!(body_of_stanza(&next(&d, &mut got)), "Thinking");
+    let mut follow_up = message(1);
+    follow_up.id = Some("stop".into());
+    d.submit(follow_up);
+    // Keep-alives, each once the one before was read, until the follow-up has its answer.
+    while got.is_empty() {
+        let before = applied.load(Ordering::SeqCst);
+        steps.send(Step::Write("{}\n".into())).unwrap();
+        wait_until("the keep-alive was read", || applied.load(Ordering::SeqCst) > before);
+        got.extend(outcomes(&d));
+    }
+    let answer = got.pop_front().unwrap();
+    let xml = sent_xml(&answer);
+    assert!(xml.contains("id='stop'") && xml.contains("<remote-server-timeout"), "{xml}");
+    let line = answer.log.unwrap().1;
+    assert!(line.contains("component_post_timeout") && line.contains("earlier stanza"), "{line}");
+    steps.send(delta(".")).unwrap();
+    steps.send(Step::End).unwrap();
+    let last = collect_last(&mut d, 1).pop().unwrap();
+    assert_eq!((body_of_stanza(&last), last.log), ("Thinking.".to_owned(), None));
+}
