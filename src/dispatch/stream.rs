@@ -11,11 +11,12 @@
 //! user, whichever of their clients; or the room).
 
 use std::io::Read;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::*;
 use crate::answer::stream_template;
 use crate::http::{read_by, StreamedAnswer};
-use crate::outcome::{chat_state, complete, mark_active, receipt, BAD_REPLY};
+use crate::outcome::{chat_state, complete, describe, mark_active, receipt, Level, BAD_REPLY};
 use crate::stanza::{Element, Node};
 use crate::stream::{last_completion, stanzas, Cut, Draft, Ending, Event, Finish, Limits, Parser, Stage};
 
@@ -70,6 +71,8 @@ pub(super) struct Streaming {
     holds_chat: bool,
     /// The first message goes no sooner than this (see [`FIRST_MESSAGE_GRACE`]).
     first_not_before: Option<Instant>,
+    /// Its stanza's line, to let go if a panic ends the stream (see `Shared::abandon_stream`).
+    line: Option<String>,
 }
 
 /// The conversation a completion's stanza belongs to, if it moves a message in one: a message
@@ -118,6 +121,7 @@ impl Shared {
                     chat_states,
                     holds_chat: false,
                     first_not_before: None,
+                    line: job.line.clone(),
                 };
                 let slot = Arc::new(Mutex::new(Some(streaming)));
                 entry.stream = Some(Arc::clone(&slot));
@@ -132,9 +136,58 @@ impl Shared {
             self.spawn_workers(start);
             slot
         };
-        if let Some(slot) = slot {
-            self.read_stream(&job, &slot, answer.body, parser, &config.host);
+        let Some(slot) = slot else { return };
+        // A panic (a bug) ends this stream alone, with a clear cut and a log line, and lets go
+        // of its conversation and its sender's line; the worker carries on.
+        let read = catch_unwind(AssertUnwindSafe(|| self.read_stream(&job, &slot, answer.body, parser, &config.host)));
+        if read.is_err() {
+            self.abandon_stream(job.id, &job.incoming, &slot);
         }
+    }
+
+    /// Ends a stream a panic broke (while it was read, or polled by the keeper), if nothing
+    /// ended it yet: its text so far and the cut marker, or the error if it had none, with a
+    /// log line; then its conversation and its sender's line are let go. Under a guard of its
+    /// own: if even the last stanza cannot be made, the log says so and both are let go.
+    pub(super) fn abandon_stream(&self, id: u64, incoming: &Incoming, slot: &Slot) {
+        let mut guard = lock(slot);
+        let Some(streaming) = guard.take() else {
+            // Ended already (by its worker, `close` or the keeper), unless the panic came
+            // while it was being ended: then its entry and line may still be held.
+            let mut state = lock(&self.state);
+            if state.in_flight.remove(&id).is_some() {
+                drop(state);
+                self.push(Completion { send: None, log: Some((Level::Error, internal_error(incoming))) });
+            }
+            return;
+        };
+        let line = streaming.line.clone();
+        let chat = streaming.chat.clone().filter(|_| streaming.holds_chat);
+        let cut = Ending::Cut(Cut::internal());
+        let concluded = catch_unwind(AssertUnwindSafe(|| self.conclude(incoming, streaming, &cut)));
+        let mut state = lock(&self.state);
+        state.in_flight.remove(&id);
+        let released = match concluded {
+            Ok(concluded) => self.deliver(incoming, concluded, &state.limits).0,
+            Err(_) => {
+                self.push(Completion { send: None, log: Some((Level::Error, internal_error(incoming))) });
+                chat.is_some_and(|chat| self.release_chat(&chat))
+            }
+        };
+        if released {
+            self.wake_keeper_by(&mut state, Instant::now());
+        }
+        self.release_line(&mut state, line.as_deref());
+    }
+
+    /// Sends the messages held for a conversation whose stream could not end with a stanza.
+    fn release_chat(&self, chat: &Chat) -> bool {
+        let mut completions = lock(&self.completions);
+        let Some(held) = completions.chats.remove(chat) else { return false };
+        completions.held -= held.len();
+        completions.list.extend(held);
+        self.arm(&mut completions);
+        true
     }
 
     /// The worker's loop: a read (no lock held), its pieces applied and the stanzas due sent
@@ -325,6 +378,15 @@ impl Shared {
         completions.list.push(completion);
         self.arm(&mut completions);
     }
+}
+
+/// The log line of a stream a panic ended without even its last stanza.
+fn internal_error(incoming: &Incoming) -> String {
+    format!(
+        "{}: streamed answer ended: internal error (a bug in mod_component_http); its conversation and its sender \
+         are let go",
+        describe(incoming)
+    )
 }
 
 /// Applies every event the parser has: the first object's fields make the template, each
