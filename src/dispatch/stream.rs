@@ -37,6 +37,8 @@ pub(super) enum Hook {
     Applying,
     /// A stream's due stanzas are about to be sent (by its worker or the keeper).
     Polling,
+    /// A stream's last stanza is about to be made.
+    Concluding,
 }
 
 /// A conversation: the bot's bare JID, the other side's bare JID.
@@ -147,47 +149,19 @@ impl Shared {
 
     /// Ends a stream a panic broke (while it was read, or polled by the keeper), if nothing
     /// ended it yet: its text so far and the cut marker, or the error if it had none, with a
-    /// log line; then its conversation and its sender's line are let go. Under a guard of its
-    /// own: if even the last stanza cannot be made, the log says so and both are let go.
+    /// log line; then its conversation and its sender's line are let go.
     pub(super) fn abandon_stream(&self, id: u64, incoming: &Incoming, slot: &Slot) {
         let mut guard = lock(slot);
-        let Some(streaming) = guard.take() else {
-            // Ended already (by its worker, `close` or the keeper), unless the panic came
-            // while it was being ended: then its entry and line may still be held.
-            let mut state = lock(&self.state);
-            if state.in_flight.remove(&id).is_some() {
-                drop(state);
-                self.push(Completion { send: None, log: Some((Level::Error, internal_error(incoming))) });
-            }
-            return;
-        };
+        // None: ended already, by its worker (whose own ending is guarded), `close`, or the keeper.
+        let Some(streaming) = guard.take() else { return };
         let line = streaming.line.clone();
-        let chat = streaming.chat.clone().filter(|_| streaming.holds_chat);
-        let cut = Ending::Cut(Cut::internal());
-        let concluded = catch_unwind(AssertUnwindSafe(|| self.conclude(incoming, streaming, &cut)));
+        let concluded = self.conclude(incoming, streaming, &Ending::Cut(Cut::internal()));
         let mut state = lock(&self.state);
         state.in_flight.remove(&id);
-        let released = match concluded {
-            Ok(concluded) => self.deliver(incoming, concluded, &state.limits).0,
-            Err(_) => {
-                self.push(Completion { send: None, log: Some((Level::Error, internal_error(incoming))) });
-                chat.is_some_and(|chat| self.release_chat(&chat))
-            }
-        };
-        if released {
+        if self.deliver(incoming, concluded, &state.limits).0 {
             self.wake_keeper_by(&mut state, Instant::now());
         }
         self.release_line(&mut state, line.as_deref());
-    }
-
-    /// Sends the messages held for a conversation whose stream could not end with a stanza.
-    fn release_chat(&self, chat: &Chat) -> bool {
-        let mut completions = lock(&self.completions);
-        let Some(held) = completions.chats.remove(chat) else { return false };
-        completions.held -= held.len();
-        completions.list.extend(held);
-        self.arm(&mut completions);
-        true
     }
 
     /// The worker's loop: a read (no lock held), its pieces applied and the stanzas due sent
@@ -309,7 +283,19 @@ impl Shared {
     /// A stream's last completion (the final correction, the whole answer in one message, or
     /// the error if there was no text), counted: the costly part of ending it, done without
     /// the dispatcher's locks.
+    /// Under a guard of its own: if even the last stanza cannot be made (a bug), the log says
+    /// so and the conversation is let go all the same.
     fn conclude(&self, incoming: &Incoming, streaming: Streaming, ending: &Ending) -> Concluded {
+        let held_chat = streaming.chat.clone().filter(|_| streaming.holds_chat);
+        catch_unwind(AssertUnwindSafe(|| self.conclude_unguarded(incoming, streaming, ending))).unwrap_or_else(|_| {
+            let log = Some((Level::Error, internal_error(incoming)));
+            Concluded { completion: Completion { send: None, log }, held_chat, owes_active: true }
+        })
+    }
+
+    fn conclude_unguarded(&self, incoming: &Incoming, streaming: Streaming, ending: &Ending) -> Concluded {
+        #[cfg(test)]
+        self.run_hook(Hook::Concluding);
         let Streaming { draft, template, chat, chat_states, holds_chat, .. } = streaming;
         let finish = draft.finish(ending);
         let counted = match (&finish, ending) {
@@ -383,8 +369,7 @@ impl Shared {
 /// The log line of a stream a panic ended without even its last stanza.
 fn internal_error(incoming: &Incoming) -> String {
     format!(
-        "{}: streamed answer ended: internal error (a bug in mod_component_http); its conversation and its sender \
-         are let go",
+        "{}: streamed answer ended without its last stanza: internal error (a bug in mod_component_http)",
         describe(incoming)
     )
 }

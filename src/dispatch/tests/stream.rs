@@ -555,3 +555,21 @@ fn a_panic_while_the_keeper_polls_a_stream_ends_that_stream_alone() {
     chat_and_line_let_go(&mut d);
     drop(steps);
 }
+
+#[test]
+fn a_panic_while_a_stream_is_ended_still_lets_go_of_its_chat_and_line() {
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    let mut d = streaming_dispatcher(&url, |config| config.idle_timeout = Duration::from_secs(3600));
+    d.submit(message(1));
+    let mut got = VecDeque::new();
+    steps.send(delta("Half")).unwrap();
+    assert_eq!(body_of_stanza(&next(&d, &mut got)), "Half");
+    panic_at(&d, Hook::Concluding, false);
+    steps.send(Step::End).unwrap();
+    let last = next(&d, &mut got);
+    assert_eq!(last.send, None, "not even its last stanza could be made");
+    let (level, line) = last.log.unwrap();
+    assert_eq!(level, Level::Error);
+    assert!(line.contains("ended without its last stanza: internal error (a bug in mod_component_http)"), "{line}");
+    chat_and_line_let_go(&mut d);
+}
