@@ -9,6 +9,7 @@
 //! (`Shared::wake_keeper_by`, or a plain notification), so nothing is answered late because
 //! the keeper slept.
 
+use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
@@ -136,13 +137,23 @@ fn run(shared: &Arc<Shared>) {
                 shared.release_line(&mut state, job.line.as_deref());
             }
         }
-        // Stanzas waiting behind an earlier one of their sender (whose answer may stream for
-        // longer than their deadline) are answered by their own deadline too; the rest of the
-        // line keeps its order.
+        // Stanzas waiting behind an earlier one of their sender whose answer streams (for
+        // longer than their deadline, maybe) are answered by their own deadline too; the rest
+        // of the line keeps its order. Behind a stanza still waiting for its answer they keep
+        // their place: that one's own outcome comes first, and theirs follow in order.
         let st: &mut State = &mut state;
         let (outage, window) = (st.outage.as_ref(), st.limits.retry_window);
+        let streaming: HashSet<&str> = st
+            .in_flight
+            .values()
+            .filter(|entry| entry.stream.is_some())
+            .filter_map(|entry| entry.line.as_deref())
+            .collect();
         let mut ran_out = Vec::new();
-        for followers in st.followers.values_mut() {
+        for (line, followers) in st.followers.iter_mut() {
+            if !streaming.contains(line.as_str()) {
+                continue;
+            }
             if followers.iter().all(|job| {
                 let end = expiry(job, outage, window);
                 wake_at = wake_at.min(end);

@@ -89,9 +89,15 @@ impl Shared {
                     } else {
                         Composing::NotWanted
                     };
-                    state
-                        .in_flight
-                        .insert(job.id, InFlight { incoming: Arc::clone(&job.incoming), composing, stream: None });
+                    state.in_flight.insert(
+                        job.id,
+                        InFlight {
+                            incoming: Arc::clone(&job.incoming),
+                            composing,
+                            line: job.line.clone(),
+                            stream: None,
+                        },
+                    );
                     return Some(job);
                 }
             }
