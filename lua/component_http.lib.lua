@@ -712,7 +712,7 @@ local function serve_push(native, profile, push, client)
 	local function render(response, stanza)
 		if profile.push_answers_json or answers_json[response] then
 			response.headers.content_type = "application/json";
-			return native.request_json(stanza);
+			return native.request_json(stanza, profile.native);
 		end
 		response.headers.content_type = "application/xmpp+xml";
 		return tostring(stanza);
@@ -894,7 +894,7 @@ local function serve_push(native, profile, push, client)
 			return plain(response, 411, "send the stanza with a Content-Length: Prosody does not read chunked bodies");
 		end
 		local stanza, status, why, after = native.push(request.body or "", request.headers.content_type, module.host,
-			profile.push_accepts_json, push.max_size, st.stanza_mt);
+			profile.push_accepts_json, push.max_size, st.stanza_mt, profile.native);
 		if not stanza then
 			module:log("debug", "Refused a push with HTTP %d: %s", status, why);
 			return plain(response, status, why);

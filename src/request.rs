@@ -1,16 +1,27 @@
 //! The JSON body POSTed for one stanza: `to`, `from`, `kind`, `stanza`, and `body` for a message
 //! that has one — the contract of the original module — plus the stanza's `id` and `type` when
 //! it has them, so a bot need not parse `stanza` for what it answers by; for a message from a
-//! group chat room, `room`, `nick` and (for what was said in the room) `mentioned`; and the rich
-//! fields a message carries (`oob_url`, `replace`, `reactions`, `reply`, `stanza_id`: see
-//! [`crate::rich`]), with `body` as its author wrote it, without the quote of a reply.
+//! group chat room, `room`, `nick` (component_http) and (for what was said in the room)
+//! `mentioned`; and every other field of the JSON mapping the stanza carries ([`crate::jsonmap`],
+//! in the module's profile: [`crate::rich::RequestFields`]), with `body` as its author wrote it,
+//! without the quote of a reply.
 
-use crate::config::Format;
+use crate::config::{self, Format};
+use crate::jsonmap::Profile;
 use crate::rich::RequestFields;
 use crate::stanza::Incoming;
 
-/// The request body of a stanza in a module's contract: JSON (component_http) or the stanza
-/// itself, serialized as Prosody does (mod_rest).
+/// The request body of a stanza in the contract of the module `profile` names: JSON
+/// (component_http, or mod_rest's JSON callbacks in its own field names) or the stanza itself,
+/// serialized as Prosody does (mod_rest).
+pub fn body_for(stanza: &Incoming, profile: &config::Profile) -> Vec<u8> {
+    match profile.format {
+        Format::Json => encode_as(stanza, Profile::of(profile)),
+        Format::Xml => stanza.xml.as_bytes().to_vec(),
+    }
+}
+
+/// [`body_for`] in component_http's field names when `format` is JSON.
 pub fn body(stanza: &Incoming, format: Format) -> Vec<u8> {
     match format {
         Format::Json => encode(stanza),
@@ -26,8 +37,15 @@ pub fn content_type(format: Format) -> &'static str {
     }
 }
 
-/// Encodes the request body. Keys come in a fixed order so bodies are easy to read in logs.
+/// [`encode_as`] in component_http's field names.
 pub fn encode(stanza: &Incoming) -> Vec<u8> {
+    encode_as(stanza, Profile::ComponentHttp)
+}
+
+/// Encodes the request body. Keys come in a fixed order so bodies are easy to read in logs:
+/// those of every request, the room's, the mapping's (by name), then `stanza` and `body`.
+/// `to` and `from` are `""` when the stanza has none, as the original module wrote them.
+pub fn encode_as(stanza: &Incoming, profile: Profile) -> Vec<u8> {
     let mut out = Vec::with_capacity(stanza.xml.len() + 128);
     out.push(b'{');
     field(&mut out, "to", stanza.to.as_deref().unwrap_or(""));
@@ -35,28 +53,34 @@ pub fn encode(stanza: &Incoming) -> Vec<u8> {
     field(&mut out, "from", stanza.from.as_deref().unwrap_or(""));
     out.push(b',');
     field(&mut out, "kind", &stanza.name);
-    for (key, value) in [("id", &stanza.id), ("type", &stanza.stanza_type)] {
+    // mod_rest writes a presence without a type as `available`, as the community module does.
+    let available = (profile == Profile::Rest && stanza.name == "presence").then_some("available");
+    let stanza_type = stanza.stanza_type.as_deref().or(available);
+    for (key, value) in [("id", stanza.id.as_deref()), ("type", stanza_type)] {
         if let Some(value) = value {
             out.push(b',');
             field(&mut out, key, value);
         }
     }
     if let Some(room) = &stanza.room {
-        for (key, value) in [("room", &room.fields.room), ("nick", &room.fields.nick)] {
+        out.push(b',');
+        field(&mut out, "room", &room.fields.room);
+        // In mod_rest's names `nick` is XEP-0172's: the room nick is in `from` there.
+        if profile == Profile::ComponentHttp {
             out.push(b',');
-            field(&mut out, key, value);
+            field(&mut out, "nick", &room.fields.nick);
         }
         if let Some(mentioned) = room.fields.mentioned {
             out.extend_from_slice(if mentioned { b",\"mentioned\":true" } else { b",\"mentioned\":false" });
         }
     }
-    let rich = RequestFields::of(stanza);
-    rich.write_json(&mut out);
+    let fields = RequestFields::of(stanza, profile);
+    fields.write_json(&mut out);
     out.push(b',');
     field(&mut out, "stanza", &stanza.xml);
     if let Some(body) = &stanza.body {
         out.push(b',');
-        field(&mut out, "body", &rich.body(body));
+        field(&mut out, "body", &fields.body(body));
     }
     out.push(b'}');
     out
