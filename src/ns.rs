@@ -1,6 +1,9 @@
 //! Every XML namespace the core reads or writes, in one place: the rows of [`crate::jsonmap`],
 //! the rooms, streams, receipts and errors all name them from here.
 
+/// The namespace of a stanza without one (RFC 6120): a child of the stanza in no other
+/// namespace is in the stanza's own.
+pub const CLIENT: &str = "jabber:client";
 /// XEP-0004 Data Forms.
 pub const DATA: &str = "jabber:x:data";
 /// XEP-0203 Delayed Delivery.

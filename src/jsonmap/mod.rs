@@ -46,7 +46,7 @@ pub const MAX_DEPTH: usize = 32;
 
 /// The namespace of a stanza without one: a child of the stanza in no other namespace is in
 /// the stanza's own, which is this one unless the stanza says otherwise.
-pub const CLIENT: &str = "jabber:client";
+pub use crate::ns::CLIENT;
 
 /// The three kinds of stanza.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
