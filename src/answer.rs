@@ -586,6 +586,24 @@ mod tests {
     }
 
     #[test]
+    fn a_rest_json_reply_speaks_the_community_names_and_refuses_what_it_cannot_map() {
+        let rest = Contract { profile: Profile::Rest, ..JSON };
+        let msg = incoming("message", Some("chat"));
+        let with = |body: &str| interpret(&msg, &answer(200, "application/json", body), rest);
+        let Outcome::Reply(away) = with(r#"{"kind": "presence", "show": "away"}"#) else { panic!("not a reply") };
+        assert_eq!(
+            away.stanza.to_xml(),
+            "<presence to='user@localhost/phone' from='echo@bot.localhost'><show>away</show></presence>"
+        );
+        assert_eq!(
+            refused_because(&with(r#"{"body": "x", "sticker": 1}"#)),
+            "webhook reply refused: 'sticker' is not a field this module knows"
+        );
+        // The same object to component_http: the field it does not know is ignored, as always.
+        assert!(matches!(reply(&msg, r#"{"body": "x", "sticker": 1}"#), Outcome::Reply(_)));
+    }
+
+    #[test]
     fn a_built_reply_is_held_to_the_element_limit_of_a_parsed_one() {
         let max = Limits::default().max_elements;
         // Every field, every list at its bound: well within the limit.

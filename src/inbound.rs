@@ -262,6 +262,43 @@ mod tests {
     }
 
     #[test]
+    fn a_rest_push_is_the_stanza_its_fields_say_and_an_unknown_field_is_refused_naming_it() {
+        const JSON: Option<&str> = Some("application/json");
+        let rest = |body: &str| {
+            stanza_from_push(body.as_bytes(), JSON, HOST, Some(Profile::Rest), 4096)
+                .map(|push| push.stanza.to_xml())
+                .map_err(|r| (r.status, r.message))
+        };
+        assert_eq!(
+            rest(r#"{"to": "example.net", "ping": true}"#).unwrap(),
+            "<iq type='get' to='example.net' from='rest.example.net'><ping xmlns='urn:xmpp:ping'/></iq>"
+        );
+        assert_eq!(
+            rest(r#"{"kind": "presence", "to": "u@example.org", "show": "away", "status": "out"}"#).unwrap(),
+            "<presence to='u@example.org' from='rest.example.net'><show>away</show><status>out</status></presence>"
+        );
+        assert_eq!(
+            rest(r#"{"to": "u@example.org", "body": "b", "subject": "S", "thread": {"id": "t1"}}"#).unwrap(),
+            "<message type='chat' to='u@example.org' from='rest.example.net'><body>b</body><subject>S</subject>\
+             <thread>t1</thread></message>"
+        );
+        assert_eq!(
+            rest(r#"{"to": "u@example.org", "body": "b", "sticker": {"id": 1}}"#),
+            Err((400, "'sticker' is not a field this module knows".into()))
+        );
+        assert_eq!(
+            rest(r#"{"to": "u@example.org", "error_code": 404}"#).unwrap_err().0,
+            400,
+            "a field not mapped yet is refused, not dropped"
+        );
+        // component_http keeps its contract: an unknown field is ignored, `nick` is not XEP-0172's.
+        let ours = push(r#"{"to": "u@example.org", "body": "b", "sticker": 1, "nick": "n"}"#, JSON).unwrap();
+        assert_eq!(ours, "<message type='chat' to='u@example.org' from='rest.example.net'><body>b</body></message>");
+        let with_subject = push(r#"{"to": "u@example.org", "subject": "S"}"#, JSON).unwrap();
+        assert!(with_subject.contains("<subject>S</subject>"), "{with_subject}");
+    }
+
+    #[test]
     fn secrets_compare_whole() {
         assert!(same_secret(b"Bearer abc", b"Bearer abc"));
         for wrong in [&b"Bearer abd"[..], b"Bearer ab", b"Bearer abcd", b"", b"bearer abc"] {

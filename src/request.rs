@@ -165,6 +165,33 @@ mod tests {
     }
 
     #[test]
+    fn the_mapping_fields_a_stanza_carries_are_posted_in_the_modules_names() {
+        let xml = "<message type='chat' id='m2'><body>b</body><subject>S</subject><thread>t1</thread>\
+                   <composing xmlns='http://jabber.org/protocol/chatstates'/>\
+                   <nick xmlns='http://jabber.org/protocol/nick'>Ann</nick></message>";
+        let message = Incoming { xml: xml.into(), ..incoming(Some("b")) };
+        let ours: Value = serde_json::from_slice(&encode(&message)).unwrap();
+        assert_eq!(
+            (&ours["subject"], &ours["thread"], &ours["state"], &ours["body"]),
+            (&json!("S"), &json!({ "id": "t1" }), &json!("composing"), &json!("b"))
+        );
+        assert!(ours.get("nick").is_none(), "component_http's nick is the room nickname");
+        let rest: Value = serde_json::from_slice(&encode_as(&message, Profile::Rest)).unwrap();
+        assert_eq!((&rest["nick"], &rest["subject"]), (&json!("Ann"), &json!("S")));
+        // mod_rest writes a presence without a type as `available`, as the community module does.
+        let presence = Incoming {
+            xml: "<presence><show>away</show></presence>".into(),
+            body: None,
+            stanza_type: None,
+            ..Incoming::sample("presence", None)
+        };
+        let rest: Value = serde_json::from_slice(&encode_as(&presence, Profile::Rest)).unwrap();
+        assert_eq!((&rest["type"], &rest["show"]), (&json!("available"), &json!("away")));
+        let ours: Value = serde_json::from_slice(&encode(&presence)).unwrap();
+        assert_eq!((ours.get("type"), &ours["show"]), (None, &json!("away")));
+    }
+
+    #[test]
     fn no_body_key_without_a_body() {
         let v: Value = serde_json::from_slice(&encode(&incoming(None))).unwrap();
         assert!(v.get("body").is_none());

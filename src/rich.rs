@@ -337,6 +337,27 @@ mod tests {
     }
 
     #[test]
+    fn only_a_stanza_with_more_than_a_body_is_parsed() {
+        for plain in [
+            "<message type='chat' to='a@b'><body>a &lt;b&gt; c</body></message>",
+            "<message><body/></message>",
+            "<message><body xml:lang='en'>x</body></message>",
+            "<message type='chat'/>",
+            "<presence/>",
+        ] {
+            assert!(!has_more_than_a_body(plain), "{plain}");
+        }
+        for rich in [
+            "<message><body>x</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
+            "<message><bodyguard/></message>",
+            "<presence><show>away</show></presence>",
+            "<iq type='get'><ping xmlns='urn:xmpp:ping'/></iq>",
+        ] {
+            assert!(has_more_than_a_body(rich), "{rich}");
+        }
+    }
+
+    #[test]
     fn a_plain_message_has_no_rich_fields() {
         let fields = read("<message type='chat'><body>hi</body></message>", None);
         assert_eq!(fields, RequestFields::default());
