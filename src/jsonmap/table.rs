@@ -427,12 +427,18 @@ pub static ROWS: &[Row] = &[
     row("reply", Kinds::MESSAGE, Place::Child(&REPLY)),
     row("reactions", Kinds::MESSAGE, Place::Child(&REACTIONS)),
     row("fallback", Kinds::MESSAGE, Place::Flag(el("fallback", ns::FALLBACK))),
-    implying(
-        Message,
-        row(
-            "state",
-            Kinds::MESSAGE,
-            Place::NameIs(ns::CHAT_STATES, &["active", "inactive", "gone", "composing", "paused"]),
+    // component_http sends and answers chat states itself (README: "Chat states"): neither
+    // read into its requests nor taken from its replies, where a second state would contradict
+    // the one it adds.
+    only(
+        Profiles::REST,
+        implying(
+            Message,
+            row(
+                "state",
+                Kinds::MESSAGE,
+                Place::NameIs(ns::CHAT_STATES, &["active", "inactive", "gone", "composing", "paused"]),
+            ),
         ),
     ),
     row("markable", Kinds::MESSAGE, Place::Flag(el("markable", ns::MARKERS))),
