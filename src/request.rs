@@ -62,6 +62,11 @@ pub fn encode_as(stanza: &Incoming, profile: Profile) -> Vec<u8> {
             field(&mut out, key, value);
         }
     }
+    // The community module writes the language; component_http's requests never had it.
+    if let Some(lang) = lang(&stanza.xml).filter(|_| profile == Profile::Rest) {
+        out.push(b',');
+        field(&mut out, "lang", &lang);
+    }
     if let Some(room) = &stanza.room {
         out.push(b',');
         field(&mut out, "room", &room.fields.room);
@@ -84,6 +89,24 @@ pub fn encode_as(stanza: &Incoming, profile: Profile) -> Vec<u8> {
     }
     out.push(b'}');
     out
+}
+
+/// The stanza's `xml:lang`, read from its start tag alone: Prosody writes attribute values
+/// quoted, with `&`, `<`, `>` and both quotes escaped, so the tag ends at the first `>`.
+fn lang(xml: &str) -> Option<String> {
+    let tag = &xml[..xml.find('>')?];
+    let value = &tag[tag.find(" xml:lang=")? + " xml:lang=".len()..];
+    let quote = value.chars().next().filter(|c| matches!(c, '\'' | '"'))?;
+    let value = &value[1..];
+    let value = &value[..value.find(quote)?];
+    Some(
+        value
+            .replace("&apos;", "'")
+            .replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
 }
 
 fn field(out: &mut Vec<u8>, key: &str, value: &str) {
@@ -166,7 +189,7 @@ mod tests {
 
     #[test]
     fn the_mapping_fields_a_stanza_carries_are_posted_in_the_modules_names() {
-        let xml = "<message type='chat' id='m2'><body>b</body><subject>S</subject><thread>t1</thread>\
+        let xml = "<message type='chat' id='m2' xml:lang='en'><body>b</body><subject>S</subject><thread>t1</thread>\
                    <composing xmlns='http://jabber.org/protocol/chatstates'/>\
                    <nick xmlns='http://jabber.org/protocol/nick'>Ann</nick></message>";
         let message = Incoming { xml: xml.into(), ..incoming(Some("b")) };
@@ -177,7 +200,9 @@ mod tests {
         );
         assert!(ours.get("nick").is_none(), "component_http's nick is the room nickname");
         assert!(ours.get("state").is_none(), "component_http handles chat states itself");
+        assert!(ours.get("lang").is_none(), "component_http's requests never had the language");
         let rest: Value = serde_json::from_slice(&encode_as(&message, Profile::Rest)).unwrap();
+        assert_eq!(rest["lang"], json!("en"));
         assert_eq!(
             (&rest["nick"], &rest["subject"], &rest["state"]),
             (&json!("Ann"), &json!("S"), &json!("composing"))
@@ -193,6 +218,14 @@ mod tests {
         assert_eq!((&rest["type"], &rest["show"]), (&json!("available"), &json!("away")));
         let ours: Value = serde_json::from_slice(&encode(&presence)).unwrap();
         assert_eq!((ours.get("type"), &ours["show"]), (None, &json!("away")));
+    }
+
+    #[test]
+    fn the_language_is_read_from_the_start_tag_alone() {
+        assert_eq!(lang("<message xml:lang='en-GB' to='a@b'><body>x</body></message>").as_deref(), Some("en-GB"));
+        assert_eq!(lang("<message to='a@b' xml:lang=\"a&amp;&apos;b\"/>").as_deref(), Some("a&'b"));
+        assert_eq!(lang("<message to='a@b'><body xml:lang='de'>x</body></message>"), None);
+        assert_eq!(lang("<presence/>"), None);
     }
 
     #[test]

@@ -38,8 +38,10 @@ pub struct RequestFields {
     fallback: Vec<(usize, usize)>,
 }
 
-/// The fields every request writes itself, left out of the mapping's.
-const OWN_FIELDS: [&str; 7] = ["to", "from", "kind", "id", "type", "body", "stanza"];
+/// The fields every request writes itself, left out of the mapping's. `lang` too: an attribute
+/// of the stanza, read from its start tag for every stanza or none ([`crate::request`]), not
+/// only from those parsed here.
+const OWN_FIELDS: [&str; 8] = ["to", "from", "kind", "id", "type", "lang", "body", "stanza"];
 
 impl RequestFields {
     /// The fields of `incoming` in `profile`'s names. Its XML is parsed (on the worker thread)
