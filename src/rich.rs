@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use crate::jid;
-use crate::jsonmap::{self, json_type, Profile};
+use crate::jsonmap::{self, elements, json_type, text, Profile};
 /// The namespaces of the rich fields, where other modules have always found them.
 pub use crate::ns::{FALLBACK, OOB, REACTIONS};
 use crate::ns::{HINTS, REPLY, STANZA_ID};
@@ -277,30 +277,12 @@ fn set_body(message: &mut Element, text: &str) {
     }
 }
 
-fn elements(element: &Element) -> impl Iterator<Item = &Element> {
-    element.children.iter().filter_map(|c| match c {
-        Node::Element(e) => Some(e),
-        Node::Text(_) => None,
-    })
-}
-
 fn in_ns(element: &Element, ns: &str) -> bool {
     element.attr("xmlns") == Some(ns)
 }
 
 fn child<'a>(element: &'a Element, name: &str, ns: &str) -> Option<&'a Element> {
     elements(element).find(|e| e.name == name && in_ns(e, ns))
-}
-
-fn text(element: &Element) -> String {
-    element
-        .children
-        .iter()
-        .filter_map(|c| match c {
-            Node::Text(t) => Some(t.as_str()),
-            Node::Element(_) => None,
-        })
-        .collect()
 }
 
 #[cfg(test)]

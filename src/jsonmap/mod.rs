@@ -702,7 +702,7 @@ pub fn element_to_json(stanza: &Element, profile: Profile) -> Map<String, Value>
 // ---- reading XML ----
 
 /// The element children of `element`.
-fn elements(element: &Element) -> impl Iterator<Item = &Element> {
+pub(crate) fn elements(element: &Element) -> impl Iterator<Item = &Element> {
     element.children.iter().filter_map(|child| match child {
         Node::Element(e) => Some(e),
         Node::Text(_) => None,
@@ -710,7 +710,7 @@ fn elements(element: &Element) -> impl Iterator<Item = &Element> {
 }
 
 /// The text directly in `element`.
-fn text(element: &Element) -> String {
+pub(crate) fn text(element: &Element) -> String {
     element
         .children
         .iter()
