@@ -53,6 +53,7 @@ pub mod inbound;
 pub mod jid;
 pub mod jsonmap;
 pub mod metrics;
+pub mod ns;
 pub mod outcome;
 pub mod policy;
 pub mod presence;
@@ -357,22 +358,26 @@ fn new_client(
     })
 }
 
-/// `push(body, content_type, host, accept_json, max_size, stanza_mt)`: the stanza to route (and,
-/// fourth, an array of the messages to route right after it, such as a file's caption), or
-/// `nil, status, message` when the push is refused (see `inbound`).
+/// `push(body, content_type, host, accept_json, max_size, stanza_mt, profile)`: the stanza to
+/// route (and, fourth, an array of the messages to route right after it, such as a file's
+/// caption), or `nil, status, message` when the push is refused (see `inbound`). JSON is read in
+/// the field names of the module `profile` names (component_http's when nil).
 fn push(
     lua: &Lua,
-    (body, content_type, host, accept_json, max_size, stanza_mt): (
+    (body, content_type, host, accept_json, max_size, stanza_mt, name): (
         mlua::String,
         Option<String>,
         String,
         bool,
         usize,
         Table,
+        Option<String>,
     ),
 ) -> mlua::Result<MultiValue> {
     guard("push", || {
-        match inbound::stanza_from_push(&body.as_bytes(), content_type.as_deref(), &host, accept_json, max_size) {
+        let profile_named = profile(name)?;
+        let json = accept_json.then(|| jsonmap::Profile::of(&profile_named));
+        match inbound::stanza_from_push(&body.as_bytes(), content_type.as_deref(), &host, json, max_size) {
             Ok(push) => {
                 let mut values = vec![Value::Table(push.stanza.to_lua(lua, &stanza_mt)?)];
                 if !push.after.is_empty() {
@@ -413,12 +418,14 @@ fn same_secret(_: &Lua, (given, expected): (mlua::String, mlua::String)) -> mlua
     })
 }
 
-/// A stanza in the shape of a webhook request (`to`, `from`, `kind`, `stanza`, `body`): how
-/// component_http returns the answer to a pushed iq.
-fn request_json(lua: &Lua, stanza: Table) -> mlua::Result<mlua::String> {
+/// `request_json(stanza, profile)`: a stanza in the shape of a webhook request (`to`, `from`,
+/// `kind`, `stanza`, `body`, and the mapping's fields in the names of the module `profile` names,
+/// component_http's when nil): how a push is answered in JSON.
+fn request_json(lua: &Lua, (stanza, name): (Table, Option<String>)) -> mlua::Result<mlua::String> {
     guard("request_json", || {
+        let profile = jsonmap::Profile::of(&profile(name)?);
         let incoming = Incoming::from_lua(&stanza).map_err(mlua::Error::runtime)?;
-        lua.create_string(request::encode(&incoming))
+        lua.create_string(request::encode_as(&incoming, profile))
     })
 }
 

@@ -12,12 +12,8 @@ use mlua::{Lua, Table, Value};
 /// so only a hand-built (hostile or buggy) table can reach this; it protects our stack.
 pub const MAX_DEPTH: usize = 200;
 
-/// The namespace of stanza error conditions.
-pub const XMLNS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
-/// The namespace of `xml:lang`; no other prefix may be bound to it.
-pub const XML_NAMESPACE: &str = "http://www.w3.org/XML/1998/namespace";
-/// The namespace of `xmlns` declarations themselves; nothing may be in it.
-pub const XMLNS_NAMESPACE: &str = "http://www.w3.org/2000/xmlns/";
+/// The namespaces the stanza code names, under the names it has always had (see [`crate::ns`]).
+pub use crate::ns::{CHAT_STATES, RECEIPTS, STANZAS as XMLNS_STANZAS, XML as XML_NAMESPACE, XMLNS as XMLNS_NAMESPACE};
 
 /// A child of an element: an element or text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,11 +282,6 @@ pub struct Incoming {
     /// extra request fields, and where the answer goes by default.
     pub room: Option<Box<crate::room::RoomContext>>,
 }
-
-/// The namespace of XEP-0085 chat state notifications.
-pub const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
-/// The namespace of XEP-0184 message delivery receipts.
-pub const RECEIPTS: &str = "urn:xmpp:receipts";
 
 impl Incoming {
     /// Reads a Prosody stanza table without building an intermediate tree: the XML is written

@@ -136,7 +136,7 @@ impl Shared {
             let settings = self.settings();
             // Encoded here rather than in `submit`: everything that need not touch Lua stays
             // off Prosody's main thread.
-            let body = request::body(&job.incoming, settings.config.profile.format);
+            let body = request::body_for(&job.incoming, &settings.config.profile);
             let delivery = Delivery {
                 incoming: &job.incoming,
                 body: &body,

@@ -4,22 +4,8 @@
 
 use crate::stanza::{Element, Node, XMLNS_STANZAS};
 
-/// XEP-0045: the join element.
-pub const MUC: &str = "http://jabber.org/protocol/muc";
-/// XEP-0045: what a room adds to the presence and messages it sends.
-pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
-/// XEP-0045: the owner's room configuration.
-pub const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
-/// XEP-0199 pings, as XEP-0410 self-pings use them.
-pub const PING: &str = "urn:xmpp:ping";
-/// XEP-0203, and the XEP-0091 element older rooms still put on history.
-pub const DELAY: &str = "urn:xmpp:delay";
-/// XEP-0091, the legacy delayed delivery.
-pub const LEGACY_DELAY: &str = "jabber:x:delay";
-/// XEP-0461 message replies.
-pub const REPLY: &str = "urn:xmpp:reply:0";
-/// XEP-0359 unique and stable stanza ids.
-pub const STANZA_ID: &str = "urn:xmpp:sid:0";
+/// The namespaces the room logic reads, from their one home.
+pub use crate::ns::{DELAY, LEGACY_DELAY, MUC, MUC_OWNER, MUC_USER, PING, REPLY, STANZA_ID};
 
 /// A presence from a room (or from any JID: whether it concerns a room is decided later).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
