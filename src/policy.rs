@@ -14,7 +14,7 @@
 //! - the tree serializes to namespace-well-formed XML ([`Element::check_xml`]).
 
 use crate::jid;
-use crate::stanza::{Element, Node};
+use crate::stanza::Element;
 
 /// Why a stanza may not be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,7 +107,7 @@ fn semantics(stanza: &Element, sender: Sender) -> Result<(), String> {
 /// RFC 6120 8.2.3, as Prosody's iq handlers rely on it (mod_iq reads the payload of a get/set
 /// without checking it is there).
 fn iq_semantics(iq: &Element, iq_type: &str, sender: Sender) -> Result<(), String> {
-    let payloads = iq.children.iter().filter(|child| matches!(child, Node::Element(_))).count();
+    let payloads = iq.elements().count();
     let id_assigned_later = sender == Sender::Push && matches!(iq_type, "get" | "set");
     let payload_check = match iq_type {
         "get" | "set" if payloads != 1 => {
@@ -116,9 +116,7 @@ fn iq_semantics(iq: &Element, iq_type: &str, sender: Sender) -> Result<(), Strin
         "result" if payloads > 1 => {
             Err(format!("an iq result carries at most one payload element, this one has {payloads}"))
         }
-        "error" if !iq.children.iter().any(|c| matches!(c, Node::Element(e) if e.name == "error")) => {
-            Err("an iq error carries an <error/> element".into())
-        }
+        "error" if iq.child_named("error").is_none() => Err("an iq error carries an <error/> element".into()),
         _ => Ok(()),
     };
     payload_check?;

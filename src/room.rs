@@ -70,8 +70,8 @@
 //!   `OtherOccupant` (409) or `NotARoom` (400).
 //! - The answer to a room message (on the worker, from the kept [`RoomFields`] and occupant):
 //!   [`RoomReply::defaults`] gives `to`/`type`/`from` when the reply names none; an error
-//!   outcome is never sent (`send_errors`), only logged and counted; `<composing/>` only when
-//!   `chat_states`.
+//!   outcome is never sent, only logged and counted; `<composing/>` only for a message that
+//!   mentions the bot.
 //! - `module.unload` that is not a reload: `leave_all()`.
 
 pub mod facts;

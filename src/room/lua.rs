@@ -16,12 +16,10 @@ use std::time::Instant;
 
 use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, UserDataRefMut, Value};
 
+use super::membership::occupant_parts;
 use super::message::{read_message, RoomFields};
 use super::reply::RoomContext;
-use super::{
-    Action, GroupchatMode, PingAnswer, PresenceFacts, PushRoute, RememberedRoom, RoomOptions, Rooms, Skip, Timing,
-    Verdict,
-};
+use super::{Action, PingAnswer, PresenceFacts, PushRoute, RememberedRoom, RoomOptions, Rooms, Skip, Timing, Verdict};
 use crate::config::Profile;
 use crate::jid;
 use crate::outcome::{describe, Level};
@@ -100,11 +98,6 @@ fn stanza_top(stanza: &Table, depth: usize) -> Element {
 mod membership_tests;
 
 impl LuaRooms {
-    /// Which room messages are POSTed.
-    pub fn mode(&self) -> GroupchatMode {
-        self.options.groupchat
-    }
-
     /// Decides whether a message to the component is POSTed, and with which room fields:
     /// `None` posts it (with `incoming.room` set when it comes from a room); `Some(actions)`
     /// does not (the bot's own message reflected, history, the subject, an unmentioned message
@@ -125,7 +118,7 @@ impl LuaRooms {
         // The room first, before anything of the stanza is read: whoever sends a message to the
         // component costs the room logic nothing unless it comes from a room the bot knows.
         // Prosody routes prepared JIDs, so the bare part of `from` is the room as it is kept.
-        if !self.rooms.knows(from.split('/').next().unwrap_or_default()) {
+        if !self.rooms.knows(jid::bare(from)) {
             // A private message is an ordinary message; a `groupchat` one is from a room the bot
             // is not in (or not a room at all) and never POSTed.
             return groupchat.then(|| vec![skip_log(incoming, Skip::NotInRoom)]);
@@ -175,11 +168,7 @@ impl LuaRooms {
     /// answers a presence with an error, status 333).
     fn note_occupant_presence(&self, incoming: &mut Incoming) {
         let Some(from) = incoming.from.as_deref() else { return };
-        let Some((room, Some(nick))) =
-            jid::prep(from).ok().and_then(|j| Some((format!("{}@{}", j.node?, j.domain), j.resource)))
-        else {
-            return;
-        };
+        let Some((room, Some(nick))) = occupant_parts(from) else { return };
         if !self.rooms.knows(&room) {
             return;
         }
@@ -261,7 +250,7 @@ impl UserData for LuaRooms {
         // Returns the actions, or nil when it is not from a known room.
         methods.add_method_mut("message", |lua, this, stanza: Table| {
             let from: Option<String> = stanza.get::<Table>("attr")?.get("from")?;
-            let known = from.as_deref().is_some_and(|f| this.rooms.knows(f.split('/').next().unwrap_or_default()));
+            let known = from.as_deref().is_some_and(|f| this.rooms.knows(jid::bare(f)));
             if !known {
                 return Ok(None);
             }
@@ -324,7 +313,7 @@ impl UserData for LuaRooms {
                 },
                 _ => String::new(),
             };
-            let known = super::membership::occupant_parts(&from).is_some_and(|(room, _)| this.rooms.knows(&room));
+            let known = occupant_parts(&from).is_some_and(|(room, _)| this.rooms.knows(&room));
             if !known {
                 return Ok((Value::Nil, false));
             }
