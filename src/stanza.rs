@@ -610,7 +610,7 @@ mod tests {
         let message = crate::xml::parse_stanza(
             "<message xmlns='jabber:client'>hi <body>one</body><x xmlns='urn:a'><body>no</body></x>\
              <body xmlns='urn:b'>two<i/>three</body><body>four</body></message>",
-            crate::xml::Limits::default(),
+            crate::xml::ParseLimits::default(),
         )
         .unwrap();
         assert_eq!(message.elements().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["body", "x", "body", "body"]);

@@ -242,8 +242,8 @@ mod tests {
 
     #[test]
     fn reads_what_prosodys_muc_sends() {
-        use crate::xml::{parse_stanza, Limits};
-        let read = |xml: &str| PresenceFacts::read(&parse_stanza(xml, Limits::default()).unwrap());
+        use crate::xml::{parse_stanza, ParseLimits};
+        let read = |xml: &str| PresenceFacts::read(&parse_stanza(xml, ParseLimits::default()).unwrap());
         let banned = read(
             "<presence from='dev@conference.localhost/bot' to='bot.localhost' type='unavailable'>\
              <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='outcast' role='none'/>\

@@ -19,12 +19,14 @@ use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, UserDataRefMut, Va
 use super::membership::occupant_parts;
 use super::message::{read_message, RoomFields};
 use super::reply::RoomContext;
-use super::{Action, PingAnswer, PresenceFacts, PushRoute, RememberedRoom, RoomOptions, Rooms, Skip, Timing, Verdict};
+use super::{
+    Action, PingAnswer, PresenceFacts, PushRoute, RememberedRoom, RoomOptions, Rooms, Skip, Timing, Treatment,
+};
 use crate::config::Profile;
 use crate::jid;
 use crate::outcome::{describe, Level};
 use crate::stanza::{Element, Incoming};
-use crate::xml::{parse_stanza, Limits};
+use crate::xml::{parse_stanza, ParseLimits};
 
 /// The rooms of one component, as a Lua userdata.
 pub struct LuaRooms {
@@ -54,7 +56,7 @@ pub fn new_rooms(
 /// rooms look into).
 fn element_of(stanza: &Table) -> Result<Element, String> {
     let incoming = Incoming::from_lua(stanza)?;
-    parse_stanza(&incoming.xml, Limits::default())
+    parse_stanza(&incoming.xml, ParseLimits::default())
 }
 
 /// How deep [`stanza_top`] reads: what the membership looks at in a presence or a ping's answer
@@ -137,8 +139,8 @@ impl LuaRooms {
             }
         };
         match self.rooms.classify_message(&facts, self.options.groupchat) {
-            Verdict::NotFromARoom => None,
-            Verdict::Room(fields) => {
+            Treatment::NotFromARoom => None,
+            Treatment::Room(fields) => {
                 let bot_from = match self.rooms.occupant(&fields.room) {
                     Some(bot) if !fields.is_private() => bot.from,
                     _ => incoming.to.clone().unwrap_or_default(),
@@ -151,7 +153,7 @@ impl LuaRooms {
                 incoming.room = Some(Box::new(RoomContext { fields, bot_from }));
                 None
             }
-            Verdict::Skip(why) => {
+            Treatment::Skip(why) => {
                 let mut actions = vec![skip_log(incoming, why)];
                 if why == Skip::Error {
                     actions.extend(self.rooms.on_error_message(&facts, Instant::now()));
@@ -432,7 +434,7 @@ mod tests {
 
     /// Payloads one past each of the parser's limits: depth, attributes on one element, elements.
     fn over_the_limits() -> Vec<(&'static str, String)> {
-        let limits = Limits::default();
+        let limits = ParseLimits::default();
         // The message itself and its body count: 32 more levels make it 33 deep.
         let depth = format!("{}{}", "<x xmlns='urn:t'>".repeat(limits.max_depth), "</x>".repeat(limits.max_depth));
         let attributes: String = (0..=limits.max_attributes).map(|i| format!(" a{i}='v'")).collect();
@@ -467,7 +469,7 @@ mod tests {
         for (limit, payload) in over_the_limits() {
             for message_type in ["groupchat", "chat", "normal"] {
                 let mut said = message(&format!("{ROOM}/alice"), message_type, &payload);
-                assert!(parse_stanza(&said.xml, Limits::default()).is_err(), "{limit}: over the limit");
+                assert!(parse_stanza(&said.xml, ParseLimits::default()).is_err(), "{limit}: over the limit");
                 let actions = rooms.classify(&mut said).unwrap_or_else(|| panic!("{limit} {message_type}: posted"));
                 let lines = log_lines(&actions);
                 assert_eq!(lines.len(), 1, "{limit} {message_type}: {lines:?}");

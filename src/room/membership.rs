@@ -823,7 +823,8 @@ impl Rooms {
         self.rooms.contains_key(room)
     }
 
-    /// The state of `room` (a bare JID), when the bot knows it.
+    /// The state of `room` (a bare JID), when the bot knows it: what the tests look at.
+    #[cfg(test)]
     pub fn state(&self, room: &str) -> Option<&State> {
         self.rooms.get(room).map(|r| &r.state)
     }
