@@ -14,22 +14,26 @@
 //! - the tree serializes to namespace-well-formed XML ([`Element::check_xml`]).
 
 use crate::jid;
-use crate::stanza::{Element, Node};
+use crate::stanza::Element;
 
 /// Why a stanza may not be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub enum Violation {
     /// Not a stanza Prosody can route or a client can read (for a push: `400`).
     Invalid(String),
     /// Sent as someone the component may not speak for (for a push: `403`).
     NotOurs(String),
 }
 
-impl Refusal {
+/// The former name of [`Violation`], which a refused push's `inbound::Refusal` shares: kept
+/// only until `inbound.rs` says `Violation`.
+pub type Refusal = Violation;
+
+impl Violation {
     /// What was wrong, for the log or the HTTP client.
     pub fn message(&self) -> &str {
         match self {
-            Refusal::Invalid(why) | Refusal::NotOurs(why) => why,
+            Violation::Invalid(why) | Violation::NotOurs(why) => why,
         }
     }
 }
@@ -46,8 +50,8 @@ pub enum Sender {
 
 /// Checks `stanza`, to be sent as the component `host`, and rewrites its addresses prepared.
 /// `to` and `from` must be set by now (defaults are the caller's business).
-pub fn check(stanza: &mut Element, host: &str, sender: Sender) -> Result<(), Refusal> {
-    let invalid = |why: String| Refusal::Invalid(why);
+pub fn check(stanza: &mut Element, host: &str, sender: Sender) -> Result<(), Violation> {
+    let invalid = |why: String| Violation::Invalid(why);
     let to = address(stanza, "to")?;
     if to.domain.eq_ignore_ascii_case(host) {
         return Err(invalid(format!(
@@ -57,19 +61,19 @@ pub fn check(stanza: &mut Element, host: &str, sender: Sender) -> Result<(), Ref
     }
     let from = address(stanza, "from")?;
     if !from.domain.eq_ignore_ascii_case(host) {
-        return Err(Refusal::NotOurs(format!("'from' {:?} is not on this component ({host})", from.to_string())));
+        return Err(Violation::NotOurs(format!("'from' {:?} is not on this component ({host})", from.to_string())));
     }
     semantics(stanza, sender).map_err(invalid)?;
     stanza.check_xml().map_err(invalid)
 }
 
 /// The attribute `key` as a prepared JID, written back in that form.
-fn address(stanza: &mut Element, key: &str) -> Result<jid::Jid, Refusal> {
+fn address(stanza: &mut Element, key: &str) -> Result<jid::Jid, Violation> {
     let Some(raw) = stanza.attr(key) else {
-        return Err(Refusal::Invalid(format!("the stanza has no '{key}'")));
+        return Err(Violation::Invalid(format!("the stanza has no '{key}'")));
     };
     let prepared =
-        jid::prep(raw).map_err(|why| Refusal::Invalid(format!("'{key}' {raw:?} is not a valid JID: {why}")))?;
+        jid::prep(raw).map_err(|why| Violation::Invalid(format!("'{key}' {raw:?} is not a valid JID: {why}")))?;
     let text = prepared.to_string();
     if text != raw {
         stanza.set_attr(key, &text);
@@ -107,7 +111,7 @@ fn semantics(stanza: &Element, sender: Sender) -> Result<(), String> {
 /// RFC 6120 8.2.3, as Prosody's iq handlers rely on it (mod_iq reads the payload of a get/set
 /// without checking it is there).
 fn iq_semantics(iq: &Element, iq_type: &str, sender: Sender) -> Result<(), String> {
-    let payloads = iq.children.iter().filter(|child| matches!(child, Node::Element(_))).count();
+    let payloads = iq.elements().count();
     let id_assigned_later = sender == Sender::Push && matches!(iq_type, "get" | "set");
     let payload_check = match iq_type {
         "get" | "set" if payloads != 1 => {
@@ -116,9 +120,7 @@ fn iq_semantics(iq: &Element, iq_type: &str, sender: Sender) -> Result<(), Strin
         "result" if payloads > 1 => {
             Err(format!("an iq result carries at most one payload element, this one has {payloads}"))
         }
-        "error" if !iq.children.iter().any(|c| matches!(c, Node::Element(e) if e.name == "error")) => {
-            Err("an iq error carries an <error/> element".into())
-        }
+        "error" if iq.child_named("error").is_none() => Err("an iq error carries an <error/> element".into()),
         _ => Ok(()),
     };
     payload_check?;
@@ -131,18 +133,18 @@ fn iq_semantics(iq: &Element, iq_type: &str, sender: Sender) -> Result<(), Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xml::{parse_stanza, Limits};
+    use crate::xml::{parse_stanza, ParseLimits};
 
     const HOST: &str = "bot.localhost";
 
-    fn checked(xml: &str, sender: Sender) -> Result<String, Refusal> {
-        let mut stanza = parse_stanza(xml, Limits::default()).unwrap();
+    fn checked(xml: &str, sender: Sender) -> Result<String, Violation> {
+        let mut stanza = parse_stanza(xml, ParseLimits::default()).unwrap();
         check(&mut stanza, HOST, sender).map(|()| stanza.to_xml())
     }
 
     fn refused(xml: &str) -> String {
         match checked(xml, Sender::Webhook) {
-            Err(Refusal::Invalid(why)) => why,
+            Err(Violation::Invalid(why)) => why,
             other => panic!("{xml}: {other:?}"),
         }
     }
@@ -162,7 +164,7 @@ mod tests {
     fn only_the_component_speaks_and_never_to_itself() {
         for from in ["admin@localhost", "localhost", "bot.localhost.evil.example", "evil.example/bot.localhost"] {
             let xml = format!("<message to='alice@localhost' from='{from}'/>");
-            assert!(matches!(checked(&xml, Sender::Push), Err(Refusal::NotOurs(_))), "{from}");
+            assert!(matches!(checked(&xml, Sender::Push), Err(Violation::NotOurs(_))), "{from}");
         }
         for to in ["bot.localhost", "other@bot.localhost/r", "x@BOT.localhost."] {
             let xml = format!("<message to='{to}' from='echo@bot.localhost'/>");

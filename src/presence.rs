@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use mlua::{Lua, Table, UserData, UserDataMethods, UserDataRefMut};
 
+use crate::jid;
 use crate::stanza::Element;
 
 /// The most (bot JID, contact) pairs remembered as told. Past it, a contact learns of an avatar
@@ -76,8 +77,8 @@ impl Presence {
     /// addresses) gets nothing. The bot answers from `<bare to>/default`.
     pub fn answer(&mut self, to: Option<&str>, from: Option<&str>, kind: Option<&str>) -> Vec<Element> {
         let (Some(to), Some(from)) = (to, from) else { return Vec::new() };
-        // `to` was routed here, so it is a valid JID: its bare part is all before the resource.
-        let contact = to.split_once('/').map_or(to, |(bare, _)| bare);
+        // `to` was routed here, so it is a valid JID.
+        let contact = jid::bare(to);
         let online = format!("{contact}/default");
         match kind {
             Some("probe") => {

@@ -16,17 +16,17 @@ use std::time::Instant;
 
 use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, UserDataRefMut, Value};
 
+use super::membership::occupant_parts;
 use super::message::{read_message, RoomFields};
 use super::reply::RoomContext;
 use super::{
-    Action, GroupchatMode, PingAnswer, PresenceFacts, PushRoute, RememberedRoom, RoomOptions, Rooms, Skip, Timing,
-    Verdict,
+    Action, PingAnswer, PresenceFacts, PushRoute, RememberedRoom, RoomOptions, Rooms, Skip, Timing, Treatment,
 };
 use crate::config::Profile;
 use crate::jid;
 use crate::outcome::{describe, Level};
 use crate::stanza::{Element, Incoming};
-use crate::xml::{parse_stanza, Limits};
+use crate::xml::{parse_stanza, ParseLimits};
 
 /// The rooms of one component, as a Lua userdata.
 pub struct LuaRooms {
@@ -56,7 +56,7 @@ pub fn new_rooms(
 /// rooms look into).
 fn element_of(stanza: &Table) -> Result<Element, String> {
     let incoming = Incoming::from_lua(stanza)?;
-    parse_stanza(&incoming.xml, Limits::default())
+    parse_stanza(&incoming.xml, ParseLimits::default())
 }
 
 /// How deep [`stanza_top`] reads: what the membership looks at in a presence or a ping's answer
@@ -100,11 +100,6 @@ fn stanza_top(stanza: &Table, depth: usize) -> Element {
 mod membership_tests;
 
 impl LuaRooms {
-    /// Which room messages are POSTed.
-    pub fn mode(&self) -> GroupchatMode {
-        self.options.groupchat
-    }
-
     /// Decides whether a message to the component is POSTed, and with which room fields:
     /// `None` posts it (with `incoming.room` set when it comes from a room); `Some(actions)`
     /// does not (the bot's own message reflected, history, the subject, an unmentioned message
@@ -125,7 +120,7 @@ impl LuaRooms {
         // The room first, before anything of the stanza is read: whoever sends a message to the
         // component costs the room logic nothing unless it comes from a room the bot knows.
         // Prosody routes prepared JIDs, so the bare part of `from` is the room as it is kept.
-        if !self.rooms.knows(from.split('/').next().unwrap_or_default()) {
+        if !self.rooms.knows(jid::bare(from)) {
             // A private message is an ordinary message; a `groupchat` one is from a room the bot
             // is not in (or not a room at all) and never POSTed.
             return groupchat.then(|| vec![skip_log(incoming, Skip::NotInRoom)]);
@@ -144,8 +139,8 @@ impl LuaRooms {
             }
         };
         match self.rooms.classify_message(&facts, self.options.groupchat) {
-            Verdict::NotFromARoom => None,
-            Verdict::Room(fields) => {
+            Treatment::NotFromARoom => None,
+            Treatment::Room(fields) => {
                 let bot_from = match self.rooms.occupant(&fields.room) {
                     Some(bot) if !fields.is_private() => bot.from,
                     _ => incoming.to.clone().unwrap_or_default(),
@@ -158,7 +153,7 @@ impl LuaRooms {
                 incoming.room = Some(Box::new(RoomContext { fields, bot_from }));
                 None
             }
-            Verdict::Skip(why) => {
+            Treatment::Skip(why) => {
                 let mut actions = vec![skip_log(incoming, why)];
                 if why == Skip::Error {
                     actions.extend(self.rooms.on_error_message(&facts, Instant::now()));
@@ -175,11 +170,7 @@ impl LuaRooms {
     /// answers a presence with an error, status 333).
     fn note_occupant_presence(&self, incoming: &mut Incoming) {
         let Some(from) = incoming.from.as_deref() else { return };
-        let Some((room, Some(nick))) =
-            jid::prep(from).ok().and_then(|j| Some((format!("{}@{}", j.node?, j.domain), j.resource)))
-        else {
-            return;
-        };
+        let Some((room, Some(nick))) = occupant_parts(from) else { return };
         if !self.rooms.knows(&room) {
             return;
         }
@@ -261,7 +252,7 @@ impl UserData for LuaRooms {
         // Returns the actions, or nil when it is not from a known room.
         methods.add_method_mut("message", |lua, this, stanza: Table| {
             let from: Option<String> = stanza.get::<Table>("attr")?.get("from")?;
-            let known = from.as_deref().is_some_and(|f| this.rooms.knows(f.split('/').next().unwrap_or_default()));
+            let known = from.as_deref().is_some_and(|f| this.rooms.knows(jid::bare(f)));
             if !known {
                 return Ok(None);
             }
@@ -324,7 +315,7 @@ impl UserData for LuaRooms {
                 },
                 _ => String::new(),
             };
-            let known = super::membership::occupant_parts(&from).is_some_and(|(room, _)| this.rooms.knows(&room));
+            let known = occupant_parts(&from).is_some_and(|(room, _)| this.rooms.knows(&room));
             if !known {
                 return Ok((Value::Nil, false));
             }
@@ -443,7 +434,7 @@ mod tests {
 
     /// Payloads one past each of the parser's limits: depth, attributes on one element, elements.
     fn over_the_limits() -> Vec<(&'static str, String)> {
-        let limits = Limits::default();
+        let limits = ParseLimits::default();
         // The message itself and its body count: 32 more levels make it 33 deep.
         let depth = format!("{}{}", "<x xmlns='urn:t'>".repeat(limits.max_depth), "</x>".repeat(limits.max_depth));
         let attributes: String = (0..=limits.max_attributes).map(|i| format!(" a{i}='v'")).collect();
@@ -478,7 +469,7 @@ mod tests {
         for (limit, payload) in over_the_limits() {
             for message_type in ["groupchat", "chat", "normal"] {
                 let mut said = message(&format!("{ROOM}/alice"), message_type, &payload);
-                assert!(parse_stanza(&said.xml, Limits::default()).is_err(), "{limit}: over the limit");
+                assert!(parse_stanza(&said.xml, ParseLimits::default()).is_err(), "{limit}: over the limit");
                 let actions = rooms.classify(&mut said).unwrap_or_else(|| panic!("{limit} {message_type}: posted"));
                 let lines = log_lines(&actions);
                 assert_eq!(lines.len(), 1, "{limit} {message_type}: {lines:?}");

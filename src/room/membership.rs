@@ -621,8 +621,10 @@ impl Rooms {
     /// from another JID than the one in it is left alone.
     pub fn on_own_presence(&mut self, presence: &mut Element, now: Instant) -> Vec<Action> {
         let Some(to) = presence.attr("to").and_then(|to| jid::prep(to).ok()) else { return Vec::new() };
-        let Some(node) = &to.node else { return Vec::new() };
-        let room = format!("{node}@{}", to.domain);
+        if to.node.is_none() {
+            return Vec::new();
+        }
+        let room = to.bare();
         let from = presence.attr("from").unwrap_or(&self.host).to_owned();
         let known_service = self.rooms.keys().any(|r| r.rsplit('@').next() == Some(to.domain.as_str()));
         if !(self.rooms.contains_key(&room) || known_service || stanzas::is_join(presence)) {
@@ -821,7 +823,8 @@ impl Rooms {
         self.rooms.contains_key(room)
     }
 
-    /// The state of `room` (a bare JID), when the bot knows it.
+    /// The state of `room` (a bare JID), when the bot knows it: what the tests look at.
+    #[cfg(test)]
     pub fn state(&self, room: &str) -> Option<&State> {
         self.rooms.get(room).map(|r| &r.state)
     }
@@ -854,17 +857,13 @@ enum Due {
 /// `room@service` prepared; `None` for anything else (no node, or a nick).
 fn bare_room(text: &str) -> Option<String> {
     let jid = jid::prep(text).ok()?;
-    match (&jid.node, &jid.resource) {
-        (Some(node), None) => Some(format!("{node}@{}", jid.domain)),
-        _ => None,
-    }
+    (jid.node.is_some() && jid.resource.is_none()).then(|| jid.bare())
 }
 
 /// `room@service/nick` as the bare room and the nick (none for what the room itself sends).
 pub(super) fn occupant_parts(text: &str) -> Option<(String, Option<String>)> {
-    let jid = jid::prep(text).ok()?;
-    let node = jid.node?;
-    Some((format!("{node}@{}", jid.domain), jid.resource))
+    let jid = jid::prep(text).ok().filter(|jid| jid.node.is_some())?;
+    Some((jid.bare(), jid.resource))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! opens a room its join created.
 
 use super::facts::{MUC, MUC_OWNER, PING};
-use crate::stanza::{Element, Node};
+use crate::stanza::Element;
 
 /// Joins `room` as `nick` from `from`, asking for no history: what was said before the bot came
 /// must never be POSTed (and every delayed message is dropped anyway, see `super::message`).
@@ -50,23 +50,17 @@ pub fn open_new_room(room: &str, from: &str, id: &str) -> Element {
 /// `<x xmlns='…/muc'/>` is refused (`item-not-found`, "possibly desynced"). A join that has the
 /// element but names no history gets `maxstanzas='0'` too.
 pub fn make_join(presence: &mut Element) {
-    let existing = presence.children.iter_mut().find_map(|c| match c {
-        Node::Element(e) if e.name == "x" && e.attr("xmlns") == Some(MUC) => Some(e),
-        _ => None,
-    });
-    match existing {
+    match presence.child_mut("x", Some(MUC)) {
         None => presence.push_element(no_history()),
-        Some(x) => {
-            if !x.children.iter().any(|c| matches!(c, Node::Element(e) if e.name == "history")) {
-                x.push_element(no_history_request());
-            }
-        }
+        // Any `<history/>` the webhook wrote is its own request, namespace or not.
+        Some(x) if x.child_named("history").is_none() => x.push_element(no_history_request()),
+        Some(_) => {}
     }
 }
 
 /// Whether the presence carries the MUC join element.
 pub fn is_join(presence: &Element) -> bool {
-    presence.children.iter().any(|c| matches!(c, Node::Element(e) if e.name == "x" && e.attr("xmlns") == Some(MUC)))
+    presence.child("x", Some(MUC)).is_some()
 }
 
 fn no_history() -> Element {
@@ -100,14 +94,7 @@ mod tests {
     #[test]
     fn every_history_request_carries_the_muc_namespace() {
         fn history(presence: &Element) -> Option<&Element> {
-            let x = presence.children.iter().find_map(|c| match c {
-                Node::Element(e) if e.name == "x" => Some(e),
-                _ => None,
-            })?;
-            x.children.iter().find_map(|c| match c {
-                Node::Element(e) if e.name == "history" => Some(e),
-                _ => None,
-            })
+            presence.child_named("x")?.child_named("history")
         }
         let mut without_x = Element::new("presence").with_attr("to", "dev@conference.localhost/bot");
         make_join(&mut without_x);
