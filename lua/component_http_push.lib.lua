@@ -26,7 +26,7 @@ end
 local function render(endpoint, response, stanza)
 	if endpoint.profile.push_answers_json or endpoint.answers_json[response] then
 		response.headers.content_type = "application/json";
-		return endpoint.native.request_json(stanza);
+		return endpoint.native.request_json(stanza, endpoint.profile.native);
 	end
 	response.headers.content_type = "application/xmpp+xml";
 	return tostring(stanza);
@@ -189,7 +189,7 @@ local function read_push(endpoint, request, response)
 		return nil, plain(endpoint, response, 411, "send the stanza with a Content-Length: Prosody does not read chunked bodies");
 	end
 	local stanza, status, why, after = endpoint.native.push(request.body or "", request.headers.content_type, module.host,
-		endpoint.profile.push_accepts_json, endpoint.push.max_size, st.stanza_mt);
+		endpoint.profile.push_accepts_json, endpoint.push.max_size, st.stanza_mt, endpoint.profile.native);
 	if not stanza then
 		module:log("debug", "Refused a push with HTTP %d: %s", status, why);
 		return nil, plain(endpoint, response, status, why);

@@ -14,7 +14,7 @@
 #![no_main]
 
 use component_http_native::rich::RequestFields;
-use component_http_native::room::{classify, GroupchatMode, MessageFacts, Occupant, RoomView, Verdict};
+use component_http_native::room::{classify, GroupchatMode, MessageFacts, Occupant, RoomView, Treatment};
 use component_http_native::stanza::{escape_into, Element, Node};
 use component_http_native::xml::{parse_stanza, Limits};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
@@ -74,7 +74,7 @@ fn check(element: &Element) {
             [RoomView::Unknown, RoomView::NotJoined, RoomView::Joined { bot: &bot, own_message_ids: &own_message_ids }]
         {
             let verdict = classify(&facts, view, mode);
-            let Verdict::Room(room) = verdict else { continue };
+            let Treatment::Room(room) = verdict else { continue };
             assert!(view != RoomView::Unknown, "a message from an unknown room judged as a room's: {facts:?}");
             if room.is_private() {
                 continue;
