@@ -5,6 +5,17 @@ local helpers = require "spec.helpers";
 local st = require "util.stanza";
 local json = require "util.json";
 
+-- The kind of host the next fake module is loaded on: a Component unless a spec says "local"
+-- (a VirtualHost).
+local host_type;
+local fake_module = helpers.fake_module;
+function helpers.fake_module(...)
+	local fake = fake_module(...);
+	fake.host_type = host_type;
+	return fake;
+end
+after_each(function () host_type = nil; end);
+
 local load = helpers.loader(after_each, "rest");
 
 local function logged(fake, level, text)
@@ -24,11 +35,12 @@ describe("mod_rest", function ()
 		assert.are.equal("rest", fake.provided.http.default_path);
 	end);
 
-	it("with neither a callback URL nor credentials loads, and warns that it does nothing", function ()
+	it("with neither a callback URL nor credentials serves /rest, for Basic and Bearer clients", function ()
 		local fake, _, ok = load({});
 		assert.is_true(ok);
-		assert.is_nil(fake.provided);
-		assert.is_true(logged(fake, "warn", "Neither rest_callback_url nor rest_credentials is set"));
+		assert.are.same({}, fake.hooks);
+		assert.are.equal("rest", fake.provided.http.default_path);
+		assert.truthy(fake.dependencies:find("tokenauth", 1, true));
 	end);
 
 	it("with a callback URL posts every kind and leaves presence to the webhook", function ()
@@ -42,7 +54,7 @@ describe("mod_rest", function ()
 				assert.are.equal(forward, fake.hooks[kind.."/"..target].handler, kind.."/"..target);
 			end
 		end
-		assert.is_nil(fake.provided, "no endpoint without rest_credentials");
+		assert.are.equal("rest", fake.provided.http.default_path, "Basic and Bearer clients may send");
 		assert.is_function(fake.global_hooks["stats-update"]);
 		-- A dead callback: the sender gets an error, from the descriptor callback.
 		forward({ stanza = st.message({ to = "bot@rest.localhost", from = "u@localhost/r", id = "r1" }), origin = {} });
@@ -136,7 +148,7 @@ describe("mod_rest", function ()
 		response = { headers = {}, sent = {} };
 		returned = fake.provided.http.route.POST({ response = response, request = {
 			headers = { authorization = "Bearer wrong", content_type = "application/json" }, body = "{}" } });
-		assert.are.equal(401, response.status_code);
+		assert.are.equal(403, response.status_code);
 		assert.truthy(json.decode(returned).error:find("rest_credentials", 1, true), returned);
 	end);
 end);

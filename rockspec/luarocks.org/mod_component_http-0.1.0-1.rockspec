@@ -44,5 +44,6 @@ build = {
 		["lua/component_http_identity.lib.lua"] = "component_http_identity.lib.lua",
 		["lua/component_http_metrics.lib.lua"] = "component_http_metrics.lib.lua",
 		["lua/component_http_push.lib.lua"] = "component_http_push.lib.lua",
+		["lua/component_http_rest.lib.lua"] = "component_http_rest.lib.lua",
 	},
 }
