@@ -130,7 +130,9 @@ end
 
 -- Starts the client; returns it, and the set of kinds it POSTs (the identity answers the rest).
 local function start(shim, native, profile, options, rooms)
-	local client, config_error = native.new(options, st.stanza_mt, profile.native, module.host);
+	-- What replies are checked as sent by: the component, or what the profile says (mod_rest on a
+	-- VirtualHost: the host itself, see policy.rs).
+	local client, config_error = native.new(options, st.stanza_mt, profile.native, profile.callback_sender or module.host);
 	if not client then
 		shim.refuse(config_error);
 	end

@@ -36,7 +36,15 @@ local function basic(auth, data)
 		return nil;
 	end
 	-- Required here, not at load: Prosody's user manager needs a running Prosody.
-	if require "core.usermanager".test_password(node, module.host, password) then
+	local usermanager = require "core.usermanager";
+	-- 0.12's internal_plain raises on the password of an account that does not exist.
+	if not usermanager.user_exists(node, module.host) then
+		return nil;
+	end
+	local ok, valid = pcall(usermanager.test_password, node, module.host, password);
+	if not ok then
+		module:log("error", "The authentication provider failed to check a password: %s", valid);
+	elseif valid then
 		return node.."@"..module.host;
 	end
 	return nil;
@@ -91,12 +99,12 @@ local function authenticate(auth, request)
 end
 
 -- Reads and checks mod_rest's own options (refusing to load on an invalid one), and returns what
--- the module and its push endpoint need of them: `on_component`, `events` and
--- `callback_priority` (for the client's hooks), and for the endpoint `authenticate(request)`,
+-- the module and its push endpoint need of them: `on_component`, `events`, `callback_priority`
+-- and `callback_sender` (for the client's hooks and replies), and for the endpoint `authenticate(request)`,
 -- `www_authenticate`, `too_large(request)` and `iq_wait(request, default)`.
 local function start(shim, native, options, push)
 	local on_component = module:get_host_type() == "component";
-	local rest, why = native.rest_options(options, on_component);
+	local rest, why = native.rest_options(options, on_component, module.host);
 	if not rest then
 		shim.refuse(why);
 	end
@@ -124,6 +132,7 @@ local function start(shim, native, options, push)
 		on_component = on_component;
 		events = rest.events;
 		callback_priority = rest.callback_priority;
+		callback_sender = rest.callback_sender;
 		www_authenticate = table.concat(challenges, ", ");
 		authenticate = function (request)
 			return authenticate(auth, request);

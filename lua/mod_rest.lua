@@ -23,6 +23,7 @@ local profile = shim.profile(native, "rest", {
 local options, push, rooms, avatar = shim.read_options(native, profile);
 local rest = module:require "component_http_rest".start(shim, native, options, push);
 profile.callback_events, profile.callback_priority = rest.events, rest.callback_priority;
+profile.callback_sender = rest.callback_sender;
 
 if rest.on_component then
 	rooms = shim.start_rooms(rooms);

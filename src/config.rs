@@ -57,7 +57,8 @@ pub struct Config {
     /// message that names an option uses (`component_post_timeout`, `rest_timeout`).
     pub profile: Profile,
     /// The component's host, as Prosody loaded the module on it: replies may only come from it
-    /// (or a JID on it) and may not go to it.
+    /// (or a JID on it) and may not go to it. For mod_rest on a VirtualHost, `@host`: replies
+    /// come from the host itself only (see [`crate::policy::check`]).
     pub host: String,
     /// How a streamed answer is shown (`<prefix>stream_interval`, `…stream_max_corrections`,
     /// `…stream_timeout`; see [`crate::stream`]).

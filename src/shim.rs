@@ -26,10 +26,11 @@ fn profile(lua: &Lua, name: String) -> mlua::Result<Table> {
 /// `rest_options(options, on_component)`: mod_rest's own options ([`Rest`]) as a table for the
 /// Lua: `events` and `auth_mechanisms` (sequences), `callback_priority` (on a VirtualHost only:
 /// the callback's hooks go below Prosody's own handlers, so only what nothing else handles goes
-/// to it; on a Component the client's own priorities stand), `stanza_size_limit`,
+/// to it; on a Component the client's own priorities stand), `callback_sender` (on a VirtualHost
+/// only: the callback replies as the host itself, not as its users), `stanza_size_limit`,
 /// `iq_max_timeout` (seconds), `component_secret`, and `names` (each option's name for
 /// messages); or `nil, message` when one is invalid.
-fn rest_options(lua: &Lua, (options, on_component): (Table, bool)) -> mlua::Result<MultiValue> {
+fn rest_options(lua: &Lua, (options, on_component, host): (Table, bool, String)) -> mlua::Result<MultiValue> {
     let rest = match Rest::from_lua(&options, on_component) {
         Ok(rest) => rest,
         Err(why) => return Ok(MultiValue::from_vec(vec![Value::Nil, Value::String(lua.create_string(why)?)])),
@@ -39,6 +40,8 @@ fn rest_options(lua: &Lua, (options, on_component): (Table, bool)) -> mlua::Resu
     t.set("events", lua.create_sequence_from(rest.events)?)?;
     if !rest.on_component {
         t.set("callback_priority", -1)?;
+        // What the callback's replies are checked as: the host itself (see `policy::check`).
+        t.set("callback_sender", format!("@{host}"))?;
     }
     t.set("auth_mechanisms", lua.create_sequence_from(rest.auth_mechanisms)?)?;
     t.set("stanza_size_limit", rest.stanza_size_limit)?;

@@ -8,6 +8,7 @@ Prosody-Rest-Timeout header)."""
 import base64
 import json
 import re
+import threading
 import urllib.error
 import urllib.request
 
@@ -83,11 +84,16 @@ def test_on_a_virtual_host_the_users_own_traffic_stays_theirs(prosody_factory, c
                    what="the server's own answer to a ping")
     assert webhook.requests == [], "nothing of the users' traffic was posted"
 
-    # The module is live: a message to the host itself, which nothing else handles, is posted.
+    # The module is live: a message to the host itself, which nothing else handles, is posted,
+    # and the callback's reply comes from the host.
+    webhook.respond(200, "<message type='chat'><body>the host answers</body></message>",
+                    headers={"Content-Type": XMPP_XML})
     alice.send_message("localhost", "to the host")
     (request,) = webhook.wait_for_requests(1)
     assert request.header("content-type") == XMPP_XML
     assert "to the host" in request.raw_body.decode() and "to='localhost'" in request.raw_body.decode()
+    reply = alice.wait_for(lambda s: s.name == "message" and s.body == "the host answers", since=since_a)
+    assert reply.frm == "localhost" and reply.type == "chat", reply
     assert len(webhook.requests) == 1, [r.raw_body for r in webhook.requests]
 
 
@@ -116,3 +122,145 @@ def test_echo_builds_the_stanza_and_sends_nothing(prosody_factory, connect):
     message_from(alice, REST, "sentinel", since)
     got = [s.body for s in alice.received[since:] if s.name == "message"]
     assert got == ["sentinel"], got
+
+
+def prosody_token(prosody, user):
+    """A Bearer token for `user`@localhost issued by Prosody's own token API (mod_tokenauth,
+    which mod_rest depends on), through the admin shell: create_grant and create_token on
+    Prosody 13, create_jid_token on 0.12."""
+    account = f"{user}@{HOST}"
+    code = (f'>local m = prosody.hosts["{HOST}"].modules.tokenauth; local t; '
+            f'if m.create_grant then t = m.create_token("{account}", m.create_grant("{account}", "{account}", 3600), '
+            f'"prosody:registered", 3600) else t = m.create_jid_token("{account}", "{account}", "prosody:user", 3600) end; '
+            f'print("TOKEN=" .. tostring(t))')
+    r = prosody.shell(code)
+    found = re.search(r"TOKEN=(\S+)", r.stdout + r.stderr)
+    assert found and found.group(1) != "nil", (r.returncode, r.stdout, r.stderr)
+    return found.group(1)
+
+
+def test_an_account_sends_as_itself_with_its_password_or_a_token_prosody_issued(prosody_factory, connect):
+    prosody, port = on_virtual_host(prosody_factory)
+    bob = connect(prosody, "bob")
+    since = bob.mark()
+    chat = "<message type='chat' to='bob@localhost'><body>{}</body></message>"
+
+    status, headers, body = post(port, chat.format("nobody"))
+    assert status == 401, body
+    assert 'Basic realm="localhost/rest"' in headers["WWW-Authenticate"], headers["WWW-Authenticate"]
+    assert 'Bearer realm="localhost/rest"' in headers["WWW-Authenticate"]
+    for wrong in [basic("alice", "wrong"), basic("nobody", "pw-alice"), basic("alice@elsewhere", "pw-alice"),
+                  "Bearer not-a-token", "Digest alice"]:
+        status, _, body = post(port, chat.format("wrong"), wrong)
+        assert status == 403, (wrong, status, body)
+    # Authenticated as alice, she may not speak for bob.
+    status, _, body = post(port, "<message type='chat' to='alice@localhost' from='bob@localhost'><body>x</body></message>",
+                           basic("alice", "pw-alice"))
+    assert status == 403 and "alice@localhost" in body, body
+
+    status, _, body = post(port, chat.format("with a password"), basic("alice", "pw-alice"))
+    assert status == 202 and "from='alice@localhost'" in body, body
+    message_from(bob, "alice@localhost", "with a password", since)
+    status, _, body = post(port, chat.format("as user@host"), basic("alice@localhost", "pw-alice"))
+    assert status == 202, body
+    message_from(bob, "alice@localhost", "as user@host", since)
+
+    # An iq to the host itself, as the account: the server's answer comes back.
+    status, _, body = post(port, "<iq type='get' to='localhost' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>",
+                           basic("alice", "pw-alice"))
+    assert status == 200 and re.search(r"type=['\"]result['\"]", body), body
+
+    token = prosody_token(prosody, "alice")
+    status, _, body = post(port, chat.format("with a token"), "Bearer " + token)
+    assert status == 202, body
+    message_from(bob, "alice@localhost", "with a token", since)
+    got = [s.body for s in bob.received[since:] if s.name == "message"]
+    assert got == ["with a password", "as user@host", "with a token"], got
+
+
+def test_on_a_component_basic_is_its_jid_and_component_secret(prosody_factory, connect):
+    port = free_port()
+    prosody = prosody_factory({REST: {"component_secret": "s3cret", "rest_credentials": TOKEN}},
+                              component_modules={REST: "rest"},
+                              global_options={"http_ports": [port], "http_interfaces": ["127.0.0.1"],
+                                              "modules_enabled": BASE_MODULES})
+    alice = connect(prosody, "alice")
+    since = alice.mark()
+    chat = "<message type='chat' to='alice@localhost'><body>{}</body></message>"
+    assert post(port, chat.format("wrong"), basic(REST, "nope"), host=REST)[0] == 403
+    assert post(port, chat.format("wrong"), basic("alice", "pw-alice"), host=REST)[0] == 403
+    status, _, body = post(port, chat.format("secret"), basic(REST, "s3cret"), host=REST)
+    assert status == 202 and "from='rest.localhost'" in body, body
+    status, _, body = post(port, chat.format("credentials"), TOKEN, host=REST)
+    assert status == 202, body
+    message_from(alice, REST, "secret", since)
+    message_from(alice, REST, "credentials", since)
+
+
+def test_callback_content_type_json_is_the_shorthand_of_application_json(prosody_factory, connect, webhook):
+    webhook.respond_json({"body": "pong"})
+    prosody = prosody_factory({REST: {"rest_callback_url": webhook.url(), "rest_callback_content_type": "json"}},
+                              component_modules={REST: "rest"})
+    alice = connect(prosody, "alice")
+    since = alice.mark()
+    alice.send_message("bot@rest.localhost", "ping")
+    message_from(alice, "bot@rest.localhost", "pong", since)
+    (request,) = webhook.wait_for_requests(1)
+    assert request.header("content-type") == "application/json"
+    assert (request.json["kind"], request.json["body"]) == ("message", "ping"), request.json
+
+
+def test_the_body_is_bounded_by_rest_stanza_size_limit(prosody_factory, connect):
+    port = free_port()
+    prosody = prosody_factory({REST: {"rest_credentials": TOKEN, "rest_stanza_size_limit": 200}},
+                              component_modules={REST: "rest"},
+                              global_options={"http_ports": [port], "http_interfaces": ["127.0.0.1"],
+                                              "modules_enabled": BASE_MODULES})
+    alice = connect(prosody, "alice")
+    since = alice.mark()
+    chat = "<message type='chat' to='alice@localhost'><body>{}</body></message>"
+    status, _, body = post(port, chat.format("x" * 200), TOKEN, host=REST)
+    assert status == 413 and "rest_stanza_size_limit" in body, (status, body)
+    status, _, _ = post(port, chat.format("small"), TOKEN, host=REST)
+    assert status == 202
+    message_from(alice, REST, "small", since)
+    got = [s.body for s in alice.received[since:] if s.name == "message"]
+    assert got == ["small"], got
+
+
+@pytest.mark.parametrize("options, header, bound_by", [
+    ({"rest_iq_timeout": 1}, None, "rest_iq_timeout"),
+    ({}, "1", "Prosody-Rest-Timeout"),
+    ({"rest_iq_max_timeout": 1}, "600", "rest_iq_max_timeout"),
+    ({"rest_iq_timeout": 600, "rest_iq_max_timeout": 1}, None, "rest_iq_max_timeout"),
+])
+def test_an_iqs_wait_is_bounded_by_the_option_or_header(prosody_factory, webhook, options, header, bound_by):
+    """An iq to a bot whose webhook holds it unanswered: the push ends with 504 naming what bound
+    the wait (the default, 120 s, and the header's absence are the first case's complement)."""
+    held = threading.Event()
+    webhook.handler = lambda req: (held.wait(60), Reply(status=204))[1]
+    port = free_port()
+    bot = "bot.localhost"
+    try:
+        prosody_factory(
+            {REST: {"rest_credentials": TOKEN, **options},
+             bot: {"component_post_url": webhook.url(), "component_post_stanzas": ["iq"], "component_post_timeout": 60}},
+            component_modules={REST: "rest"},
+            global_options={"http_ports": [port], "http_interfaces": ["127.0.0.1"], "modules_enabled": BASE_MODULES})
+        status, _, body = post(port, f"<iq type='get' to='held@{bot}'><query xmlns='jabber:iq:version'/></iq>", TOKEN,
+                               host=REST, headers={"Prosody-Rest-Timeout": header} if header else None)
+        assert status == 504 and f"({bound_by})" in body, (status, body)
+        assert len(webhook.requests) == 1, "the iq was sent, and is held"
+    finally:
+        held.set()
+
+
+def test_a_timeout_header_that_is_not_seconds_is_refused(prosody_factory):
+    port = free_port()
+    prosody_factory({REST: {"rest_credentials": TOKEN}}, component_modules={REST: "rest"},
+                    global_options={"http_ports": [port], "http_interfaces": ["127.0.0.1"],
+                                    "modules_enabled": BASE_MODULES})
+    for header in ["soon", "0", "-5"]:
+        status, _, body = post(port, "<iq type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>", TOKEN,
+                               host=REST, headers={"Prosody-Rest-Timeout": header})
+        assert status == 400 and "Prosody-Rest-Timeout" in body, (header, status, body)
