@@ -231,6 +231,12 @@ local function handle_push(endpoint, event, path)
 		and endpoint.native.push_answer_format(request.headers.content_type, request.headers.accept) == "json" then
 		endpoint.answers_json[response] = true;
 	end
+	-- mod_rest knows /rest and /rest/echo; a path that means more in the community module (kind,
+	-- type and to as path parameters) is refused rather than read as a plain POST /rest.
+	if endpoint.rest and path and path ~= "" and path ~= "echo" then
+		return plain(endpoint, response, 404, "Only POST /rest and POST /rest/echo are served: path parameters "
+			.."are not supported; put kind, type and to in the body");
+	end
 	local stanza, after = read_push(endpoint, request, response);
 	if not stanza then
 		return after;

@@ -244,3 +244,16 @@ describe("mod_rest's endpoint", function ()
 		assert.are.equal(3, #fake.sent);
 	end);
 end);
+
+describe("mod_rest's paths", function ()
+	it("serves /rest and /rest/echo, and refuses path parameters rather than misread them", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n" });
+		local response = { headers = {}, sent = {} };
+		local returned = fake.provided.http.route["POST /*"]({ response = response, request = {
+			headers = { authorization = "Bearer t0k3n", content_type = "application/xmpp+xml" },
+			body = "<message to='alice@localhost'><body>hi</body></message>" } }, "message/chat/bob@localhost");
+		assert.are.equal(404, response.status_code);
+		assert.truthy(returned:find("path parameters", 1, true), returned);
+		assert.are.same({}, fake.sent);
+	end);
+end);
