@@ -64,8 +64,10 @@ end
 
 -- Hooks the kinds the client POSTs: above mod_iq's iq/host handler (default priority 0), so the
 -- order is defined; iq/full below module:send_iq's own handler (priority 1), see
--- awaited_by_another_module. Returns the set of kinds hooked.
-local function hook_forwarded(client, rooms)
+-- awaited_by_another_module. A profile may narrow the addresses (`callback_events`, of host,
+-- bare, full) and set the priority (`callback_priority`): mod_rest on a VirtualHost takes only
+-- what is addressed to the host itself and nothing else handles. Returns the set of kinds hooked.
+local function hook_forwarded(client, rooms, profile)
 	local host_events = prosody.hosts[module.host].events;
 	local function forward(event)
 		local stanza = event.stanza;
@@ -81,8 +83,9 @@ local function hook_forwarded(client, rooms)
 	local forwarded = {};
 	for _, kind in ipairs(client:kinds()) do
 		forwarded[kind] = true;
-		for _, target in ipairs({ "host", "bare", "full" }) do
-			module:hook(kind.."/"..target, forward, (kind == "iq" and target == "full") and 0.5 or 10);
+		for _, target in ipairs(profile.callback_events or { "host", "bare", "full" }) do
+			module:hook(kind.."/"..target, forward, profile.callback_priority
+				or ((kind == "iq" and target == "full") and 0.5 or 10));
 		end
 	end
 	rooms.forward_presence(forwarded.presence or false);
@@ -127,7 +130,9 @@ end
 
 -- Starts the client; returns it, and the set of kinds it POSTs (the identity answers the rest).
 local function start(shim, native, profile, options, rooms)
-	local client, config_error = native.new(options, st.stanza_mt, profile.native, module.host);
+	-- What replies are checked as sent by: the component, or what the profile says (mod_rest on a
+	-- VirtualHost: the host itself, see policy.rs).
+	local client, config_error = native.new(options, st.stanza_mt, profile.native, profile.callback_sender or module.host);
 	if not client then
 		shim.refuse(config_error);
 	end
@@ -153,7 +158,7 @@ local function start(shim, native, profile, options, rooms)
 		end;
 	};
 
-	local forwarded = hook_forwarded(client, rooms);
+	local forwarded = hook_forwarded(client, rooms, profile);
 
 	local public_url = options[profile.url_option]:gsub("//[^/@]*@", "//");
 	module:log("info", "Posting %s stanzas to %s", table.concat(client:kinds(), ", "), public_url);

@@ -60,8 +60,9 @@ local function answer_iq(endpoint, key, client_id, stanza, reply)
 	response:send(body);
 end
 
--- Sends a pushed iq get or set; its answer is the HTTP response's.
-local function send_iq(endpoint, stanza, response)
+-- Sends a pushed iq get or set, waiting `timeout` seconds (set by the option or header named
+-- `bound_by`) for its answer: the HTTP response's.
+local function send_iq(endpoint, stanza, response, timeout, bound_by)
 	local push, names = endpoint.push, endpoint.push.names;
 	if endpoint.iq_count >= push.max_iqs then
 		response.headers.retry_after = "1";
@@ -73,7 +74,7 @@ local function send_iq(endpoint, stanza, response)
 	local client_id, key = stanza.attr.id, new_id();
 	stanza.attr.id = key;
 	endpoint.iqs[key], endpoint.iq_count = response, endpoint.iq_count + 1;
-	module:send_iq(stanza, nil, push.iq_timeout):next(function (result)
+	module:send_iq(stanza, nil, timeout):next(function (result)
 		answer_iq(endpoint, key, client_id, stanza, result.stanza);
 	end, function (err)
 		local reply = type(err) == "table" and err.context and err.context.stanza;
@@ -83,7 +84,7 @@ local function send_iq(endpoint, stanza, response)
 			return;
 		elseif type(err) == "table" and err.condition == "remote-server-timeout" then
 			response:send(plain(endpoint, response, 504, ("No answer to the iq within %g s (%s)")
-				:format(push.iq_timeout, names.iq_timeout)));
+				:format(timeout, bound_by)));
 		else
 			module:log("error", "Prosody failed to send a pushed iq (to=%s): %s", endpoint.quote(stanza.attr.to), tostring(err));
 			response:send(plain(endpoint, response, 500, "Prosody could not send the iq: "..tostring(err)));
@@ -166,9 +167,20 @@ local function push_to_room(endpoint, stanza, response, after)
 	return true; -- answered when the bot is in the room, or cannot be
 end
 
--- Checks the request (credentials, size, framing), then has the native side read the push.
--- Returns the stanza and the messages after it, or nil and the HTTP answer.
-local function read_push(endpoint, request, response)
+-- The JID a push is sent as, from its credentials: component_http's one credential sends as
+-- the component; mod_rest's (endpoint.rest) say which account. Or nil and the HTTP answer.
+local function authenticate(endpoint, request, response)
+	local rest = endpoint.rest;
+	if rest then
+		local sender, status, why = rest.authenticate(request);
+		if not sender then
+			if status == 401 then
+				response.headers.www_authenticate = rest.www_authenticate;
+			end
+			return nil, plain(endpoint, response, status, why);
+		end
+		return sender;
+	end
 	local given = request.headers.authorization;
 	-- Prosody turns a bare "Authorization:" into "": never a match (nor are empty credentials,
 	-- refused at load).
@@ -176,6 +188,16 @@ local function read_push(endpoint, request, response)
 		response.headers.www_authenticate = "Bearer";
 		return nil, plain(endpoint, response, 401, "Authorization must be the configured credentials ("
 			..endpoint.push.names.credentials..")");
+	end
+	return module.host;
+end
+
+-- Checks the request (credentials, size, framing), then has the native side read the push.
+-- Returns the stanza and the messages after it, or nil and the HTTP answer.
+local function read_push(endpoint, request, response)
+	local sender, refused = authenticate(endpoint, request, response);
+	if not sender then
+		return nil, refused;
 	end
 	-- With streaming_uploads, Prosody calls the handler at the request's head already when the body
 	-- is declared larger than http_max_content_size, and closes the connection after the answer,
@@ -188,7 +210,11 @@ local function read_push(endpoint, request, response)
 	if request.headers.transfer_encoding and (request.body or "") == "" then
 		return nil, plain(endpoint, response, 411, "send the stanza with a Content-Length: Prosody does not read chunked bodies");
 	end
-	local stanza, status, why, after = endpoint.native.push(request.body or "", request.headers.content_type, module.host,
+	local too_large = endpoint.rest and endpoint.rest.too_large(request);
+	if too_large then
+		return nil, plain(endpoint, response, 413, too_large);
+	end
+	local stanza, status, why, after = endpoint.native.push(request.body or "", request.headers.content_type, sender,
 		endpoint.profile.push_accepts_json, endpoint.push.max_size, st.stanza_mt, endpoint.profile.native);
 	if not stanza then
 		module:log("debug", "Refused a push with HTTP %d: %s", status, why);
@@ -197,22 +223,43 @@ local function read_push(endpoint, request, response)
 	return stanza, after;
 end
 
--- The HTTP handler: answers the request, at once or later (returning true).
-local function handle_push(endpoint, event)
+-- The HTTP handler: answers the request, at once or later (returning true). mod_rest's
+-- POST /rest/echo builds the stanza and returns it, sending nothing.
+local function handle_push(endpoint, event, path)
 	local request, response = event.request, event.response;
 	if endpoint.profile.push_negotiates
 		and endpoint.native.push_answer_format(request.headers.content_type, request.headers.accept) == "json" then
 		endpoint.answers_json[response] = true;
 	end
+	-- mod_rest knows /rest and /rest/echo; a path that means more in the community module (kind,
+	-- type and to as path parameters) is refused rather than read as a plain POST /rest.
+	if endpoint.rest and path and path ~= "" and path ~= "echo" then
+		return plain(endpoint, response, 404, "Only POST /rest and POST /rest/echo are served: path parameters "
+			.."are not supported; put kind, type and to in the body");
+	end
 	local stanza, after = read_push(endpoint, request, response);
 	if not stanza then
 		return after;
 	end
+	local t = stanza.attr.type;
+	if endpoint.rest and path == "echo" then
+		if stanza.name == "iq" and not stanza.attr.id then
+			stanza.attr.id = new_id(); -- as it would go out
+		end
+		response.status_code = 200;
+		return render(endpoint, response, stanza);
+	end
 	-- The native side refuses an iq of any other type, so a get or set waits for its answer and a
 	-- result or error goes out as it is.
-	local t = stanza.attr.type;
 	if stanza.name == "iq" and (t == "get" or t == "set") then
-		return send_iq(endpoint, stanza, response);
+		local timeout, bound_by = endpoint.push.iq_timeout, endpoint.push.names.iq_timeout;
+		if endpoint.rest then
+			timeout, bound_by = endpoint.rest.iq_wait(request, timeout);
+			if not timeout then
+				return plain(endpoint, response, 400, bound_by);
+			end
+		end
+		return send_iq(endpoint, stanza, response, timeout, bound_by);
 	elseif stanza.name == "message" and t == "groupchat" and endpoint.rooms.core then
 		return push_to_room(endpoint, stanza, response, after);
 	elseif stanza.name == "presence" and endpoint.rooms.core then
@@ -242,10 +289,12 @@ local function answer_waiting(endpoint)
 	end
 end
 
--- Serves the endpoint at the profile's path.
-local function serve(shim, native, profile, push, client, rooms)
+-- Serves the endpoint at the profile's path. `rest`: mod_rest's authentication, size limit and
+-- iq wait (component_http_rest.lib.lua), nil for component_http.
+local function serve(shim, native, profile, push, client, rooms, rest)
 	local endpoint = {
 		native = native, profile = profile, push = push, client = client, rooms = rooms, quote = shim.quote,
+		rest = rest,
 		-- The responses to answer in JSON, when the endpoint answers as the request asks (mod_rest):
 		-- decided once per request, as the answer may come later (an iq's, or a 503 on unload).
 		answers_json = setmetatable({}, { __mode = "k" }),
@@ -256,8 +305,8 @@ local function serve(shim, native, profile, push, client, rooms)
 		room_pushes = {},
 	};
 	shim.registries.on_unload(function () answer_waiting(endpoint); end);
-	local function handler(event)
-		return handle_push(endpoint, event);
+	local function handler(event, path)
+		return handle_push(endpoint, event, path);
 	end
 	module:depends("http");
 	module:provides("http", {

@@ -1,8 +1,14 @@
 -- mod_rest: stanzas in over HTTP (POST /rest, XML or JSON; an iq waits for its answer, returned
--- in the response) and, with a callback URL, stanzas to the component POSTed there as XML (or
--- JSON, as the callback content type option says), the answer being the reply. A drop-in for
--- the community module of the same name, on the same native core as mod_component_http; the
--- shared glue is in component_http.lib.lua and its feature libraries.
+-- in the response; POST /rest/echo returns the stanza built, sending nothing) and, with a
+-- callback URL, stanzas to it POSTed there as XML (or JSON, as the callback content type option
+-- says), the answer being the reply. A drop-in for the community module of the same name, on the
+-- same native core as mod_component_http; the shared glue is in component_http.lib.lua and its
+-- feature libraries, mod_rest's own (where it loads, who may send as whom) in
+-- component_http_rest.lib.lua.
+--
+-- As a Component it is a bot of its own; on a VirtualHost clients send as the accounts they
+-- authenticate as, and the callback gets only stanzas to the host itself that nothing else
+-- handles: the users' own traffic is never taken from them.
 
 local shim = module:require "component_http";
 
@@ -15,7 +21,17 @@ local profile = shim.profile(native, "rest", {
 	answer_presence = false;
 });
 local options, push, rooms, avatar = shim.read_options(native, profile);
-rooms = shim.start_rooms(rooms);
+local rest = module:require "component_http_rest".start(shim, native, options, push);
+profile.callback_events, profile.callback_priority = rest.events, rest.callback_priority;
+profile.callback_sender = rest.callback_sender;
+
+if rest.on_component then
+	rooms = shim.start_rooms(rooms);
+else
+	-- A VirtualHost is no bot in group chats (its rooms option is refused): its users join
+	-- rooms themselves, and what rooms send them is theirs.
+	rooms = { perform = function () end; forward_presence = function () end };
+end
 
 -- Without a callback URL the module only sends: stanzas to it are left to Prosody, which answers
 -- them as it answers stanzas nobody handles. (The client first: a module that fails to load
@@ -24,13 +40,11 @@ local client; -- none without a callback URL: nothing is answered, so nothing st
 if options[profile.url_option] ~= nil then
 	local forwarded;
 	client, forwarded = module:require "component_http_client".start(shim, native, profile, options, rooms);
-	module:require "component_http_identity".start(shim, native, profile, client, forwarded, avatar);
+	if rest.on_component then
+		-- The bot's identity and vCard; on a VirtualHost those are the server's and the users'.
+		module:require "component_http_identity".start(shim, native, profile, client, forwarded, avatar);
+	end
 	module:require "component_http_metrics".report(shim, native, client);
-elseif not push.credentials then
-	module:log("warn", "Neither %s nor %s is set: this component does nothing", profile.url_option, push.names.credentials);
-	return;
 end
 
-if push.credentials then
-	module:require "component_http_push".serve(shim, native, profile, push, client, rooms);
-end
+module:require "component_http_push".serve(shim, native, profile, push, client, rooms, rest);

@@ -38,6 +38,7 @@ build = {
 			"lua/component_http_metrics.lib.lua",
 			"lua/component_http_push.lib.lua",
 			"lua/component_http_rooms.lib.lua",
+			"lua/component_http_rest.lib.lua",
 		},
 		lib = {
 			component_http_native = "target/component_http_native.so",

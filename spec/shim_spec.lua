@@ -399,7 +399,7 @@ describe("the push endpoint", function ()
 				headers = { authorization = token, content_length = "20971520", content_type = "application/xmpp+xml" } } });
 			return response.status_code, returned;
 		end
-		assert.are.equal(401, head("Bearer wrong"));
+		assert.are.equal(403, head("Bearer wrong")); -- mod_rest: wrong credentials are 403, missing ones 401
 		local status, returned = head("Bearer t0k3n");
 		assert.are.equal(413, status);
 		assert.truthy(returned:find("http_max_content_size", 1, true));

@@ -50,8 +50,47 @@ pub enum Sender {
 
 /// Checks `stanza`, to be sent as the component `host`, and rewrites its addresses prepared.
 /// `to` and `from` must be set by now (defaults are the caller's business).
+///
+/// `host` may instead be an account's bare JID, `user@host`: mod_rest on a VirtualHost sends
+/// for the account a client authenticated as. Then `from` must be that account or one of its
+/// resources, and `to` may be anyone, the host included (a user's stanzas do not come back to
+/// the callback, which gets only stanzas to the host that nothing else handles).
+///
+/// Or `@host`: mod_rest's callback on a VirtualHost, which gets the stanzas to the host itself
+/// and replies as the host. Then `from` must be the host itself, never one of its users, and
+/// `to` anything but the host itself (that would come back to the callback).
 pub fn check(stanza: &mut Element, host: &str, sender: Sender) -> Result<(), Violation> {
     let invalid = |why: String| Violation::Invalid(why);
+    if let Some(domain) = host.strip_prefix('@') {
+        let to = address(stanza, "to")?;
+        if to.node.is_none() && to.domain.eq_ignore_ascii_case(domain) {
+            return Err(invalid(format!(
+                "'to' {:?} is the host itself ({domain}): it would come back to the callback",
+                to.to_string()
+            )));
+        }
+        let from = address(stanza, "from")?;
+        if from.node.is_some() || !from.domain.eq_ignore_ascii_case(domain) {
+            return Err(Violation::NotOurs(format!(
+                "'from' {:?} is not the host ({domain}): on a VirtualHost the callback speaks as the host only",
+                from.to_string()
+            )));
+        }
+        semantics(stanza, sender).map_err(invalid)?;
+        return stanza.check_xml().map_err(invalid);
+    }
+    if let Some((node, domain)) = host.split_once('@') {
+        address(stanza, "to")?;
+        let from = address(stanza, "from")?;
+        if from.node.as_deref() != Some(node) || !from.domain.eq_ignore_ascii_case(domain) {
+            return Err(Violation::NotOurs(format!(
+                "'from' {:?} is not the account the request authenticated as ({host})",
+                from.to_string()
+            )));
+        }
+        semantics(stanza, sender).map_err(invalid)?;
+        return stanza.check_xml().map_err(invalid);
+    }
     let to = address(stanza, "to")?;
     if to.domain.eq_ignore_ascii_case(host) {
         return Err(invalid(format!(
@@ -158,6 +197,47 @@ mod tests {
         assert!(refused("<message to='@localhost' from='bot.localhost'/>").contains("not a valid JID"));
         assert!(refused("<message to='a@b' from='x y@bot.localhost'/>").contains("not a valid JID"));
         assert!(refused("<message from='bot.localhost'/>").contains("no 'to'"));
+    }
+
+    #[test]
+    fn an_account_speaks_only_as_itself_to_anyone() {
+        let account = "alice@localhost";
+        let check_as = |xml: &str| {
+            let mut stanza = parse_stanza(xml, ParseLimits::default()).unwrap();
+            check(&mut stanza, account, Sender::Push).map(|()| stanza.to_xml())
+        };
+        for from in ["alice@localhost", "alice@LOCALHOST", "alice@localhost/phone"] {
+            for to in ["bob@localhost", "localhost", "alice@localhost", "carol@example.org/x"] {
+                let xml = format!("<message from='{from}' to='{to}'><body>hi</body></message>");
+                assert!(check_as(&xml).is_ok(), "{xml}: {:?}", check_as(&xml));
+            }
+        }
+        for from in ["bob@localhost", "localhost", "alice@example.org", "alice@localhost.evil"] {
+            let xml = format!("<message from='{from}' to='bob@localhost'/>");
+            assert!(matches!(check_as(&xml), Err(Violation::NotOurs(why)) if why.contains("alice@localhost")), "{xml}");
+        }
+        let refused = check_as("<iq from='alice@localhost' to='localhost' type='get' id='1'/>");
+        assert!(matches!(refused, Err(Violation::Invalid(_))), "an account's iq is checked alike: {refused:?}");
+    }
+
+    #[test]
+    fn a_virtual_hosts_callback_speaks_only_as_the_host_and_not_to_itself() {
+        let check_as = |xml: &str| {
+            let mut stanza = parse_stanza(xml, ParseLimits::default()).unwrap();
+            check(&mut stanza, "@localhost", Sender::Webhook).map(|()| stanza.to_xml())
+        };
+        for to in ["alice@localhost/phone", "alice@localhost", "bob@example.org", "conference.localhost"] {
+            let xml = format!("<message from='LOCALHOST' to='{to}'><body>hi</body></message>");
+            assert!(check_as(&xml).is_ok(), "{xml}: {:?}", check_as(&xml));
+        }
+        for from in ["alice@localhost", "alice@localhost/x", "example.org", "localhost.evil"] {
+            let xml = format!("<message from='{from}' to='bob@localhost'/>");
+            assert!(matches!(check_as(&xml), Err(Violation::NotOurs(_))), "{xml}");
+        }
+        for to in ["localhost", "localhost/res"] {
+            let xml = format!("<message from='localhost' to='{to}'/>");
+            assert!(matches!(check_as(&xml), Err(Violation::Invalid(why)) if why.contains("come back")), "{xml}");
+        }
     }
 
     #[test]

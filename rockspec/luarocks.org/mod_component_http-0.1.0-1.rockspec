@@ -45,5 +45,6 @@ build = {
 		["lua/component_http_metrics.lib.lua"] = "component_http_metrics.lib.lua",
 		["lua/component_http_push.lib.lua"] = "component_http_push.lib.lua",
 		["lua/component_http_rooms.lib.lua"] = "component_http_rooms.lib.lua",
+		["lua/component_http_rest.lib.lua"] = "component_http_rest.lib.lua",
 	},
 }
