@@ -54,6 +54,7 @@ pub mod jid;
 pub mod jsonmap;
 pub mod metrics;
 pub mod ns;
+pub mod options;
 pub mod outcome;
 pub mod policy;
 pub mod presence;
