@@ -385,6 +385,17 @@ fn list(options: &Table, name: &str, known: &[&'static str]) -> Result<Option<Ve
 }
 
 impl Config {
+    /// The limits of a streamed answer to this module: its stream options, its idle timeout
+    /// between pieces, its text bound, and its option names for the messages.
+    pub fn stream_limits(&self) -> crate::stream::Limits {
+        crate::stream::Limits {
+            stream: self.stream,
+            idle: self.timeout,
+            max_text: usize::try_from(self.max_reply_size).unwrap_or(usize::MAX),
+            option_prefix: self.profile.prefix,
+        }
+    }
+
     /// Defaults for everything but the URL (used by tests).
     pub fn with_url(url: &str) -> Result<Config, String> {
         Config::with_url_named(url, COMPONENT_HTTP.url)

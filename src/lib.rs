@@ -47,6 +47,7 @@
 pub mod answer;
 pub mod avatar;
 pub mod config;
+pub mod conversation;
 pub mod dispatch;
 pub mod http;
 pub mod inbound;

@@ -18,7 +18,7 @@ use crate::answer::stream_template;
 use crate::http::{read_by, StreamedAnswer};
 use crate::outcome::{chat_state, complete, describe, mark_active, receipt, Level, BAD_REPLY};
 use crate::stanza::{Element, Node};
-use crate::stream::{last_completion, stanzas, Cut, Draft, Ending, Event, Finish, Limits, Parser, Stage};
+use crate::stream::{last_completion, stanzas, Cut, Draft, Ending, Event, Finish, Parser, Stage};
 
 /// How much of a stream one read takes at most.
 const READ_SIZE: usize = 16 * 1024;
@@ -107,7 +107,7 @@ impl Shared {
         }
         let settings = self.settings();
         let config = &settings.config;
-        let limits = Limits::of(config, config.stream);
+        let limits = config.stream_limits();
         let parser = Parser::new(answer.framing, limits.max_text, &config.profile.option("max_reply_size"));
         let slot = {
             let mut state = lock(&self.state);
