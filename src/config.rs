@@ -392,6 +392,7 @@ impl Config {
             stream: self.stream,
             idle: self.timeout,
             max_text: usize::try_from(self.max_reply_size).unwrap_or(usize::MAX),
+            first_message_grace: crate::stream::FIRST_MESSAGE_GRACE,
             option_prefix: self.profile.prefix,
         }
     }

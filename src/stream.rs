@@ -44,7 +44,7 @@ pub mod options;
 pub mod parse;
 pub mod stanzas;
 
-pub use draft::{Cut, Draft, Ending, Finish, Limits, Stage, Update, CUT_MARKER};
+pub use draft::{Cut, Draft, Ending, Finish, Limits, Stage, Update, CUT_MARKER, FIRST_MESSAGE_GRACE};
 pub use ending::last_completion;
 pub use options::StreamOptions;
 pub use parse::{Edit, Event, Framing, Parser, Piece};

@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
         },
         idle: Duration::from_secs(10),
         max_text: MAX_TEXT,
+        first_message_grace: component_http_native::stream::FIRST_MESSAGE_GRACE,
         option_prefix: COMPONENT_HTTP.prefix,
     };
     let start = Instant::now();

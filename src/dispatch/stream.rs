@@ -23,12 +23,6 @@ use crate::stream::{last_completion, stanzas, Cut, Draft, Ending, Event, Finish,
 /// How much of a stream one read takes at most.
 const READ_SIZE: usize = 16 * 1024;
 
-/// How long the first message waits after its first words. The end of an NDJSON body shows
-/// only at the read after its last line; without the wait, an answer that arrives whole in one
-/// write would be a first message and a standalone `<active/>` instead of one plain message.
-/// Short enough not to be seen, long enough for a read whose bytes are already there.
-const FIRST_MESSAGE_GRACE: Duration = Duration::from_millis(50);
-
 /// Where a test's hook is called (see `Shared::hook`).
 #[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,8 +65,6 @@ pub(super) struct Streaming {
     chat_states: bool,
     /// Its first message went: the conversation is held for it.
     holds_chat: bool,
-    /// The first message goes no sooner than this (see [`FIRST_MESSAGE_GRACE`]).
-    first_not_before: Option<Instant>,
     /// Its stanza's line, to let go if a panic ends the stream (see `Shared::abandon_stream`).
     line: Option<String>,
 }
@@ -122,7 +114,6 @@ impl Shared {
                     chat: None,
                     chat_states,
                     holds_chat: false,
-                    first_not_before: None,
                     line: job.line.clone(),
                 };
                 let slot = Arc::new(Mutex::new(Some(streaming)));
@@ -246,10 +237,7 @@ impl Shared {
         #[cfg(test)]
         self.run_hook(Hook::Polling);
         let (Some(template), Some(chat)) = (&streaming.template, &streaming.chat) else { return (None, false) };
-        let Some(mut due) = streaming.draft.next_due() else { return (None, false) };
-        if !streaming.draft.first_sent() {
-            due = *streaming.first_not_before.get_or_insert(due.checked_add(FIRST_MESSAGE_GRACE).unwrap_or(due));
-        }
+        let Some(due) = streaming.draft.next_due() else { return (None, false) };
         if due > now {
             return (Some(due), false);
         }

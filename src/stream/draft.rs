@@ -4,13 +4,17 @@
 //!
 //! # The schedule, and why
 //!
-//! - **The first message goes as soon as the text holds more than white space.** Language
-//!   models often begin with a line break or a space, and a bubble with nothing in it is worse
-//!   than none. It is not batched: the time to the first words is what users judge a bot by,
-//!   and waiting would save no stanza (the corrections' pace, not the first message, sets how
-//!   many there are). Pieces that arrive together are still one message, because the reader
-//!   applies every piece of a read before it asks what is due, and an answer that arrives
-//!   whole is one plain message ([`Stage::Whole`]), as if it had not been streamed.
+//! - **The first message goes [`FIRST_MESSAGE_GRACE`] (50 ms) after the text first holds
+//!   more than white space.** Language models often begin with a line break or a space, and a
+//!   bubble with nothing in it is worse than none. It is not batched beyond that: the time to
+//!   the first words is what users judge a bot by, and waiting would save no stanza (the
+//!   corrections' pace, not the first message, sets how many there are). The 50 ms are for the
+//!   end of an answer that arrives whole: an NDJSON body's end shows only at the read after its
+//!   last line, and without them that answer would be a first message and a standalone
+//!   `<active/>` instead of one plain message ([`Stage::Whole`]), as if it had not been
+//!   streamed. Short enough not to be seen, long enough for a read whose bytes are already
+//!   there. Pieces that arrive together are one message too, because the reader applies every
+//!   piece of a read before it asks what is due.
 //! - **Intermediate corrections** carry the whole text so far, only when it changed, never
 //!   sooner than `stream_interval` after the stanza before. `stream_max_corrections` counts
 //!   every correction of the answer, the final one included, so an answer is never more than
@@ -51,6 +55,9 @@ use super::options::StreamOptions;
 use super::parse::Edit;
 use crate::outcome::{Outcome, StanzaError, BAD_REPLY, CONNECTION_FAILURE, INTERNAL, TIMED_OUT, UNLOADED};
 
+/// How long the first message waits after the first words (see the module docs).
+pub const FIRST_MESSAGE_GRACE: Duration = Duration::from_millis(50);
+
 /// What a stream cut short ends with, after the text so far (as a paragraph of its own).
 pub const CUT_MARKER: &str = "(answer cut off)";
 
@@ -63,6 +70,9 @@ pub struct Limits {
     pub idle: Duration,
     /// `<prefix>max_reply_size`: the longest the text may grow, in bytes.
     pub max_text: usize,
+    /// How long the first message waits after the first words: [`FIRST_MESSAGE_GRACE`] (0 in
+    /// tests of the schedule itself).
+    pub first_message_grace: Duration,
     /// The prefix of the options of the module that reads the stream (`component_post_`,
     /// `rest_`), so its messages name the operator's options.
     pub option_prefix: &'static str,
@@ -260,7 +270,11 @@ impl Draft {
     /// When the next stanza is due (maybe already), if one is: the first message, or an
     /// intermediate correction of a changed text while the budget allows one.
     pub fn next_due(&self) -> Option<Instant> {
-        let Some(last_sent_at) = self.last_sent_at else { return self.has_words_since };
+        let Some(last_sent_at) = self.last_sent_at else {
+            return self
+                .has_words_since
+                .map(|since| since.checked_add(self.limits.first_message_grace).unwrap_or(since));
+        };
         if !self.changed || self.intermediates_left() == 0 {
             return None;
         }
@@ -382,6 +396,7 @@ mod tests {
         },
         idle: Duration::from_secs(30),
         max_text: 1 << 20,
+        first_message_grace: Duration::ZERO,
         option_prefix: COMPONENT_HTTP.prefix,
     };
 
