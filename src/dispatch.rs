@@ -156,6 +156,13 @@ impl PoolLimits {
             profile: config.profile,
         }
     }
+
+    /// Whether the sender of `incoming` gets chat states: the module sends them
+    /// (`chat_states`) and the sender announced it takes them
+    /// ([`crate::stanza::Incoming::chat_states`]).
+    fn chat_states_wanted(&self, incoming: &Incoming) -> bool {
+        self.chat_states && incoming.chat_states
+    }
 }
 
 #[derive(Default)]

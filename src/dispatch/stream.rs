@@ -105,7 +105,7 @@ impl Shared {
             let mut state = lock(&self.state);
             // A 200: the webhook answers, whatever the stream brings.
             let start = self.webhook_answers(&mut state);
-            let chat_states = state.limits.chat_states && job.incoming.chat_states;
+            let chat_states = state.limits.chat_states_wanted(&job.incoming);
             let slot = state.in_flight.get_mut(&job.id).map(|entry| {
                 let draft = Draft::new(&job.delivery_id, limits, Instant::now());
                 let streaming = Streaming {
@@ -217,7 +217,7 @@ impl Shared {
         let entry = state.in_flight.remove(&job.id);
         let composing_sent =
             first_sent || job.composing_sent || entry.is_some_and(|entry| entry.composing == Composing::Sent);
-        let chat_states_wanted = state.limits.chat_states && job.incoming.chat_states;
+        let chat_states_wanted = state.limits.chat_states_wanted(&job.incoming);
         let (released, owes_active) = self.deliver(&job.incoming, concluded, &state.limits);
         // After a `<composing/>`, an ending without a stanza in the chat ends it.
         if owes_active && composing_sent && chat_states_wanted {
