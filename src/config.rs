@@ -276,7 +276,7 @@ pub const EVENTS: [&str; 3] = ["host", "bare", "full"];
 /// The authentication schemes `POST /rest` knows, as `rest_auth_mechanisms` spells them.
 pub const AUTH_MECHANISMS: [&str; 2] = ["Basic", "Bearer"];
 
-/// mod_rest's own options (see [`REST_OPTIONS`]), validated for the kind of host it is loaded on:
+/// mod_rest's own options (`REST_OPTIONS`), validated for the kind of host it is loaded on:
 /// a Component (the bot's own JIDs) or a VirtualHost (the users' accounts).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rest {

@@ -18,7 +18,7 @@ use crate::answer::stream_template;
 use crate::http::{read_by, StreamedAnswer};
 use crate::outcome::{chat_state, complete, describe, mark_active, receipt, Level, BAD_REPLY};
 use crate::stanza::{Element, Node};
-use crate::stream::{last_completion, stanzas, Cut, Draft, Ending, Event, Finish, Parser, Stage};
+use crate::stream::{end_completion, stanzas, Cut, Draft, EndStanza, Event, Parser, Stage, StreamEnd};
 
 /// How much of a stream one read takes at most.
 const READ_SIZE: usize = 16 * 1024;
@@ -146,7 +146,7 @@ impl Shared {
         // None: ended already, by its worker (whose own ending is guarded), `close`, or the keeper.
         let Some(streaming) = guard.take() else { return };
         let line = streaming.line.clone();
-        let concluded = self.conclude(incoming, streaming, &Ending::Cut(Cut::internal()));
+        let concluded = self.conclude(incoming, streaming, &StreamEnd::Cut(Cut::internal()));
         let mut state = lock(&self.state);
         state.in_flight.remove(&id);
         if self.deliver(incoming, concluded, &state.limits).0 {
@@ -184,8 +184,8 @@ impl Shared {
             self.run_hook(Hook::Applying);
             // Every piece of this read first, so an answer that arrived whole is one message.
             let ending = apply_events(streaming, &mut parser, &job.incoming, host, now)
-                .or_else(|| streaming.draft.expired(now).map(Ending::Cut))
-                .or_else(|| broken.map(|why| Ending::Cut(Cut::broken(&why))));
+                .or_else(|| streaming.draft.expired(now).map(StreamEnd::Cut))
+                .or_else(|| broken.map(|why| StreamEnd::Cut(Cut::broken(&why))));
             if let Some(ending) = ending {
                 let streaming = guard.take().expect("looked at under this lock");
                 // Still under the stream's lock: `close`, which waits for it, finds it ended
@@ -210,7 +210,7 @@ impl Shared {
     /// The worker ends its stream: the last stanza made without the state lock, then, under
     /// it, the stanza's entry removed, the last stanza and the messages held for it queued,
     /// and the sender's line let go.
-    fn settle_stream(&self, job: &Job, streaming: Streaming, ending: &Ending) {
+    fn settle_stream(&self, job: &Job, streaming: Streaming, ending: &StreamEnd) {
         let first_sent = streaming.draft.first_sent();
         let concluded = self.conclude(&job.incoming, streaming, ending);
         let mut state = lock(&self.state);
@@ -261,7 +261,7 @@ impl Shared {
     }
 
     /// Ends a stream that `close` took: its last stanza, then the messages held for it.
-    pub(super) fn end_stream(&self, incoming: &Incoming, streaming: Streaming, ending: &Ending) {
+    pub(super) fn end_stream(&self, incoming: &Incoming, streaming: Streaming, ending: &StreamEnd) {
         let concluded = self.conclude(incoming, streaming, ending);
         // Closing: every message held is sent now, so none is refused.
         let unbounded = PoolLimits { queue_size: usize::MAX, ..lock(&self.state).limits };
@@ -273,7 +273,7 @@ impl Shared {
     /// the dispatcher's locks.
     /// Under a guard of its own: if even the last stanza cannot be made (a bug), the log says
     /// so and the conversation is let go all the same.
-    fn conclude(&self, incoming: &Incoming, streaming: Streaming, ending: &Ending) -> Concluded {
+    fn conclude(&self, incoming: &Incoming, streaming: Streaming, ending: &StreamEnd) -> Concluded {
         let held_chat = streaming.chat.clone().filter(|_| streaming.holds_chat);
         catch_unwind(AssertUnwindSafe(|| self.conclude_unguarded(incoming, streaming, ending))).unwrap_or_else(|_| {
             let log = Some((Level::Error, internal_error(incoming)));
@@ -281,20 +281,20 @@ impl Shared {
         })
     }
 
-    fn conclude_unguarded(&self, incoming: &Incoming, streaming: Streaming, ending: &Ending) -> Concluded {
+    fn conclude_unguarded(&self, incoming: &Incoming, streaming: Streaming, ending: &StreamEnd) -> Concluded {
         #[cfg(test)]
         self.run_hook(Hook::Concluding);
         let Streaming { draft, template, chat, chat_states, holds_chat, .. } = streaming;
-        let finish = draft.finish(ending);
+        let finish = draft.end_stanza(ending);
         let counted = match (&finish, ending) {
-            (Finish::NoText, Ending::Complete) => Outcome::NoReply,
-            (Finish::NoText, Ending::Cut(cut)) => cut.outcome(),
+            (EndStanza::NoText, StreamEnd::Complete) => Outcome::NoReply,
+            (EndStanza::NoText, StreamEnd::Cut(cut)) => cut.outcome(),
             // Counted as a reply; the stanza itself is not needed for that.
             _ => Outcome::Reply(Element::new("message").into()),
         };
         lock(&self.stats).outcome(&counted);
         let mut completion = match template {
-            Some(template) => last_completion(incoming, &template, finish, ending, chat_states),
+            Some(template) => end_completion(incoming, &template, finish, ending, chat_states),
             // No object came, so no text either: nothing to say, or the error.
             None => complete(incoming, if matches!(counted, Outcome::Reply(_)) { Outcome::NoReply } else { counted }),
         };
@@ -370,12 +370,12 @@ fn apply_events(
     incoming: &Incoming,
     host: &str,
     now: Instant,
-) -> Option<Ending> {
+) -> Option<StreamEnd> {
     while let Some(event) = parser.next_event() {
         let piece = match event {
             Ok(Event::Piece(piece)) => piece,
-            Ok(Event::End) => return Some(Ending::Complete),
-            Err(why) => return Some(Ending::Cut(Cut::malformed(&why))),
+            Ok(Event::End) => return Some(StreamEnd::Complete),
+            Err(why) => return Some(StreamEnd::Cut(Cut::malformed(&why))),
         };
         if let Some(fields) = piece.fields {
             match stream_template(incoming, &fields, host) {
@@ -383,11 +383,11 @@ fn apply_events(
                     streaming.chat = chat_of(&template);
                     streaming.template = Some(template);
                 }
-                Err(why) => return Some(Ending::Cut(Cut::malformed(&format!("webhook reply refused: {why}")))),
+                Err(why) => return Some(StreamEnd::Cut(Cut::malformed(&format!("webhook reply refused: {why}")))),
             }
         }
         if let Err(cut) = streaming.draft.on_piece(piece.edit, now) {
-            return Some(Ending::Cut(cut));
+            return Some(StreamEnd::Cut(cut));
         }
     }
     None
