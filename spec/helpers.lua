@@ -52,6 +52,9 @@ function helpers.fake_module(options, host)
 	function fake:log(level, fmt, ...)
 		table.insert(self.logs, { level = level, message = fmt:format(...) });
 	end
+	-- module:fire_event and module:unhook: nothing handles an event here.
+	function fake:fire_event() end
+	function fake:unhook() end
 	function fake:hook_global(event, handler)
 		self.global_hooks[event] = handler;
 	end

@@ -12,6 +12,13 @@ local fake_module = helpers.fake_module;
 function helpers.fake_module(...)
 	local fake = fake_module(...);
 	fake.host_type = host_type;
+	-- Events fired (pre-stanza, pre-<kind>/...), answered by `fake.fired_answer` when set.
+	fake.fired, fake.unhooked = {}, {};
+	function fake:fire_event(name, event)
+		table.insert(self.fired, { name = name, event = event });
+		return self.fired_answer and self.fired_answer(name, event);
+	end
+	function fake:unhook(name) table.insert(self.unhooked, name); end
 	return fake;
 end
 after_each(function () host_type = nil; end);
@@ -246,14 +253,56 @@ describe("mod_rest's endpoint", function ()
 end);
 
 describe("mod_rest's paths", function ()
-	it("serves /rest and /rest/echo, and refuses path parameters rather than misread them", function ()
-		local fake = load({ rest_credentials = "Bearer t0k3n" });
+	local function request(fake, method, path, body, content_type, query, accept)
 		local response = { headers = {}, sent = {} };
-		local returned = fake.provided.http.route["POST /*"]({ response = response, request = {
-			headers = { authorization = "Bearer t0k3n", content_type = "application/xmpp+xml" },
-			body = "<message to='alice@localhost'><body>hi</body></message>" } }, "message/chat/bob@localhost");
-		assert.are.equal(404, response.status_code);
+		function response:send(text) table.insert(self.sent, text); end
+		local returned = fake.provided.http.route[method.." /*"]({ response = response, request = {
+			method = method, url = { query = query },
+			headers = { authorization = "Bearer t0k3n", content_type = content_type, accept = accept },
+			body = body } }, path);
+		return response, returned;
+	end
+
+	it("reads path parameters with a text, form or JSON body, and refuses an XML one rather than misread it", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n" });
+		local response, returned = request(fake, "POST", "message/chat/bob@localhost", "Hi Bob", "text/plain");
+		assert.are.equal(202, response.status_code, returned);
+		assert.are.same({ "chat", "bob@localhost", "Hi Bob" },
+			{ fake.sent[1].attr.type, fake.sent[1].attr.to, fake.sent[1]:get_child_text("body") });
+		response = request(fake, "POST", "message/headline/bob@localhost", "body=Hello+Bob",
+			"application/x-www-form-urlencoded");
+		assert.are.equal(202, response.status_code);
+		assert.are.equal("application/x-www-form-urlencoded", response.headers.content_type, "answered as written");
+		assert.are.same({ "headline", "Hello Bob" }, { fake.sent[2].attr.type, fake.sent[2]:get_child_text("body") });
+		response, returned = request(fake, "POST", "message/chat/bob@localhost",
+			"<message to='alice@localhost'><body>hi</body></message>", "application/xmpp+xml");
+		assert.are.equal(400, response.status_code);
 		assert.truthy(returned:find("path parameters", 1, true), returned);
-		assert.are.same({}, fake.sent);
+		assert.are.equal(2, #fake.sent);
+	end);
+
+	it("answers GET queries with the iq's answer, in the format Accept asks", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n" });
+		local response = request(fake, "GET", "version/localhost", nil, nil, nil, "application/json");
+		local iq = fake.iqs[1].stanza;
+		assert.are.same({ "get", "localhost" }, { iq.attr.type, iq.attr.to });
+		assert.truthy(iq:get_child("query", "jabber:iq:version"));
+		fake.iqs[1].resolve({ stanza = st.reply(iq):query("jabber:iq:version"):text_tag("name", "Prosody"):up() });
+		assert.are.equal("application/json", response.headers.content_type);
+		assert.are.equal("Prosody", json.decode(response.sent[1]).version.name);
+		local refused, returned = request(fake, "GET", "nosuch/localhost");
+		assert.are.equal(400, refused.status_code);
+		assert.truthy(returned:find("nosuch", 1, true), returned);
+	end);
+
+	it("fires pre-stanza and pre-<kind>/<type> for what it sends, and a handler that takes it stops it", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n" });
+		request(fake, "POST", "message/chat/bob@localhost", "Hi", "text/plain");
+		assert.are.same({ "pre-stanza", "pre-message/bare" }, { fake.fired[1].name, fake.fired[2].name });
+		assert.are.equal(fake.sent[1], fake.fired[1].event.stanza);
+		fake.fired_answer = function (name) return name == "pre-stanza" and true or nil; end;
+		local response = request(fake, "POST", "message/chat/bob@localhost", "Blocked", "text/plain");
+		assert.are.equal(202, response.status_code);
+		assert.are.equal(1, #fake.sent, "taken by the pre-stanza handler: not sent");
 	end);
 end);

@@ -59,6 +59,7 @@ pub mod policy;
 pub mod presence;
 pub mod request;
 pub mod resolve;
+pub mod rest;
 pub mod rich;
 pub mod room;
 pub mod shim;
