@@ -53,8 +53,8 @@ function helpers.fake_module(options, host)
 		table.insert(self.logs, { level = level, message = fmt:format(...) });
 	end
 	-- module:fire_event and module:unhook: nothing handles an event here.
-	function fake:fire_event() end
-	function fake:unhook() end
+	fake.fire_event = function () end;
+	fake.unhook = function () end;
 	function fake:hook_global(event, handler)
 		self.global_hooks[event] = handler;
 	end

@@ -19,6 +19,13 @@ function helpers.fake_module(...)
 		return self.fired_answer and self.fired_answer(name, event);
 	end
 	function fake:unhook(name) table.insert(self.unhooked, name); end
+	-- net.http: the OPTIONS probe's request, recorded (`fake.probes`), answered by the spec.
+	fake.probes = {};
+	package.loaded["net.http"] = {
+		request = function (url, request, callback)
+			table.insert(fake.probes, { url = url, method = request.method, callback = callback });
+		end,
+	};
 	return fake;
 end
 after_each(function () host_type = nil; end);
@@ -68,6 +75,21 @@ describe("mod_rest", function ()
 		local sent = helpers.wait_sent(fake, watch, 1);
 		assert.are.equal("r1", sent[1].attr.id);
 		assert.are.equal("error", sent[1].attr.type);
+	end);
+
+	it("probes the callback with OPTIONS at start and posts in the format its Accept asks", function ()
+		local url = "http://127.0.0.1:"..helpers.closed_port().."/stanzas";
+		local fake, _, ok = load({ rest_callback_url = url, rest_retry_window = 0 });
+		assert.is_true(ok);
+		assert.are.same({ url, "OPTIONS" }, { fake.probes[1].url, fake.probes[1].method });
+		fake.probes[1].callback("", 200, { headers = { accept = "application/json" } });
+		assert.is_true(logged(fake, "info", "stanzas are POSTed as such"));
+		assert.are.equal("Connected", fake.status_message);
+		-- An Accept naming neither format, or a failed probe, keeps the configured one.
+		fake.probes[1].callback("", 200, { headers = { accept = "text/html" } });
+		assert.is_true(logged(fake, "warn", "keeping rest_callback_content_type"));
+		fake.probes[1].callback("", 404, {});
+		assert.is_true(logged(fake, "warn", "HTTP 404"));
 	end);
 
 	it("names its own options when one is invalid", function ()
