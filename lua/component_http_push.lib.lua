@@ -16,12 +16,35 @@ local new_id = require "util.id".medium;
 -- past it the rest are dropped, with a log line (README: "Archive queries").
 local max_collected = 1000;
 
--- A refusal or failure, saying why: as text, or as {"error": why} to a request answered in JSON.
+-- mod_rest's refusals as the community module writes them: the HTTP status's XMPP error.
+local rest_errors = {
+	[400] = { "modify", "bad-request" }, [401] = { "auth", "not-authorized" }, [403] = { "auth", "forbidden" },
+	[404] = { "cancel", "item-not-found" }, [405] = { "cancel", "not-allowed" }, [411] = { "modify", "bad-request" },
+	[413] = { "modify", "resource-constraint" }, [415] = { "cancel", "bad-format" },
+	[500] = { "cancel", "internal-server-error" }, [503] = { "wait", "service-unavailable" },
+	[504] = { "wait", "remote-server-timeout" },
+};
+
+-- A refusal or failure, saying why: as text; to a request answered in JSON, as {"error": why}
+-- (component_http) or, from mod_rest, {"type": "error", "error": {type, condition, text},
+-- "code": status}; to a mod_rest request whose Accept asks for application/xmpp+xml, as an
+-- XMPP stream error.
 local function plain(endpoint, response, status, text)
 	response.status_code = status;
-	if endpoint.answers_json[response] then
+	local rest_error = endpoint.rest and (rest_errors[status] or { "cancel", "undefined-condition" });
+	if endpoint.answers_json[response] and rest_error then
+		response.headers.content_type = "application/json";
+		return json.encode({ type = "error", code = status,
+			error = { type = rest_error[1], condition = rest_error[2], text = text } });
+	elseif endpoint.answers_json[response] then
 		response.headers.content_type = "application/json";
 		return json.encode({ error = text });
+	elseif rest_error and endpoint.wants_xml[response] then
+		response.headers.content_type = "application/xmpp+xml";
+		local streams = "urn:ietf:params:xml:ns:xmpp-streams";
+		return tostring(st.stanza("error", { xmlns = "http://etherx.jabber.org/streams" })
+			:tag(rest_error[2], { xmlns = streams }):up()
+			:text_tag("text", text, { xmlns = streams }));
 	end
 	response.headers.content_type = "text/plain; charset=utf-8";
 	return text.."\n";
@@ -366,6 +389,9 @@ local function handle_push(endpoint, event, path)
 		local format = endpoint.native.rest_answer_format(request.headers.content_type, request.headers.accept);
 		endpoint.answers_json[response] = format == "json" or nil;
 		endpoint.answers_form[response] = format == "form" or nil;
+		-- Refusals in XML only when asked for: Accept naming application/xmpp+xml.
+		endpoint.wants_xml[response] = format == "xml" and (request.headers.accept or ""):lower()
+			:find("application/xmpp+xml", 1, true) and true or nil;
 	elseif endpoint.profile.push_negotiates
 		and endpoint.native.push_answer_format(request.headers.content_type, request.headers.accept) == "json" then
 		endpoint.answers_json[response] = true;
@@ -444,6 +470,8 @@ local function serve(shim, native, profile, push, client, rooms, rest)
 		answers_json = setmetatable({}, { __mode = "k" }),
 		-- mod_rest's requests answered as a form (application/x-www-form-urlencoded).
 		answers_form = setmetatable({}, { __mode = "k" }),
+		-- mod_rest's requests whose refusals are written in XML.
+		wants_xml = setmetatable({}, { __mode = "k" }),
 		-- Pushed iqs waiting for their answers, by the id they carry on the wire: their HTTP
 		-- responses, answered when the iq's answer comes, or with 503 when the module goes away.
 		iqs = {}, iq_count = 0,

@@ -160,6 +160,9 @@ end
 -- configured format. `url`: the probe's address (the callback URL, its placeholders filled).
 local function probe(native, client, url, quote)
 	local http = require "net.http";
+	-- The template's placeholders, as for a stanza of the host to itself (the community module's).
+	local host = require "util.http".urlencode(module.host);
+	url = url:gsub("{(%w+)}", { kind = "meta", type = "info", to = host, from = host });
 	module:set_status("info", "Not yet connected");
 	http.request(url, { method = "OPTIONS" }, function (body, code, response)
 		if code == 0 then

@@ -159,7 +159,10 @@ describe("mod_rest", function ()
 		response, returned = post('{"to":"alice@localhost","from":"admin@localhost"}', "application/json");
 		assert.are.equal(403, response.status_code);
 		assert.are.equal("application/json", response.headers.content_type);
-		assert.truthy(json.decode(returned).error:find("not on this component", 1, true), returned);
+		local refusal = json.decode(returned);
+		assert.are.same({ "error", 403, "auth", "forbidden" },
+			{ refusal.type, refusal.code, refusal.error.type, refusal.error.condition });
+		assert.truthy(refusal.error.text:find("not on this component", 1, true), returned);
 		assert.are.equal(2, #fake.sent, "nothing more routed (the message and the iq only)");
 	end);
 
@@ -178,7 +181,16 @@ describe("mod_rest", function ()
 		returned = fake.provided.http.route.POST({ response = response, request = {
 			headers = { authorization = "Bearer wrong", content_type = "application/json" }, body = "{}" } });
 		assert.are.equal(403, response.status_code);
-		assert.truthy(json.decode(returned).error:find("rest_credentials", 1, true), returned);
+		assert.truthy(json.decode(returned).error.text:find("rest_credentials", 1, true), returned);
+		-- Asked for XML: an XMPP stream error.
+		response = { headers = {}, sent = {} };
+		returned = fake.provided.http.route.POST({ response = response, request = {
+			headers = { authorization = "Bearer wrong", accept = "application/xmpp+xml" }, body = "{}" } });
+		assert.are.equal("application/xmpp+xml", response.headers.content_type);
+		local err = require "util.xml".parse(returned);
+		assert.are.equal("http://etherx.jabber.org/streams", err.attr.xmlns);
+		assert.truthy(err:get_child("forbidden", "urn:ietf:params:xml:ns:xmpp-streams"), returned);
+		assert.truthy(err:get_child_text("text", "urn:ietf:params:xml:ns:xmpp-streams"):find("rest_credentials", 1, true));
 	end);
 end);
 

@@ -435,6 +435,10 @@ impl Config {
             other => return Err(format!("{url_name} must be a string, not a {}", other.type_name())),
         };
         let mut config = Config::with_url_named(&url, url_name)?;
+        if profile == REST {
+            // mod_rest's URL template (the host, checked above, holds no placeholder).
+            crate::rest::callback::check(&config.url, url_name)?;
+        }
         config.profile = profile;
         config.profile.format = callback_format(options, profile)?;
         let n = |suffix: &str| profile.option(suffix);

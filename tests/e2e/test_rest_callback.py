@@ -81,3 +81,24 @@ def test_the_example_bot_answers_in_json_after_the_options_probe_picks_it(prosod
     alice.send_iq(BOT_JID, payload="<ping xmlns='urn:xmpp:ping'/>", id_="ping")
     pong = answer_to(alice, "ping", since)
     assert pong.type == "result" and pong.frm == BOT_JID, pong
+
+
+def test_the_callback_url_is_filled_per_stanza_and_says_its_language(prosody_factory, connect, webhook):
+    url = webhook.url("/in/{kind}/{type}") + "?to={to}&from={from}"
+    http_port = free_port()
+    prosody = prosody_factory({REST: {"rest_callback_url": url, "rest_retry_window": 0}},
+                              component_modules={REST: "rest"},
+                              global_options={"http_ports": [http_port], "http_interfaces": ["127.0.0.1"],
+                                              "modules_enabled": ["roster", "saslauth", "admin_shell", "ping"]})
+    alice = connect(prosody, "alice")
+    alice.send_raw(f"<message type='chat' to='{BOT_JID}' xml:lang='de'><body>Hallo</body></message>")
+    alice.send_raw(f"<presence to='{BOT_JID}'/>")
+    requests = webhook.wait_for_requests(2)
+    by_kind = {r.path.split("/")[2]: r for r in requests if r.method == "POST"}
+    message, presence = by_kind["message"], by_kind["presence"]
+    jid = alice.full_jid.replace("@", "%40").replace("/", "%2F")
+    assert message.path == f"/in/message/chat?to=bot%40{REST}&from={jid}", message.path
+    assert message.header("content-language") == "de", message.headers
+    assert presence.path == f"/in/presence/?to=bot%40{REST}&from={jid}", presence.path
+    # Without its own, a stanza has its stream's (the client's "en"), which Prosody writes on it.
+    assert presence.header("content-language") == "en", presence.headers

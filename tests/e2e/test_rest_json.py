@@ -80,7 +80,10 @@ def test_a_bad_json_push_gets_its_status_and_reason_as_json_and_nothing_is_route
     since = alice.mark()
     got, headers, text = post(port, body, content_type=JSON)
     assert got == status and headers["Content-Type"] == JSON, text
-    assert list(json.loads(text)) == ["error"] and reason in json.loads(text)["error"], text
+    # The community module's error body: {"type": "error", "error": {...}, "code": N}.
+    refusal = json.loads(text)
+    assert (refusal["type"], refusal["code"]) == ("error", status) and reason in refusal["error"]["text"], text
+    assert refusal["error"]["condition"] == {400: "bad-request", 403: "forbidden"}[status], text
     post(port, '{"to": "alice@localhost", "body": "marker"}', content_type=JSON)
     assert first_message(alice, since).body == "marker"
     assert prosody.alive()
