@@ -13,7 +13,7 @@ local jid = require "util.jid";
 local new_id = require "util.id".medium;
 
 -- The most stanzas an archive query collects for its answer (the results before the final iq);
--- past it the rest are dropped, with a log line (README: "Archive queries").
+-- past it the rest are dropped, with a log line (README: mod_rest, "An archive query").
 local max_collected = 1000;
 
 -- mod_rest's refusals as the community module writes them: the HTTP status's XMPP error.
