@@ -119,3 +119,40 @@ def test_an_archive_query_answers_with_its_results_then_the_final_iq(prosody_fac
     assert stanzas[-1]["type"] == "result", body
     status, ctype, body = call(port, "GET", "/rest/archive/?with=bob%40localhost")
     assert status == 200 and body.startswith("<xmpp>") and body.count("<result") == 2, body
+
+
+# A stand-in for mod_firewall: refuses, on pre-stanza, what mentions "contraband", answering the
+# sending session with an error, as a firewall's BOUNCE does.
+GUARD = """
+local st = require "util.stanza";
+module:hook("pre-stanza", function (event)
+	local body = event.stanza:get_child_text("body");
+	if body and body:find("contraband", 1, true) then
+		event.origin.send(st.error_reply(event.stanza, "modify", "policy-violation", "not here"));
+		return true;
+	end
+end);
+"""
+
+
+def test_what_is_sent_over_http_passes_the_pre_stanza_events(prosody_factory, connect, tmp_path):
+    (tmp_path / "mod_e2e_guard.lua").write_text(GUARD)
+    port = free_port()
+    prosody = prosody_factory({}, global_options={
+        "http_ports": [port], "http_interfaces": ["127.0.0.1"], "plugin_paths": [str(tmp_path)],
+        "modules_enabled": MODULES + ["e2e_guard"]})
+    bob = connect(prosody, "bob")
+    since = bob.mark()
+    status, ctype, body = call(port, "POST", "/rest",
+                               "<message type='chat' to='bob@localhost'><body>some contraband</body></message>",
+                               "application/xmpp+xml", accept="application/json")
+    answer = json.loads(body)
+    assert status == 200 and answer["type"] == "error", (status, body)
+    assert answer["error"]["condition"] == "policy-violation", body
+    status, _, body = call(port, "POST", "/rest",
+                           "<message type='chat' to='bob@localhost'><body>nothing to declare</body></message>",
+                           "application/xmpp+xml")
+    assert status == 202, body
+    received(bob, "nothing to declare", since)
+    got = [s.body for s in bob.received[since:] if s.name == "message"]
+    assert got == ["nothing to declare"], got
