@@ -131,7 +131,7 @@ local function collect_archive(stanza, sender, collected)
 	end
 	-- The results name the query they answer: give it a name when the client gave none.
 	query.attr.queryid = query.attr.queryid or new_id();
-	local queryid, bare = query.attr.queryid, jid.bare(sender);
+	local queryid, bare = query.attr.queryid, jid.bare(stanza.attr.from or sender);
 	local function catch(event)
 		local result = event.stanza:get_child("result", "urn:xmpp:mam:2");
 		if result and result.attr.queryid == queryid and jid.bare(event.stanza.attr.to) == bare then
