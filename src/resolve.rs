@@ -4,7 +4,7 @@
 //! likes (no bound) or, when a timeout applies, starts a thread for every request (measured at
 //! ~100 µs of CPU per stanza). This one looks a name up on a thread, bounded by the request's
 //! remaining time, only when it is not already known: IP literals need no lookup, and an answer
-//! is kept for [`FRESH_FOR`]. A connection failure forgets it, so a webhook that moved to
+//! is kept for `FRESH_FOR`. A connection failure forgets it, so a webhook that moved to
 //! another address is found again on the next attempt. One lookup per name at a time: requests
 //! that need a name being looked up wait for that lookup, each until its own deadline.
 

@@ -11,7 +11,7 @@
 //! - an answer that came whole: one plain message with `<active/>`.
 //!
 //! Chat states (XEP-0085) go only to `chat` and `groupchat` messages, and only when the caller
-//! says they are wanted (the sender announced them; in a room, the rules of `room::reply`).
+//! says they are wanted (the sender announced them; in a room, the rules of `crate::conversation`).
 
 use super::draft::{Stage, Update};
 use crate::stanza::{Element, Node, CHAT_STATES};
@@ -41,7 +41,7 @@ pub fn build(template: &Element, update: &Update, chat_states: bool) -> Element 
 }
 
 /// A standalone `<active/>` for an answer whose first message was already final
-/// ([`super::Finish::AlreadyFinal`]); `None` where chat states do not go.
+/// ([`super::EndStanza::AlreadyFinal`]); `None` where chat states do not go.
 pub fn active(template: &Element, chat_states: bool) -> Option<Element> {
     let mut message = bare(template);
     (chat_states && takes_chat_states(&message)).then(|| {
