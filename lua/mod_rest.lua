@@ -21,7 +21,8 @@ local profile = shim.profile(native, "rest", {
 	answer_presence = false;
 });
 local options, push, rooms, avatar = shim.read_options(native, profile);
-local rest = module:require "component_http_rest".start(shim, native, options, push);
+local rest_lib = module:require "component_http_rest";
+local rest = rest_lib.start(shim, native, options, push);
 profile.callback_events, profile.callback_priority = rest.events, rest.callback_priority;
 profile.callback_sender = rest.callback_sender;
 
@@ -45,6 +46,7 @@ if options[profile.url_option] ~= nil then
 		module:require "component_http_identity".start(shim, native, profile, client, forwarded, avatar);
 	end
 	module:require "component_http_metrics".report(shim, native, client);
+	rest_lib.probe(native, client, options[profile.url_option], shim.quote);
 end
 
 module:require "component_http_push".serve(shim, native, profile, push, client, rooms, rest);

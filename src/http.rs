@@ -255,12 +255,18 @@ fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Attempt
             format!("{timeout} reached")
         });
     }
+    // mod_rest's URL template and Content-Language (crate::rest::callback).
+    let rest = config.profile.prefix == "rest_";
+    let url = if rest { crate::rest::callback::render(&config.url, delivery.incoming) } else { (&config.url).into() };
     let mut request = endpoint
         .agent
-        .post(&config.url)
+        .post(url.as_ref())
         .header("Content-Type", crate::request::content_type(config.profile.format))
         .header(DELIVERY_HEADER, delivery.delivery_id)
         .header(RETRY_HEADER, delivery.retry.to_string());
+    if let Some(lang) = rest.then(|| crate::request::lang(&delivery.incoming.xml)).flatten() {
+        request = request.header("Content-Language", lang);
+    }
     if let Some(authorization) = &config.authorization {
         request = request.header("Authorization", authorization);
     }

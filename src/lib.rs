@@ -61,6 +61,7 @@ pub mod policy;
 pub mod presence;
 pub mod request;
 pub mod resolve;
+pub mod rest;
 pub mod rich;
 pub mod room;
 pub mod shim;
@@ -253,6 +254,26 @@ impl UserData for Client {
                 }
                 let mut own = std::mem::replace(this.dispatcher()?, adopted);
                 to_lua(lua, &this.stanza_mt, own.close())
+            })
+        });
+        // mod_rest's OPTIONS probe: the callback's Accept picked `format` ("json" or "xml"), which
+        // the stanzas from now on are POSTed in (those queued too, as their body is made when
+        // they are posted). Returns whether it changed.
+        methods.add_method_mut("set_format", |_, this, format: String| {
+            guard("set_format", || {
+                let format = match format.as_str() {
+                    "json" => config::Format::Json,
+                    "xml" => config::Format::Xml,
+                    other => return Err(mlua::Error::runtime(format!("no callback format {other:?}"))),
+                };
+                let dispatcher = this.dispatcher()?;
+                let mut config = dispatcher.config();
+                if config.profile.format == format {
+                    return Ok(false);
+                }
+                config.profile.format = format;
+                dispatcher.reconfigure(config).map_err(mlua::Error::runtime)?;
+                Ok(true)
             })
         });
         // Stops the workers without waiting for them. Returns `stanzas, logs` like `drain`:

@@ -6,7 +6,7 @@
 //! children, a message's body first and its rich elements in the order component_http has
 //! always written them (body, file, correction, reply, reactions).
 
-use super::custom::{ARCHIVE, COMMAND, DISCO, FORWARDED_MESSAGE, HTML, ITEMS};
+use super::custom::{ARCHIVE, COMMAND, DISCO, FORMDATA, FORWARDED_MESSAGE, HTML, ITEMS};
 use super::{El, Item, Kind, Kinds, Obj, Place, Profiles, Prop, Row, Scalar};
 use crate::ns;
 
@@ -486,6 +486,8 @@ pub static ROWS: &[Row] = &[
     only(Profiles::REST, row("nick", Kinds::ALL, Place::ChildText(el("nick", ns::NICK), Scalar::Str))),
     row("delay", Kinds::ALL, Place::ChildAttr(el("delay", ns::DELAY), "stamp", Scalar::Str)),
     row("dataform", Kinds::ALL, Place::Child(&DATAFORM)),
+    // Written only: a form is read back as `dataform`.
+    row("formdata", Kinds::ALL, Place::Custom(&FORMDATA)),
     row("payload", Kinds::ALL, Place::Child(&PAYLOAD)),
     row("rsm", Kinds::ALL, Place::Child(&RSM)),
     row("error", Kinds::ALL, Place::Child(&ERROR)),

@@ -115,10 +115,11 @@ def test_echo_builds_the_stanza_and_sends_nothing(prosody_factory, connect):
     status, _, body = post(port, "<iq type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>", TOKEN,
                            host=REST, path="/rest/echo")
     assert status == 200 and re.search(r"<iq[^>]* id=", body), body
-    # Path parameters (not built) are refused, not read as a plain POST /rest.
+    # Path parameters with an XML stanza (which says its own kind, type and to) are refused, not
+    # read as a plain POST /rest.
     status, _, body = post(port, "<message type='chat' to='alice@localhost'><body>misread</body></message>", TOKEN,
                            host=REST, path="/rest/message/chat/alice@localhost")
-    assert status == 404 and "path parameters" in body, (status, body)
+    assert status == 400 and "path parameters" in body, (status, body)
     # The sentinel: a real push after the echoes arrives, and nothing before it did.
     status, _, _ = post(port, "<message type='chat' to='alice@localhost'><body>sentinel</body></message>", TOKEN,
                         host=REST)
