@@ -451,7 +451,7 @@ impl Config {
         let mut config = Config::with_url_named(&url, url_name)?;
         if profile == REST {
             // mod_rest's URL template (the host, checked above, holds no placeholder).
-            crate::rest::callback::check(&config.url, url_name)?;
+            crate::url_template::check(&config.url, url_name)?;
         }
         config.profile = profile;
         config.profile.format = callback_format(options, profile)?;

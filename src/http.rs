@@ -257,7 +257,7 @@ fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Attempt
     }
     // mod_rest's URL template and Content-Language (crate::rest::callback).
     let rest = config.profile.prefix == "rest_";
-    let url = if rest { crate::rest::callback::render(&config.url, delivery.incoming) } else { (&config.url).into() };
+    let url = if rest { crate::url_template::render(&config.url, delivery.incoming) } else { (&config.url).into() };
     let mut request = endpoint
         .agent
         .post(url.as_ref())

@@ -68,6 +68,7 @@ pub mod shim;
 pub mod signing;
 pub mod stanza;
 pub mod stream;
+pub mod url_template;
 pub mod wakeup;
 pub mod xml;
 
@@ -400,24 +401,8 @@ fn push(
     guard("push", || {
         let profile_named = profile(name)?;
         let json = accept_json.then(|| jsonmap::Profile::of(&profile_named));
-        match inbound::stanza_from_push(&body.as_bytes(), content_type.as_deref(), &host, json, max_size) {
-            Ok(push) => {
-                let mut values = vec![Value::Table(push.stanza.to_lua(lua, &stanza_mt)?)];
-                if !push.after.is_empty() {
-                    let after = lua.create_table_with_capacity(push.after.len(), 0)?;
-                    for message in &push.after {
-                        after.raw_push(message.to_lua(lua, &stanza_mt)?)?;
-                    }
-                    values.extend([Value::Nil, Value::Nil, Value::Table(after)]);
-                }
-                Ok(MultiValue::from_vec(values))
-            }
-            Err(refusal) => Ok(MultiValue::from_vec(vec![
-                Value::Nil,
-                Value::Integer(i64::from(refusal.status)),
-                Value::String(lua.create_string(refusal.message)?),
-            ])),
-        }
+        let pushed = inbound::stanza_from_push(&body.as_bytes(), content_type.as_deref(), &host, json, max_size);
+        shim::pushed_values(lua, pushed, &stanza_mt)
     })
 }
 

@@ -99,6 +99,16 @@ fn rest_push(
             Err(refusal) => Err(refusal),
         }
     };
+    pushed_values(lua, pushed, &stanza_mt)
+}
+
+/// What a push function returns to Lua: the stanza to route (and, fourth, an array of the
+/// messages to route right after it), or `nil, status, message` when the push is refused.
+pub(crate) fn pushed_values(
+    lua: &Lua,
+    pushed: Result<crate::outcome::Reply, Refusal>,
+    stanza_mt: &Table,
+) -> mlua::Result<MultiValue> {
     let push = match pushed {
         Ok(push) => push,
         Err(refusal) => {
@@ -109,11 +119,11 @@ fn rest_push(
             ]))
         }
     };
-    let mut values = vec![Value::Table(push.stanza.to_lua(lua, &stanza_mt)?)];
+    let mut values = vec![Value::Table(push.stanza.to_lua(lua, stanza_mt)?)];
     if !push.after.is_empty() {
         let after = lua.create_table_with_capacity(push.after.len(), 0)?;
         for message in &push.after {
-            after.raw_push(message.to_lua(lua, &stanza_mt)?)?;
+            after.raw_push(message.to_lua(lua, stanza_mt)?)?;
         }
         values.extend([Value::Nil, Value::Nil, Value::Table(after)]);
     }

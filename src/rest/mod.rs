@@ -11,10 +11,9 @@
 //!   `archive`, …) whose payload is the URL's query ([`path`], [`form`]).
 //!
 //! An empty `{to}` leaves `to` out: the stanza goes to the account itself. [`negotiate`] picks
-//! the format of the answer; [`callback`] fills the callback URL's placeholders. Nothing here
+//! the format of the answer; `crate::url_template` fills the callback URL's placeholders. Nothing here
 //! routes anything; every refusal names what is wrong.
 
-pub mod callback;
 pub mod form;
 pub mod negotiate;
 pub mod path;
