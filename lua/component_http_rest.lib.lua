@@ -158,7 +158,7 @@ end
 -- Accept header, which format it wants the stanzas in (JSON or XML), whatever
 -- rest_callback_content_type says. The stanzas posted before the answer comes are in the
 -- configured format. `url`: the probe's address (the callback URL, its placeholders filled).
-local function probe(native, client, url, quote)
+local function probe(native, client, url, quote, format_option)
 	local http = require "net.http";
 	-- The template's placeholders, as for a stanza of the host to itself (the community module's).
 	local host = require "util.http".urlencode(module.host);
@@ -170,8 +170,8 @@ local function probe(native, client, url, quote)
 			module:log("error", "Could not reach the callback URL for the OPTIONS probe: %s", quote(body));
 			return;
 		elseif code ~= 200 then
-			module:log("warn", "The callback answered the OPTIONS probe with HTTP %d, not 200: keeping "
-				.."rest_callback_content_type", code);
+			module:log("warn", "The callback answered the OPTIONS probe with HTTP %d, not 200: keeping %s", code,
+				format_option);
 			return;
 		end
 		module:set_status("info", "Connected");
@@ -182,7 +182,7 @@ local function probe(native, client, url, quote)
 		local format = native.rest_answer_format(nil, accept);
 		if format == "form" or (format == "xml" and not accept:lower():find("application/xmpp+xml", 1, true)) then
 			module:log("warn", "The callback's Accept (%s) names neither application/json nor application/xmpp+xml: "
-				.."keeping rest_callback_content_type", quote(accept));
+				.."keeping %s", quote(accept), format_option);
 			return;
 		end
 		local ok, changed = pcall(client.set_format, client, format);

@@ -46,7 +46,7 @@ if options[profile.url_option] ~= nil then
 		module:require "component_http_identity".start(shim, native, profile, client, forwarded, avatar);
 	end
 	module:require "component_http_metrics".report(shim, native, client);
-	rest_lib.probe(native, client, options[profile.url_option], shim.quote);
+	rest_lib.probe(native, client, options[profile.url_option], shim.quote, profile.content_type_option);
 end
 
 module:require "component_http_push".serve(shim, native, profile, push, client, rooms, rest);

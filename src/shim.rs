@@ -14,8 +14,9 @@ use crate::rest;
 use crate::stanza::Incoming;
 
 /// `profile(name)`: what the Lua needs of the profile `name` (`component_http` or `rest`) as a
-/// table: `native` (the name), `url_option`, `stanzas_option` and `push_path` (the community
-/// modules' path, which is the profile's name: `/component_http`, `/rest`).
+/// table: `native` (the name), `url_option`, `stanzas_option`, `push_path` (the community
+/// modules' path, which is the profile's name: `/component_http`, `/rest`) and
+/// `content_type_option` (mod_rest's callback format option; nil for component_http).
 fn profile(lua: &Lua, name: String) -> mlua::Result<Table> {
     let profile = crate::config::Profile::by_name(&name)
         .ok_or_else(|| mlua::Error::runtime(format!("unknown module profile {name:?}")))?;
@@ -24,6 +25,7 @@ fn profile(lua: &Lua, name: String) -> mlua::Result<Table> {
     t.set("url_option", profile.url)?;
     t.set("stanzas_option", profile.option("stanzas"))?;
     t.set("push_path", name.as_str())?;
+    t.set("content_type_option", profile.callback_content_type)?;
     Ok(t)
 }
 
