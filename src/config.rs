@@ -176,6 +176,7 @@ impl Profile {
         names.extend(SUFFIXES.iter().map(|suffix| self.option(suffix)));
         names.extend(PUSH_OPTIONS.iter().map(|&what| self.push_option(what)));
         names.extend(ROOM_OPTIONS.iter().map(|suffix| self.option(suffix)));
+        names.extend(UPLOAD_OPTIONS.iter().map(|suffix| self.option(suffix)));
         names.extend(self.callback_content_type.map(str::to_owned));
         if self.prefix == REST.prefix {
             names.extend(REST_OPTIONS.iter().map(|&name| name.to_owned()));
@@ -196,6 +197,39 @@ impl Profile {
 
 /// The group chat options, after their prefix: validated by [`crate::room::RoomOptions`].
 pub const ROOM_OPTIONS: [&str; 3] = ["rooms", "nick", "groupchat"];
+
+/// The file upload options, after their prefix: validated by [`Upload::from_lua_for`].
+pub const UPLOAD_OPTIONS: [&str; 2] = ["max_file_size", "upload_service"];
+
+/// The largest `<prefix>max_file_size` taken: a file is held in memory while it uploads.
+pub const MAX_FILE_SIZE: i64 = 1 << 30;
+
+/// How files a bot sends are uploaded (see [`crate::upload`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// The largest file uploaded, in bytes (`<prefix>max_file_size`); the upload service's own
+    /// advertised limit applies too, when smaller.
+    pub max_file_size: u64,
+    /// The upload service's JID (`<prefix>upload_service`); when unset, the service is found by
+    /// service discovery on the component's parent host.
+    pub service: Option<String>,
+}
+
+impl Upload {
+    /// The upload options of the module `profile` describes, from their raw values.
+    pub fn from_lua_for(options: &Table, profile: Profile) -> Result<Upload, String> {
+        let max_file_size = integer(options, &profile.option("max_file_size"), 1, MAX_FILE_SIZE)?
+            .map_or(crate::upload::DEFAULT_MAX_FILE_SIZE, |n| n as u64);
+        let name = profile.option("upload_service");
+        let service = match string(options, &name)? {
+            None => None,
+            Some(given) => Some(crate::jid::prep(&given).map(|jid| jid.to_string()).map_err(|why| {
+                format!("{name} is {given:?}, not a valid JID ({why}): set it to the upload service's JID, such as \"upload.example.org\"")
+            })?),
+        };
+        Ok(Upload { max_file_size, service })
+    }
+}
 
 /// The push endpoint's options, after their prefix (see [`Profile::push_option`]).
 const PUSH_OPTIONS: [&str; 4] = ["credentials", "iq_timeout", "max_push_size", "max_push_iqs"];
@@ -685,6 +719,37 @@ mod tests {
             "http://example.com/a path",
         ] {
             assert!(Config::with_url(url).unwrap_err().contains("component_post_url"), "{url}");
+        }
+    }
+
+    #[test]
+    fn upload_options_are_validated_with_their_names() {
+        let lua = mlua::Lua::new();
+        let check = |source: &str, profile: Profile| -> Result<Upload, String> {
+            let table: Table = lua.load(source).eval().unwrap();
+            Upload::from_lua_for(&table, profile)
+        };
+        let default = check("return {}", COMPONENT_HTTP).unwrap();
+        assert_eq!(default, Upload { max_file_size: 10 * 1024 * 1024, service: None });
+        let set = check("return { rest_max_file_size = 2048, rest_upload_service = 'Upload.Localhost' }", REST);
+        assert_eq!(set.unwrap(), Upload { max_file_size: 2048, service: Some("upload.localhost".into()) });
+        for (source, named) in [
+            ("return { component_post_max_file_size = 0 }", "component_post_max_file_size must be a whole number"),
+            ("return { component_post_max_file_size = 1.5 }", "component_post_max_file_size must be a whole number"),
+            ("return { component_post_max_file_size = 2^31 }", "component_post_max_file_size must be a whole number"),
+            (
+                "return { component_post_upload_service = '@x' }",
+                "component_post_upload_service is \"@x\", not a valid JID",
+            ),
+            ("return { component_post_upload_service = 5 }", "component_post_upload_service must be a string"),
+        ] {
+            assert!(check(source, COMPONENT_HTTP).unwrap_err().starts_with(named), "{source}");
+        }
+        for profile in [COMPONENT_HTTP, REST] {
+            let names = profile.option_names();
+            for suffix in UPLOAD_OPTIONS {
+                assert!(names.contains(&profile.option(suffix)), "{suffix}");
+            }
         }
     }
 

@@ -68,6 +68,7 @@ pub mod shim;
 pub mod signing;
 pub mod stanza;
 pub mod stream;
+pub mod upload;
 pub mod url_template;
 pub mod wakeup;
 pub mod xml;

@@ -420,6 +420,11 @@ pub static ROWS: &[Row] = &[
     implying(Message, row("html", Kinds::MESSAGE, Place::Custom(&HTML))),
     row("oob", Kinds::MESSAGE, Place::Child(&MESSAGE_OOB)),
     row("oob_url", Kinds::MESSAGE, Place::Alias("oob", Some("url"))),
+    // A file the module uploads for the bot (XEP-0363) and sends as `oob` (see `crate::upload`).
+    implying(
+        Message,
+        row("file", Kinds::MESSAGE, Place::Caller("upload: the file's bytes, uploaded and sent as its URL")),
+    ),
     implying(
         Message,
         row("replace", Kinds::MESSAGE, Place::ChildAttr(el("replace", ns::MESSAGE_CORRECT), "id", Scalar::Id)),

@@ -363,6 +363,8 @@ fn the_rest_rows_are_the_community_fields() {
         "thread",
         "html",
         "oob_url",
+        // Ours in both: a file the module uploads for the bot (`crate::upload`).
+        "file",
     ];
     let presence = ["caps", "idle_since", "muc", "priority", "show", "status", "vcard_update", "join"];
     let iq = [
