@@ -188,7 +188,7 @@ fn reply_from_fields(orig: &Incoming, fields: &Map<String, Value>, profile: Prof
 pub(crate) fn stream_template(orig: &Incoming, fields: &Map<String, Value>, host: &str) -> Result<Element, String> {
     // A file's body must be its URL, a reaction has none, a correction of another message and
     // a quote's fallback range would not follow a text that grows: none of them is streamed.
-    for key in ["oob_url", "reactions", "replace"] {
+    for key in ["oob_url", "file", "reactions", "replace"] {
         if fields.get(key).is_some_and(|value| !value.is_null()) {
             return Err(format!("'{key}' cannot be used in a streamed answer"));
         }
@@ -239,6 +239,7 @@ pub fn element_from_json(fields: &Map<String, Value>, profile: Profile, default_
             stanza.attrs.insert(0, ("type".into(), "chat".into()));
         }
         after = crate::rich::compose(&mut stanza, &fields)?;
+        crate::upload::attach(&mut stanza, &fields)?;
     }
     let reply = Reply { stanza, after };
     check_elements(&reply)?;

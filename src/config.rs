@@ -213,6 +213,9 @@ pub struct Upload {
     /// The upload service's JID (`<prefix>upload_service`); when unset, the service is found by
     /// service discovery on the component's parent host.
     pub service: Option<String>,
+    /// How long an upload may take, slot request and PUT together: the module's `<prefix>timeout`,
+    /// the deadline of a stanza.
+    pub timeout: Duration,
 }
 
 impl Upload {
@@ -227,7 +230,8 @@ impl Upload {
                 format!("{name} is {given:?}, not a valid JID ({why}): set it to the upload service's JID, such as \"upload.example.org\"")
             })?),
         };
-        Ok(Upload { max_file_size, service })
+        let timeout = seconds(options, &profile.option("timeout"))?.unwrap_or(Duration::from_secs(30));
+        Ok(Upload { max_file_size, service, timeout })
     }
 }
 
@@ -730,9 +734,13 @@ mod tests {
             Upload::from_lua_for(&table, profile)
         };
         let default = check("return {}", COMPONENT_HTTP).unwrap();
-        assert_eq!(default, Upload { max_file_size: 10 * 1024 * 1024, service: None });
-        let set = check("return { rest_max_file_size = 2048, rest_upload_service = 'Upload.Localhost' }", REST);
-        assert_eq!(set.unwrap(), Upload { max_file_size: 2048, service: Some("upload.localhost".into()) });
+        let thirty = Duration::from_secs(30);
+        assert_eq!(default, Upload { max_file_size: 10 * 1024 * 1024, service: None, timeout: thirty });
+        let set = "return { rest_max_file_size = 2048, rest_upload_service = 'Upload.Localhost', rest_timeout = 5 }";
+        assert_eq!(
+            check(set, REST).unwrap(),
+            Upload { max_file_size: 2048, service: Some("upload.localhost".into()), timeout: Duration::from_secs(5) }
+        );
         for (source, named) in [
             ("return { component_post_max_file_size = 0 }", "component_post_max_file_size must be a whole number"),
             ("return { component_post_max_file_size = 1.5 }", "component_post_max_file_size must be a whole number"),

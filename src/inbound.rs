@@ -35,7 +35,8 @@ fn refuse(status: u16, message: impl Into<String>) -> Refusal {
 /// The stanza a push asks to send as the component `host`.
 ///
 /// - `application/xmpp+xml` (always) or `application/json` (when `json` names the profile whose
-///   field names it is read in: the shape of a webhook reply), else 415;
+///   field names it is read in: the shape of a webhook reply) or, then too, `multipart/form-data`
+///   (the same fields as form fields, and a `file` part: [`crate::upload::multipart`]), else 415;
 /// - at most `max_size` bytes, else 413;
 /// - one `message`, `presence` or `iq`, without an XML declaration or an `xmlns` attribute, within
 ///   the parser's limits, that [`policy::check`] accepts, else 400 (an iq `get` or `set` may
@@ -59,8 +60,14 @@ pub fn stanza_from_push(
         Reply::from(from_xml(body)?)
     } else if let (Some(profile), true) = (json, is_json(content_type)) {
         from_json(body, profile)?
+    } else if let (Some(profile), true) = (json, crate::upload::multipart::is_form(content_type)) {
+        from_form(body, content_type.unwrap_or_default(), profile, max_size)?
     } else {
-        let wanted = if json.is_some() { "application/xmpp+xml or application/json" } else { "application/xmpp+xml" };
+        let wanted = if json.is_some() {
+            "application/xmpp+xml, application/json or multipart/form-data"
+        } else {
+            "application/xmpp+xml"
+        };
         return Err(refuse(415, format!("Content-Type must be {wanted}")));
     };
     finish(push, host)
@@ -111,6 +118,17 @@ fn from_json(body: &[u8], profile: Profile) -> Result<Reply, Refusal> {
         return Err(refuse(400, "expected a JSON object"));
     };
     element_from_json(&fields, profile, Kind::Message).map_err(|e| refuse(400, e))
+}
+
+/// A push written as a form (`curl -F file=@chart.png -F to=… -F body=…`): its fields are read
+/// as a JSON push's, and its `file` part is the message's file.
+fn from_form(body: &[u8], content_type: &str, profile: Profile, max_size: usize) -> Result<Reply, Refusal> {
+    let form = crate::upload::multipart::read_form(body, content_type, max_size).map_err(|e| refuse(400, e))?;
+    let mut push = element_from_json(&form.fields, profile, Kind::Message).map_err(|e| refuse(400, e))?;
+    if let Some(file) = form.file {
+        crate::upload::attach_file(&mut push.stanza, file).map_err(|e| refuse(400, e))?;
+    }
+    Ok(push)
 }
 
 /// The format a push is answered in (the stanza of a `202`, an iq's answer, a refusal's reason):

@@ -383,6 +383,15 @@ fn new_client(
     })
 }
 
+/// `uploads(options, profile, host, stanza_mt)`: the file uploads of the module on `host` (see
+/// [`upload::lua`]), or `nil, message` when an upload option is invalid.
+fn uploads(
+    lua: &Lua,
+    (options, name, host, stanza_mt): (Table, Option<String>, String, Table),
+) -> mlua::Result<MultiValue> {
+    guard("uploads", || upload::lua::new_uploads(lua, (options, profile(name)?, host, stanza_mt)))
+}
+
 /// `push(body, content_type, host, accept_json, max_size, stanza_mt, profile)`: the stanza to
 /// route (and, fourth, an array of the messages to route right after it, such as a file's
 /// caption), or `nil, status, message` when the push is refused (see `inbound`). JSON is read in
@@ -465,6 +474,7 @@ pub fn exports(lua: &Lua) -> mlua::Result<Table> {
     exports.set("push_options", lua.create_function(push_options)?)?;
     exports.set("avatar", lua.create_function(avatar)?)?;
     exports.set("rooms", lua.create_function(rooms)?)?;
+    exports.set("uploads", lua.create_function(uploads)?)?;
     exports.set("push", lua.create_function(push)?)?;
     exports.set("push_answer_format", lua.create_function(push_answer_format)?)?;
     exports.set("same_secret", lua.create_function(same_secret)?)?;

@@ -20,8 +20,11 @@
 //!
 //! The module never fetches a URL a bot names and never writes the bytes to disk.
 
+pub mod lua;
 pub mod multipart;
 pub mod pending;
+pub mod put;
+pub mod slot;
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
@@ -195,13 +198,19 @@ pub const PLACEHOLDER_NS: &str = "urn:xmpp:component-http:pending-upload";
 /// its `file` field, if it has one: the file is read ([`File::from_json`]) and kept in
 /// [`pending`], the message gets a placeholder naming it, and its `body` becomes the caption
 /// kept with it (sent after the file, as `oob_url` does). A file cannot be sent with `oob`,
-/// `oob_url` or `reactions` (the message would carry two files, or a reaction message none).
+/// `oob_url` or `reactions` (the message would carry two files, or a reaction message none), nor
+/// with `reply.quote`.
 pub fn attach(message: &mut Element, fields: &Map<String, Value>) -> Result<(), String> {
     let Some(value) = fields.get("file").filter(|value| !value.is_null()) else { return Ok(()) };
     for other in ["oob", "oob_url", "reactions"] {
         if fields.get(other).is_some_and(|value| !value.is_null()) {
             return Err(format!("'file' cannot be given with '{other}': a message carries one file"));
         }
+    }
+    // A quote is written into the body, which a file's message does not have (its body is the
+    // URL, and the body given is the caption).
+    if fields.get("reply").and_then(|reply| reply.get("quote")).is_some_and(|quote| !quote.is_null()) {
+        return Err("'file' cannot be given with 'reply.quote': the file's body is its URL".into());
     }
     let file = File::from_json(value)?;
     attach_file(message, file)
@@ -213,7 +222,7 @@ pub fn attach_file(message: &mut Element, file: File) -> Result<(), String> {
         return Err(format!("'file' can only be sent in a message, not a {}", message.name));
     }
     let caption = take_body(message);
-    let id = pending::put(file, caption)?;
+    let id = pending::put(file, caption);
     message.push_element(Element::new("upload").with_attr("xmlns", PLACEHOLDER_NS).with_attr("id", &id.to_string()));
     Ok(())
 }

@@ -2,9 +2,11 @@
 //! worker thread (or the push handler) to the uploads' object through here, so the message that
 //! carries them through the dispatcher stays a plain stanza with a placeholder.
 //!
-//! Bounded: at most [`MAX_WAITING`] files wait at once (a reply past it is refused, naming the
-//! bound), and a file not taken within [`UNCLAIMED_AFTER`] (its message was dropped on the
-//! way: a reply to an iq or an error, a module unloaded) is dropped the next time a file is put.
+//! Bounded: at most [`MAX_WAITING`] files wait at once, and a file not taken within
+//! [`UNCLAIMED_AFTER`] is dropped the next time a file is put. A file is taken moments after it
+//! is put, unless its message was dropped on the way (a reply refused by the policy, a reply to
+//! an iq or to an error, a module unloaded): such orphans are the oldest, so when the bound is
+//! reached the oldest file makes room (its message, if it ever comes, is refused saying so).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,17 +40,20 @@ fn waiting() -> MutexGuard<'static, HashMap<u64, Waiting>> {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Keeps `file` and its caption until [`take`]; returns its id, or why not.
-pub fn put(file: File, caption: Option<String>) -> Result<u64, String> {
+/// Keeps `file` and its caption until [`take`]; returns its id.
+pub fn put(file: File, caption: Option<String>) -> u64 {
     let mut waiting = waiting();
     let now = Instant::now();
     waiting.retain(|_, entry| now.duration_since(entry.since) < UNCLAIMED_AFTER);
     if waiting.len() >= MAX_WAITING {
-        return Err(format!("{MAX_WAITING} files are already waiting to be uploaded: send it again later"));
+        // Ids grow with time: the smallest is the oldest.
+        if let Some(oldest) = waiting.keys().min().copied() {
+            waiting.remove(&oldest);
+        }
     }
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     waiting.insert(id, Waiting { file, caption, since: now });
-    Ok(id)
+    id
 }
 
 /// Takes the file kept as `id`, if it is still there.

@@ -106,21 +106,16 @@ fn a_message_with_a_file_carries_a_placeholder_and_its_body_becomes_the_caption(
 }
 
 #[test]
-fn waiting_files_are_bounded() {
-    // Other tests put files too: fill up to the bound from wherever it is.
+fn waiting_files_are_bounded_and_the_oldest_makes_room() {
     let small = || File::new(Vec::new(), "a", "text/plain", "").unwrap();
+    let first = pending::put(small(), None);
     let mut ids = Vec::new();
-    let refused = loop {
-        match pending::put(small(), None) {
-            Ok(id) => ids.push(id),
-            Err(why) => break why,
-        }
-        assert!(ids.len() <= pending::MAX_WAITING, "never more than the bound");
-    };
-    assert!(refused.contains("64 files are already waiting"), "{refused}");
-    for id in ids {
-        pending::take(id);
+    for _ in 0..pending::MAX_WAITING {
+        ids.push(pending::put(small(), None));
+        assert!(pending::count() <= pending::MAX_WAITING, "never more than the bound");
     }
+    assert!(pending::take(first).is_none(), "the oldest made room");
+    assert!(pending::take(*ids.last().unwrap()).is_some(), "the newest is there");
 }
 
 const BOUNDARY: &str = "XyZ";
@@ -192,4 +187,78 @@ fn a_bad_form_is_refused_naming_what() {
     assert!(read(b"--XyZ\r\nContent-Disposition: form-data; name=\"to\"\r\n\r\nunterminated").is_err());
     let big = form(&[("file", png, &[0u8; 2000])]);
     assert!(read_form(&big, "multipart/form-data; boundary=XyZ", 1000).is_err(), "past the size given");
+}
+
+fn push(body: &[u8], content_type: &str) -> Result<crate::outcome::Reply, (u16, String)> {
+    crate::inbound::stanza_from_push(
+        body,
+        Some(content_type),
+        "bot.localhost",
+        Some(crate::jsonmap::Profile::ComponentHttp),
+        1 << 20,
+    )
+    .map_err(|refusal| (refusal.status, refusal.message))
+}
+
+#[test]
+fn a_reply_with_a_file_is_a_message_with_a_placeholder() {
+    let fields = json!({"body": "Chart", "file": {"data": "aGk=", "name": "a.txt", "type": "text/plain"}});
+    let reply = crate::answer::element_from_json(
+        fields.as_object().unwrap(),
+        crate::jsonmap::Profile::ComponentHttp,
+        crate::jsonmap::Kind::Message,
+    )
+    .unwrap();
+    let id = placeholder(&reply.stanza).unwrap();
+    assert!(reply.after.is_empty(), "the caption waits with the file");
+    assert_eq!(pending::take(id).unwrap().caption.as_deref(), Some("Chart"));
+    // mod_rest's JSON reads the same field.
+    let rest = crate::answer::element_from_json(
+        fields.as_object().unwrap(),
+        crate::jsonmap::Profile::Rest,
+        crate::jsonmap::Kind::Message,
+    )
+    .unwrap();
+    pending::take(placeholder(&rest.stanza).unwrap()).unwrap();
+}
+
+#[test]
+fn a_pushed_file_in_json_or_a_form_and_what_is_refused() {
+    let json_push = br#"{"to": "alice@localhost", "body": "Chart", "file": {"data": "aGk=", "name": "a.txt", "type": "text/plain"}}"#;
+    let pushed = push(json_push, "application/json").unwrap();
+    assert!(pushed.stanza.to_xml().starts_with("<message type='chat' to='alice@localhost' from='bot.localhost'>"));
+    let kept = pending::take(placeholder(&pushed.stanza).unwrap()).unwrap();
+    assert_eq!((kept.file.data.as_slice(), kept.caption.as_deref()), (&b"hi"[..], Some("Chart")));
+
+    let body = form(&[
+        ("to", None, b"alice@localhost"),
+        ("body", None, b"Chart"),
+        ("file", Some(("chart.png", Some("image/png"))), b"\x89PNG"),
+    ]);
+    let pushed = push(&body, &format!("multipart/form-data; boundary={BOUNDARY}")).unwrap();
+    let kept = pending::take(placeholder(&pushed.stanza).unwrap()).unwrap();
+    assert_eq!((kept.file.name.as_str(), kept.file.content_type.as_str()), ("chart.png", "image/png"));
+    assert_eq!((kept.file.data.as_slice(), kept.caption.as_deref()), (&b"\x89PNG"[..], Some("Chart")));
+
+    // Refusals name the field, with 400.
+    for (body, named) in [
+        (
+            r#"{"to": "a@l", "file": {"data": "!!", "name": "a", "type": "text/plain"}}"#,
+            "'file.data' is not valid base64",
+        ),
+        (r#"{"to": "a@l", "file": {"data": "aGk=", "type": "text/plain"}}"#, "'file' needs 'name'"),
+        (r#"{"to": "a@l", "file": {"data": "aGk=", "name": "a"}}"#, "'file' needs 'type'"),
+        (
+            r#"{"to": "a@l", "file": {"data": "aGk=", "name": "a", "type": "x"}, "oob_url": "https://x/a"}"#,
+            "'file' cannot be given with 'oob_url'",
+        ),
+    ] {
+        let (status, why) = push(body.as_bytes(), "application/json").unwrap_err();
+        assert_eq!(status, 400, "{body}");
+        assert!(why.starts_with(named), "{body}: {why}");
+    }
+    let no_type = form(&[("to", None, b"a@l"), ("file", Some(("a.png", None)), b"x")]);
+    let (status, why) = push(&no_type, &format!("multipart/form-data; boundary={BOUNDARY}")).unwrap_err();
+    assert_eq!((status, why.starts_with("'file' has no Content-Type")), (400, true), "{why}");
+    assert_eq!(push(b"x", "text/plain").unwrap_err().0, 415);
 }
