@@ -32,11 +32,16 @@ local function send_outcomes(shim, rooms, stanzas, logs, status_type, status_mes
 	-- One stanza that Prosody cannot route (a module raising on it) must not cost the rest of
 	-- the batch their delivery: each is sent under its own guard.
 	local quote = shim.quote;
+	local uploads = shim.uploads;
 	for i = 1, #stanzas do
 		if stanzas[i].name == "presence" and rooms.core then
 			stanzas[i] = rooms.own_presence(stanzas[i]);
 		end
-		local ok, err = pcall(module.send, module, stanzas[i]);
+		-- A file to upload, or a message waiting behind one to the same conversation: theirs.
+		local ok, err = true, nil;
+		if not (uploads and uploads.deliver(stanzas[i])) then
+			ok, err = pcall(module.send, module, stanzas[i]);
+		end
 		if not ok then
 			local stanza = stanzas[i];
 			module:log("error", "Prosody failed to route the webhook's answer (%s type=%s to=%s id=%s), "

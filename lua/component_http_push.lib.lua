@@ -32,6 +32,22 @@ local function send_pushed(endpoint, stanza, response, after, origin)
 		response.status_code = 202;
 		return render(endpoint, response, stanza);
 	end
+	-- A file: answered once it is uploaded and its message sent, or at once when refused.
+	local uploads = endpoint.uploads;
+	if uploads then
+		local began, status, why = uploads.send(stanza, true, function (upload)
+			if upload.ok then
+				response.status_code = 202;
+				return response:send(render(endpoint, response, upload.stanzas[1]));
+			end
+			response:send(plain(endpoint, response, upload.status, upload.why));
+		end);
+		if began then
+			return true;
+		elseif began == nil then
+			return plain(endpoint, response, status, why);
+		end
+	end
 	local quote = endpoint.quote;
 	local ok, err = pcall(module.send, module, stanza, origin);
 	if not ok then
@@ -90,7 +106,10 @@ local function push_to_room(endpoint, stanza, response, after)
 		if action.kind == "failed" then
 			return response:send(plain(endpoint, response, action.status, room..": "..action.message));
 		end
-		response:send(send_from(endpoint, action.from, stanza, response, after));
+		local body = send_from(endpoint, action.from, stanza, response, after);
+		if body ~= true then -- true: a file, answered once uploaded
+			response:send(body);
+		end
 	end);
 	rooms.perform(detail);
 	return true; -- answered when the bot is in the room, or cannot be
@@ -233,6 +252,7 @@ end
 local function serve(shim, native, profile, push, client, rooms, rest)
 	local endpoint = {
 		native = native, profile = profile, push = push, client = client, rooms = rooms, quote = shim.quote,
+		uploads = shim.uploads,
 		rest = rest,
 		-- The responses to answer in JSON, when the endpoint answers as the request asks (mod_rest):
 		-- decided once per request, as the answer may come later (an iq's, or a 503 on unload).

@@ -34,6 +34,9 @@ else
 	rooms = { perform = function () end; forward_presence = function () end };
 end
 
+-- Files a bot sends: uploaded to the server's upload service, then sent as their URL.
+shim.uploads = module:require "component_http_upload".start(shim, native, profile, options);
+
 -- Without a callback URL the module only sends: stanzas to it are left to Prosody, which answers
 -- them as it answers stanzas nobody handles. (The client first: a module that fails to load
 -- leaves behind what it registered.)

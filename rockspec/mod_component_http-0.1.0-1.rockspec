@@ -40,6 +40,7 @@ build = {
 			"lua/component_http_push_iq.lib.lua",
 			"lua/component_http_answers.lib.lua",
 			"lua/component_http_rooms.lib.lua",
+			"lua/component_http_upload.lib.lua",
 			"lua/component_http_rest.lib.lua",
 			"lua/component_http_rest_sending.lib.lua",
 		},

@@ -10,7 +10,8 @@
 //! | `slot(id, answer)` | the service's answer (or nil and the reason in `fail`): the PUT starts on its own thread |
 //! | `fail(id, why)` | ends the upload `id` as failed |
 //! | `hold(stanza)` | `true` when the message is held: its conversation is waiting for an upload's message |
-//! | `drain()` | the uploads that ended: a list of `{ id, ok, status, why, stanzas, level, log }` |
+//! | `drain()` | the uploads that ended: a list of `{ id, ok, status, why, stanzas, held, level, log }`: `stanzas` to send (the file's message and caption, or the sender's error), then `held`, the messages that waited for it, to send as any other |
+//! | `no_service()` | what to log when no upload service is known, naming the option to set |
 //! | `fd()`, `close()` | the wake-up descriptor; ending every upload (as `drain`) on unload |
 //!
 //! An upload's end always comes through `drain`, woken by the descriptor: a PUT's from its
@@ -32,8 +33,10 @@ use crate::wakeup::Wakeup;
 use crate::xml::{parse_stanza, Limits};
 
 /// The most uploads one module runs at once (a thread each while it PUTs); past it a file is
-/// refused (503 for a push), naming the bound.
-pub const MAX_UPLOADS: usize = 16;
+/// refused (503 for a push), naming the bound. Each begins with a slot request sent with
+/// `module:send_iq`, which tracks at most 256 iqs per module and evicts the oldest past that:
+/// pushed iqs keep 200 of them (`crate::config::MAX_PUSH_IQS`), the rooms 48, uploads these 8.
+pub const MAX_UPLOADS: usize = 8;
 
 /// The most messages held behind uploads at once, in all conversations; past it a message is
 /// sent at once (and a warning logged), out of order rather than held without bound.
@@ -199,6 +202,13 @@ fn delivered(mut message: Element, caption: Option<String>, url: &str) -> Vec<El
 }
 
 impl Uploads {
+    fn no_service(&self) -> String {
+        format!(
+            "no upload service is known: load http_file_share on this server, or set {}",
+            self.profile.option("upload_service")
+        )
+    }
+
     fn limit(&self) -> Limit {
         let service = self.service.as_ref().and_then(|(jid, max)| max.map(|max| (max, jid.as_str())));
         Limit::of(self.options.max_file_size, &self.profile.option("max_file_size"), service)
@@ -221,13 +231,7 @@ impl Uploads {
             return Err(refused(500, "the file was dropped before it could be uploaded".into()));
         };
         let Some((service, _)) = self.service.clone() else {
-            return Err(refused(
-                503,
-                format!(
-                    "no upload service is known: load http_file_share on this server, or set {}",
-                    self.profile.option("upload_service")
-                ),
-            ));
+            return Err(refused(503, self.no_service()));
         };
         if let Err(why) = self.limit().check(waiting.file.size()) {
             return Err(refused(413, why));
@@ -314,8 +318,7 @@ impl Uploads {
                 (level, format!("The bot's file to {to} was not sent (HTTP {status} for a push): {why}"))
             })
         });
-        stanzas.extend(job.held);
-        Some(EndedUpload { id, ok: why.is_none(), status, why, stanzas, log })
+        Some(EndedUpload { id, ok: why.is_none(), status, why, stanzas, held: job.held, log })
     }
 
     fn drain(&mut self) -> Vec<EndedUpload> {
@@ -338,6 +341,7 @@ struct EndedUpload {
     status: u16,
     why: Option<String>,
     stanzas: Vec<Element>,
+    held: Vec<Element>,
     log: Option<(&'static str, String)>,
 }
 
@@ -353,6 +357,11 @@ impl EndedUpload {
             stanzas.raw_push(stanza.to_lua(lua, stanza_mt)?)?;
         }
         t.set("stanzas", stanzas)?;
+        let held = lua.create_table_with_capacity(self.held.len(), 0)?;
+        for stanza in &self.held {
+            held.raw_push(stanza.to_lua(lua, stanza_mt)?)?;
+        }
+        t.set("held", held)?;
         if let Some((level, line)) = &self.log {
             t.set("level", *level)?;
             t.set("log", loggable(line).into_owned())?;
@@ -374,6 +383,7 @@ impl UserData for Uploads {
         methods
             .add_method("service", |_, this, ()| crate::guard("uploads:service", || Ok(this.options.service.clone())));
         methods.add_method("limit", |_, this, ()| crate::guard("uploads:limit", || Ok(this.limit().bytes)));
+        methods.add_method("no_service", |_, this, ()| crate::guard("uploads:no_service", || Ok(this.no_service())));
         methods.add_method_mut("offer", |_, this, (jid, info): (String, Table)| {
             crate::guard("uploads:offer", || {
                 let Some(max) = element_of(&info).ok().as_ref().and_then(slot::offer) else { return Ok(false) };
