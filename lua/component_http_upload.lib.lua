@@ -70,7 +70,7 @@ local function discover(uploads, quote)
 		local function try(i)
 			local jid = candidates[i];
 			if not jid then
-				module:log("warn", "No upload service found on %s: %s", where, uploads:no_service());
+				module:log("warn", "Looked for an upload service on %s and its disco#items: %s", where, uploads:no_service());
 				return;
 			end
 			return disco_info(jid, offered(jid)):next(function (found)
@@ -128,7 +128,13 @@ local function start(shim, native, profile, options)
 			module:log("error", "Failed to send the bot's files: %s", err);
 		end
 	end
-	local watcher = server.watchfd(uploads:fd(), on_wakeup);
+	-- The descriptor is watched from the first file on: a module that sends none watches nothing.
+	local watcher;
+	local function watch()
+		if not watcher then
+			watcher = server.watchfd(uploads:fd(), on_wakeup);
+		end
+	end
 
 	-- Uploads the file of `stanza`, if it carries one: false when it carries none (send it
 	-- yourself); true when the upload began (`on_done(upload)` is called when it ends, after its
@@ -148,6 +154,7 @@ local function start(shim, native, profile, options)
 			end
 			return nil, status, refused;
 		end
+		watch();
 		waiting[id] = on_done;
 		iq.attr.id = new_id();
 		module:send_iq(iq, nil, seconds):next(function (result)
@@ -172,7 +179,11 @@ local function start(shim, native, profile, options)
 		if stanza.name ~= "message" then
 			return false;
 		end
-		return uploads:hold(stanza) or send(stanza, false) ~= false;
+		if uploads:hold(stanza) then
+			module:log("debug", "Holding a message to %s until the file before it is sent", quote(stanza.attr.to));
+			return true;
+		end
+		return send(stanza, false) ~= false;
 	end
 	deliver = function (stanza)
 		if not take(stanza) then
@@ -181,17 +192,18 @@ local function start(shim, native, profile, options)
 	end
 
 	shim.registries.on_unload(function ()
-		watcher:close();
+		if watcher then
+			watcher:close();
+		end
 		for _, upload in ipairs(uploads:close()) do
 			ended(upload);
 		end
 	end);
 
-	if prosody.start_time then
+	-- Once the main loop runs: every host is loaded by then, the upload service's too.
+	module:add_timer(0, function ()
 		discover(uploads, quote);
-	else
-		module:hook_global("server-started", function () discover(uploads, quote); end);
-	end
+	end);
 
 	return {
 		send = send;

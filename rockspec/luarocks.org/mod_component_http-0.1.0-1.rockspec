@@ -49,5 +49,6 @@ build = {
 		["lua/component_http_rooms.lib.lua"] = "component_http_rooms.lib.lua",
 		["lua/component_http_rest.lib.lua"] = "component_http_rest.lib.lua",
 		["lua/component_http_rest_sending.lib.lua"] = "component_http_rest_sending.lib.lua",
+		["lua/component_http_upload.lib.lua"] = "component_http_upload.lib.lua",
 	},
 }
