@@ -107,7 +107,9 @@ pub struct Uploads {
     service: Option<(String, Option<u64>)>,
     jobs: HashMap<u64, Job>,
     held: usize,
-    shared: Arc<Shared>,
+    /// The ended uploads and the descriptor that says so: made for the first file, dropped on
+    /// close, so a module that sends no file, or was unloaded, holds no descriptor.
+    shared: Option<Arc<Shared>>,
     stanza_mt: Table,
 }
 
@@ -121,8 +123,6 @@ pub fn new_uploads(
         Ok(config) => config,
         Err(why) => return refuse(why),
     };
-    let wakeup =
-        Wakeup::new().map_err(|e| mlua::Error::runtime(format!("cannot make the uploads' descriptor: {e}")))?;
     let uploads = Uploads {
         service: config.service.clone().map(|jid| (jid, None)),
         timeout: config.timeout,
@@ -131,7 +131,7 @@ pub fn new_uploads(
         host,
         jobs: HashMap::new(),
         held: 0,
-        shared: Arc::new(Shared { ended: Mutex::new(Ended { list: Vec::new(), armed: false }), wakeup }),
+        shared: None,
         stanza_mt,
     };
     Ok(MultiValue::from_vec(vec![Value::UserData(lua.create_userdata(uploads)?)]))
@@ -202,6 +202,24 @@ fn delivered(mut message: Element, caption: Option<String>, url: &str) -> Vec<El
 }
 
 impl Uploads {
+    /// The shared ends and descriptor, made if they are not yet.
+    fn shared(&mut self) -> mlua::Result<Arc<Shared>> {
+        if let Some(shared) = &self.shared {
+            return Ok(Arc::clone(shared));
+        }
+        let wakeup =
+            Wakeup::new().map_err(|e| mlua::Error::runtime(format!("cannot make the uploads' descriptor: {e}")))?;
+        let shared = Arc::new(Shared { ended: Mutex::new(Ended { list: Vec::new(), armed: false }), wakeup });
+        self.shared = Some(Arc::clone(&shared));
+        Ok(shared)
+    }
+
+    /// Ends the upload `id` (its end comes through `drain`).
+    fn end(&mut self, id: u64, result: Outcome) -> mlua::Result<()> {
+        self.shared()?.end(id, result);
+        Ok(())
+    }
+
     fn no_service(&self) -> String {
         format!(
             "no upload service is known: load http_file_share on this server, or set {}",
@@ -257,26 +275,29 @@ impl Uploads {
     }
 
     /// The service answered: start the PUT, or end the upload with why not.
-    fn slot(&mut self, id: u64, answer: &Element) {
-        let Some(job) = self.jobs.get_mut(&id) else { return };
+    fn slot(&mut self, id: u64, answer: &Element) -> mlua::Result<()> {
+        let shared = self.shared()?;
+        let Some(job) = self.jobs.get_mut(&id) else { return Ok(()) };
         let slot: Slot = match slot::slot_of(answer) {
             Ok(slot) => slot,
-            Err(why) => return self.shared.end(id, Err((502, why))),
+            Err(why) => return self.end(id, Err((502, why))),
         };
-        let Some(file) = job.file.take() else { return };
+        let Some(file) = job.file.take() else { return Ok(()) };
         job.get = Some(slot.get.clone());
-        let (shared, deadline) = (Arc::clone(&self.shared), job.deadline);
+        let deadline = job.deadline;
+        let thread_shared = Arc::clone(&shared);
         let spawned = std::thread::Builder::new().name("component_http upload".into()).spawn(move || {
             let result = put::put(&slot, &file, deadline).map_err(|why| {
                 let status = if Instant::now() >= deadline { 504 } else { 502 };
                 (status, why)
             });
             drop(file); // the bytes go as soon as they are sent
-            shared.end(id, result);
+            thread_shared.end(id, result);
         });
         if let Err(why) = spawned {
-            self.shared.end(id, Err((500, format!("could not start the upload: {why}"))));
+            shared.end(id, Err((500, format!("could not start the upload: {why}"))));
         }
+        Ok(())
     }
 
     fn hold(&mut self, message: Element) -> Result<(), Element> {
@@ -322,11 +343,12 @@ impl Uploads {
     }
 
     fn drain(&mut self) -> Vec<EndedUpload> {
+        let Some(shared) = &self.shared else { return Vec::new() };
         let list = {
-            let mut ended = self.shared.ended();
+            let mut ended = shared.ended();
             if ended.armed {
                 ended.armed = false;
-                self.shared.wakeup.clear();
+                shared.wakeup.clear();
             }
             std::mem::take(&mut ended.list)
         };
@@ -430,18 +452,15 @@ impl UserData for Uploads {
             })
         });
         methods.add_method_mut("slot", |_, this, (id, answer): (u64, Table)| {
-            crate::guard("uploads:slot", || {
-                match element_of(&answer) {
-                    Ok(answer) => this.slot(id, &answer),
-                    Err(why) => this.shared.end(id, Err((502, format!("the slot answer cannot be read: {why}")))),
-                }
-                Ok(())
+            crate::guard("uploads:slot", || match element_of(&answer) {
+                Ok(answer) => this.slot(id, &answer),
+                Err(why) => this.end(id, Err((502, format!("the slot answer cannot be read: {why}")))),
             })
         });
         methods.add_method_mut("fail", |_, this, (id, status, why): (u64, u16, String)| {
             crate::guard("uploads:fail", || {
                 if this.jobs.contains_key(&id) {
-                    this.shared.end(id, Err((status, why)));
+                    this.end(id, Err((status, why)))?;
                 }
                 Ok(())
             })
@@ -461,7 +480,7 @@ impl UserData for Uploads {
                 list_to_lua(lua, &this.stanza_mt, ended)
             })
         });
-        methods.add_method("fd", |_, this, ()| crate::guard("uploads:fd", || Ok(this.shared.wakeup.fd())));
+        methods.add_method_mut("fd", |_, this, ()| crate::guard("uploads:fd", || Ok(this.shared()?.wakeup.fd())));
         methods.add_method("pending", |_, this, ()| crate::guard("uploads:pending", || Ok(this.jobs.len())));
         methods.add_method_mut("close", |lua, this, ()| {
             crate::guard("uploads:close", || {
@@ -471,6 +490,8 @@ impl UserData for Uploads {
                     let why = "the module was unloaded before the file was uploaded".to_owned();
                     ended.extend(this.ended(id, Err((503, why))));
                 }
+                // The descriptor closes with the last reference: PUTs still running hold theirs.
+                this.shared = None;
                 list_to_lua(lua, &this.stanza_mt, ended)
             })
         });
