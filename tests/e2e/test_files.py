@@ -6,16 +6,17 @@ in a chat or a room; and each way it can fail, with the one right outcome."""
 import base64
 import http.server
 import json
-import threading
-import urllib.request
+import os
 import struct
+import threading
 import urllib.error
+import urllib.request
 import uuid
 import zlib
 
-from conftest import BOT
+from conftest import BOT, REPO_ROOT
 from e2e_util import free_port, wait_until
-from e2e_webhook import Reply
+from e2e_webhook import Reply, WebhookProcess
 from test_rest import TOKEN, post
 
 UPLOAD = "upload.localhost"
@@ -236,6 +237,24 @@ def test_an_answer_after_a_file_waits_for_the_file_to_go_first(prosody_factory, 
     finally:
         store.release.set()
         store.shutdown()
+
+
+def test_the_example_bot_answers_chart_with_a_picture(prosody_factory, connect):
+    """examples/python/bot.py, as the README's "Writing a bot" shows it: "chart" gets a PNG."""
+    bot = WebhookProcess(["/usr/bin/python3", os.path.join(REPO_ROOT, "examples", "python", "bot.py"), "{port}"],
+                         name="python-bot", env={"BOT_SECRET": "example-secret"})
+    try:
+        prosody, _ = start(prosody_factory, bot, {"component_post_secret": "example-secret"})
+        alice = connect(prosody)
+        since = alice.mark()
+        alice.send_message(BOT_JID, "chart")
+        message = wait_file(alice, since, frm=BOT_JID)
+        url = oob_url(message)
+        data, content_type = fetch(url)
+        assert content_type == "image/png" and data.startswith(b"\x89PNG\r\n\x1a\n") and url.endswith("/chart.png")
+        alice.wait_for(lambda s: s.body == "Today's chart", since=since)
+    finally:
+        bot.close()
 
 
 # -- and when it cannot --------------------------------------------------------------------------
