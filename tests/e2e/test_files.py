@@ -7,7 +7,9 @@ import base64
 import http.server
 import json
 import os
+import re
 import struct
+import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -255,6 +257,31 @@ def test_the_example_bot_answers_chart_with_a_picture(prosody_factory, connect):
         alice.wait_for(lambda s: s.body == "Today's chart", since=since)
     finally:
         bot.close()
+
+
+def readme_section(title):
+    with open(os.path.join(REPO_ROOT, "README.md")) as f:
+        readme = f.read()
+    return readme.split(f"\n### {title}\n", 1)[1].split("\n### ", 1)[0]
+
+
+def test_the_readmes_file_examples_are_the_bots_code_and_work_as_written(prosody_factory, webhook, connect, tmp_path):
+    (snippet,) = re.findall(r"```python\n(.*?)```", readme_section("Writing a bot"), re.S)
+    with open(os.path.join(REPO_ROOT, "examples", "python", "bot.py")) as f:
+        assert "\n".join("    " + line for line in snippet.strip("\n").split("\n")) in f.read(), snippet
+    (curl,) = [block for block in re.findall(r"```sh\n(.*?)```", readme_section("Sending files"), re.S)
+               if block.startswith("curl")]
+    token = re.search(r"Authorization: (Bearer \w+)", curl).group(1)
+    prosody, port = start(prosody_factory, webhook, {"component_post_push_credentials": token})
+    alice = connect(prosody)
+    since = alice.mark()
+    (tmp_path / "chart.png").write_bytes(PNG)
+    command = (curl.replace("https://bot.example.com:5281", f"-sS -H 'Host: {BOT}' http://127.0.0.1:{port}")
+               .replace("alice@example.com", "alice@localhost"))
+    sent = subprocess.run(["sh", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert sent.returncode == 0 and "jabber:x:oob" in sent.stdout, (sent.stdout, sent.stderr)
+    assert_inline_file(alice, wait_file(alice, since))
+    alice.wait_for(lambda s: s.body == "Today's chart", since=since)
 
 
 # -- and when it cannot --------------------------------------------------------------------------
