@@ -284,6 +284,44 @@ def test_the_readmes_file_examples_are_the_bots_code_and_work_as_written(prosody
     alice.wait_for(lambda s: s.body == "Today's chart", since=since)
 
 
+def test_a_reply_in_a_room_sends_the_file_to_the_room(prosody_factory, webhook, connect):
+    room = f"dev@{MUC}"
+    prosody, _ = start(prosody_factory, webhook, {"component_post_rooms": [f"{room}/Helper"]}, muc=True)
+    webhook.respond_json({"body": "Here you go", "file": file_field()})
+    alice = connect(prosody)
+    alice.join_room(room, "alice")
+    wait_until(lambda: 'joined dev@conference.localhost as "Helper"' in prosody.log_text(), timeout=20,
+               what="the bot in the room")
+    since = alice.mark()
+    alice.say(room, "helper: a chart please")
+    message = wait_file(alice, since, frm=f"{room}/Helper")
+    assert message.type == "groupchat"
+    assert_inline_file(alice, message)
+    alice.wait_said(room, "Helper", "Here you go", since=since)
+
+
+def test_mod_rest_takes_the_same_field(prosody_factory, connect):
+    port = free_port()
+    prosody = prosody_factory(
+        {"rest.localhost": {"rest_credentials": TOKEN, "rest_max_file_size": 1000},
+         UPLOAD: {"http_host": "127.0.0.1"}},
+        component_modules={"rest.localhost": "rest", UPLOAD: "http_file_share"},
+        global_options={"http_ports": [port], "http_interfaces": ["127.0.0.1"], "http_default_host": UPLOAD,
+                        "modules_enabled": ["roster", "saslauth", "admin_shell", "disco"]})
+    wait_until(lambda: "Files the bot sends go to the upload service" in prosody.log_text(), timeout=20,
+               what="the upload service lookup")
+    alice = connect(prosody)
+    since = alice.mark()
+    status, _, text = post(port, json.dumps({"to": "alice@localhost", "body": "From mod_rest", "file": file_field()}),
+                           content_type="application/json")
+    assert status == 202, text
+    assert_inline_file(alice, wait_file(alice, since, frm="rest.localhost"))
+    alice.wait_for(lambda s: s.body == "From mod_rest", since=since)
+    status, _, text = post(port, json.dumps({"to": "alice@localhost", "file": file_field(b"x" * 1001, "a", "a/b")}),
+                           content_type="application/json")
+    assert status == 413 and "rest_max_file_size" in text, (status, text)
+
+
 # -- and when it cannot --------------------------------------------------------------------------
 
 def test_without_an_upload_service_files_are_refused_naming_the_option(prosody_factory, webhook, connect):
