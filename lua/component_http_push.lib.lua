@@ -38,7 +38,8 @@ local function send_pushed(endpoint, stanza, response, after, origin)
 		local began, status, why = uploads.send(stanza, true, function (upload)
 			if upload.ok then
 				response.status_code = 202;
-				return response:send(render(endpoint, response, upload.stanzas[1]));
+				local body = render(endpoint, response, upload.stanzas[1]); -- may choose how it is sent
+				return response:send(body);
 			end
 			response:send(plain(endpoint, response, upload.status, upload.why));
 		end);
