@@ -525,6 +525,107 @@ mod tests {
         );
     }
 
+    fn uploads(lua: &Lua, service: Option<&str>) -> Uploads {
+        let options = lua.create_table().unwrap();
+        if let Some(service) = service {
+            options.set("component_post_upload_service", service).unwrap();
+        }
+        options.set("component_post_max_file_size", 100).unwrap();
+        let config = Upload::from_lua_for(&options, crate::config::COMPONENT_HTTP).unwrap();
+        Uploads {
+            service: config.service.clone().map(|jid| (jid, None)),
+            timeout: config.timeout,
+            options: config,
+            profile: crate::config::COMPONENT_HTTP,
+            host: "bot.localhost".into(),
+            jobs: HashMap::new(),
+            held: 0,
+            shared: None,
+            stanza_mt: lua.create_table().unwrap(),
+        }
+    }
+
+    /// A reply carrying a file of `size` bytes, from `from` to alice.
+    fn with_file(size: usize, from: &str) -> Element {
+        let mut message = Element::new("message").with_attr("type", "chat").with_attr("to", "alice@localhost/phone");
+        message.set_attr("from", from);
+        message.push_element(Element::new("body").with_text("caption"));
+        let file = File::new(vec![7; size], "a.bin", "application/octet-stream", "").unwrap();
+        super::super::attach_file(&mut message, file).unwrap();
+        message
+    }
+
+    fn text(to: &str) -> Element {
+        Element::new("message")
+            .with_attr("type", "chat")
+            .with_attr("to", to)
+            .with_attr("from", "echo@bot.localhost")
+            .with_child(Element::new("body").with_text("later"))
+    }
+
+    #[test]
+    fn a_file_asks_for_a_slot_as_the_bot_and_holds_its_conversation_until_it_ends() {
+        let lua = Lua::new();
+        let mut uploads = uploads(&lua, Some("upload.localhost"));
+        let (id, iq, _) = uploads.begin(with_file(10, "echo@bot.localhost/r"), false).unwrap().unwrap();
+        assert_eq!(
+            iq.to_xml(),
+            "<iq type='get' to='upload.localhost' from='echo@bot.localhost'><request xmlns='urn:xmpp:http:upload:0' \
+             filename='a.bin' size='10' content-type='application/octet-stream'/></iq>"
+        );
+        // In a room the bot's occupant JID is not its own: the component asks.
+        let (room_id, iq, _) = uploads.begin(with_file(1, "dev@conference.localhost/Helper"), false).unwrap().unwrap();
+        assert_eq!(iq.attr("from"), Some("bot.localhost"));
+        // Later messages to the same conversation wait; others do not; nor does a non-message.
+        assert!(uploads.hold(text("alice@localhost/other")).is_ok(), "the same bare JIDs");
+        assert!(uploads.hold(text("bob@localhost")).is_err());
+        assert!(uploads.hold(Element::new("presence").with_attr("to", "alice@localhost")).is_err());
+        // The service refuses: the sender gets the error, then what waited.
+        let refusal =
+            "<iq type='error'><error type='cancel'><not-allowed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>\
+                       </error></iq>";
+        uploads.slot(id, &parse_stanza(refusal, Limits::default()).unwrap()).unwrap();
+        let ended = uploads.drain();
+        assert_eq!(ended.len(), 1);
+        let ended = &ended[0];
+        assert_eq!((ended.ok, ended.status), (false, 502));
+        assert_eq!(ended.why.as_deref(), Some("the upload service refused the slot: not-allowed"));
+        assert!(ended.stanzas[0].to_xml().starts_with("<message type='error' to='alice@localhost/phone'"));
+        assert_eq!(ended.held.len(), 1);
+        assert_eq!(uploads.held, 0);
+        assert!(uploads.hold(text("alice@localhost")).is_err(), "nothing holds the conversation any more");
+        // On close, what is still uploading ends, said.
+        let closed = uploads.drain().into_iter().chain(uploads.ended(room_id, Err((503, "unloaded".into()))));
+        assert_eq!(closed.map(|ended| ended.status).collect::<Vec<_>>(), [503]);
+    }
+
+    #[test]
+    fn a_file_is_refused_at_once_without_a_service_or_over_the_limit() {
+        let lua = Lua::new();
+        let mut none = uploads(&lua, None);
+        let (status, why, _) = none.begin(with_file(1, "echo@bot.localhost"), false).unwrap_err();
+        assert_eq!(status, 503);
+        assert!(why.ends_with("or set component_post_upload_service"), "{why}");
+        let mut some = uploads(&lua, Some("upload.localhost"));
+        let (status, why, _) = some.begin(with_file(101, "echo@bot.localhost"), true).unwrap_err();
+        assert_eq!(
+            (status, why.as_str()),
+            (413, "the file is 101 bytes, more than the 100 bytes allowed (component_post_max_file_size)")
+        );
+        // The service's advertised limit, once known, is the smaller.
+        some.service = Some(("upload.localhost".into(), Some(50)));
+        let (status, why, _) = some.begin(with_file(51, "echo@bot.localhost"), true).unwrap_err();
+        assert_eq!(status, 413);
+        assert!(why.contains("the max-file-size upload.localhost advertises"), "{why}");
+        // A message without a file is not the uploads'.
+        assert_eq!(some.begin(text("alice@localhost"), false).unwrap(), None);
+        // At most MAX_UPLOADS at once.
+        for _ in 0..MAX_UPLOADS {
+            some.begin(with_file(1, "echo@bot.localhost"), true).unwrap().unwrap();
+        }
+        assert_eq!(some.begin(with_file(1, "echo@bot.localhost"), true).unwrap_err().0, 503);
+    }
+
     #[test]
     fn errors_go_to_the_sender_but_never_into_a_room() {
         let chat = Element::new("message").with_attr("type", "chat").with_attr("to", "a@l").with_attr("from", "b@bot");

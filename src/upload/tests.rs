@@ -262,3 +262,18 @@ fn a_pushed_file_in_json_or_a_form_and_what_is_refused() {
     assert_eq!((status, why.starts_with("'file' has no Content-Type")), (400, true), "{why}");
     assert_eq!(push(b"x", "text/plain").unwrap_err().0, 415);
 }
+
+#[test]
+fn a_file_is_not_streamed() {
+    let orig = crate::stanza::Incoming::sample("message", Some("chat"));
+    let fields = json!({"file": {"data": "aGk=", "name": "a.txt", "type": "text/plain"}});
+    let refused = crate::answer::stream_template(&orig, fields.as_object().unwrap(), "bot.localhost").unwrap_err();
+    assert_eq!(refused, "'file' cannot be used in a streamed answer");
+    let quoted = json!({"reply": {"id": "m1", "quote": "q"}, "file": {"data": "", "name": "a", "type": "a/b"}});
+    let reply = crate::answer::element_from_json(
+        quoted.as_object().unwrap(),
+        crate::jsonmap::Profile::ComponentHttp,
+        crate::jsonmap::Kind::Message,
+    );
+    assert_eq!(reply.unwrap_err(), "'file' cannot be given with 'reply.quote': the file's body is its URL");
+}
