@@ -280,6 +280,15 @@ impl Uploads {
         let Some(job) = self.jobs.get_mut(&id) else { return Ok(()) };
         let slot: Slot = match slot::slot_of(answer) {
             Ok(slot) => slot,
+            Err(why) if slot::forbidden(answer) => {
+                // Prosody 13 gives slots to the roles of its users only; a component is let in by name.
+                let why = format!(
+                    "{why}: the service must let this component upload (Prosody's http_file_share: \
+                     http_file_share_access = {{ \"{}\" }})",
+                    self.host
+                );
+                return self.end(id, Err((502, why)));
+            }
             Err(why) => return self.end(id, Err((502, why))),
         };
         let Some(file) = job.file.take() else { return Ok(()) };

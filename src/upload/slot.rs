@@ -68,6 +68,13 @@ pub fn slot_of(answer: &Element) -> Result<Slot, String> {
     Ok(Slot { put, headers, get })
 }
 
+/// Whether an error answer says the requester may not upload (`forbidden`, or `not-authorized`).
+pub fn forbidden(answer: &Element) -> bool {
+    elements(answer).filter(|e| e.name == "error").flat_map(elements).any(|condition| {
+        condition.attr("xmlns") == Some(STANZAS) && ["forbidden", "not-authorized"].contains(&condition.name.as_str())
+    })
+}
+
 /// An error answer's condition and text, for messages: `forbidden ("Quota reached")`.
 pub fn error_text(answer: &Element) -> String {
     let Some(error) = elements(answer).find(|e| e.name == "error") else { return "an error".into() };

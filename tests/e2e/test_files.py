@@ -51,7 +51,8 @@ def start(prosody_factory, webhook, bot_options=None, upload=True, upload_option
                         **(bot_options or {})}}
     modules = {}
     if upload:
-        components[UPLOAD] = {"http_host": "127.0.0.1", **(upload_options or {})}
+        # The operator's line the README gives: Prosody 13 lets users upload, a component by name.
+        components[UPLOAD] = {"http_host": "127.0.0.1", "http_file_share_access": [BOT], **(upload_options or {})}
         modules[UPLOAD] = "http_file_share"
     prosody = prosody_factory(components, component_modules=modules, muc=MUC if muc else None, global_options={
         "http_ports": [port], "http_interfaces": ["127.0.0.1"], "http_default_host": UPLOAD if upload else BOT,
@@ -304,7 +305,7 @@ def test_mod_rest_takes_the_same_field(prosody_factory, connect):
     port = free_port()
     prosody = prosody_factory(
         {"rest.localhost": {"rest_credentials": TOKEN, "rest_max_file_size": 1000},
-         UPLOAD: {"http_host": "127.0.0.1"}},
+         UPLOAD: {"http_host": "127.0.0.1", "http_file_share_access": ["rest.localhost"]}},
         component_modules={"rest.localhost": "rest", UPLOAD: "http_file_share"},
         global_options={"http_ports": [port], "http_interfaces": ["127.0.0.1"], "http_default_host": UPLOAD,
                         "modules_enabled": ["roster", "saslauth", "admin_shell", "disco"]})
@@ -380,6 +381,7 @@ def test_a_refused_slot_is_said(prosody_factory, webhook, connect):
                           upload_options={"http_file_share_access": ["nobody@localhost"]})
     status, text = push_json(port, to="alice@localhost", file=file_field())
     assert status == 502 and "refused the slot: forbidden" in text, (status, text)
+    assert 'http_file_share_access = { "bot.localhost" }' in text, "the operator is told what to set"
     webhook.respond_json({"file": file_field()})
     alice = connect(prosody)
     since = alice.mark()
