@@ -42,7 +42,9 @@
 //! `Client:hold` keeps it until a streamed answer to the same conversation ends). [`config`]
 //! turns the options into typed values, with the module's profile; [`room`] holds what the bot
 //! knows of the group chats it is in; [`avatar`] reads and checks the bot's picture, which the
-//! Lua serves in its vCard.
+//! Lua serves in its vCard. A message carrying a file, a reply's or a push's, takes one more step:
+//! [`upload`] reads the file, and `uploads(…)` (its Lua object) runs the slot request and the PUT
+//! before the message goes out.
 
 pub mod answer;
 pub mod avatar;
