@@ -14,6 +14,15 @@ local traceback = debug.traceback;
 -- pool, and the old instance answers what it still holds rather than leave it unanswered.
 local adoption_grace = 2;
 
+-- Sends one answer: a file to upload, or a message waiting behind one to the same
+-- conversation, is the uploads' to send.
+local function send_one(uploads, stanza)
+	if uploads and uploads.deliver(stanza) then
+		return;
+	end
+	module:send(stanza);
+end
+
 -- Sends a batch of outcomes from the native client (`stanzas, logs, status_type,
 -- status_message`, as drain, close and adopt return them); the status when the webhook's state
 -- changed (an outage began or ended).
@@ -37,11 +46,7 @@ local function send_outcomes(shim, rooms, stanzas, logs, status_type, status_mes
 		if stanzas[i].name == "presence" and rooms.core then
 			stanzas[i] = rooms.own_presence(stanzas[i]);
 		end
-		-- A file to upload, or a message waiting behind one to the same conversation: theirs.
-		local ok, err = true, nil;
-		if not (uploads and uploads.deliver(stanzas[i])) then
-			ok, err = pcall(module.send, module, stanzas[i]);
-		end
+		local ok, err = pcall(send_one, uploads, stanzas[i]);
 		if not ok then
 			local stanza = stanzas[i];
 			module:log("error", "Prosody failed to route the webhook's answer (%s type=%s to=%s id=%s), "

@@ -114,7 +114,10 @@ local function start(shim, native, profile, options)
 		end
 		-- What waited for this file goes as any other stanza: behind another file, or at once.
 		for _, stanza in ipairs(upload.held) do
-			deliver(stanza);
+			local ok, err = pcall(deliver, stanza);
+			if not ok then
+				module:log("error", "Could not send a message that waited for a file (to=%s): %s", quote(stanza.attr.to), err);
+			end
 		end
 	end
 
