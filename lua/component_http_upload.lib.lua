@@ -54,6 +54,14 @@ local function discover(uploads, quote)
 	end
 	local parent = module.host:match("^[^.]+%.(.+)$");
 	local where = (parent and prosody.hosts[parent]) and parent or module.host;
+	-- Only a host that answers service discovery is asked: on one without mod_disco the query
+	-- would go unanswered, or (mod_rest on a VirtualHost) to the callback, as if someone asked.
+	local modules = prosody.hosts[where] and prosody.hosts[where].modules;
+	if not (modules and modules.disco) then
+		module:log("warn", "Looked for an upload service on %s, which does not load mod_disco: %s", where,
+			uploads:no_service());
+		return;
+	end
 	local items = st.iq({ type = "get", to = where, from = module.host, id = new_id() })
 		:tag("query", { xmlns = "http://jabber.org/protocol/disco#items" });
 	module:send_iq(items, nil, 30):next(function (result)
