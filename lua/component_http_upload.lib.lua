@@ -68,7 +68,8 @@ local function discover(uploads, quote)
 		local candidates = { where };
 		local query = result.stanza:get_child("query", "http://jabber.org/protocol/disco#items");
 		for item in (query and query:childtags("item") or function () end) do
-			if item.attr.jid and not item.attr.node then
+			-- Not the component itself: it is no upload service, and its webhook would get the query.
+			if item.attr.jid and not item.attr.node and item.attr.jid ~= module.host then
 				table.insert(candidates, item.attr.jid);
 			end
 		end

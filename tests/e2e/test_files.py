@@ -120,9 +120,12 @@ def assert_inline_file(client, message, data=PNG, content_type="image/png"):
 
 def test_a_reply_with_a_file_is_shown_inline_with_its_caption_after_and_order_holds(
         prosody_factory, webhook, connect):
-    prosody, _ = start(prosody_factory, webhook)
+    # iqs are POSTed too: the upload's own iqs (the lookup's, the slot's answer) are not.
+    prosody, _ = start(prosody_factory, webhook, {"component_post_stanzas": ["message", "iq"]})
 
     def answer(req):
+        if req.json["kind"] != "message":
+            return Reply(status=204)
         if req.json["body"] == "chart":
             return Reply.with_json({"body": "Today's chart", "file": file_field()})
         return Reply.with_json({"body": "after the chart"})
@@ -138,6 +141,7 @@ def test_a_reply_with_a_file_is_shown_inline_with_its_caption_after_and_order_ho
     assert bodies == [message.body, "Today's chart", "after the chart"], bodies
     assert later.frm == BOT_JID
     assert "Files the bot sends go to the upload service upload.localhost" in prosody.log_text()
+    assert [r.json["kind"] for r in webhook.requests] == ["message", "message"], [r.json for r in webhook.requests]
 
 
 def test_a_json_push_and_a_form_push_send_a_file(prosody_factory, webhook, connect):
