@@ -95,6 +95,129 @@ local function discover(uploads, quote)
 	end);
 end
 
+-- One module's uploads: the native uploads object, what to call when each ends (a push's
+-- answer), and the descriptor watch, started with the first file.
+local Uploads = {};
+Uploads.__index = Uploads;
+
+-- An upload ended: its log line, its messages, the push's answer, then what waited behind it,
+-- which goes as any other stanza: behind another file, or at once.
+function Uploads:ended(upload)
+	local quote = self.quote;
+	if upload.log then
+		module:log(upload.level, "%s", upload.log);
+	end
+	for _, stanza in ipairs(upload.stanzas) do
+		route(quote, stanza);
+	end
+	local on_done = self.waiting[upload.id];
+	self.waiting[upload.id] = nil;
+	if on_done then
+		local ok, err = xpcall(on_done, traceback, upload);
+		if not ok then
+			module:log("error", "Could not answer the push of a file: %s", err);
+		end
+	end
+	for _, stanza in ipairs(upload.held) do
+		local ok, err = pcall(self.deliver, self, stanza);
+		if not ok then
+			module:log("error", "Could not send a message that waited for a file (to=%s): %s", quote(stanza.attr.to), err);
+		end
+	end
+end
+
+-- The native side woke us: every upload that ended since.
+function Uploads:on_wakeup()
+	local ok, err = xpcall(function ()
+		for _, upload in ipairs(self.native:drain()) do
+			self:ended(upload);
+		end
+	end, traceback);
+	if not ok then
+		module:log("error", "Failed to send the bot's files: %s", err);
+	end
+end
+
+-- The descriptor is watched from the first file on: a module that sends none watches nothing.
+function Uploads:watch()
+	if not self.watcher then
+		self.watcher = server.watchfd(self.native:fd(), function () self:on_wakeup(); end);
+	end
+end
+
+-- The slot request of upload `id`, sent as `iq`; its answer (or failure) goes to the native side.
+function Uploads:request_slot(id, iq, seconds)
+	local uploads = self.native;
+	iq.attr.id = new_id();
+	module:send_iq(iq, nil, seconds):next(function (result)
+		uploads:slot(id, result.stanza);
+	end, function (err)
+		local answer = type(err) == "table" and err.context and err.context.stanza;
+		if answer then
+			uploads:slot(id, answer); -- the service's refusal, said by the native side
+		elseif type(err) == "table" and err.condition == "remote-server-timeout" then
+			uploads:fail(id, 504, ("the upload service %s did not answer the slot request in time"):format(iq.attr.to));
+		else
+			uploads:fail(id, 502, "Prosody could not send the slot request: "..tostring(err));
+		end
+	end);
+end
+
+-- Uploads the file of `stanza`, if it carries one: false when it carries none (send it
+-- yourself); true when the upload began (`on_done(upload)` is called when it ends, after its
+-- message is sent); nil, status, why when it is refused at once (the sender's error sent,
+-- unless it is a push).
+function Uploads:send(stanza, push, on_done)
+	local id, iq, seconds, error_stanza = self.native:begin(stanza, push);
+	if id == false then
+		return false;
+	elseif not id then
+		local status, refused = iq, seconds;
+		if not push then
+			module:log("warn", "The bot's file to %s was not sent: %s", self.quote(stanza.attr.to), refused);
+			if error_stanza then
+				route(self.quote, error_stanza);
+			end
+		end
+		return nil, status, refused;
+	end
+	self:watch();
+	self.waiting[id] = on_done;
+	self:request_slot(id, iq, seconds);
+	return true;
+end
+
+-- Takes a stanza of the webhook's answers if it is the uploads' to send: a message held
+-- behind a file still uploading to the same conversation, or one carrying a file. False for
+-- any other stanza: the caller sends it.
+function Uploads:take(stanza)
+	if stanza.name ~= "message" then
+		return false;
+	end
+	if self.native:hold(stanza) then
+		module:log("debug", "Holding a message to %s until the file before it is sent", self.quote(stanza.attr.to));
+		return true;
+	end
+	return self:send(stanza, false) ~= false;
+end
+
+-- A stanza of the webhook's answers: the uploads' to send, or routed at once.
+function Uploads:deliver(stanza)
+	if not self:take(stanza) then
+		route(self.quote, stanza);
+	end
+end
+
+-- Unloaded: the watch ends, and every upload still going ends with its error.
+function Uploads:close()
+	if self.watcher then
+		self.watcher:close();
+	end
+	for _, upload in ipairs(self.native:close()) do
+		self:ended(upload);
+	end
+end
+
 -- Starts the uploads of the module; returns `send(stanza, push, on_done)` (a push's file) and
 -- `deliver(stanza)` (a stanza of the webhook's answers, true when the uploads send it).
 local function start(shim, native, profile, options)
@@ -102,124 +225,15 @@ local function start(shim, native, profile, options)
 	if not uploads then
 		shim.refuse(why);
 	end
-	local quote = shim.quote;
-	local waiting = {}; -- by upload id: what to call when it ends (a push's answer)
-	local deliver;
-
-	local function ended(upload)
-		if upload.log then
-			module:log(upload.level, "%s", upload.log);
-		end
-		for _, stanza in ipairs(upload.stanzas) do
-			route(quote, stanza);
-		end
-		local on_done = waiting[upload.id];
-		waiting[upload.id] = nil;
-		if on_done then
-			local ok, err = xpcall(on_done, traceback, upload);
-			if not ok then
-				module:log("error", "Could not answer the push of a file: %s", err);
-			end
-		end
-		-- What waited for this file goes as any other stanza: behind another file, or at once.
-		for _, stanza in ipairs(upload.held) do
-			local ok, err = pcall(deliver, stanza);
-			if not ok then
-				module:log("error", "Could not send a message that waited for a file (to=%s): %s", quote(stanza.attr.to), err);
-			end
-		end
-	end
-
-	local function on_wakeup()
-		local ok, err = xpcall(function ()
-			for _, upload in ipairs(uploads:drain()) do
-				ended(upload);
-			end
-		end, traceback);
-		if not ok then
-			module:log("error", "Failed to send the bot's files: %s", err);
-		end
-	end
-	-- The descriptor is watched from the first file on: a module that sends none watches nothing.
-	local watcher;
-	local function watch()
-		if not watcher then
-			watcher = server.watchfd(uploads:fd(), on_wakeup);
-		end
-	end
-
-	-- Uploads the file of `stanza`, if it carries one: false when it carries none (send it
-	-- yourself); true when the upload began (`on_done(upload)` is called when it ends, after its
-	-- message is sent); nil, status, why when it is refused at once (the sender's error sent,
-	-- unless it is a push).
-	local function send(stanza, push, on_done)
-		local id, iq, seconds, error_stanza = uploads:begin(stanza, push);
-		if id == false then
-			return false;
-		elseif not id then
-			local status, refused = iq, seconds;
-			if not push then
-				module:log("warn", "The bot's file to %s was not sent: %s", quote(stanza.attr.to), refused);
-				if error_stanza then
-					route(quote, error_stanza);
-				end
-			end
-			return nil, status, refused;
-		end
-		watch();
-		waiting[id] = on_done;
-		iq.attr.id = new_id();
-		module:send_iq(iq, nil, seconds):next(function (result)
-			uploads:slot(id, result.stanza);
-		end, function (err)
-			local answer = type(err) == "table" and err.context and err.context.stanza;
-			if answer then
-				uploads:slot(id, answer); -- the service's refusal, said by the native side
-			elseif type(err) == "table" and err.condition == "remote-server-timeout" then
-				uploads:fail(id, 504, ("the upload service %s did not answer the slot request in time"):format(iq.attr.to));
-			else
-				uploads:fail(id, 502, "Prosody could not send the slot request: "..tostring(err));
-			end
-		end);
-		return true;
-	end
-
-	-- Takes a stanza of the webhook's answers if it is the uploads' to send: a message held
-	-- behind a file still uploading to the same conversation, or one carrying a file. False for
-	-- any other stanza: the caller sends it.
-	local function take(stanza)
-		if stanza.name ~= "message" then
-			return false;
-		end
-		if uploads:hold(stanza) then
-			module:log("debug", "Holding a message to %s until the file before it is sent", quote(stanza.attr.to));
-			return true;
-		end
-		return send(stanza, false) ~= false;
-	end
-	deliver = function (stanza)
-		if not take(stanza) then
-			route(quote, stanza);
-		end
-	end
-
-	shim.registries.on_unload(function ()
-		if watcher then
-			watcher:close();
-		end
-		for _, upload in ipairs(uploads:close()) do
-			ended(upload);
-		end
-	end);
-
+	local self = setmetatable({ native = uploads, quote = shim.quote, waiting = {} }, Uploads);
+	shim.registries.on_unload(function () self:close(); end);
 	-- Once the main loop runs: every host is loaded by then, the upload service's too.
 	module:add_timer(0, function ()
-		discover(uploads, quote);
+		discover(uploads, shim.quote);
 	end);
-
 	return {
-		send = send;
-		deliver = take;
+		send = function (stanza, push, on_done) return self:send(stanza, push, on_done); end;
+		deliver = function (stanza) return self:take(stanza); end;
 	};
 end
 

@@ -204,7 +204,11 @@ pub const UPLOAD_OPTIONS: [&str; 2] = ["max_file_size", "upload_service"];
 /// The largest `<prefix>max_file_size` taken: a file is held in memory while it uploads.
 pub const MAX_FILE_SIZE: i64 = 1 << 30;
 
-/// How files a bot sends are uploaded (see [`crate::upload`]).
+/// The largest file the module uploads unless `<prefix>max_file_size` says otherwise: Prosody's
+/// `http_file_share_size_limit` default, so the two agree out of the box.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 10 * 1024 * 1024;
+
+/// How files a bot sends are uploaded (see `crate::upload`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upload {
     /// The largest file uploaded, in bytes (`<prefix>max_file_size`); the upload service's own
@@ -222,7 +226,7 @@ impl Upload {
     /// The upload options of the module `profile` describes, from their raw values.
     pub fn from_lua_for(options: &Table, profile: Profile) -> Result<Upload, String> {
         let max_file_size = integer(options, &profile.option("max_file_size"), 1, MAX_FILE_SIZE)?
-            .map_or(crate::upload::DEFAULT_MAX_FILE_SIZE, |n| n as u64);
+            .map_or(DEFAULT_MAX_FILE_SIZE, |n| n as u64);
         let name = profile.option("upload_service");
         let service = match string(options, &name)? {
             None => None,

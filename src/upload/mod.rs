@@ -32,9 +32,7 @@ use serde_json::{Map, Value};
 use crate::jsonmap::json_type;
 use crate::stanza::Element;
 
-/// The largest file the module uploads unless `<prefix>max_file_size` says otherwise: Prosody's
-/// `http_file_share_size_limit` default, so the two agree out of the box.
-pub const DEFAULT_MAX_FILE_SIZE: u64 = 10 * 1024 * 1024;
+pub use crate::config::DEFAULT_MAX_FILE_SIZE;
 
 /// The longest file name taken: what a file system takes for one name (255 bytes on Linux).
 pub const MAX_NAME_BYTES: usize = 255;
