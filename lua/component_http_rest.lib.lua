@@ -8,6 +8,7 @@
 
 local encodings = require "util.encodings";
 local jid = require "util.jid";
+local new_id = require "util.id".medium;
 
 local base64, stringprep = encodings.base64, encodings.stringprep;
 
@@ -76,6 +77,10 @@ end
 -- JID), or nil and the status (401 when no credentials came, 403 when they were not accepted)
 -- and why.
 local function authenticate(auth, request)
+	if auth.anonymous then
+		-- anonymous_rest: an account of its own for each request, as an anonymous login gets.
+		return new_id():lower().."@"..module.host;
+	end
 	local given = request.headers.authorization;
 	-- Prosody turns a bare "Authorization:" into "": no credentials.
 	if not given or given == "" then
@@ -111,7 +116,7 @@ local function start(shim, native, options, push)
 	local names = rest.names;
 	local auth = {
 		native = native, on_component = on_component, credentials = push.credentials,
-		component_secret = rest.component_secret, mechanisms = {},
+		component_secret = rest.component_secret, mechanisms = {}, anonymous = rest.anonymous,
 	};
 	local challenges, realm = {}, ("%q"):format(module.host.."/"..module.name);
 	for _, mechanism in ipairs(rest.auth_mechanisms) do

@@ -300,7 +300,7 @@ impl Push {
 
 /// mod_rest's options of its own, under the current community module's names: where the callback
 /// hooks, how `POST /rest` authenticates, its size limit and the bound of an iq's wait.
-const REST_OPTIONS: [&str; 6] = [
+const REST_OPTIONS: [&str; 8] = [
     "rest_callback_events",
     "rest_auth_mechanisms",
     "rest_stanza_size_limit",
@@ -309,6 +309,10 @@ const REST_OPTIONS: [&str; 6] = [
     "component_secret",
     // Read only to refuse it on a VirtualHost (see [`Rest::from_lua`]).
     "rest_rooms",
+    // Requests without credentials on an anonymous VirtualHost, each as a new account.
+    "anonymous_rest",
+    // Prosody's own option: `anonymous_rest` is honoured only where it is "anonymous".
+    "authentication",
 ];
 
 /// The addresses a stanza's `to` can take on the host, as Prosody names its events
@@ -337,6 +341,10 @@ pub struct Rest {
     /// The password of `Basic <component JID>:<secret>` on a Component; `None` on a VirtualHost
     /// or when unset (then no Basic credential is a Component's).
     pub component_secret: Option<String>,
+    /// `anonymous_rest` on a VirtualHost whose `authentication` is `"anonymous"`: a request
+    /// needs no credentials and sends as an account of its own, made up for it, as the
+    /// community module does. Ignored anywhere else (as there), so a shared config still loads.
+    pub anonymous: bool,
 }
 
 impl Rest {
@@ -377,7 +385,18 @@ impl Rest {
             Some(secret) if on_component && !secret.is_empty() => Some(secret),
             _ => None,
         };
-        Ok(Rest { on_component, events, auth_mechanisms, stanza_size_limit, iq_max_timeout, component_secret })
+        let anonymous = !on_component
+            && boolean(options, "anonymous_rest")? == Some(true)
+            && string(options, "authentication")?.as_deref() == Some("anonymous");
+        Ok(Rest {
+            on_component,
+            events,
+            auth_mechanisms,
+            stanza_size_limit,
+            iq_max_timeout,
+            component_secret,
+            anonymous,
+        })
     }
 
     /// How long a pushed iq waits for its answer, and the name of what set it: the request's
@@ -919,6 +938,20 @@ mod tests {
             assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
         }
         assert!(!COMPONENT_HTTP.option_names().iter().any(|n| n == "rest_callback_events"));
+    }
+
+    #[test]
+    fn anonymous_rest_only_on_an_anonymous_virtual_host() {
+        let lua = mlua::Lua::new();
+        let anonymous = |source: &str, on_component: bool| {
+            Rest::from_lua(&lua.load(format!("return {{ {source} }}")).eval().unwrap(), on_component).unwrap().anonymous
+        };
+        assert!(anonymous("anonymous_rest = true, authentication = 'anonymous'", false));
+        // Ignored elsewhere, as the community module ignores it: the config still loads.
+        assert!(!anonymous("anonymous_rest = true, authentication = 'internal_hashed'", false));
+        assert!(!anonymous("anonymous_rest = true", false));
+        assert!(!anonymous("anonymous_rest = true, authentication = 'anonymous'", true));
+        assert!(!anonymous("authentication = 'anonymous'", false));
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn profile(lua: &Lua, name: String) -> mlua::Result<Table> {
 /// the callback's hooks go below Prosody's own handlers, so only what nothing else handles goes
 /// to it; on a Component the client's own priorities stand), `callback_sender` (on a VirtualHost
 /// only: the callback replies as the host itself, not as its users), `stanza_size_limit`,
-/// `iq_max_timeout` (seconds), `component_secret`, and `names` (each option's name for
+/// `iq_max_timeout` (seconds), `component_secret`, `anonymous` (see [`Rest::anonymous`]), and `names` (each option's name for
 /// messages); or `nil, message` when one is invalid.
 fn rest_options(lua: &Lua, (options, on_component, host): (Table, bool, String)) -> mlua::Result<MultiValue> {
     let rest = match Rest::from_lua(&options, on_component) {
@@ -53,6 +53,7 @@ fn rest_options(lua: &Lua, (options, on_component, host): (Table, bool, String))
     t.set("stanza_size_limit", rest.stanza_size_limit)?;
     t.set("iq_max_timeout", rest.iq_max_timeout.as_secs_f64())?;
     t.set("component_secret", rest.component_secret)?;
+    t.set("anonymous", rest.anonymous)?;
     let names = lua.create_table()?;
     for (key, name) in [("stanza_size_limit", "rest_stanza_size_limit"), ("auth_mechanisms", "rest_auth_mechanisms")] {
         names.set(key, name)?;
