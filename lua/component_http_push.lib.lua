@@ -203,6 +203,8 @@ local function handle_push(endpoint, event, path)
 	end
 	local t = stanza.attr.type;
 	if echo then
+		-- An echo uploads nothing: a file shows as the message without it, its bytes let go.
+		stanza = endpoint.native.echo_without_file(stanza, st.stanza_mt);
 		if stanza.name == "iq" and not stanza.attr.id then
 			stanza.attr.id = new_id(); -- as it would go out
 		end

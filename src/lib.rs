@@ -477,6 +477,10 @@ pub fn exports(lua: &Lua) -> mlua::Result<Table> {
     exports.set("avatar", lua.create_function(avatar)?)?;
     exports.set("rooms", lua.create_function(rooms)?)?;
     exports.set("uploads", lua.create_function(uploads)?)?;
+    exports.set(
+        "echo_without_file",
+        lua.create_function(|lua, args| guard("echo_without_file", || upload::lua::echo_without_file(lua, args)))?,
+    )?;
     exports.set("push", lua.create_function(push)?)?;
     exports.set("push_answer_format", lua.create_function(push_answer_format)?)?;
     exports.set("same_secret", lua.create_function(same_secret)?)?;

@@ -26,11 +26,12 @@ use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, Value};
 use super::slot::{self, Slot};
 use super::{pending, placeholder, put, File, Limit, PLACEHOLDER_NS};
 use crate::config::{Profile, Upload};
+use crate::jid::bare;
 use crate::ns::{OOB, STANZAS};
 use crate::outcome::loggable;
 use crate::stanza::{Element, Incoming, Node};
 use crate::wakeup::Wakeup;
-use crate::xml::{parse_stanza, Limits};
+use crate::xml::{parse_stanza, ParseLimits};
 
 /// The most uploads one module runs at once (a thread each while it PUTs); past it a file is
 /// refused (503 for a push), naming the bound. Each begins with a slot request sent with
@@ -138,11 +139,17 @@ pub fn new_uploads(
 }
 
 fn element_of(stanza: &Table) -> Result<Element, String> {
-    parse_stanza(&Incoming::from_lua(stanza)?.xml, Limits::default())
+    parse_stanza(&Incoming::from_lua(stanza)?.xml, ParseLimits::default())
 }
 
-fn bare(jid: &str) -> &str {
-    jid.split_once('/').map_or(jid, |(bare, _)| bare)
+/// `echo_without_file(stanza, stanza_mt)`: the stanza `POST /rest/echo` shows (see
+/// [`super::without_file`]); the same stanza when it carries no file.
+pub fn echo_without_file(lua: &Lua, (stanza, stanza_mt): (Table, Table)) -> mlua::Result<Table> {
+    let message = element_of(&stanza).map_err(mlua::Error::runtime)?;
+    if super::placeholder(&message).is_none() {
+        return Ok(stanza);
+    }
+    super::without_file(message).to_lua(lua, &stanza_mt)
 }
 
 /// The conversation a message moves, if it is a message with both addresses.
@@ -593,7 +600,7 @@ mod tests {
         let refusal =
             "<iq type='error'><error type='cancel'><not-allowed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>\
                        </error></iq>";
-        uploads.slot(id, &parse_stanza(refusal, Limits::default()).unwrap()).unwrap();
+        uploads.slot(id, &parse_stanza(refusal, ParseLimits::default()).unwrap()).unwrap();
         let ended = uploads.drain();
         assert_eq!(ended.len(), 1);
         let ended = &ended[0];

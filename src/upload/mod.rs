@@ -235,6 +235,19 @@ fn take_body(message: &mut Element) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
+/// A message as `POST /rest/echo` shows it: its file's placeholder gone, the bytes it held let
+/// go (an echo sends nothing, so it uploads nothing), and its caption its body again.
+pub fn without_file(mut message: Element) -> Element {
+    let caption = placeholder(&message).and_then(pending::take).and_then(|waiting| waiting.caption);
+    message
+        .children
+        .retain(|node| !matches!(node, crate::stanza::Node::Element(e) if e.attr("xmlns") == Some(PLACEHOLDER_NS)));
+    if let Some(caption) = caption {
+        message.children.insert(0, crate::stanza::Node::Element(Element::new("body").with_text(&caption)));
+    }
+    message
+}
+
 /// The id of the file a message's placeholder names, if it has one.
 pub fn placeholder(message: &Element) -> Option<u64> {
     message

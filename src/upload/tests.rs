@@ -106,6 +106,19 @@ fn a_message_with_a_file_carries_a_placeholder_and_its_body_becomes_the_caption(
 }
 
 #[test]
+fn an_echo_shows_the_message_without_its_file_and_lets_the_bytes_go() {
+    let fields = json!({"body": "caption", "file": {"data": "aGk=", "name": "a.txt", "type": "text/plain"}});
+    let Value::Object(fields) = fields else { unreachable!() };
+    let mut message = Element::new("message").with_attr("type", "chat");
+    message.push_element(Element::new("body").with_text("caption"));
+    attach(&mut message, &fields).unwrap();
+    let id = placeholder(&message).expect("a placeholder");
+    let shown = without_file(message);
+    assert_eq!(shown.to_xml(), "<message type='chat'><body>caption</body></message>");
+    assert!(pending::take(id).is_none(), "the bytes were let go");
+}
+
+#[test]
 fn waiting_files_are_bounded_and_the_oldest_makes_room() {
     let small = || File::new(Vec::new(), "a", "text/plain", "").unwrap();
     let first = pending::put(small(), None);

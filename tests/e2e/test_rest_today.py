@@ -297,3 +297,19 @@ def test_anonymous_rest_is_ignored_where_logins_need_a_password(prosody_factory)
     prosody, port = on_virtual_host(prosody_factory, {"anonymous_rest": True})
     status, headers, body = post(port, "<iq type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
     assert status == 401 and headers["WWW-Authenticate"], (status, body)
+
+
+def test_echo_of_a_file_shows_the_message_without_it(prosody_factory, connect):
+    """An echo uploads nothing: a pushed file shows as its message without the file (the caption
+    kept), and nothing is sent."""
+    port = free_port()
+    prosody = prosody_factory({REST: {"rest_credentials": TOKEN}}, component_modules={REST: "rest"},
+                              global_options={"http_ports": [port], "http_interfaces": ["127.0.0.1"],
+                                              "modules_enabled": BASE_MODULES})
+    pushed = {"to": "alice@localhost", "body": "the caption",
+              "file": {"data": base64.b64encode(b"hello").decode(), "name": "a.txt", "type": "text/plain"}}
+    status, _, body = post(port, json.dumps(pushed), TOKEN, host=REST, path="/rest/echo",
+                           content_type="application/json")
+    assert status == 200, (status, body)
+    shown = json.loads(body)
+    assert shown["body"] == "the caption" and "pending-upload" not in body and "file" not in shown, body
