@@ -149,26 +149,27 @@ impl Profile {
     }
 }
 
-/// The profiles a row belongs to.
+/// The profiles a row belongs to: one, or both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Profiles(u8);
+pub struct Profiles {
+    rest: bool,
+    component_http: bool,
+}
 
 impl Profiles {
     /// mod_rest only.
-    pub const REST: Profiles = Profiles(1);
+    pub const REST: Profiles = Profiles { rest: true, component_http: false };
     /// component_http only.
-    pub const COMPONENT_HTTP: Profiles = Profiles(2);
+    pub const COMPONENT_HTTP: Profiles = Profiles { rest: false, component_http: true };
     /// Both.
-    pub const BOTH: Profiles = Profiles(3);
+    pub const BOTH: Profiles = Profiles { rest: true, component_http: true };
 
     /// Whether `profile` is one of these.
     pub fn has(self, profile: Profile) -> bool {
-        self.0
-            & match profile {
-                Profile::Rest => 1,
-                Profile::ComponentHttp => 2,
-            }
-            != 0
+        match profile {
+            Profile::Rest => self.rest,
+            Profile::ComponentHttp => self.component_http,
+        }
     }
 }
 
