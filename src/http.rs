@@ -110,6 +110,11 @@ impl Roots {
         self.certs.iter().map(|cert| cert.der().to_vec()).collect()
     }
 
+    /// The certificates, DER-encoded, for [`crate::transport::tls_config`].
+    pub fn der_certs(&self) -> impl Iterator<Item = &[u8]> {
+        self.certs.iter().map(|cert| cert.der())
+    }
+
     /// Reads the roots `config` needs (the system's only for an `https://` URL), and what the
     /// operator should be told about them: no system roots found, or files that could not be
     /// read. An unreadable or empty `*_ca_file` is an error.

@@ -60,6 +60,7 @@ pub mod room;
 pub mod signing;
 pub mod stanza;
 pub mod stream;
+pub mod transport;
 pub mod wakeup;
 pub mod xml;
 

@@ -34,6 +34,8 @@ type Lookup = Arc<dyn Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync>;
 struct Flight {
     found: Mutex<Option<Found>>,
     done: Condvar,
+    /// Wakes the requests that wait for it as tasks (see [`CachingResolver::lookup_async`]).
+    done_async: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -68,7 +70,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl CachingResolver {
-    fn with_lookup(lookup: impl Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static) -> Self {
+    pub(crate) fn with_lookup(lookup: impl Fn(&str) -> io::Result<Vec<SocketAddr>> + Send + Sync + 'static) -> Self {
         CachingResolver { names: Arc::default(), lookup: Arc::new(lookup) }
     }
 
@@ -78,25 +80,57 @@ impl CachingResolver {
         lock(&self.names).known.clear();
     }
 
+    /// The addresses of `host_port` if they are known, else the lookup under way for it
+    /// (started now if there was none).
+    fn known_or_flight(&self, host_port: &str, now: Instant) -> io::Result<Result<Vec<SocketAddr>, Arc<Flight>>> {
+        let mut names = lock(&self.names);
+        if let Some((at, addrs)) = names.known.get(host_port) {
+            if now.duration_since(*at) < FRESH_FOR {
+                return Ok(Ok(addrs.clone()));
+            }
+        }
+        Ok(Err(match names.looking_up.get(host_port) {
+            Some(flight) => Arc::clone(flight),
+            None => {
+                let flight = Arc::new(Flight::default());
+                // The lookup's thread waits for this lock: it finds itself registered.
+                self.start(host_port, &flight)?;
+                names.looking_up.insert(host_port.to_owned(), Arc::clone(&flight));
+                flight
+            }
+        }))
+    }
+
+    /// Looks `host_port` up for a task: the same cache and the same single lookup as the
+    /// blocking path, waited for without blocking the thread. The caller bounds the wait.
+    pub async fn lookup_async(&self, host_port: &str) -> io::Result<Vec<SocketAddr>> {
+        let flight = match self.known_or_flight(host_port, Instant::now())? {
+            Ok(addrs) => return Ok(addrs),
+            Err(flight) => flight,
+        };
+        loop {
+            // Registered before the check, so an answer that comes in between still wakes it.
+            let done = flight.done_async.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if let Some(found) = lock(&flight.found).as_ref() {
+                return match found {
+                    Ok(addrs) if addrs.is_empty() => {
+                        Err(io::Error::new(io::ErrorKind::NotFound, format!("{host_port}: no address found")))
+                    }
+                    Ok(addrs) => Ok(addrs.clone()),
+                    Err((kind, why)) => Err(io::Error::new(*kind, why.clone())),
+                };
+            }
+            done.await;
+        }
+    }
+
     fn lookup(&self, host_port: &str, within: Duration) -> Result<Vec<SocketAddr>, ureq::Error> {
         let now = Instant::now();
-        let flight = {
-            let mut names = lock(&self.names);
-            if let Some((at, addrs)) = names.known.get(host_port) {
-                if now.duration_since(*at) < FRESH_FOR {
-                    return Ok(addrs.clone());
-                }
-            }
-            match names.looking_up.get(host_port) {
-                Some(flight) => Arc::clone(flight),
-                None => {
-                    let flight = Arc::new(Flight::default());
-                    // The lookup's thread waits for this lock: it finds itself registered.
-                    self.start(host_port, &flight)?;
-                    names.looking_up.insert(host_port.to_owned(), Arc::clone(&flight));
-                    flight
-                }
-            }
+        let flight = match self.known_or_flight(host_port, now).map_err(ureq::Error::Io)? {
+            Ok(addrs) => return Ok(addrs),
+            Err(flight) => flight,
         };
         // Each waiter is bounded by its own deadline; the lookup goes on for the others.
         let give_up = now.checked_add(within);
@@ -120,7 +154,7 @@ impl CachingResolver {
     /// Looks `host_port` up on a thread of its own, so every wait is bounded: getaddrinfo has
     /// no timeout of its own. A lookup that outlives every waiter's deadline still fills the
     /// cache when it ends.
-    fn start(&self, host_port: &str, flight: &Arc<Flight>) -> Result<(), ureq::Error> {
+    fn start(&self, host_port: &str, flight: &Arc<Flight>) -> io::Result<()> {
         let (names, lookup, flight, name) =
             (Arc::clone(&self.names), Arc::clone(&self.lookup), Arc::clone(flight), host_port.to_owned());
         std::thread::Builder::new()
@@ -141,9 +175,9 @@ impl CachingResolver {
                 }
                 *lock(&flight.found) = Some(found);
                 flight.done.notify_all();
+                flight.done_async.notify_waiters();
             })
             .map(drop)
-            .map_err(ureq::Error::Io)
     }
 }
 
@@ -262,6 +296,31 @@ mod tests {
         open(&control);
         assert!(patient.join().unwrap().is_ok());
         assert_eq!(control.0.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn tasks_share_the_lookup_too() {
+        let (resolver, control) = fake();
+        let reactor = crate::transport::Reactor::start().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..100 {
+            let (resolver, tx) = (resolver.clone(), tx.clone());
+            reactor.spawn(async move {
+                let _ = tx.send(resolver.lookup_async("bot.example:80").await.unwrap());
+            });
+        }
+        // Every task waits for the one lookup (and holds no thread meanwhile).
+        let give_up = Instant::now() + Duration::from_secs(120);
+        while waiters(&resolver, "bot.example:80") < 100 {
+            assert!(Instant::now() < give_up, "the tasks never all waited");
+            std::thread::yield_now();
+        }
+        open(&control);
+        for _ in 0..100 {
+            let got = rx.recv_timeout(Duration::from_secs(120)).unwrap();
+            assert_eq!(got, ["192.0.2.1:80".parse::<SocketAddr>().unwrap()]);
+        }
+        assert_eq!(control.0.load(Ordering::SeqCst), 1, "one lookup for 100 tasks");
     }
 
     #[test]
