@@ -261,8 +261,33 @@ struct Idle {
     sender: SendRequest<Sent>,
 }
 
+/// Set by [`Client::shut_down`]: ends every request, read and connection of the client.
+#[derive(Default)]
+struct Shut {
+    flag: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Shut {
+    /// Ends when the client is shut down.
+    async fn wait(&self) {
+        loop {
+            // Registered before the check, so a shutdown in between still wakes it.
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.flag.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 struct Inner {
     target: Target,
+    /// Shared with the connections' own tasks (which must not keep the client alive).
+    shut: Arc<Shut>,
     resolver: CachingResolver,
     connect_timeout: Duration,
     max_idle: usize,
@@ -331,6 +356,7 @@ impl Client {
                 connect_timeout: options.connect_timeout,
                 max_idle: options.max_idle,
                 user_agent: HeaderValue::from_static(options.user_agent),
+                shut: Arc::default(),
                 idle: Mutex::default(),
                 connects: Semaphore::new(MAX_CONNECTS_IN_FLIGHT),
                 counters: Counters::default(),
@@ -341,6 +367,15 @@ impl Client {
     /// Closes every idle connection (after a burst, or when the settings change).
     pub fn forget_idle(&self) {
         lock(&self.inner.idle).clear();
+    }
+
+    /// Ends everything the client does, at once and for good: requests and reads under way fail
+    /// (with [`Failure::NoAnswer`] or [`Failure::Broken`]), every connection is closed, and later
+    /// requests fail at once.
+    pub fn shut_down(&self) {
+        self.inner.shut.flag.store(true, Ordering::SeqCst);
+        self.inner.shut.notify.notify_waiters();
+        self.forget_idle();
     }
 
     /// Connections opened so far.
@@ -357,6 +392,14 @@ impl Client {
     /// headers came; its body is read with [`Response::read_to_end`] or
     /// [`Response::next_piece`]. Must run on a [`Reactor`].
     pub async fn post(&self, request: Request) -> Result<Response, Failure> {
+        tokio::select! {
+            biased;
+            () = self.inner.shut.wait() => Err(shut_down()),
+            result = self.post_unless_shut(request) => result,
+        }
+    }
+
+    async fn post_unless_shut(&self, request: Request) -> Result<Response, Failure> {
         let inner = &self.inner;
         let deadline = tokio::time::Instant::from_std(request.deadline);
         let reached_before = inner.counters.reached();
@@ -488,8 +531,12 @@ impl Client {
             };
             // The connection's own task: reads and writes for every request on it, and ends
             // when the connection closes or its last handle (the sender, the body) is gone.
+            let shut = Arc::clone(&inner.shut);
             tokio::spawn(async move {
-                let _ = connection.await;
+                tokio::select! {
+                    _ = connection => {}
+                    () = shut.wait() => {}
+                }
             });
             inner.counters.opened.fetch_add(1, Ordering::SeqCst);
             return Ok(sender);
@@ -519,6 +566,10 @@ impl Inner {
             idle.push(Idle { since: Instant::now(), sender });
         }
     }
+}
+
+fn shut_down() -> Failure {
+    Failure::NoAnswer { phase: Phase::Send, why: "the client was shut down".into(), others_reached: false }
 }
 
 fn phase_of(sent: &AtomicUsize) -> Phase {
@@ -564,8 +615,24 @@ impl Response {
 
     /// The body's next piece as it comes, by `by`; `None` at its end.
     pub async fn next_piece(&mut self, by: Instant) -> Result<Option<Bytes>, Failure> {
+        let shut = self.keep.as_ref().map(|(client, _)| Arc::clone(&client.inner.shut));
         loop {
-            match timeout_at(tokio::time::Instant::from_std(by), self.body.frame()).await {
+            let frame = async {
+                match &shut {
+                    Some(shut) => tokio::select! {
+                        biased;
+                        () = shut.wait() => None,
+                        frame = self.body.frame() => Some(frame),
+                    },
+                    None => Some(self.body.frame().await),
+                }
+            };
+            let frame = match timeout_at(tokio::time::Instant::from_std(by), frame).await {
+                Ok(None) => return Err(Failure::Broken("the client was shut down".into())),
+                Ok(Some(frame)) => Ok(frame),
+                Err(elapsed) => Err(elapsed),
+            };
+            match frame {
                 Err(_) => return Err(Failure::TimedOut(Phase::Body)),
                 Ok(None) => {
                     if let Some((client, sender)) = self.keep.take() {

@@ -448,3 +448,67 @@ fn a_webhook_that_refuses_every_connection_is_reached_by_none() {
         assert!(matches!(&failed, Failure::NoAnswer { phase: Phase::Connect, others_reached: false, .. }), "{failed}");
     }
 }
+
+#[test]
+fn shutting_down_ends_requests_reads_and_connections() {
+    let reactor = Reactor::start().unwrap();
+    // Connections the client has not closed yet, seen from the server.
+    let open = Arc::new(AtomicUsize::new(0));
+    let o = Arc::clone(&open);
+    let (url, accepted) = serve(listener(), move |stream| {
+        o.fetch_add(1, Ordering::SeqCst);
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        while let Some((_, body)) = read_request(&mut reader) {
+            if body == "hang" {
+                mute(writer);
+                break;
+            }
+            if body == "stream" {
+                let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nfirst");
+                mute(writer);
+                break;
+            }
+            if writer.write_all(ok(&body).as_bytes()).is_err() {
+                break;
+            }
+        }
+        o.fetch_sub(1, Ordering::SeqCst);
+    });
+    let client = client(&url);
+    // One waiting for its answer, one reading a stream, one idle.
+    let (done_tx, done) = mpsc::channel();
+    let (c, tx) = (client.clone(), done_tx.clone());
+    reactor.spawn(async move {
+        let _ = tx.send(c.post(request("hang", in_a_minute())).await.map(drop));
+    });
+    accepted.wait_for(1);
+    let c = client.clone();
+    let mut stream = run(&reactor, async move { c.post(request("stream", in_a_minute())).await }).unwrap();
+    let (first, mut stream) = run(&reactor, async move {
+        let first = stream.next_piece(in_a_minute()).await;
+        (first, stream)
+    });
+    assert_eq!(first.unwrap().unwrap(), "first");
+    reactor.spawn(async move {
+        let _ = done_tx.send(stream.next_piece(in_a_minute()).await.map(drop));
+    });
+    let c = client.clone();
+    run(&reactor, async move { c.post(request("x", in_a_minute())).await?.read_to_end(10, in_a_minute()).await })
+        .unwrap();
+    accepted.wait_for(3);
+    client.shut_down();
+    for _ in 0..2 {
+        let ended = done.recv_timeout(LOST).expect("shutting down ended it");
+        assert!(matches!(ended, Err(Failure::NoAnswer { .. } | Failure::Broken(_))), "{ended:?}");
+    }
+    let give_up = Instant::now() + LOST;
+    while open.load(Ordering::SeqCst) > 0 {
+        assert!(Instant::now() < give_up, "connections left open");
+        thread::sleep(Duration::from_millis(5));
+    }
+    let c = client.clone();
+    let later = run(&reactor, async move { c.post(request("x", in_a_minute())).await.map(drop) });
+    assert!(matches!(later, Err(Failure::NoAnswer { .. })));
+    assert_eq!(accepted.get(), 3, "no connection after the shutdown");
+}
