@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, Profile};
 use crate::http::{Endpoint, Roots};
 use crate::outcome::{complete, Completion, Level, Outcome, QUEUE_FULL, UNLOADED};
-use crate::stanza::Incoming;
+use crate::stanza::{Element, Incoming};
 use crate::wakeup::Wakeup;
 use jitter::Jitter;
 use outage::Outage;
@@ -64,7 +64,7 @@ struct InFlight {
     incoming: Arc<Incoming>,
     composing: Composing,
     /// Set once its answer turned out to be a stream: the answer as it is being written.
-    stream: Option<Box<stream::Streaming>>,
+    stream: Option<stream::Slot>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,6 +115,9 @@ struct State {
     /// earlier (a stanza becoming ready, a `<composing/>` to send) wakes it: see
     /// [`Shared::wake_keeper_by`].
     keeper_wakes_at: Option<Instant>,
+    /// The earliest wake-up asked for while the keeper was not asleep: it drops the lock in
+    /// its round to poll the streams, and takes this into account before it sleeps.
+    keeper_missed: Option<Instant>,
     limits: PoolLimits,
 }
 
@@ -164,6 +167,9 @@ struct Completions {
     /// Conversations a streamed answer is being written to, each with the messages held
     /// until its last stanza (see [`stream`]).
     chats: HashMap<stream::Chat, Vec<Completion>>,
+    /// Messages held in `chats`, all conversations together: answers and pushes alike, at
+    /// most `queue_size` (see `Shared::push_reply` and `Dispatcher::hold`).
+    held: usize,
 }
 
 struct Shared {
@@ -179,7 +185,14 @@ struct Shared {
     completions: Mutex<Completions>,
     wakeup: Wakeup,
     stats: Mutex<Stats>,
+    /// Called at the points of a stream's life a test wants to pause or break it at.
+    #[cfg(test)]
+    hook: Mutex<Option<TestHook>>,
 }
+
+/// A test's hook: see [`stream::Hook`] for where it is called.
+#[cfg(test)]
+type TestHook = Arc<dyn Fn(&Shared, stream::Hook) + Send + Sync>;
 
 /// The queue, the worker pool and the HTTP client of one component: what Lua's client holds.
 pub struct Dispatcher {
@@ -229,6 +242,8 @@ impl Dispatcher {
             completions: Mutex::new(Completions::default()),
             wakeup: Wakeup::new().map_err(|e| format!("could not create the wake-up socket: {e}"))?,
             stats: Mutex::new(Stats::default()),
+            #[cfg(test)]
+            hook: Mutex::new(None),
         });
         shared.note(notes);
         let mut dispatcher = Dispatcher { shared, next_id: 0, id_prefix: Jitter::new().next_u64() };
@@ -342,8 +357,11 @@ impl Dispatcher {
         }
         state.queued += 1;
         if let Some(line) = &job.line {
-            if let Some(followers) = state.followers.get_mut(line) {
-                followers.push_back(job);
+            if state.followers.contains_key(line) {
+                // Answered by its deadline even if the stanza before it takes longer.
+                let due = keeper::expiry_now(&job, &state);
+                self.shared.wake_keeper_by(&mut state, due);
+                state.followers.get_mut(line).expect("looked up under this lock").push_back(job);
                 return;
             }
             state.followers.insert(line.clone(), VecDeque::new());
@@ -364,7 +382,8 @@ impl Dispatcher {
 
     /// A stanza pushed by the bot, if it is a message for a conversation a streamed answer is
     /// being written to: held, to be sent after that answer's last stanza (then `Some(true)`),
-    /// or refused because `queue_size` messages wait there already (`Some(false)`). `None`:
+    /// or refused because `queue_size` messages wait behind streams already, in all
+    /// conversations together (`Some(false)`). `None`:
     /// send it now. `stanza` is only called when something streams.
     pub fn hold(&self, stanza: impl FnOnce() -> Result<crate::stanza::Element, String>) -> Option<bool> {
         if lock(&self.shared.completions).chats.is_empty() {
@@ -374,11 +393,13 @@ impl Dispatcher {
         let chat = stream::chat_of_completion(&completion)?;
         let queue_size = lock(&self.shared.state).limits.queue_size;
         let mut completions = lock(&self.shared.completions);
+        let full = completions.held >= queue_size;
         let held = completions.chats.get_mut(&chat)?;
-        if held.len() >= queue_size {
+        if full {
             return Some(false);
         }
         held.push(completion);
+        completions.held += 1;
         Some(true)
     }
 
@@ -416,15 +437,20 @@ impl Dispatcher {
             let mut streams = Vec::new();
             for (_, in_flight) in state.in_flight.drain() {
                 match in_flight.stream {
-                    Some(streaming) => streams.push((in_flight.incoming, streaming)),
+                    Some(slot) => streams.push((in_flight.incoming, slot)),
                     None => abandoned.push(in_flight.incoming),
                 }
             }
             (abandoned, streams)
         };
-        // A stream being written keeps its text so far, marked as cut off.
-        for (incoming, streaming) in streams {
-            self.shared.end_stream(&incoming, *streaming, &crate::stream::Ending::Cut(crate::stream::Cut::stopped()));
+        // A stream being written keeps its text so far, marked as cut off. (One its worker is
+        // ending is found ended, its last stanza queued.)
+        for (incoming, slot) in streams {
+            let taken = lock(&slot).take();
+            if let Some(streaming) = taken {
+                let stopped = crate::stream::Ending::Cut(crate::stream::Cut::stopped());
+                self.shared.end_stream(&incoming, streaming, &stopped);
+            }
         }
         self.shared.release_every_chat();
         self.shared.changed.notify_all();
@@ -516,10 +542,50 @@ impl Shared {
         let chat = if completions.chats.is_empty() { None } else { stream::chat_of_completion(&completion) };
         if let Some(held) = chat.and_then(|chat| completions.chats.get_mut(&chat)) {
             held.push(completion);
+            completions.held += 1;
             return;
         }
         completions.list.push(completion);
         self.arm(&mut completions);
+    }
+
+    /// Queues the answer to `incoming` and the messages that follow it. If they would wait
+    /// behind a streamed answer and that would make more than `queue_size` messages wait
+    /// behind streams in all, none is sent: the sender gets `wait/resource-constraint` at once
+    /// (an error has no body: it never waits), and the log says why. True if refused.
+    fn push_reply(
+        &self,
+        incoming: &Incoming,
+        completion: Completion,
+        after: Vec<Element>,
+        limits: &PoolLimits,
+    ) -> bool {
+        let mut completions = lock(&self.completions);
+        let chat = if completions.chats.is_empty() { None } else { stream::chat_of_completion(&completion) };
+        let Some(chat) = chat.filter(|chat| completions.chats.contains_key(chat)) else {
+            drop(completions);
+            self.push(completion);
+            for message in after {
+                self.push(Completion { send: Some(message), log: None });
+            }
+            return false;
+        };
+        let count = 1 + after.len();
+        if completions.held.saturating_add(count) > limits.queue_size {
+            drop(completions);
+            let why = format!(
+                "answer not sent: {} messages wait for streamed answers to end already ({})",
+                limits.queue_size,
+                limits.profile.option("queue_size")
+            );
+            self.push(complete(incoming, Outcome::Error(QUEUE_FULL, why)));
+            return true;
+        }
+        let held = completions.chats.entry(chat).or_default();
+        held.push(completion);
+        held.extend(after.into_iter().map(|message| Completion { send: Some(message), log: None }));
+        completions.held += count;
+        false
     }
 
     /// Makes sure a wake-up byte is pending for what was just queued.
@@ -560,9 +626,13 @@ impl Shared {
     /// under the state lock wherever a deadline appears that the keeper has not seen, so the
     /// deadline is hard (the keeper's sleep is no upper bound on lateness).
     fn wake_keeper_by(&self, state: &mut State, at: Instant) {
-        if state.keeper_wakes_at.is_some_and(|planned| at < planned) {
-            state.keeper_wakes_at = Some(at);
-            self.keeper.notify_one();
+        match state.keeper_wakes_at {
+            Some(planned) if at < planned => {
+                state.keeper_wakes_at = Some(at);
+                self.keeper.notify_one();
+            }
+            Some(_) => {}
+            None => state.keeper_missed = Some(state.keeper_missed.map_or(at, |missed| missed.min(at))),
         }
     }
 

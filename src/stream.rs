@@ -21,11 +21,13 @@
 //!   [`Framing`], in the JSON contract only) and hands the unread body to the worker, never
 //!   retried. Reads are bounded by `http/clamp.rs`: the stanza's deadline until the answer is
 //!   known to be a stream, then [`Draft::deadline`] before each read.
-//! - `dispatch/stream.rs` (the worker): reads up to 16 KiB at a time, applies every piece of a
-//!   read under the state lock (the first object's fields make the template, through
-//!   `answer::stream_template` and the policy), sends what [`Draft::poll`] says is due, and ends
-//!   the stream with [`last_completion`]. The keeper polls the drafts while their workers wait
-//!   in a read. `close` ends every stream with [`Cut::stopped`].
+//! - `dispatch/stream.rs` (the worker): reads up to 16 KiB at a time, parses it with no lock
+//!   held, applies every piece of a read under the stream's own lock, never the dispatcher's
+//!   (the first object's fields make the template, through `answer::stream_template` and the
+//!   policy), sends what [`Draft::poll`] says is due, and ends the stream with
+//!   [`last_completion`]. The keeper polls the drafts, each under its own lock, while their
+//!   workers wait in a read. `close` ends every stream with [`Cut::stopped`]. A piece costs
+//!   work in proportion to its own size, whatever the text before it.
 //! - While an answer streams to a conversation, the dispatcher holds every other message with a
 //!   body for it (replies, and pushes through `Client:hold`) and sends them after its last
 //!   stanza; a second stream to the same conversation shows its first message only then.

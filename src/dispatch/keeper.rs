@@ -89,6 +89,18 @@ fn expired(job: &Job, outage: Option<&Outage>, now: Instant, profile: Profile) -
     outcome
 }
 
+/// The answer to a stanza whose deadline ran out while it waited behind an earlier stanza of
+/// its sender, still unanswered (an answer that streams, say).
+fn behind_its_line(profile: Profile) -> Outcome {
+    Outcome::Error(
+        TIMED_OUT,
+        format!(
+            "waited longer than {} behind an earlier stanza of the same sender, whose answer was not finished",
+            profile.option("timeout")
+        ),
+    )
+}
+
 fn run(shared: &Arc<Shared>) {
     let mut state = lock(&shared.state);
     loop {
@@ -123,6 +135,34 @@ fn run(shared: &Arc<Shared>) {
                 shared.release_line(&mut state, job.line.as_deref());
             }
         }
+        // Stanzas waiting behind an earlier one of their sender (whose answer may stream for
+        // longer than their deadline) are answered by their own deadline too; the rest of the
+        // line keeps its order.
+        let st: &mut State = &mut state;
+        let (outage, window) = (st.outage.as_ref(), st.limits.retry_window);
+        let mut ran_out = Vec::new();
+        for followers in st.followers.values_mut() {
+            if followers.iter().all(|job| {
+                let end = expiry(job, outage, window);
+                wake_at = wake_at.min(end);
+                end > now
+            }) {
+                continue;
+            }
+            let (kept, out): (VecDeque<Job>, VecDeque<Job>) =
+                followers.drain(..).partition(|job| expiry(job, outage, window) > now);
+            *followers = kept;
+            ran_out.extend(out);
+        }
+        for job in ran_out {
+            state.queued -= 1;
+            let outcome = match state.outage {
+                Some(_) => expired(&job, state.outage.as_ref(), now, state.limits.profile),
+                None => behind_its_line(state.limits.profile),
+            };
+            let completion = shared.settle(&job, outcome);
+            shared.answer(&state.limits, &job, completion, job.composing_sent);
+        }
         // Chat states: tell the senders of chat messages the webhook is slow to answer that
         // the bot is composing. A stanza taken after this round wakes the keeper if its
         // `<composing/>` falls due before the next one.
@@ -139,9 +179,30 @@ fn run(shared: &Arc<Shared>) {
             }
         }
         // Streamed answers: a correction falls due while its worker waits for the next piece.
-        for in_flight in state.in_flight.values_mut() {
-            if let Some(next) = shared.poll_stream(in_flight, now) {
-                wake_at = wake_at.min(next);
+        // Each is polled under its own lock, with the state lock let go meanwhile.
+        let streams: Vec<(u64, stream::Slot)> =
+            state.in_flight.iter().filter_map(|(id, entry)| Some((*id, Arc::clone(entry.stream.as_ref()?)))).collect();
+        if !streams.is_empty() {
+            drop(state);
+            let mut first_sent = Vec::new();
+            for (id, slot) in streams {
+                let mut guard = lock(&slot);
+                let Some(streaming) = guard.as_mut() else { continue };
+                let (next, first) = shared.poll_stream(streaming, now);
+                drop(guard);
+                wake_at = next.map_or(wake_at, |next| wake_at.min(next));
+                if first {
+                    first_sent.push(id);
+                }
+            }
+            state = lock(&shared.state);
+            if state.closing {
+                return;
+            }
+            for id in first_sent {
+                if let Some(entry) = state.in_flight.get_mut(&id) {
+                    entry.composing = Composing::Sent; // the first message carries `<composing/>`
+                }
             }
         }
         if let Some(outage) = &state.outage {
@@ -155,6 +216,9 @@ fn run(shared: &Arc<Shared>) {
             shared.spawn_workers(start);
             state = lock(&shared.state);
             continue;
+        }
+        if let Some(missed) = state.keeper_missed.take() {
+            wake_at = wake_at.min(missed);
         }
         let sleep = wake_at.saturating_duration_since(Instant::now());
         state.keeper_wakes_at = Some(wake_at);

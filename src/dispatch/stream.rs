@@ -1,6 +1,6 @@
 //! A streamed answer on the dispatcher's side (see [`crate::stream`] for the contract and the
 //! schedule): the worker reads the body piece by piece and applies every piece of a read to
-//! the job's [`Draft`], under the state lock; the stanzas that fall due go out as completions,
+//! the job's [`Draft`], under the stream's own lock ([`Slot`]); the stanzas that fall due go out as completions,
 //! one each, from the worker after a read or from the keeper while the worker waits for the
 //! next piece. The worker alone ends a stream (or `close`, which takes its entry first).
 //!
@@ -15,7 +15,7 @@ use std::io::Read;
 use super::*;
 use crate::answer::stream_template;
 use crate::http::{read_by, StreamedAnswer};
-use crate::outcome::{chat_state, mark_active, receipt, BAD_REPLY};
+use crate::outcome::{chat_state, complete, mark_active, receipt, BAD_REPLY};
 use crate::stanza::{Element, Node};
 use crate::stream::{last_completion, stanzas, Cut, Draft, Ending, Event, Finish, Limits, Parser, Stage};
 
@@ -28,10 +28,36 @@ const READ_SIZE: usize = 16 * 1024;
 /// Short enough not to be seen, long enough for a read whose bytes are already there.
 const FIRST_MESSAGE_GRACE: Duration = Duration::from_millis(50);
 
+/// Where a test's hook is called (see `Shared::hook`).
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hook {
+    /// The worker is about to apply the pieces of a read.
+    Applying,
+    /// A stream's due stanzas are about to be sent (by its worker or the keeper).
+    Polling,
+}
+
 /// A conversation: the bot's bare JID, the other side's bare JID.
 pub(super) type Chat = (String, String);
 
-/// A streamed answer being written: kept in its stanza's [`InFlight`] entry.
+/// A streamed answer being written, shared by its worker, the keeper and `close` (each ends it
+/// by taking it, so it ends once), and kept in its stanza's [`InFlight`] entry. Its own lock:
+/// applying a piece and building a stanza never hold the dispatcher's state or completions
+/// lock, so `submit` and `drain` on Prosody's main thread never wait for a stream's work.
+/// Lock order: a stream's slot, then `state`, then `completions`.
+pub(super) type Slot = Arc<Mutex<Option<Streaming>>>;
+
+/// A stream's last completion, made; see `Shared::deliver`.
+struct Concluded {
+    completion: Completion,
+    /// The conversation it held, to release.
+    held_chat: Option<Chat>,
+    /// The completion leaves the sender without a stanza in the chat.
+    owes_active: bool,
+}
+
+/// A streamed answer being written (see [`Slot`]).
 pub(super) struct Streaming {
     draft: Draft,
     /// The message every stanza is made from, once the first object came.
@@ -77,43 +103,46 @@ impl Shared {
         let settings = self.settings();
         let config = &settings.config;
         let limits = Limits::of(config, config.stream);
-        let mut parser = Parser::new(answer.framing, limits.max_text, &config.profile.option("max_reply_size"));
-        {
+        let parser = Parser::new(answer.framing, limits.max_text, &config.profile.option("max_reply_size"));
+        let slot = {
             let mut state = lock(&self.state);
             // A 200: the webhook answers, whatever the stream brings.
             let start = self.webhook_answers(&mut state);
             let chat_states = state.limits.chat_states && job.incoming.chat_states;
-            let open = match state.in_flight.get_mut(&job.id) {
-                Some(entry) => {
-                    let draft = Draft::new(&job.delivery_id, limits, Instant::now());
-                    let streaming = Streaming {
-                        draft,
-                        template: None,
-                        chat: None,
-                        chat_states,
-                        holds_chat: false,
-                        first_not_before: None,
-                    };
-                    entry.stream = Some(Box::new(streaming));
-                    true
-                }
-                None => false, // closed meanwhile, and answered by `close`
-            };
-            // Accepted: the receipt goes now, not when the answer is finished.
+            let slot = state.in_flight.get_mut(&job.id).map(|entry| {
+                let draft = Draft::new(&job.delivery_id, limits, Instant::now());
+                let streaming = Streaming {
+                    draft,
+                    template: None,
+                    chat: None,
+                    chat_states,
+                    holds_chat: false,
+                    first_not_before: None,
+                };
+                let slot = Arc::new(Mutex::new(Some(streaming)));
+                entry.stream = Some(Arc::clone(&slot));
+                slot
+            }); // None: closed meanwhile, and answered by `close`
+                // Accepted: the receipt goes now, not when the answer is finished.
             let receipt_id = format!("{}-receipt", job.delivery_id);
-            if let Some(receipt) = receipt(&job.incoming, &Outcome::NoReply, &receipt_id).filter(|_| open) {
+            if let Some(receipt) = receipt(&job.incoming, &Outcome::NoReply, &receipt_id).filter(|_| slot.is_some()) {
                 self.push(Completion { send: Some(receipt), log: None });
             }
             drop(state);
             self.spawn_workers(start);
-            if !open {
-                return;
-            }
+            slot
+        };
+        if let Some(slot) = slot {
+            self.read_stream(&job, &slot, answer.body, parser, &config.host);
         }
-        let mut body = answer.body;
+    }
+
+    /// The worker's loop: a read (no lock held), its pieces applied and the stanzas due sent
+    /// under the stream's own lock, until the stream ends (or `close` ended it).
+    fn read_stream(&self, job: &Job, slot: &Slot, mut body: impl Read, mut parser: Parser, host: &str) {
         let mut buffer = vec![0; READ_SIZE];
         loop {
-            let deadline = match lock(&self.state).in_flight.get(&job.id).and_then(|entry| entry.stream.as_ref()) {
+            let deadline = match lock(slot).as_ref() {
                 Some(streaming) => streaming.draft.deadline(),
                 None => return, // `close` ended it
             };
@@ -131,76 +160,103 @@ impl Shared {
                 }
                 Err(e) => Some(e.to_string()),
             };
-            let mut state = lock(&self.state);
-            let Some(streaming) = state.in_flight.get_mut(&job.id).and_then(|entry| entry.stream.as_mut()) else {
-                return;
-            };
+            let mut guard = lock(slot);
+            let Some(streaming) = guard.as_mut() else { return };
+            #[cfg(test)]
+            self.run_hook(Hook::Applying);
             // Every piece of this read first, so an answer that arrived whole is one message.
-            let ending = apply_events(streaming, &mut parser, &job.incoming, &config.host, now)
+            let ending = apply_events(streaming, &mut parser, &job.incoming, host, now)
                 .or_else(|| streaming.draft.expired(now).map(Ending::Cut))
                 .or_else(|| broken.map(|why| Ending::Cut(Cut::broken(&why))));
-            match ending {
-                Some(ending) => {
-                    let entry = state.in_flight.remove(&job.id).expect("looked up under this lock");
-                    let streaming = entry.stream.expect("looked up under this lock");
-                    let composing_sent = job.composing_sent || entry.composing == Composing::Sent;
-                    let chat_states_wanted = state.limits.chat_states && job.incoming.chat_states;
-                    let last = self.end_stream(&job.incoming, *streaming, &ending);
-                    // After a `<composing/>`, an ending without a stanza in the chat ends it.
-                    if last && composing_sent && chat_states_wanted {
-                        self.push(Completion { send: Some(chat_state(&job.incoming, "active")), log: None });
-                    }
-                    self.release_line(&mut state, job.line.as_deref());
-                    return; // the body is dropped unread past `[DONE]`
+            if let Some(ending) = ending {
+                let streaming = guard.take().expect("looked at under this lock");
+                // Still under the stream's lock: `close`, which waits for it, finds it ended
+                // and its last stanza queued.
+                self.settle_stream(job, streaming, &ending);
+                return; // the body is dropped unread past `[DONE]`
+            }
+            let (next, first) = self.poll_stream(streaming, now);
+            drop(guard);
+            let mut state = lock(&self.state);
+            if first {
+                if let Some(entry) = state.in_flight.get_mut(&job.id) {
+                    entry.composing = Composing::Sent; // the first message carries `<composing/>`
                 }
-                None => {
-                    if let Some(entry) = state.in_flight.get_mut(&job.id) {
-                        if let Some(next) = self.poll_stream(entry, now) {
-                            self.wake_keeper_by(&mut state, next);
-                        }
-                    }
-                }
+            }
+            if let Some(next) = next {
+                self.wake_keeper_by(&mut state, next);
             }
         }
     }
 
-    /// Sends the stanza of a stream that is due at `now`, if any (the worker after a read, the
-    /// keeper while it waits); when it should look again.
-    pub(super) fn poll_stream(&self, entry: &mut InFlight, now: Instant) -> Option<Instant> {
-        let streaming = entry.stream.as_mut()?;
-        let (Some(template), Some(chat)) = (&streaming.template, &streaming.chat) else { return None };
-        let mut due = streaming.draft.next_due()?;
+    /// The worker ends its stream: the last stanza made without the state lock, then, under
+    /// it, the stanza's entry removed, the last stanza and the messages held for it queued,
+    /// and the sender's line let go.
+    fn settle_stream(&self, job: &Job, streaming: Streaming, ending: &Ending) {
+        let first_sent = streaming.draft.first_sent();
+        let concluded = self.conclude(&job.incoming, streaming, ending);
+        let mut state = lock(&self.state);
+        let entry = state.in_flight.remove(&job.id);
+        let composing_sent =
+            first_sent || job.composing_sent || entry.is_some_and(|entry| entry.composing == Composing::Sent);
+        let chat_states_wanted = state.limits.chat_states && job.incoming.chat_states;
+        let (released, owes_active) = self.deliver(&job.incoming, concluded, &state.limits);
+        // After a `<composing/>`, an ending without a stanza in the chat ends it.
+        if owes_active && composing_sent && chat_states_wanted {
+            self.push(Completion { send: Some(chat_state(&job.incoming, "active")), log: None });
+        }
+        if released {
+            // A stream waiting for this conversation may go on.
+            self.wake_keeper_by(&mut state, Instant::now());
+        }
+        self.release_line(&mut state, job.line.as_deref());
+    }
+
+    /// Sends the stanzas of a stream that are due at `now`, if any (the worker after a read,
+    /// the keeper while it waits), under the stream's own lock: when it should look again,
+    /// and whether the first message just went.
+    pub(super) fn poll_stream(&self, streaming: &mut Streaming, now: Instant) -> (Option<Instant>, bool) {
+        #[cfg(test)]
+        self.run_hook(Hook::Polling);
+        let (Some(template), Some(chat)) = (&streaming.template, &streaming.chat) else { return (None, false) };
+        let Some(mut due) = streaming.draft.next_due() else { return (None, false) };
         if !streaming.draft.first_sent() {
             due = *streaming.first_not_before.get_or_insert(due.checked_add(FIRST_MESSAGE_GRACE).unwrap_or(due));
         }
         if due > now {
-            return Some(due);
+            return (Some(due), false);
         }
         if !streaming.holds_chat {
             let mut completions = lock(&self.completions);
             if completions.chats.contains_key(chat) {
                 // Another answer streams to the same conversation: this one waits (its text
                 // grows meanwhile) and is looked at again when that one ends.
-                return None;
+                return (None, false);
             }
             completions.chats.insert(chat.clone(), Vec::new());
             streaming.holds_chat = true;
         }
+        let mut first = false;
         while let Some(update) = streaming.draft.poll(now) {
-            if update.stage == Stage::First {
-                entry.composing = Composing::Sent; // the first message carries `<composing/>`
-            }
+            first |= update.stage == Stage::First;
             let stanza = stanzas::build(template, &update, streaming.chat_states);
             self.push_unheld(Completion { send: Some(stanza), log: None });
         }
-        streaming.draft.next_due()
+        (streaming.draft.next_due(), first)
     }
 
-    /// Ends a stream: its last completion (the final correction, the whole answer in one
-    /// message, or the error if there was no text), counted; then the messages held for its
-    /// conversation. True when that left the sender without a stanza in the chat (see
-    /// `mark_active`), so a standalone `<active/>` may be owed.
-    pub(super) fn end_stream(&self, incoming: &Incoming, streaming: Streaming, ending: &Ending) -> bool {
+    /// Ends a stream that `close` took: its last stanza, then the messages held for it.
+    pub(super) fn end_stream(&self, incoming: &Incoming, streaming: Streaming, ending: &Ending) {
+        let concluded = self.conclude(incoming, streaming, ending);
+        // Closing: every message held is sent now, so none is refused.
+        let unbounded = PoolLimits { queue_size: usize::MAX, ..lock(&self.state).limits };
+        self.deliver(incoming, concluded, &unbounded);
+    }
+
+    /// A stream's last completion (the final correction, the whole answer in one message, or
+    /// the error if there was no text), counted: the costly part of ending it, done without
+    /// the dispatcher's locks.
+    fn conclude(&self, incoming: &Incoming, streaming: Streaming, ending: &Ending) -> Concluded {
         let Streaming { draft, template, chat, chat_states, holds_chat, .. } = streaming;
         let finish = draft.finish(ending);
         let counted = match (&finish, ending) {
@@ -216,29 +272,50 @@ impl Shared {
             None => complete(incoming, if matches!(counted, Outcome::Reply(_)) { Outcome::NoReply } else { counted }),
         };
         let in_chat = chat_states && mark_active(&mut completion, incoming);
-        match chat.filter(|_| holds_chat) {
+        Concluded { completion, held_chat: chat.filter(|_| holds_chat), owes_active: !in_chat }
+    }
+
+    /// Queues a stream's last completion, then the messages held for its conversation. Whether
+    /// that released a conversation, and whether the sender is owed a standalone `<active/>`
+    /// (the completion left it without a stanza in the chat: see `mark_active`).
+    /// A stream that never held its conversation (another answer streamed to it) ends like any
+    /// answer: after that one, within the bound on messages held.
+    fn deliver(&self, incoming: &Incoming, concluded: Concluded, limits: &PoolLimits) -> (bool, bool) {
+        let Concluded { completion, held_chat, owes_active } = concluded;
+        match held_chat {
             Some(chat) => {
                 let mut completions = lock(&self.completions);
                 let held = completions.chats.remove(&chat).unwrap_or_default();
+                completions.held -= held.len();
                 completions.list.push(completion);
                 completions.list.extend(held);
                 self.arm(&mut completions);
-                drop(completions);
-                // A stream waiting for this conversation may go on.
-                self.keeper.notify_one();
+                (true, owes_active)
             }
-            None => self.push(completion),
+            None => {
+                let refused = self.push_reply(incoming, completion, Vec::new(), limits);
+                (false, owes_active || refused)
+            }
         }
-        !in_chat
     }
 
     /// Sends every message held for a conversation (closing: no stream will end them).
     pub(super) fn release_every_chat(&self) {
         let mut completions = lock(&self.completions);
         let held: Vec<Completion> = completions.chats.drain().flat_map(|(_, held)| held).collect();
+        completions.held = 0;
         if !held.is_empty() {
             completions.list.extend(held);
             self.arm(&mut completions);
+        }
+    }
+
+    /// Calls the test's hook, if one is set.
+    #[cfg(test)]
+    fn run_hook(&self, at: Hook) {
+        let hook = lock(&self.hook).clone();
+        if let Some(hook) = hook {
+            hook(self, at);
         }
     }
 

@@ -270,11 +270,8 @@ impl Shared {
         }
         let replied_in_chat =
             limits.chat_states && job.incoming.chat_states && mark_active(&mut completion, &job.incoming);
-        self.push(completion);
-        for message in after {
-            self.push(Completion { send: Some(message), log: None });
-        }
-        if composing_sent && !replied_in_chat {
+        let refused = self.push_reply(&job.incoming, completion, after, limits);
+        if composing_sent && (!replied_in_chat || refused) {
             self.push(Completion { send: Some(chat_state(&job.incoming, "active")), log: None });
         }
     }

@@ -164,6 +164,8 @@ pub struct Draft {
     limits: Limits,
     id_base: String,
     text: String,
+    /// Where the text's trailing white space begins (0: it holds nothing else), kept per piece.
+    content_end: usize,
     /// The text changed since the last stanza was sent (it may have changed back).
     changed: bool,
     started: Instant,
@@ -189,6 +191,7 @@ impl Draft {
             limits,
             id_base: id_base.to_owned(),
             text: String::new(),
+            content_end: 0,
             changed: false,
             started: now,
             last_piece: now,
@@ -228,18 +231,26 @@ impl Draft {
                 self.limits.profile.option("max_reply_size")
             )));
         }
+        // What is known of the text's white space is kept up to date from the piece alone:
+        // looking at the whole text again for every piece would make a megabyte of trailing
+        // spaces cost a megabyte per keep-alive.
         match edit {
             Some(Edit::Append(delta)) if !delta.is_empty() => {
+                let end = content_end(&delta);
+                if end > 0 {
+                    self.content_end = self.text.len() + end;
+                }
                 self.text.push_str(&delta);
                 self.changed = true;
             }
             Some(Edit::Replace(body)) if body != self.text => {
+                self.content_end = content_end(&body);
                 self.text = body;
                 self.changed = true;
             }
             _ => {}
         }
-        if self.text.trim().is_empty() {
+        if self.content_end == 0 {
             self.has_words_since = None;
         } else if self.has_words_since.is_none() {
             self.has_words_since = Some(now);
@@ -310,10 +321,10 @@ impl Draft {
     /// stream (the reader at the end of the body, or whoever found its time ran out) does it
     /// once.
     pub fn finish(mut self, ending: &Ending) -> Finish {
-        let blank = self.text.trim().is_empty();
+        let blank = self.content_end == 0;
         let text = match ending {
             Ending::Complete => std::mem::take(&mut self.text),
-            Ending::Cut(_) => match self.text.trim_end() {
+            Ending::Cut(_) => match &self.text[..self.content_end] {
                 "" => CUT_MARKER.to_owned(),
                 kept => format!("{kept}\n\n{CUT_MARKER}"),
             },
@@ -350,6 +361,14 @@ impl Draft {
             (None, None) => self.started,
         }
     }
+}
+
+/// Where `text` ends without its trailing white space (as [`str::trim_end`] sees it), so 0 when
+/// it is all white space.
+fn content_end(text: &str) -> usize {
+    #[cfg(test)]
+    tests::SCANNED.with(|scanned| scanned.set(scanned.get() + text.len()));
+    text.trim_end().len()
 }
 
 #[cfg(test)]
@@ -396,6 +415,11 @@ mod tests {
             sent.extend(draft.poll(now).map(|update| (ms(now), update)));
         }
         (sent, draft)
+    }
+
+    thread_local! {
+        /// Bytes handed to `content_end` on this thread: what looking for white space costs.
+        pub(super) static SCANNED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
     fn stages(sent: &[(u64, Update)]) -> Vec<(u64, Stage, usize)> {
@@ -656,5 +680,50 @@ mod tests {
         let draft = Draft::new("d1", limits, Instant::now());
         let why = draft.expired(Instant::now() + Duration::from_secs(300)).unwrap().why;
         assert_eq!(why, "it lasted 300 s (rest_stream_timeout)");
+    }
+
+    #[test]
+    fn a_piece_costs_its_own_size_whatever_the_text_before_it() {
+        // A word and a megabyte of trailing white space, then keep-alives and more white
+        // space: the text is looked at only as far as each piece reaches, never whole again.
+        for size in [1 << 18, 1 << 20] {
+            let start = Instant::now();
+            let mut draft = Draft::new("d1", Limits { max_text: 4 << 20, ..DEFAULTS }, start);
+            let first = format!("a{}", " ".repeat(size));
+            SCANNED.with(|scanned| scanned.set(0));
+            draft.on_piece(append(&first), start).unwrap();
+            let mut pieces = first.len();
+            for n in 0..200 {
+                let edit = if n % 2 == 0 { None } else { append(" \n") };
+                pieces += edit.as_ref().map_or(0, |edit| match edit {
+                    Edit::Append(text) | Edit::Replace(text) => text.len(),
+                });
+                draft.on_piece(edit, at(start, n)).unwrap();
+            }
+            let scanned = SCANNED.with(std::cell::Cell::get);
+            assert!(scanned <= pieces, "{scanned} bytes looked at for {pieces} bytes of pieces");
+            assert_eq!(
+                draft.poll(start),
+                Some(Update { stage: Stage::First, id: "d1-0".into(), replaces: None, text: draft.text().to_owned() })
+            );
+            // A body replacing it is looked at once, as it is a piece of its own size.
+            let body = format!("  {}", " ".repeat(size));
+            draft.on_piece(Some(Edit::Replace(body.clone())), start).unwrap();
+            let cut = Ending::Cut(Cut::broken("reset"));
+            assert_eq!(
+                draft.clone().finish(&cut),
+                Finish::Send(Update {
+                    stage: Stage::Final,
+                    id: "d1-1".into(),
+                    replaces: Some("d1-0".into()),
+                    text: CUT_MARKER.into()
+                })
+            );
+            draft.on_piece(append("b\t "), start).unwrap();
+            match draft.finish(&cut) {
+                Finish::Send(update) => assert_eq!(update.text, format!("{body}b\n\n{CUT_MARKER}")),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

@@ -3,6 +3,7 @@
 use std::sync::mpsc::{channel, Receiver, Sender};
 
 use super::*;
+use crate::dispatch::stream::Hook;
 use crate::stream::CUT_MARKER;
 
 /// What the scripted webhook does next with the answer it is writing.
@@ -313,4 +314,164 @@ fn a_stream_may_outlast_the_stanza_deadline_while_pieces_keep_coming() {
     let last = collect_last(&mut d, 1).pop().unwrap();
     assert_eq!(last.log, None);
     assert_eq!(body_of_stanza(&last), text);
+}
+
+/// Whether `mutex` can be taken, trying a bounded number of times: another thread may hold it
+/// for a moment, but the thread asking never gets a lock it holds itself.
+fn free<T>(mutex: &Mutex<T>) -> bool {
+    (0..10_000).any(|_| {
+        let free = mutex.try_lock().is_ok();
+        if !free {
+            thread::yield_now();
+        }
+        free
+    })
+}
+
+#[test]
+fn nothing_a_stream_sends_holds_the_main_lock_while_it_is_applied() {
+    // A word and a megabyte of white space, then keep-alives: each piece is applied and each
+    // due stanza sent without the dispatcher's state or completions lock, so `submit` and
+    // `drain` on Prosody's main thread never wait for it.
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    // No intermediate correction: the first message, then the final one.
+    let mut d = streaming_dispatcher(&url, |config| config.stream.interval = Duration::from_secs(3600));
+    let seen: Arc<Mutex<Vec<(Hook, bool, bool)>>> = Arc::default();
+    let (mid_piece, paused) = channel::<bool>();
+    let (go, resume) = channel::<()>();
+    let paused_once = Mutex::new(Some((mid_piece, resume)));
+    let record = Arc::clone(&seen);
+    *lock(&d.shared.hook) = Some(Arc::new(move |shared: &Shared, at: Hook| {
+        let keeper = thread::current().name() == Some("component_http-keeper");
+        let unlocked = free(&shared.state) && free(&shared.completions);
+        lock(&record).push((at, keeper, unlocked));
+        // The first piece waits, mid-way, for the test's `submit`.
+        if at == Hook::Applying {
+            if let Some((mid_piece, resume)) = lock(&paused_once).take() {
+                mid_piece.send(unlocked).unwrap();
+                let _ = resume.recv();
+            }
+        }
+    }));
+    d.submit(message(1));
+    let spaces = " ".repeat(1_040_000);
+    steps.send(Step::Write(format!("{}\n", serde_json::json!({ "delta": format!("a{spaces}") })))).unwrap();
+    // Asked first: `submit` would wait forever for a lock held mid-piece.
+    assert!(paused.recv().unwrap(), "the worker holds a lock of the main thread while it applies a piece");
+    // Prosody's main thread, while the worker is mid-piece.
+    let mut other = message(2);
+    other.body = Some("plain".into());
+    other.xml = "<message><body>plain</body></message>".into();
+    d.submit(other);
+    assert_eq!(d.pending(), 2);
+    assert!(outcomes(&d).is_empty());
+    go.send(()).unwrap();
+    // The first message goes from the keeper: the worker waits for the next piece meanwhile.
+    let mut got = VecDeque::new();
+    let mut bodies = vec![body_of_stanza(&next(&d, &mut got)), body_of_stanza(&next(&d, &mut got))];
+    bodies.sort();
+    assert_eq!(bodies, [format!("a{spaces}"), "plain reply".to_owned()]);
+    for _ in 0..20 {
+        steps.send(Step::Write("{}\n".into())).unwrap();
+    }
+    steps.send(delta("b")).unwrap();
+    steps.send(Step::End).unwrap();
+    let last = collect_last(&mut d, 1).pop().unwrap();
+    assert_eq!(body_of_stanza(&last), format!("a{spaces}b"));
+    let seen = lock(&seen);
+    assert!(seen.iter().any(|(at, keeper, _)| *at == Hook::Polling && *keeper), "the keeper polled: {seen:?}");
+    let held: Vec<_> = seen.iter().filter(|(_, _, unlocked)| !unlocked).collect();
+    assert!(held.is_empty(), "a lock of the main thread was held at {held:?}");
+}
+
+/// A message from another client of user 1, which the webhook answers at once.
+fn plain_from_other_client(n: usize) -> Incoming {
+    let mut other = message(1);
+    other.from = Some(format!("user1@localhost/other{n}"));
+    other.id = Some(format!("o{n}"));
+    other.body = Some("plain".into());
+    other.xml = "<message><body>plain</body></message>".into();
+    other
+}
+
+#[test]
+fn answers_held_behind_a_stream_are_bounded_by_the_queue_size() {
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    let mut d = streaming_dispatcher(&url, |config| config.queue_size = 3);
+    d.submit(message(1));
+    let mut got = VecDeque::new();
+    steps.send(delta("Hel")).unwrap();
+    assert_eq!(body_of_stanza(&next(&d, &mut got)), "Hel");
+    for n in 0..5 {
+        // One at a time, so none finds the queue itself full.
+        d.submit(plain_from_other_client(n));
+        wait_until("a worker took it", || d.figures().queued == 0);
+    }
+    // Every answer is in: three wait for the stream, the two beyond the bound are refused now,
+    // while it still streams, each with an error to its sender and a log line.
+    wait_until("the five answers", || d.pending() == 1);
+    got.extend(outcomes(&d));
+    assert_eq!(got.len(), 2, "{got:?}");
+    for refused in got.drain(..) {
+        let xml = sent_xml(&refused);
+        assert!(xml.starts_with("<message to='user1@localhost/other") && xml.contains("type='error'"), "{xml}");
+        assert!(xml.contains("<resource-constraint"), "{xml}");
+        let (level, line) = refused.log.unwrap();
+        assert_eq!(level, Level::Warn);
+        assert!(line.contains("component_post_queue_size") && line.contains("streamed answer"), "{line}");
+    }
+    // Pushes count against the same bound.
+    let push = || {
+        Ok(Element::new("message")
+            .with_attr("from", "echo@bot.localhost")
+            .with_attr("to", "user1@localhost")
+            .with_child(Element::new("body").with_text("pushed")))
+    };
+    assert_eq!(d.hold(push), Some(false));
+    steps.send(delta("lo")).unwrap();
+    steps.send(Step::End).unwrap();
+    let bodies: Vec<String> = collect_last(&mut d, 4).iter().map(body_of_stanza).collect();
+    assert_eq!(bodies, ["Hello", "plain reply", "plain reply", "plain reply"]);
+}
+
+#[test]
+fn a_follow_up_behind_a_stream_is_answered_by_its_own_deadline() {
+    // The stream outlives the follow-up's deadline (pieces keep coming), so the follow-up,
+    // which waits behind it in its sender's line, gets its timeout while the stream still runs.
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    let mut d = streaming_dispatcher(&url, |config| {
+        config.timeout = Duration::from_millis(300);
+        config.stream.timeout = Duration::from_secs(5);
+        config.stream.interval = Duration::from_secs(3600); // no intermediate correction
+    });
+    let applied = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&applied);
+    *lock(&d.shared.hook) = Some(Arc::new(move |_: &Shared, at: Hook| {
+        if at == Hook::Applying {
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    }));
+    d.submit(message(1));
+    let mut got = VecDeque::new();
+    steps.send(delta("Thinking")).unwrap();
+    assert_eq!(body_of_stanza(&next(&d, &mut got)), "Thinking");
+    let mut follow_up = message(1);
+    follow_up.id = Some("stop".into());
+    d.submit(follow_up);
+    // Keep-alives, each once the one before was read, until the follow-up has its answer.
+    while got.is_empty() {
+        let before = applied.load(Ordering::SeqCst);
+        steps.send(Step::Write("{}\n".into())).unwrap();
+        wait_until("the keep-alive was read", || applied.load(Ordering::SeqCst) > before);
+        got.extend(outcomes(&d));
+    }
+    let answer = got.pop_front().unwrap();
+    let xml = sent_xml(&answer);
+    assert!(xml.contains("id='stop'") && xml.contains("<remote-server-timeout"), "{xml}");
+    let line = answer.log.unwrap().1;
+    assert!(line.contains("component_post_timeout") && line.contains("earlier stanza"), "{line}");
+    steps.send(delta(".")).unwrap();
+    steps.send(Step::End).unwrap();
+    let last = collect_last(&mut d, 1).pop().unwrap();
+    assert_eq!((body_of_stanza(&last), last.log), ("Thinking.".to_owned(), None));
 }
