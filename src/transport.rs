@@ -480,7 +480,7 @@ impl Client {
             Some(ip) => vec![SocketAddr::new(ip, target.port)],
             None => {
                 let host_port = format!("{}:{}", target.host, target.port);
-                match timeout_at(deadline, inner.resolver.lookup_async(&host_port)).await {
+                match timeout_at(deadline, inner.resolver.lookup(&host_port)).await {
                     Err(_) => return Err(Failure::TimedOut(Phase::Resolve)),
                     Ok(Err(e)) => {
                         return Err(Failure::NoAnswer {
