@@ -162,7 +162,7 @@ pub enum Verdict {
     /// The webhook is unreachable or its proxy says the app is down (connection failure, 502,
     /// 503, 504): worth holding the stanza and trying again, after `retry_after` if it said so.
     Unreachable(Outcome, Option<Duration>),
-    /// This request's connection failed while other requests to the webhook reached it: this
+    /// This request's connection failed while other requests to the webhook were answered: this
     /// stanza alone tries again (a reset from a full listen backlog, say), no outage begins.
     Retry(Outcome),
     /// `429 Too Many Requests`: this stanza should wait (`Retry-After`, if given) and try again.
@@ -184,7 +184,7 @@ enum Attempt {
     Answer(HttpAnswer),
     Stream(StreamedAnswer),
     Unreachable(String),
-    /// Unreachable for this request only: others reached the webhook meanwhile.
+    /// Unreachable for this request only: others were answered meanwhile.
     Unlucky(String),
     Unsendable(String),
     TimedOut(String),
@@ -362,16 +362,16 @@ fn transport_error(error: Failure, config: &Config) -> Attempt {
     match error {
         // Not even connected within component_post_connect_timeout, with time left: the
         // webhook is down or unreachable, which is worth retrying.
-        Failure::ConnectTimedOut { others_reached } => {
+        Failure::ConnectTimedOut { others_answered } => {
             let why = format!("timed out in phase connect ({})", config.profile.option("connect_timeout"));
-            if others_reached {
+            if others_answered {
                 Attempt::Unlucky(why)
             } else {
                 Attempt::Unreachable(why)
             }
         }
         Failure::TimedOut(phase) => Attempt::TimedOut(format!("timed out in phase {phase}")),
-        Failure::NoAnswer { others_reached: true, .. } => Attempt::Unlucky(error.to_string()),
+        Failure::NoAnswer { others_answered: true, .. } => Attempt::Unlucky(error.to_string()),
         // Read with no limit of its own: only `read_to_end`'s, handled by the caller.
         other => Attempt::Unreachable(other.to_string()),
     }

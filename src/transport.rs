@@ -13,9 +13,10 @@
 //! the answer's headers, and every read of its body. A streamed body's reads each have their
 //! own instant ([`Response::next_piece`]), which the caller moves on as the stream goes.
 //!
-//! A failure says whether other requests to the same webhook reached it while this one was
-//! failing ([`Failure::NoAnswer`]'s `others_reached`): one failed connection among working ones
-//! is that request's bad luck, not an outage.
+//! A failure says whether other requests to the same webhook were answered while this one was
+//! failing ([`Failure::NoAnswer`]'s `others_answered`): one failed connection among answered
+//! requests is that request's bad luck, not an outage. (A connection made is no such sign: a
+//! webhook that resets every request after accepting it is down all the same.)
 
 use std::fmt;
 use std::future::Future;
@@ -167,16 +168,16 @@ pub enum Failure {
         phase: Phase,
         /// What happened, as the system or the peer said it.
         why: String,
-        /// Other requests to this webhook connected or were answered while this one was being
-        /// tried: the webhook is up, and this failure is this request's alone.
-        others_reached: bool,
+        /// Other requests to this webhook were answered while this one was being tried: the
+        /// webhook is up, and this failure is this request's alone.
+        others_answered: bool,
     },
     /// The deadline (or, for a body read, the read's instant) passed in this phase.
     TimedOut(Phase),
     /// No connection within the connect timeout, with time left before the deadline.
     ConnectTimedOut {
-        /// Other requests connected or were answered meanwhile (see [`Failure::NoAnswer`]).
-        others_reached: bool,
+        /// Other requests were answered meanwhile (see [`Failure::NoAnswer`]).
+        others_answered: bool,
     },
     /// The body broke after the headers came.
     Broken(String),
@@ -219,9 +220,9 @@ struct Counters {
 }
 
 impl Counters {
-    /// Connections opened plus answers: grows whenever the webhook shows it is up.
-    fn reached(&self) -> u64 {
-        self.opened.load(Ordering::SeqCst) + self.answered.load(Ordering::SeqCst)
+    /// Answers so far: grows whenever the webhook shows it is up.
+    fn answered(&self) -> u64 {
+        self.answered.load(Ordering::SeqCst)
     }
 }
 
@@ -402,7 +403,7 @@ impl Client {
     async fn post_unless_shut(&self, request: Request) -> Result<Response, Failure> {
         let inner = &self.inner;
         let deadline = tokio::time::Instant::from_std(request.deadline);
-        let reached_before = inner.counters.reached();
+        let answered_before = inner.counters.answered();
         let sent = Arc::new(AtomicUsize::new(0));
         let mut http_request = self.build(request, &sent)?;
         // An idle connection the server closed meanwhile shows as not ready, or gives the
@@ -418,16 +419,15 @@ impl Client {
                 Ok(Ok(response)) => return Ok(self.answered(response, sender)),
                 Ok(Err(mut unsent)) => match unsent.take_message() {
                     Some(again) => http_request = again,
-                    None => return Err(self.no_answer(phase_of(&sent), unsent.into_error(), reached_before, 0)),
+                    None => return Err(self.no_answer(phase_of(&sent), unsent.into_error(), answered_before)),
                 },
             }
         }
-        let mut sender = self.connect(deadline, reached_before).await?;
+        let mut sender = self.connect(deadline, answered_before).await?;
         match timeout_at(deadline, sender.send_request(http_request)).await {
             Err(_) => Err(Failure::TimedOut(phase_of(&sent))),
             Ok(Ok(response)) => Ok(self.answered(response, sender)),
-            // Our own connection counts as reached: take it out.
-            Ok(Err(e)) => Err(self.no_answer(phase_of(&sent), e, reached_before, 1)),
+            Ok(Err(e)) => Err(self.no_answer(phase_of(&sent), e, answered_before)),
         }
     }
 
@@ -456,25 +456,29 @@ impl Client {
         Response { status: head.status.as_u16(), headers: head.headers, body, keep: Some((self.clone(), sender)) }
     }
 
-    fn no_answer(&self, phase: Phase, error: hyper::Error, reached_before: u64, own: u64) -> Failure {
-        let reached = self.inner.counters.reached().saturating_sub(own);
+    fn no_answer(&self, phase: Phase, error: hyper::Error, answered_before: u64) -> Failure {
+        let answered = self.inner.counters.answered();
         let why = match std::error::Error::source(&error) {
             Some(source) => format!("{error}: {source}"),
             None => error.to_string(),
         };
-        Failure::NoAnswer { phase, why, others_reached: reached > reached_before }
+        Failure::NoAnswer { phase, why, others_answered: answered > answered_before }
     }
 
     /// Opens a new connection: resolve, wait for a connection slot, connect (each address in
     /// turn, each within the connect timeout), TLS.
-    async fn connect(&self, deadline: tokio::time::Instant, reached_before: u64) -> Result<SendRequest<Sent>, Failure> {
+    async fn connect(
+        &self,
+        deadline: tokio::time::Instant,
+        answered_before: u64,
+    ) -> Result<SendRequest<Sent>, Failure> {
         let inner = &self.inner;
         let target = &inner.target;
-        let others_reached = || inner.counters.reached() > reached_before;
+        let others_answered = || inner.counters.answered() > answered_before;
         let unreachable = |phase, why: String| {
             // The webhook may have moved: look its name up again next time.
             inner.resolver.forget();
-            Failure::NoAnswer { phase, why, others_reached: others_reached() }
+            Failure::NoAnswer { phase, why, others_answered: others_answered() }
         };
         let addrs = match target.ip {
             Some(ip) => vec![SocketAddr::new(ip, target.port)],
@@ -486,7 +490,7 @@ impl Client {
                         return Err(Failure::NoAnswer {
                             phase: Phase::Resolve,
                             why: e.to_string(),
-                            others_reached: others_reached(),
+                            others_answered: others_answered(),
                         })
                     }
                     Ok(Ok(addrs)) => addrs,
@@ -509,7 +513,7 @@ impl Client {
                 Err(_) if attempt_by >= deadline => return Err(Failure::TimedOut(Phase::Connect)),
                 Err(_) => {
                     inner.resolver.forget();
-                    return Err(Failure::ConnectTimedOut { others_reached: others_reached() });
+                    return Err(Failure::ConnectTimedOut { others_answered: others_answered() });
                 }
             };
             // Requests are written whole: nothing to gain from Nagle's delay.
@@ -520,7 +524,7 @@ impl Client {
                     Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
                     Ok(Err(e)) => return Err(unreachable(Phase::Tls, e.to_string())),
                     Err(_) if attempt_by >= deadline => return Err(Failure::TimedOut(Phase::Tls)),
-                    Err(_) => return Err(Failure::ConnectTimedOut { others_reached: others_reached() }),
+                    Err(_) => return Err(Failure::ConnectTimedOut { others_answered: others_answered() }),
                 },
             };
             let handshake = http1::Builder::new().max_buf_size(MAX_HEAD_SIZE).handshake(TokioIo::new(stream));
@@ -569,7 +573,7 @@ impl Inner {
 }
 
 fn shut_down() -> Failure {
-    Failure::NoAnswer { phase: Phase::Send, why: "the client was shut down".into(), others_reached: false }
+    Failure::NoAnswer { phase: Phase::Send, why: "the client was shut down".into(), others_answered: false }
 }
 
 fn phase_of(sent: &AtomicUsize) -> Phase {

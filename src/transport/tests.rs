@@ -209,7 +209,7 @@ fn the_deadline_holds_while_connecting() {
     // With time left, the connect timeout ends the attempt: an unreachable webhook.
     let hasty = Client::new(&url, CachingResolver::default(), options(Duration::from_millis(100))).unwrap();
     let failed = failure(&reactor, &hasty, "x", in_a_minute());
-    assert!(matches!(failed, Failure::ConnectTimedOut { others_reached: false }), "{failed}");
+    assert!(matches!(failed, Failure::ConnectTimedOut { others_answered: false }), "{failed}");
 }
 
 /// Accepts, reads what comes, and never answers, until the client goes.
@@ -432,7 +432,7 @@ fn a_reset_under_load_is_one_requests_failure() {
     assert_eq!(failed.len(), 1, "{failed:?}");
     let (body, got) = failed[0];
     assert_eq!(*body, "{\"reset\"}");
-    assert!(matches!(got, Err(Failure::NoAnswer { others_reached: true, .. })), "{got:?}");
+    assert!(matches!(got, Err(Failure::NoAnswer { others_answered: true, .. })), "{got:?}");
 }
 
 #[test]
@@ -445,7 +445,7 @@ fn a_webhook_that_refuses_every_connection_is_reached_by_none() {
     let client = client(&url);
     for _ in 0..3 {
         let failed = failure(&reactor, &client, "x", in_a_minute());
-        assert!(matches!(&failed, Failure::NoAnswer { phase: Phase::Connect, others_reached: false, .. }), "{failed}");
+        assert!(matches!(&failed, Failure::NoAnswer { phase: Phase::Connect, others_answered: false, .. }), "{failed}");
     }
 }
 
