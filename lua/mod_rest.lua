@@ -1,37 +1,50 @@
 -- mod_rest: stanzas in over HTTP (POST /rest, XML or JSON; an iq waits for its answer, returned
--- in the response) and, with rest_callback_url, stanzas to the component POSTed there as XML
--- (or JSON, with rest_callback_content_type), the answer being the reply. A drop-in for the
--- community module of the same name, on the same native core as mod_component_http; the shared
--- glue is in component_http.lib.lua.
+-- in the response; POST /rest/echo returns the stanza built, sending nothing) and, with a
+-- callback URL, stanzas to it POSTed there as XML (or JSON, as the callback content type option
+-- says), the answer being the reply. A drop-in for the community module of the same name, on the
+-- same native core as mod_component_http; the shared glue is in component_http.lib.lua and its
+-- feature libraries, mod_rest's own (where it loads, who may send as whom) in
+-- component_http_rest.lib.lua.
+--
+-- As a Component it is a bot of its own; on a VirtualHost clients send as the accounts they
+-- authenticate as, and the callback gets only stanzas to the host itself that nothing else
+-- handles: the users' own traffic is never taken from them.
 
-local component_http = module:require "component_http";
+local shim = module:require "component_http";
 
-local profile = {
-	native = "rest"; -- the options rest_*, the XML contract unless rest_callback_content_type says JSON
-	url_option = "rest_callback_url";
-	push_path = "rest";
+local native = shim.load_native();
+-- The option names and the push path are the native profile's; the choices are this module's.
+local profile = shim.profile(native, "rest", {
 	push_accepts_json = true; -- the JSON mapping of component_http's replies, or a stanza as XML
 	push_answers_json = false;
 	push_negotiates = true; -- answered in JSON when the request is JSON or its Accept asks, else XML
 	answer_presence = false;
-};
+});
+local options, push, rooms, avatar = shim.read_options(native, profile);
+local rest = module:require "component_http_rest".start(shim, native, options, push);
+profile.callback_events, profile.callback_priority = rest.events, rest.callback_priority;
+profile.callback_sender = rest.callback_sender;
 
-local native = component_http.load_native();
-local options, push, rooms = component_http.read_options(native, profile);
-component_http.start_rooms(rooms);
+if rest.on_component then
+	rooms = shim.start_rooms(rooms);
+else
+	-- A VirtualHost is no bot in group chats (its rooms option is refused): its users join
+	-- rooms themselves, and what rooms send them is theirs.
+	rooms = { perform = function () end; forward_presence = function () end };
+end
 
 -- Without a callback URL the module only sends: stanzas to it are left to Prosody, which answers
 -- them as it answers stanzas nobody handles. (The client first: a module that fails to load
 -- leaves behind what it registered.)
 local client; -- none without a callback URL: nothing is answered, so nothing streams
-if options.rest_callback_url ~= nil then
-	client = component_http.start_client(native, profile, options);
-	component_http.report_metrics(native, client);
-elseif not push.credentials then
-	module:log("warn", "Neither rest_callback_url nor %s is set: this component does nothing", push.names.credentials);
-	return;
+if options[profile.url_option] ~= nil then
+	local forwarded;
+	client, forwarded = module:require "component_http_client".start(shim, native, profile, options, rooms);
+	if rest.on_component then
+		-- The bot's identity and vCard; on a VirtualHost those are the server's and the users'.
+		module:require "component_http_identity".start(shim, native, profile, client, forwarded, avatar);
+	end
+	module:require "component_http_metrics".report(shim, native, client);
 end
 
-if push.credentials then
-	component_http.serve_push(native, profile, push, client);
-end
+module:require "component_http_push".serve(shim, native, profile, push, client, rooms, rest);

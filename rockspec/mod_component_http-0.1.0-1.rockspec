@@ -29,9 +29,16 @@ build = {
 		lua = {
 			mod_component_http = "lua/mod_component_http.lua",
 			mod_rest = "lua/mod_rest.lua",
-			-- What both share, installed beside them under its own name (a listed file keeps it),
-			-- where Prosody's module:require "component_http" finds it.
+			-- What both share, installed beside them under their own names (a listed file keeps
+			-- it), where Prosody's module:require "component_http" (and "component_http_push"...)
+			-- finds them.
 			"lua/component_http.lib.lua",
+			"lua/component_http_client.lib.lua",
+			"lua/component_http_identity.lib.lua",
+			"lua/component_http_metrics.lib.lua",
+			"lua/component_http_push.lib.lua",
+			"lua/component_http_rooms.lib.lua",
+			"lua/component_http_rest.lib.lua",
 		},
 		lib = {
 			component_http_native = "target/component_http_native.so",

@@ -23,6 +23,8 @@ function helpers.fake_module(options, host)
 		-- module:metric would use it.
 		statistics = require "util.statistics".new(),
 	};
+	-- A Component's, unless a spec sets `host_type` ("local": a VirtualHost).
+	function fake:get_host_type() return self.host_type or "component"; end
 	function fake:get_option(name) return self.options[name]; end
 	function fake:get_option_string(name) return self.options[name]; end
 	function fake:get_option_number(name, default) return self.options[name] or default; end
@@ -90,7 +92,7 @@ end
 function helpers.load_shim(options, awaited_events, name)
 	name = name or "component_http";
 	local fake = helpers.fake_module(options, name == "rest" and "rest.localhost" or nil);
-	fake.path = "lua/mod_"..name..".lua";
+	fake.name, fake.path = name, "lua/mod_"..name..".lua";
 	local watch = { tasks = {} };
 	package.loaded["util.timer"] = {
 		add_task = function (delay, callback)

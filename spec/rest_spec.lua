@@ -5,6 +5,17 @@ local helpers = require "spec.helpers";
 local st = require "util.stanza";
 local json = require "util.json";
 
+-- The kind of host the next fake module is loaded on: a Component unless a spec says "local"
+-- (a VirtualHost).
+local host_type;
+local fake_module = helpers.fake_module;
+function helpers.fake_module(...)
+	local fake = fake_module(...);
+	fake.host_type = host_type;
+	return fake;
+end
+after_each(function () host_type = nil; end);
+
 local load = helpers.loader(after_each, "rest");
 
 local function logged(fake, level, text)
@@ -24,11 +35,12 @@ describe("mod_rest", function ()
 		assert.are.equal("rest", fake.provided.http.default_path);
 	end);
 
-	it("with neither a callback URL nor credentials loads, and warns that it does nothing", function ()
+	it("with neither a callback URL nor credentials serves /rest, for Basic and Bearer clients", function ()
 		local fake, _, ok = load({});
 		assert.is_true(ok);
-		assert.is_nil(fake.provided);
-		assert.is_true(logged(fake, "warn", "Neither rest_callback_url nor rest_credentials is set"));
+		assert.are.same({}, fake.hooks);
+		assert.are.equal("rest", fake.provided.http.default_path);
+		assert.truthy(fake.dependencies:find("tokenauth", 1, true));
 	end);
 
 	it("with a callback URL posts every kind and leaves presence to the webhook", function ()
@@ -42,7 +54,7 @@ describe("mod_rest", function ()
 				assert.are.equal(forward, fake.hooks[kind.."/"..target].handler, kind.."/"..target);
 			end
 		end
-		assert.is_nil(fake.provided, "no endpoint without rest_credentials");
+		assert.are.equal("rest", fake.provided.http.default_path, "Basic and Bearer clients may send");
 		assert.is_function(fake.global_hooks["stats-update"]);
 		-- A dead callback: the sender gets an error, from the descriptor callback.
 		forward({ stanza = st.message({ to = "bot@rest.localhost", from = "u@localhost/r", id = "r1" }), origin = {} });
@@ -136,7 +148,112 @@ describe("mod_rest", function ()
 		response = { headers = {}, sent = {} };
 		returned = fake.provided.http.route.POST({ response = response, request = {
 			headers = { authorization = "Bearer wrong", content_type = "application/json" }, body = "{}" } });
-		assert.are.equal(401, response.status_code);
+		assert.are.equal(403, response.status_code);
 		assert.truthy(json.decode(returned).error:find("rest_credentials", 1, true), returned);
+	end);
+end);
+
+describe("mod_rest on a VirtualHost", function ()
+	it("hooks only stanzas to the host itself, below Prosody's own handlers, and nothing of the bot's", function ()
+		host_type = "local";
+		local url = "http://127.0.0.1:"..helpers.closed_port().."/stanzas";
+		local fake, _, ok, err = load({ rest_callback_url = url });
+		assert.is_true(ok, err);
+		for event, hook in pairs(fake.hooks) do
+			assert.truthy(event:match("^%a+/host$"), event);
+			assert.are.equal(-1, hook.priority, event);
+		end
+		for _, kind in ipairs({ "message", "presence", "iq" }) do
+			assert.is_table(fake.hooks[kind.."/host"], kind);
+		end
+		assert.is_nil(fake.hooks["iq-get/host/http://jabber.org/protocol/disco#info:query"], "the server's own disco");
+		assert.is_nil(fake.hooks["iq-get/bare/vcard-temp:vCard"], "the users' vCards");
+	end);
+
+	it("refuses what would take the users' traffic or let one credential speak for them", function ()
+		for _, case in ipairs({
+			{ { rest_callback_url = "http://127.0.0.1/", rest_callback_events = { "host", "bare" } }, "rest_callback_events" },
+			{ { rest_credentials = "Bearer t0k3n" }, "rest_credentials is for mod_rest as a Component" },
+			{ { rest_rooms = { "room@conference.localhost" } }, "rest_rooms is for mod_rest as a Component" },
+		}) do
+			host_type = "local";
+			local fake, _, ok, err = load(case[1]);
+			assert.is_false(ok);
+			assert.truthy(err:find(case[2], 1, true), err);
+			assert.is_nil(fake.provided);
+			assert.are.same({}, fake.hooks);
+		end
+	end);
+end);
+
+describe("mod_rest's endpoint", function ()
+	local function post(fake, body, headers, path)
+		local response = { headers = {}, sent = {} };
+		function response:send(text) table.insert(self.sent, text); end
+		headers.content_type = headers.content_type or "application/xmpp+xml";
+		local event = { response = response, request = { headers = headers, body = body } };
+		local returned = path and fake.provided.http.route["POST /*"](event, path) or fake.provided.http.route.POST(event);
+		return response, returned;
+	end
+
+	it("echoes the stanza it builds and sends nothing, an iq included", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n" });
+		local auth = { authorization = "Bearer t0k3n" };
+		local response, returned = post(fake, "<message to='alice@localhost'><body>hi</body></message>", auth, "echo");
+		assert.are.equal(200, response.status_code);
+		assert.truthy(returned:find("<body>hi</body>", 1, true), returned);
+		response, returned = post(fake, "<iq type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>", auth, "echo");
+		assert.are.equal(200, response.status_code);
+		assert.truthy(returned:find(" id=", 1, true), returned);
+		assert.are.same({}, fake.sent);
+		assert.are.same({}, fake.iqs);
+	end);
+
+	it("takes Basic with the component's JID and secret, and names what it accepts when refusing", function ()
+		local fake = load({ component_secret = "s3cret" });
+		local function basic(creds) return { authorization = "Basic "..require "util.encodings".base64.encode(creds) }; end
+		local chat = "<message to='alice@localhost'><body>hi</body></message>";
+		local response = post(fake, chat, basic("rest.localhost:s3cret"));
+		assert.are.equal(202, response.status_code);
+		for _, creds in ipairs({ "rest.localhost:wrong", "alice:s3cret", "rest.localhost" }) do
+			local refused, returned = post(fake, chat, basic(creds));
+			assert.are.equal(403, refused.status_code, creds);
+			assert.truthy(returned:find("rest_auth_mechanisms", 1, true), returned);
+		end
+		local missing = post(fake, chat, {});
+		assert.are.equal(401, missing.status_code);
+		assert.are.equal('Basic realm="rest.localhost/rest", Bearer realm="rest.localhost/rest"',
+			missing.headers.www_authenticate);
+		assert.are.equal(1, #fake.sent);
+	end);
+
+	it("waits for an iq as the header or rest_iq_timeout says, at most rest_iq_max_timeout", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n", rest_iq_max_timeout = 200 });
+		local iq = "<iq type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>";
+		post(fake, iq, { authorization = "Bearer t0k3n" });
+		post(fake, iq, { authorization = "Bearer t0k3n", prosody_rest_timeout = "5" });
+		post(fake, iq, { authorization = "Bearer t0k3n", prosody_rest_timeout = "1000" });
+		assert.are.same({ 120, 5, 200 }, { fake.iqs[1].timeout, fake.iqs[2].timeout, fake.iqs[3].timeout });
+		local response, returned = post(fake, iq, { authorization = "Bearer t0k3n", prosody_rest_timeout = "soon" });
+		assert.are.equal(400, response.status_code);
+		assert.truthy(returned:find("Prosody-Rest-Timeout", 1, true), returned);
+		response, returned = post(fake, "<message to='a@localhost'><body>"..("x"):rep(200 * 1024).."</body></message>",
+			{ authorization = "Bearer t0k3n" });
+		assert.are.equal(413, response.status_code);
+		assert.truthy(returned:find("rest_stanza_size_limit", 1, true), returned);
+		assert.are.equal(3, #fake.sent);
+	end);
+end);
+
+describe("mod_rest's paths", function ()
+	it("serves /rest and /rest/echo, and refuses path parameters rather than misread them", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n" });
+		local response = { headers = {}, sent = {} };
+		local returned = fake.provided.http.route["POST /*"]({ response = response, request = {
+			headers = { authorization = "Bearer t0k3n", content_type = "application/xmpp+xml" },
+			body = "<message to='alice@localhost'><body>hi</body></message>" } }, "message/chat/bob@localhost");
+		assert.are.equal(404, response.status_code);
+		assert.truthy(returned:find("path parameters", 1, true), returned);
+		assert.are.same({}, fake.sent);
 	end);
 end);

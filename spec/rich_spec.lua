@@ -163,3 +163,36 @@ describe("a reply or push", function ()
 		end
 	end);
 end);
+
+describe("mod_rest's JSON (the push's profile argument)", function ()
+	local REST = "rest.localhost";
+	local function push_rest(fields)
+		return native.push(json.encode(fields), "application/json", REST, true, 65536, st.stanza_mt, "rest");
+	end
+
+	it("infers the kind from the fields: a ping is an iq, show a presence", function ()
+		local ping = assert(push_rest({ to = "localhost", ping = true }));
+		assert.are.same({ "iq", "get", "localhost", REST }, { ping.name, ping.attr.type, ping.attr.to, ping.attr.from });
+		assert.truthy(ping:get_child("ping", "urn:xmpp:ping"));
+		local away = assert(push_rest({ kind = "presence", to = "alice@localhost", show = "away" }));
+		assert.are.same(written(st.presence({ to = "alice@localhost", from = REST }):text_tag("show", "away")),
+			written(away));
+	end);
+
+	it("refuses a field it cannot map, naming it; component_http ignores it", function ()
+		local stanza, status, why = push_rest({ to = "alice@localhost", body = "x", sticker = 1 });
+		assert.is_nil(stanza);
+		assert.are.equal(400, status);
+		assert.matches("'sticker'", why, 1, true);
+		assert.truthy(pushed({ to = "alice@localhost", body = "x", sticker = 1 }));
+	end);
+
+	it("answers in the community module's names", function ()
+		local presence = st.presence({ to = REST, from = "alice@localhost/phone" })
+			:tag("nick", { xmlns = "http://jabber.org/protocol/nick" }):text("Ann"):up();
+		local rest = json.decode(native.request_json(presence, "rest"));
+		assert.are.same({ "available", "Ann" }, { rest.type, rest.nick });
+		local ours = request_of(presence);
+		assert.are.same({}, { ours.type, ours.nick });
+	end);
+end);

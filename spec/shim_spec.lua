@@ -195,6 +195,49 @@ describe("mod_component_http shim", function ()
 		server:close();
 	end);
 
+	it("hands who was told it is online over on reload, and tells them the new avatar's hash", function ()
+		-- Two JPEG skeletons of different sizes (the segments the native side reads), as files.
+		local function jpeg(width)
+			local path = os.tmpname();
+			local file = assert(io.open(path, "wb"));
+			file:write("\255\216\255\224\0\16JFIF\0\1\1\0\0\1\0\1\0\0", "\255\192\0\11\8\0\2\0", string.char(width),
+				"\1\1\17\0", "\255\218\0\8\1\1\0\0\63\0", "\18\52\255\217");
+			file:close();
+			return path;
+		end
+		local first, second = jpeg(2), jpeg(3);
+		local function photo(stanza)
+			return stanza:get_child("x", "vcard-temp:x:update"):get_child_text("photo");
+		end
+		local function start(avatar, saved)
+			local fake = load({ component_post_url = dead_url, component_post_avatar = avatar });
+			if saved then fake.restore(saved); end
+			return fake;
+		end
+		local old = start(first);
+		for _, from in ipairs({ "u@localhost/r", "v@localhost/r" }) do
+			old.hooks["presence/bare"].handler(event(st.presence({ to = "echo@bot.localhost", from = from, type = "probe" })));
+		end
+		local old_hash = photo(old.sent[1]);
+		local saved = old.save();
+		old.unload();
+
+		local new = start(second, saved);
+		assert.are.equal(2, #new.sent);
+		for i, to in ipairs({ "u@localhost/r", "v@localhost/r" }) do
+			assert.are.same({ from = "echo@bot.localhost/default", to = to }, new.sent[i].attr);
+			assert.are_not.equal(old_hash, photo(new.sent[i]));
+			assert.are.equal(40, #photo(new.sent[i]));
+		end
+		-- The same avatar again: taken over, nobody told twice.
+		saved = new.save();
+		new.unload();
+		local again = start(second, saved);
+		assert.are.same({}, again.sent);
+		os.remove(first);
+		os.remove(second);
+	end);
+
 	it("hands stanzas in flight over to the new instance on reload", function ()
 		local server, url = helpers.silent_webhook();
 		local options = { component_post_url = url };
@@ -221,6 +264,23 @@ describe("mod_component_http shim", function ()
 		assert.are.equal("answered after the reload", sent[1]:get_child_text("body"));
 		conn:close();
 		server:close();
+	end);
+
+	it("hands what it reported to Prosody's statistics over on reload: each stanza counted once", function ()
+		local options = { component_post_url = dead_url, component_post_retries = 0 };
+		local old, old_watch = load(options);
+		old.hooks["message/bare"].handler(event(st.message({ to = "e@bot.localhost", from = "u@localhost/r", id = "c1" })));
+		helpers.wait_sent(old, old_watch, 1);
+		local posted = 'component_http__posted_total{host="bot.localhost",kind="message"} 1';
+		old.global_hooks["stats-update"]();
+		assert.truthy(old.statistics.metric_registry:render():find(posted, 1, true));
+		local saved = old.save();
+		old.unload();
+		-- The new instance adopts the client, whose totals go on: nothing new to add.
+		local new = load(options);
+		new.restore(saved);
+		new.global_hooks["stats-update"]();
+		assert.is_nil(new.statistics.metric_registry:render():find("posted_total{", 1, true));
 	end);
 
 	it("answers what it handed over if the reloaded module never takes it", function ()
@@ -339,7 +399,7 @@ describe("the push endpoint", function ()
 				headers = { authorization = token, content_length = "20971520", content_type = "application/xmpp+xml" } } });
 			return response.status_code, returned;
 		end
-		assert.are.equal(401, head("Bearer wrong"));
+		assert.are.equal(403, head("Bearer wrong")); -- mod_rest: wrong credentials are 403, missing ones 401
 		local status, returned = head("Bearer t0k3n");
 		assert.are.equal(413, status);
 		assert.truthy(returned:find("http_max_content_size", 1, true));
@@ -360,6 +420,30 @@ describe("the push endpoint", function ()
 			assert.truthy(returned:find("get, set, result or error", 1, true));
 		end
 		assert.are.same({}, fake.sent);
+	end);
+
+	it("sends a push to a room, and what goes after it, from the JID the bot is in the room as", function ()
+		local room, muc_user = "dev@conference.localhost", "http://jabber.org/protocol/muc#user";
+		local fake = load({ rest_credentials = "Bearer t0k3n" }, nil, "rest");
+		-- The bot joins from news@ by a presence of its own, and the room takes it in.
+		assert.are.equal(202, push(fake, "<presence from='news@rest.localhost' to='"..room.."/News'>"
+			.."<x xmlns='http://jabber.org/protocol/muc'/></presence>").status_code);
+		local on_presence;
+		for _, hook in ipairs(fake.all_hooks["presence/bare"]) do
+			if hook.priority == 20 then on_presence = hook.handler; end
+		end
+		assert.is_true(on_presence(event(st.presence({ from = room.."/News", to = "news@rest.localhost" })
+			:tag("x", { xmlns = muc_user }):tag("status", { code = "110" }):up():up())));
+		fake.sent = {};
+		-- A file and its caption pushed without a from: both said as the bot in the room.
+		local response = push(fake, '{"to":"'..room..'","type":"groupchat","oob_url":"https://files.example/cat.jpg",'
+			..'"body":"My cat."}', nil, "application/json");
+		assert.are.equal(202, response.status_code);
+		assert.are.equal(2, #fake.sent);
+		for _, stanza in ipairs(fake.sent) do
+			assert.are.same({ "news@rest.localhost", room, "groupchat" }, { stanza.attr.from, stanza.attr.to, stanza.attr.type });
+		end
+		assert.are.equal("My cat.", fake.sent[2]:get_child_text("body"));
 	end);
 
 	it("answers 500 with the reason when Prosody raises on a pushed stanza", function ()
@@ -443,14 +527,17 @@ describe("the push endpoint", function ()
 end);
 
 describe("the latency histogram", function ()
-	-- The shared file on its own, with a client whose totals the spec sets.
+	-- The metrics library on its own, with the native library's replay but buckets of the spec's,
+	-- and a client whose totals the spec sets.
 	local function start(totals)
 		local fake = helpers.fake_module({});
 		fake.timers = {};
 		function fake:add_timer(delay, callback) table.insert(self.timers, { delay = delay, callback = callback }); end
 		local env = setmetatable({ module = fake, prosody = { hosts = {} } }, { __index = _G });
-		local lib = assert(loadfile("lua/component_http.lib.lua", "t", env))();
-		lib.report_metrics({ latency_buckets = { 0.1, 1 } }, { stats = function () return totals; end });
+		local lib = assert(loadfile("lua/component_http_metrics.lib.lua", "t", env))();
+		local native = setmetatable({ latency_buckets = { 0.1, 1 } }, { __index = require "component_http_native" });
+		local registries = { on_save = function () end, on_restore = function () end };
+		lib.report({ registries = registries }, native, { stats = function () return totals; end });
 		return fake;
 	end
 

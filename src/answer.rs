@@ -2,12 +2,20 @@
 //! object (component_http) or an XML stanza (mod_rest) describes, addressed and checked by
 //! [`crate::policy`]. Runs on the worker threads.
 //!
-//! The JSON mapping here (`kind`, `type`, `to`, `from`, `body`, `stanza`, and the rich fields of
-//! [`crate::rich`]) is also what a push to component_http's endpoint speaks ([`crate::inbound`]).
+//! A JSON object is made a stanza by [`element_from_json`]: the one mapping of
+//! [`crate::jsonmap`] (component_http's seed contract and the community mod_rest's fields, in
+//! the profile of the module) plus the message-writing rules of [`crate::rich`]. Pushes to
+//! either module's endpoint speak the same ([`crate::inbound`]).
+
+use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
+/// "a string", "an object", …: what a JSON value is, for messages (the mapping's own).
+pub(crate) use crate::jsonmap::json_type;
+
 use crate::config::{Config, Format};
+use crate::jsonmap::{self, Kind, Profile};
 use crate::outcome::{self, status_error, Outcome, Reply, BAD_REPLY};
 use crate::policy::{self, Sender};
 use crate::stanza::{Element, Incoming};
@@ -33,12 +41,14 @@ pub struct Contract<'a> {
     pub format: Format,
     /// The component's host: replies come from it and never go to it.
     pub host: &'a str,
+    /// Whose JSON field names a JSON reply is read in.
+    pub profile: Profile,
 }
 
 impl<'a> Contract<'a> {
     /// The contract of the module `config` describes.
     pub fn of(config: &'a Config) -> Contract<'a> {
-        Contract { format: config.profile.format, host: &config.host }
+        Contract { format: config.profile.format, host: &config.host, profile: Profile::of(&config.profile) }
     }
 
     /// Whether an answer of this status and type is read as a reply (the only answers whose
@@ -61,7 +71,7 @@ pub fn interpret(orig: &Incoming, answer: &HttpAnswer, contract: Contract) -> Ou
                 return Outcome::NoReply;
             }
             let reply = match contract.format {
-                Format::Json => reply_from_json(orig, &answer.body),
+                Format::Json => reply_from_json(orig, &answer.body, contract.profile),
                 Format::Xml => reply_from_xml(&answer.body).map(Reply::from),
             }
             .and_then(|reply| address_reply(reply, orig, contract.host));
@@ -98,18 +108,18 @@ fn reply_from_xml(body: &[u8]) -> Result<Element, String> {
 }
 
 /// The reply a webhook's JSON object describes, before it is addressed.
-fn reply_from_json(orig: &Incoming, body: &[u8]) -> Result<Reply, String> {
+fn reply_from_json(orig: &Incoming, body: &[u8], profile: Profile) -> Result<Reply, String> {
     let value: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
     let Value::Object(fields) = value else {
         return Err(format!("expected a JSON object, got {}", json_type(&value)));
     };
-    reply_from_fields(orig, &fields)
+    reply_from_fields(orig, &fields, profile)
 }
 
 /// The reply a JSON object's fields describe, before it is addressed.
-fn reply_from_fields(orig: &Incoming, fields: &Map<String, Value>) -> Result<Reply, String> {
-    let default_kind = if orig.name == "iq" { "iq" } else { "message" };
-    let mut reply = element_from_json(fields, default_kind)?;
+fn reply_from_fields(orig: &Incoming, fields: &Map<String, Value>, profile: Profile) -> Result<Reply, String> {
+    let default_kind = if orig.name == "iq" { Kind::Iq } else { Kind::Message };
+    let mut reply = element_from_json(fields, profile, default_kind)?;
     // A reply to a room message that names no type gets the room's default (see `address`),
     // not element_from_json's `chat`.
     if orig.room.is_some() && !fields.contains_key("type") && !fields.contains_key("stanza") {
@@ -132,7 +142,7 @@ pub(crate) fn stream_template(orig: &Incoming, fields: &Map<String, Value>, host
     if fields.get("reply").and_then(|reply| reply.get("quote")).is_some_and(|quote| !quote.is_null()) {
         return Err("'reply.quote' cannot be used in a streamed answer".into());
     }
-    let template = address(reply_from_fields(orig, fields)?.stanza, orig, host)?;
+    let template = address(reply_from_fields(orig, fields, Profile::ComponentHttp)?.stanza, orig, host)?;
     if template.name != "message" {
         return Err(format!("a streamed answer is a message, not a {}", template.name));
     }
@@ -142,39 +152,94 @@ pub(crate) fn stream_template(orig: &Incoming, fields: &Map<String, Value>, host
     Ok(template)
 }
 
-/// The stanza a JSON object describes (`stanza`, or `kind`, `type`, `body` and, for a message,
-/// the rich fields of [`crate::rich`]), with the `to` and `from` it names (a `stanza`'s own
-/// attributes win), before defaults fill the rest. A message may be followed by more (a file's
-/// caption, what else a reaction said: [`crate::rich::build_message`]), which get the
-/// message's type and addresses once it is addressed ([`address_after`]).
-pub fn element_from_json(fields: &Map<String, Value>, default_kind: &str) -> Result<Reply, String> {
-    let mut after = Vec::new();
-    let mut reply = if let Some(xml) = string_field(fields, "stanza")? {
-        parse_stanza(xml, Limits::default()).map_err(|e| format!("'stanza': {e}"))?
-    } else {
-        let kind = string_field(fields, "kind")?.unwrap_or(default_kind);
-        if !matches!(kind, "message" | "presence" | "iq") {
-            return Err(format!("'kind' is {kind:?}, expected message, presence or iq"));
-        }
-        let mut reply = Element::new(kind);
-        match string_field(fields, "type")? {
-            Some(t) => reply.set_attr("type", t),
-            None if kind == "message" => reply.set_attr("type", "chat"),
-            None => {}
-        }
-        if kind == "message" {
-            after = crate::rich::build_message(&mut reply, fields, body_text(fields.get("body")))?;
-        }
-        reply
-    };
-    for key in ["to", "from", "id"] {
-        if let Some(jid) = string_field(fields, key)? {
-            if reply.attr(key).is_none() {
-                reply.set_attr(key, jid);
+/// The stanza a JSON object describes in `profile`'s field names, with the messages to send
+/// right after it (a file's caption, what else a reaction said: [`crate::rich::compose`]),
+/// which get the message's type and addresses once it is addressed ([`address_after`]).
+///
+/// - `stanza`, if given, is the stanza, parsed; `to`, `from` and `id` fill in the attributes it
+///   lacks, and every other field is ignored;
+/// - otherwise the fields are mapped ([`jsonmap::json_to_element`]: the kind is `kind`, else
+///   the one the fields imply, else `default_kind`); a message without a `type` is `chat`.
+///   component_http ignores a field it does not know, as it always has; mod_rest refuses it,
+///   naming it, as the community module does not drop a field silently.
+///
+/// Defaults that depend on what is answered (the addresses, a room's type) are filled later.
+pub fn element_from_json(fields: &Map<String, Value>, profile: Profile, default_kind: Kind) -> Result<Reply, String> {
+    if let Some(xml) = string_field(fields, "stanza")? {
+        let mut stanza = parse_stanza(xml, Limits::default()).map_err(|e| format!("'stanza': {e}"))?;
+        for key in ["to", "from", "id"] {
+            if let Some(value) = string_field(fields, key)? {
+                if stanza.attr(key).is_none() {
+                    stanza.set_attr(key, value);
+                }
             }
         }
+        return Ok(Reply::from(stanza));
     }
-    Ok(Reply { stanza: reply, after })
+    let fields = known_fields(fields, profile, default_kind)?;
+    let mut stanza = jsonmap::json_to_element(&fields, profile, default_kind).map_err(|e| e.to_string())?;
+    let mut after = Vec::new();
+    if stanza.name == "message" {
+        if stanza.attr("type").is_none() {
+            // First, where a type given is written.
+            stanza.attrs.insert(0, ("type".into(), "chat".into()));
+        }
+        after = crate::rich::compose(&mut stanza, &fields)?;
+    }
+    let reply = Reply { stanza, after };
+    check_elements(&reply)?;
+    Ok(reply)
+}
+
+/// The fields the mapping is given. mod_rest: all of them (the kind is inferred from them, and a
+/// field it cannot map is refused). component_http, as its contract has always said: the kind
+/// is `kind` or `default_kind`, and a field it does not know, or that is not for that kind, is
+/// ignored.
+fn known_fields(
+    fields: &Map<String, Value>,
+    profile: Profile,
+    default_kind: Kind,
+) -> Result<Cow<'_, Map<String, Value>>, String> {
+    if profile == Profile::Rest {
+        return Ok(Cow::Borrowed(fields));
+    }
+    let kind = match string_field(fields, "kind")? {
+        None => default_kind,
+        Some(name) => {
+            Kind::from_name(name).ok_or_else(|| format!("'kind' is {name:?}, expected message, presence or iq"))?
+        }
+    };
+    let known = |key: &String| jsonmap::rows(profile).any(|row| row.name == key.as_str() && row.kinds.has(kind));
+    let kind_named = fields.get("kind").is_some_and(|kind| !kind.is_null());
+    if fields.keys().all(known) && (kind_named || !fields.contains_key("type")) {
+        return Ok(Cow::Borrowed(fields));
+    }
+    let mut kept: Map<String, Value> =
+        fields.iter().filter(|(key, _)| known(key)).map(|(key, value)| (key.clone(), value.clone())).collect();
+    // Named, so that a `type` of another kind is refused as such rather than choosing the kind.
+    kept.insert("kind".into(), Value::String(kind.name().into()));
+    Ok(Cow::Owned(kept))
+}
+
+/// Holds a reply built from JSON to the element limit a parsed `stanza` has, counting the
+/// messages after it: each list of the mapping has its own bound (see [`crate::rich`]), and
+/// this keeps any row, present or future, from handing Prosody's main thread more elements
+/// than one `stanza` may have.
+fn check_elements(reply: &Reply) -> Result<(), String> {
+    let max = Limits::default().max_elements;
+    let mut pending: Vec<&Element> = std::iter::once(&reply.stanza).chain(&reply.after).collect();
+    let mut count = 0usize;
+    while let Some(element) = pending.pop() {
+        count += 1;
+        if count > max {
+            return Err(format!("the reply makes more than {max} elements, a stanza's limit"));
+        }
+        pending.extend(element.children.iter().filter_map(|node| match node {
+            crate::stanza::Node::Element(child) => Some(child),
+            crate::stanza::Node::Text(_) => None,
+        }));
+    }
+    Ok(())
 }
 
 /// Gives the messages sent after a reply's stanza the type and addresses the stanza ended with
@@ -248,33 +313,12 @@ fn string_field<'a>(fields: &'a Map<String, Value>, key: &str) -> Result<Option<
     }
 }
 
-/// Body text: strings as they are, other values as their JSON text, `null` as no body.
-fn body_text(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
-}
-
-/// "a string", "an object", …: what a JSON value is, for messages.
-pub(crate) fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::outcome::complete;
 
-    const JSON: Contract = Contract { format: Format::Json, host: "bot.localhost" };
+    const JSON: Contract = Contract { format: Format::Json, host: "bot.localhost", profile: Profile::ComponentHttp };
 
     fn incoming(name: &str, stanza_type: Option<&str>) -> Incoming {
         Incoming::sample(name, stanza_type)
@@ -539,6 +583,48 @@ mod tests {
         assert!(matches!(reply(&msg, r#"{"body":"x","sticker":{"id":1}}"#), Outcome::Reply(_)));
         let raw = r#"{"stanza":"<message><body>raw</body></message>","reactions":"ignored"}"#;
         assert!(matches!(reply(&msg, raw), Outcome::Reply(_)));
+    }
+
+    #[test]
+    fn a_rest_json_reply_speaks_the_community_names_and_refuses_what_it_cannot_map() {
+        let rest = Contract { profile: Profile::Rest, ..JSON };
+        let msg = incoming("message", Some("chat"));
+        let with = |body: &str| interpret(&msg, &answer(200, "application/json", body), rest);
+        let Outcome::Reply(away) = with(r#"{"kind": "presence", "show": "away"}"#) else { panic!("not a reply") };
+        assert_eq!(
+            away.stanza.to_xml(),
+            "<presence to='user@localhost/phone' from='echo@bot.localhost'><show>away</show></presence>"
+        );
+        assert_eq!(
+            refused_because(&with(r#"{"body": "x", "sticker": 1}"#)),
+            "webhook reply refused: 'sticker' is not a field this module knows"
+        );
+        // The same object to component_http: the field it does not know is ignored, as always.
+        assert!(matches!(reply(&msg, r#"{"body": "x", "sticker": 1}"#), Outcome::Reply(_)));
+    }
+
+    #[test]
+    fn a_built_reply_is_held_to_the_element_limit_of_a_parsed_one() {
+        let max = Limits::default().max_elements;
+        // Every field, every list at its bound: well within the limit.
+        let fullest = serde_json::json!({
+            "body": "b", "oob_url": "https://f.example/a", "replace": "m0",
+            "reactions": { "id": "m1", "reactions": vec!["x"; crate::rich::MAX_REACTIONS] },
+            "reply": { "id": "m2", "to": "a@localhost", "quote": "q" },
+        });
+        let Value::Object(fields) = fullest else { unreachable!() };
+        assert!(check_elements(&element_from_json(&fields, Profile::ComponentHttp, Kind::Message).unwrap()).is_ok());
+        // However a reply is built, one element past the limit (counting the messages after
+        // it) is refused, as a `stanza` of that many is.
+        let mut wide = Reply { stanza: Element::new("message"), after: Vec::new() };
+        for _ in 1..max {
+            wide.stanza.push_element(Element::new("x"));
+        }
+        assert_eq!(check_elements(&wide), Ok(()));
+        wide.after.push(Element::new("message"));
+        assert_eq!(check_elements(&wide), Err(format!("the reply makes more than {max} elements, a stanza's limit")));
+        let parsed = format!("<message>{}</message>", "<x/>".repeat(max));
+        assert_eq!(parse_stanza(&parsed, Limits::default()), Err(format!("more than {max} elements")));
     }
 
     #[test]

@@ -57,7 +57,8 @@ pub struct Config {
     /// message that names an option uses (`component_post_timeout`, `rest_timeout`).
     pub profile: Profile,
     /// The component's host, as Prosody loaded the module on it: replies may only come from it
-    /// (or a JID on it) and may not go to it.
+    /// (or a JID on it) and may not go to it. For mod_rest on a VirtualHost, `@host`: replies
+    /// come from the host itself only (see [`crate::policy::check`]).
     pub host: String,
     /// How a streamed answer is shown (`<prefix>stream_interval`, `…stream_max_corrections`,
     /// `…stream_timeout`; see [`crate::stream`]).
@@ -174,6 +175,9 @@ impl Profile {
         names.extend(PUSH_OPTIONS.iter().map(|&what| self.push_option(what)));
         names.extend(ROOM_OPTIONS.iter().map(|suffix| self.option(suffix)));
         names.extend(self.callback_content_type.map(str::to_owned));
+        if self.prefix == REST.prefix {
+            names.extend(REST_OPTIONS.iter().map(|&name| name.to_owned()));
+        }
         names
     }
 
@@ -195,8 +199,10 @@ pub const ROOM_OPTIONS: [&str; 3] = ["rooms", "nick", "groupchat"];
 const PUSH_OPTIONS: [&str; 4] = ["credentials", "iq_timeout", "max_push_size", "max_push_iqs"];
 
 /// The most pushed iqs that may wait for their answers at once. Prosody's `module:send_iq`
-/// tracks at most 256 per module and rejects the oldest beyond that, long before its timeout.
-pub const MAX_PUSH_IQS: i64 = 256;
+/// tracks at most 256 per module and rejects the oldest beyond that, long before its timeout;
+/// the rooms keep their own share of those 256 (`crate::room::membership::ROOM_IQS`, 48), so
+/// neither evicts the other's iqs.
+pub const MAX_PUSH_IQS: i64 = 200;
 
 /// The push endpoint's options (mod_rest's `POST /rest`, component_http's push), validated with
 /// the others; the endpoint is offered only when `credentials` is set.
@@ -232,7 +238,9 @@ impl Push {
                 ));
             }
         }
-        let mut push = Push { credentials, iq_timeout: Duration::from_secs(30), max_size: 1024 * 1024, max_iqs: 100 };
+        // The community mod_rest waits two minutes for an iq's answer; component_http's bots 30 s.
+        let iq_timeout = Duration::from_secs(if profile.prefix == REST.prefix { 120 } else { 30 });
+        let mut push = Push { credentials, iq_timeout, max_size: 1024 * 1024, max_iqs: 100 };
         if let Some(d) = seconds(options, &n("iq_timeout"))? {
             push.iq_timeout = d;
         }
@@ -244,6 +252,134 @@ impl Push {
         }
         Ok(push)
     }
+}
+
+/// mod_rest's options of its own, under the current community module's names: where the callback
+/// hooks, how `POST /rest` authenticates, its size limit and the bound of an iq's wait.
+const REST_OPTIONS: [&str; 6] = [
+    "rest_callback_events",
+    "rest_auth_mechanisms",
+    "rest_stanza_size_limit",
+    "rest_iq_max_timeout",
+    // Prosody's own option: the password of `Basic <component JID>:<component_secret>`.
+    "component_secret",
+    // Read only to refuse it on a VirtualHost (see [`Rest::from_lua`]).
+    "rest_rooms",
+];
+
+/// The addresses a stanza's `to` can take on the host, as Prosody names its events
+/// (`message/host`, `message/bare`, `message/full`).
+pub const EVENTS: [&str; 3] = ["host", "bare", "full"];
+
+/// The authentication schemes `POST /rest` knows, as `rest_auth_mechanisms` spells them.
+pub const AUTH_MECHANISMS: [&str; 2] = ["Basic", "Bearer"];
+
+/// mod_rest's own options (see [`REST_OPTIONS`]), validated for the kind of host it is loaded on:
+/// a Component (the bot's own JIDs) or a VirtualHost (the users' accounts).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rest {
+    /// Loaded as a Component, not on a VirtualHost.
+    pub on_component: bool,
+    /// Which addresses of the host the callback gets stanzas to, of [`EVENTS`]: all three on a
+    /// Component; on a VirtualHost only the host itself, so the users' traffic stays theirs.
+    pub events: Vec<&'static str>,
+    /// The schemes accepted besides `rest_credentials`, of [`AUTH_MECHANISMS`].
+    pub auth_mechanisms: Vec<&'static str>,
+    /// The largest body `POST /rest` takes, in bytes (`rest_stanza_size_limit`).
+    pub stanza_size_limit: usize,
+    /// The longest an iq may wait for its answer, whatever `rest_iq_timeout` or the request's
+    /// `Prosody-Rest-Timeout` header asks.
+    pub iq_max_timeout: Duration,
+    /// The password of `Basic <component JID>:<secret>` on a Component; `None` on a VirtualHost
+    /// or when unset (then no Basic credential is a Component's).
+    pub component_secret: Option<String>,
+}
+
+impl Rest {
+    /// mod_rest's own options from their raw values, for a Component (`on_component`) or a
+    /// VirtualHost.
+    pub fn from_lua(options: &Table, on_component: bool) -> Result<Rest, String> {
+        let events = match list(options, "rest_callback_events", &EVENTS)? {
+            Some(events) => events,
+            None if on_component => EVENTS.to_vec(),
+            None => vec!["host"],
+        };
+        if !on_component {
+            if let Some(taken) = events.iter().find(|&&event| event != "host") {
+                return Err(format!(
+                    "rest_callback_events contains \"{taken}\", which on a VirtualHost would take the users' own \
+                     messages, presence and iqs (their chats, their roster) from them: on a VirtualHost the \
+                     callback gets stanzas to the host itself, {{ \"host\" }}; load mod_rest as a Component \
+                     for a bot of its own"
+                ));
+            }
+            if options.raw_get::<Value>("rest_credentials").map_err(|e| e.to_string())? != Value::Nil {
+                return Err("rest_credentials is for mod_rest as a Component: on a VirtualHost one credential \
+                            would send as every user of the host; there each account authenticates with its \
+                            own password (Basic) or a token Prosody issued (Bearer), see rest_auth_mechanisms"
+                    .into());
+            }
+            if options.raw_get::<Value>("rest_rooms").map_err(|e| e.to_string())? != Value::Nil {
+                return Err("rest_rooms is for mod_rest as a Component (a bot in group chats): on a VirtualHost \
+                            the module sends as the users, who join rooms themselves"
+                    .into());
+            }
+        }
+        let auth_mechanisms =
+            list(options, "rest_auth_mechanisms", &AUTH_MECHANISMS)?.unwrap_or(AUTH_MECHANISMS.to_vec());
+        let stanza_size_limit = integer(options, "rest_stanza_size_limit", 1, 1 << 30)?.unwrap_or(192 * 1024) as usize;
+        let iq_max_timeout = seconds(options, "rest_iq_max_timeout")?.unwrap_or(Duration::from_secs(300));
+        let component_secret = match string(options, "component_secret")? {
+            Some(secret) if on_component && !secret.is_empty() => Some(secret),
+            _ => None,
+        };
+        Ok(Rest { on_component, events, auth_mechanisms, stanza_size_limit, iq_max_timeout, component_secret })
+    }
+
+    /// How long a pushed iq waits for its answer, and the name of what set it: the request's
+    /// `Prosody-Rest-Timeout` header (seconds) or else `default` (`rest_iq_timeout`), at most
+    /// `max` (`rest_iq_max_timeout`). A header that is not a number of seconds above 0 is
+    /// refused, naming it.
+    pub fn iq_wait(default: Duration, max: Duration, header: Option<&str>) -> Result<(Duration, &'static str), String> {
+        let asked = match header.map(str::trim) {
+            None | Some("") => (default, "rest_iq_timeout"),
+            Some(text) => match text.parse::<f64>() {
+                Ok(n) if n > 0.0 && n.is_finite() => (Duration::from_secs_f64(n.min(86_400.0)), "Prosody-Rest-Timeout"),
+                _ => return Err(format!("Prosody-Rest-Timeout must be a number of seconds above 0, not {text:?}")),
+            },
+        };
+        Ok(if asked.0 > max { (max, "rest_iq_max_timeout") } else { asked })
+    }
+}
+
+/// A list option whose items are some of `known` (matched without regard to case, as HTTP
+/// matches scheme names): a string is a list of one; duplicates are dropped.
+fn list(options: &Table, name: &str, known: &[&'static str]) -> Result<Option<Vec<&'static str>>, String> {
+    let value = options.raw_get::<Value>(name).map_err(|e| e.to_string())?;
+    let items: Vec<Value> = match value {
+        Value::Nil => return Ok(None),
+        Value::String(_) => vec![value],
+        Value::Table(t) => t.sequence_values::<Value>().collect::<mlua::Result<_>>().map_err(|e| e.to_string())?,
+        other => return Err(format!("{name} must be a list of strings, not a {}", other.type_name())),
+    };
+    let mut found = Vec::new();
+    for item in items {
+        let Value::String(text) = &item else {
+            return Err(format!("{name} must list strings, found a {}", item.type_name()));
+        };
+        let text = text.to_string_lossy();
+        let Some(&known_item) = known.iter().find(|k| k.eq_ignore_ascii_case(&text)) else {
+            let quoted: Vec<String> = known.iter().map(|k| format!("\"{k}\"")).collect();
+            return Err(format!("{name} contains \"{text}\": the choices are {}", quoted.join(", ")));
+        };
+        if !found.contains(&known_item) {
+            found.push(known_item);
+        }
+    }
+    if found.is_empty() {
+        return Err(format!("{name} is empty: leave it out for the default"));
+    }
+    Ok(Some(found))
 }
 
 impl Config {
@@ -379,12 +515,13 @@ fn callback_format(options: &Table, profile: Profile) -> Result<Format, String> 
     let Some(given) = string(options, name)? else { return Ok(profile.format) };
     if given.eq_ignore_ascii_case("application/xmpp+xml") {
         Ok(Format::Xml)
-    } else if given.eq_ignore_ascii_case("application/json") {
+    } else if given.eq_ignore_ascii_case("application/json") || given.eq_ignore_ascii_case("json") {
+        // "json" is the community mod_rest's shorthand for the same.
         Ok(Format::Json)
     } else {
         Err(format!(
             "{name} must be \"application/xmpp+xml\" (the default: stanzas as XML) or \"application/json\" \
-             (the JSON mapping of component_http), not \"{given}\""
+             (or \"json\": the JSON mapping of component_http), not \"{given}\""
         ))
     }
 }
@@ -393,7 +530,12 @@ fn callback_format(options: &Table, profile: Profile) -> Result<Format, String> 
 fn stanza_kinds(options: &Table, profile: Profile) -> Result<Vec<String>, String> {
     let documented = profile.option("stanzas");
     // `post_stanza_types` is what the original component_http's code reads.
-    let names: &[&str] = if profile == COMPONENT_HTTP { &[&documented, "post_stanza_types"] } else { &[&documented] };
+    // `rest_callback_stanzas` is the current community mod_rest's name.
+    let names: &[&str] = match profile.prefix {
+        p if p == COMPONENT_HTTP.prefix => &[&documented, "post_stanza_types"],
+        p if p == REST.prefix => &[&documented, "rest_callback_stanzas"],
+        _ => &[&documented],
+    };
     for &name in names {
         let value = options.raw_get::<Value>(name).map_err(|e| e.to_string())?;
         let items: Vec<Value> = match value {
@@ -663,6 +805,11 @@ mod tests {
         let xml = rest("rest_callback_content_type = 'application/xmpp+xml'").unwrap();
         assert_eq!(xml.profile.format, Format::Xml);
         let json = rest("rest_callback_content_type = 'Application/JSON'").unwrap();
+        assert_eq!(
+            rest("rest_callback_content_type = 'json'").unwrap().profile.format,
+            Format::Json,
+            "their shorthand"
+        );
         assert_eq!((json.profile.format, json.profile.prefix), (Format::Json, "rest_"));
         // What the callbacks then speak: component_http's requests and replies.
         assert_eq!(crate::request::content_type(json.profile.format), "application/json");
@@ -687,6 +834,82 @@ mod tests {
     }
 
     #[test]
+    fn rest_options_follow_the_community_modules_names_and_defaults() {
+        let lua = mlua::Lua::new();
+        let rest = |source: &str, on_component: bool| -> Result<Rest, String> {
+            Rest::from_lua(&lua.load(format!("return {{ {source} }}")).eval().unwrap(), on_component)
+        };
+        let component = rest("", true).unwrap();
+        assert_eq!(component.events, ["host", "bare", "full"]);
+        assert_eq!(component.auth_mechanisms, ["Basic", "Bearer"]);
+        assert_eq!((component.stanza_size_limit, component.iq_max_timeout), (192 * 1024, Duration::from_secs(300)));
+        let host = rest("", false).unwrap();
+        assert_eq!(host.events, ["host"], "on a VirtualHost only stanzas to the host itself");
+        let set = rest(
+            "rest_callback_events = { 'bare' }, rest_auth_mechanisms = 'bearer', rest_stanza_size_limit = 1000, \
+             rest_iq_max_timeout = 20, component_secret = 's3cret'",
+            true,
+        )
+        .unwrap();
+        assert_eq!((set.events, set.auth_mechanisms), (vec!["bare"], vec!["Bearer"]));
+        assert_eq!((set.stanza_size_limit, set.iq_max_timeout), (1000, Duration::from_secs(20)));
+        assert_eq!(set.component_secret.as_deref(), Some("s3cret"));
+        assert_eq!(rest("component_secret = 's3cret'", false).unwrap().component_secret, None);
+        for (source, on_component, why) in [
+            ("rest_callback_events = { 'bare' }", false, "rest_callback_events contains \"bare\""),
+            ("rest_callback_events = { 'host', 'full' }", false, "would take the users' own"),
+            ("rest_callback_events = { 'room' }", true, "rest_callback_events contains \"room\""),
+            ("rest_callback_events = {}", true, "rest_callback_events is empty"),
+            ("rest_callback_events = 7", true, "rest_callback_events must be a list"),
+            ("rest_auth_mechanisms = { 'Digest' }", true, "rest_auth_mechanisms contains \"Digest\""),
+            ("rest_auth_mechanisms = { 1 }", true, "rest_auth_mechanisms must list strings"),
+            ("rest_stanza_size_limit = 0", true, "rest_stanza_size_limit must be"),
+            ("rest_iq_max_timeout = -1", true, "rest_iq_max_timeout must be"),
+            ("rest_credentials = 'Bearer t'", false, "rest_credentials is for mod_rest as a Component"),
+            ("rest_rooms = { 'a@conference.localhost' }", false, "rest_rooms is for mod_rest as a Component"),
+        ] {
+            let err = rest(source, on_component).unwrap_err();
+            assert!(err.contains(why), "{source}: {err}");
+        }
+        assert!(rest("rest_credentials = 'Bearer t', rest_rooms = { 'a@conference.localhost' }", true).is_ok());
+        let names = REST.option_names();
+        for name in REST_OPTIONS {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+        assert!(!COMPONENT_HTTP.option_names().iter().any(|n| n == "rest_callback_events"));
+    }
+
+    #[test]
+    fn an_iqs_wait_is_the_header_or_the_option_bounded_by_the_maximum() {
+        let (default, max) = (Duration::from_secs(120), Duration::from_secs(300));
+        let wait = |header: Option<&str>| Rest::iq_wait(default, max, header);
+        assert_eq!(wait(None), Ok((default, "rest_iq_timeout")));
+        assert_eq!(wait(Some("")), Ok((default, "rest_iq_timeout")));
+        assert_eq!(wait(Some("2.5")), Ok((Duration::from_millis(2500), "Prosody-Rest-Timeout")));
+        assert_eq!(wait(Some(" 1000 ")), Ok((max, "rest_iq_max_timeout")), "the header is bounded");
+        let long = Rest::iq_wait(Duration::from_secs(600), max, None);
+        assert_eq!(long, Ok((max, "rest_iq_max_timeout")), "and so is rest_iq_timeout");
+        for header in ["0", "-1", "soon", "NaN", "inf"] {
+            assert!(wait(Some(header)).unwrap_err().contains("Prosody-Rest-Timeout"), "{header}");
+        }
+    }
+
+    #[test]
+    fn rest_callback_stanzas_is_the_community_name_of_rest_stanzas() {
+        let lua = mlua::Lua::new();
+        let kinds = |extra: &str| -> Result<Vec<String>, String> {
+            let source = format!("return {{ rest_callback_url = 'http://h/', {extra} }}");
+            Config::from_lua_for(&lua.load(source).eval().unwrap(), REST).map(|c| c.stanzas)
+        };
+        assert_eq!(kinds("").unwrap(), ["message", "presence", "iq"]);
+        assert_eq!(kinds("rest_callback_stanzas = { 'message' }").unwrap(), ["message"]);
+        assert_eq!(kinds("rest_callback_stanzas = { 'message' }, rest_stanzas = { 'iq' }").unwrap(), ["iq"]);
+        assert!(kinds("rest_callback_stanzas = { 'mesage' }").unwrap_err().contains("rest_callback_stanzas"));
+        let table: Table = lua.load("return { rest_credentials = 'Bearer t' }").eval().unwrap();
+        assert_eq!(Push::from_lua_for(&table, REST).unwrap().iq_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
     fn push_options_are_validated_with_the_running_modules_names() {
         let lua = mlua::Lua::new();
         let check = |source: &str, profile: Profile| -> Result<Push, String> {
@@ -700,7 +923,7 @@ mod tests {
         );
         let set = check(
             "return { rest_credentials = 'Bearer t', rest_iq_timeout = 2.5, rest_max_push_size = '4096', \
-             rest_max_push_iqs = 256 }",
+             rest_max_push_iqs = 200 }",
             REST,
         )
         .unwrap();
@@ -710,7 +933,7 @@ mod tests {
                 credentials: Some("Bearer t".into()),
                 iq_timeout: Duration::from_millis(2500),
                 max_size: 4096,
-                max_iqs: 256
+                max_iqs: 200
             }
         );
         for (source, profile, name) in [
@@ -725,8 +948,8 @@ mod tests {
             ("rest_iq_timeout = 'soon'", REST, "rest_iq_timeout must be a number"),
             ("component_post_max_push_size = -1", COMPONENT_HTTP, "component_post_max_push_size must be"),
             ("rest_max_push_size = 0.5", REST, "rest_max_push_size must be"),
-            ("rest_max_push_iqs = 0", REST, "rest_max_push_iqs must be a whole number from 1 to 256"),
-            ("component_post_max_push_iqs = 257", COMPONENT_HTTP, "component_post_max_push_iqs must be"),
+            ("rest_max_push_iqs = 0", REST, "rest_max_push_iqs must be a whole number from 1 to 200"),
+            ("component_post_max_push_iqs = 201", COMPONENT_HTTP, "component_post_max_push_iqs must be"),
         ] {
             let err = check(&format!("return {{ {source} }}"), profile).unwrap_err();
             assert!(err.contains(name), "{source}: {err}");

@@ -65,6 +65,8 @@ struct Job {
 struct InFlight {
     incoming: Arc<Incoming>,
     composing: Composing,
+    /// Its sender's line, if it keeps one: the stanzas waiting behind it.
+    line: Option<String>,
     /// Set once its answer turned out to be a stream: the answer as it is being written.
     stream: Option<stream::Slot>,
 }

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use crate::answer::{address_after, element_from_json, is_json, is_xmpp_xml};
 use crate::config::Format;
+use crate::jsonmap::{Kind, Profile};
 use crate::outcome::Reply;
 use crate::policy::{self, Sender};
 use crate::stanza::Element;
@@ -26,8 +27,8 @@ fn refuse(status: u16, message: impl Into<String>) -> Refusal {
 
 /// The stanza a push asks to send as the component `host`.
 ///
-/// - `application/xmpp+xml` (always) or `application/json` (when `accept_json`: the shape of a
-///   webhook reply), else 415;
+/// - `application/xmpp+xml` (always) or `application/json` (when `json` names the profile whose
+///   field names it is read in: the shape of a webhook reply), else 415;
 /// - at most `max_size` bytes, else 413;
 /// - one `message`, `presence` or `iq`, without an XML declaration or an `xmlns` attribute, within
 ///   the parser's limits, with a `to`, that [`policy::check`] accepts, else 400 (an iq `get` or
@@ -39,7 +40,7 @@ pub fn stanza_from_push(
     body: &[u8],
     content_type: Option<&str>,
     host: &str,
-    accept_json: bool,
+    json: Option<Profile>,
     max_size: usize,
 ) -> Result<Reply, Refusal> {
     if body.len() > max_size {
@@ -47,10 +48,10 @@ pub fn stanza_from_push(
     }
     let mut push = if is_xmpp_xml(content_type) {
         Reply::from(from_xml(body)?)
-    } else if accept_json && is_json(content_type) {
-        from_json(body)?
+    } else if let (Some(profile), true) = (json, is_json(content_type)) {
+        from_json(body, profile)?
     } else {
-        let wanted = if accept_json { "application/xmpp+xml or application/json" } else { "application/xmpp+xml" };
+        let wanted = if json.is_some() { "application/xmpp+xml or application/json" } else { "application/xmpp+xml" };
         return Err(refuse(415, format!("Content-Type must be {wanted}")));
     };
     let stanza = &mut push.stanza;
@@ -80,12 +81,12 @@ fn from_xml(body: &[u8]) -> Result<Element, Refusal> {
     Ok(stanza)
 }
 
-fn from_json(body: &[u8]) -> Result<Reply, Refusal> {
+fn from_json(body: &[u8], profile: Profile) -> Result<Reply, Refusal> {
     let value: Value = serde_json::from_slice(body).map_err(|e| refuse(400, format!("invalid JSON: {e}")))?;
     let Value::Object(fields) = value else {
         return Err(refuse(400, "expected a JSON object"));
     };
-    element_from_json(&fields, "message").map_err(|e| refuse(400, e))
+    element_from_json(&fields, profile, Kind::Message).map_err(|e| refuse(400, e))
 }
 
 /// The format a push is answered in (the stanza of a `202`, an iq's answer, a refusal's reason):
@@ -140,7 +141,7 @@ mod tests {
     const XML: Option<&str> = Some("application/xmpp+xml");
 
     fn push(body: &str, content_type: Option<&str>) -> Result<String, (u16, String)> {
-        stanza_from_push(body.as_bytes(), content_type, HOST, true, 1024)
+        stanza_from_push(body.as_bytes(), content_type, HOST, Some(Profile::ComponentHttp), 1024)
             .map(|push| push.stanza.to_xml())
             .map_err(|r| (r.status, r.message))
     }
@@ -207,9 +208,9 @@ mod tests {
         // Found by review: 100,000 attributes cost the main thread 22 s (a quadratic check).
         let attributes: String = (0..100_000).map(|i| format!(" a{i}='v'")).collect();
         let wide = format!("<message to='a@b'{attributes}/>");
-        let refusal = stanza_from_push(wide.as_bytes(), XML, HOST, true, 1 << 21).unwrap_err();
+        let refusal = stanza_from_push(wide.as_bytes(), XML, HOST, Some(Profile::ComponentHttp), 1 << 21).unwrap_err();
         assert_eq!((refusal.status, refusal.message.contains("more than 64 attributes")), (400, true));
-        let xml_only = stanza_from_push(br#"{"to":"a@b"}"#, Some("application/json"), HOST, false, 1024);
+        let xml_only = stanza_from_push(br#"{"to":"a@b"}"#, Some("application/json"), HOST, None, 1024);
         assert_eq!(xml_only.unwrap_err().status, 415);
     }
 
@@ -242,7 +243,9 @@ mod tests {
     #[test]
     fn a_pushed_file_with_a_caption_is_two_messages() {
         let body = r#"{"to":"u@example.org","oob_url":"https://f.example/a.png","body":"A chart.","replace":"m1"}"#;
-        let pushed = stanza_from_push(body.as_bytes(), Some("application/json"), HOST, true, 1024).unwrap();
+        let pushed =
+            stanza_from_push(body.as_bytes(), Some("application/json"), HOST, Some(Profile::ComponentHttp), 1024)
+                .unwrap();
         assert_eq!(
             pushed.stanza.to_xml(),
             "<message type='chat' to='u@example.org' from='rest.example.net'><body>https://f.example/a.png</body>\
@@ -256,6 +259,43 @@ mod tests {
         let bad =
             push(r#"{"to":"u@example.org","reactions":{"id":"m1","reactions":[false]}}"#, Some("application/json"));
         assert_eq!(bad, Err((400, "'reactions.reactions' holds a boolean, expected strings".into())));
+    }
+
+    #[test]
+    fn a_rest_push_is_the_stanza_its_fields_say_and_an_unknown_field_is_refused_naming_it() {
+        const JSON: Option<&str> = Some("application/json");
+        let rest = |body: &str| {
+            stanza_from_push(body.as_bytes(), JSON, HOST, Some(Profile::Rest), 4096)
+                .map(|push| push.stanza.to_xml())
+                .map_err(|r| (r.status, r.message))
+        };
+        assert_eq!(
+            rest(r#"{"to": "example.net", "ping": true}"#).unwrap(),
+            "<iq type='get' to='example.net' from='rest.example.net'><ping xmlns='urn:xmpp:ping'/></iq>"
+        );
+        assert_eq!(
+            rest(r#"{"kind": "presence", "to": "u@example.org", "show": "away", "status": "out"}"#).unwrap(),
+            "<presence to='u@example.org' from='rest.example.net'><show>away</show><status>out</status></presence>"
+        );
+        assert_eq!(
+            rest(r#"{"to": "u@example.org", "body": "b", "subject": "S", "thread": {"id": "t1"}}"#).unwrap(),
+            "<message type='chat' to='u@example.org' from='rest.example.net'><body>b</body><subject>S</subject>\
+             <thread>t1</thread></message>"
+        );
+        assert_eq!(
+            rest(r#"{"to": "u@example.org", "body": "b", "sticker": {"id": 1}}"#),
+            Err((400, "'sticker' is not a field this module knows".into()))
+        );
+        assert_eq!(
+            rest(r#"{"to": "u@example.org", "error_code": 404}"#).unwrap_err().0,
+            400,
+            "a field not mapped yet is refused, not dropped"
+        );
+        // component_http keeps its contract: an unknown field is ignored, `nick` is not XEP-0172's.
+        let ours = push(r#"{"to": "u@example.org", "body": "b", "sticker": 1, "nick": "n"}"#, JSON).unwrap();
+        assert_eq!(ours, "<message type='chat' to='u@example.org' from='rest.example.net'><body>b</body></message>");
+        let with_subject = push(r#"{"to": "u@example.org", "subject": "S"}"#, JSON).unwrap();
+        assert!(with_subject.contains("<subject>S</subject>"), "{with_subject}");
     }
 
     #[test]

@@ -38,6 +38,23 @@ impl fmt::Display for Jid {
     }
 }
 
+impl Jid {
+    /// `node@domain`, or the domain alone: the JID without its resource.
+    pub fn bare(&self) -> String {
+        match &self.node {
+            Some(node) => format!("{node}@{}", self.domain),
+            None => self.domain.clone(),
+        }
+    }
+}
+
+/// The bare part of a JID Prosody routed (so a valid one), as `util.jid.bare`: all before the
+/// resource, which starts at the first `/` (a node holds none). Nothing is prepared or checked;
+/// for text from outside, [`prep`] and [`Jid::bare`].
+pub fn bare(jid: &str) -> &str {
+    jid.split_once('/').map_or(jid, |(bare, _)| bare)
+}
+
 /// Splits as `util.jid.split` does: the node is what comes before the first `@` (if that comes
 /// before any `/`), the domain runs to the next `@` or `/`, the resource is everything after
 /// that `/` (it may contain `@` and `/`). Empty parts make the JID invalid.
@@ -110,6 +127,15 @@ mod tests {
             (j.node.as_deref(), j.domain.as_str(), j.resource.as_deref()),
             (Some("x"), "bot.localhost", Some("r"))
         );
+    }
+
+    #[test]
+    fn bare_drops_the_resource_only() {
+        assert_eq!(bare("dev@conference.localhost/Help Bot/2"), "dev@conference.localhost");
+        assert_eq!(bare("bot.localhost/default"), "bot.localhost");
+        assert_eq!(bare("alice@localhost"), "alice@localhost");
+        assert_eq!(prep("Alice@Localhost/Phone").unwrap().bare(), "alice@localhost");
+        assert_eq!(prep("localhost/a@b").unwrap().bare(), "localhost");
     }
 
     #[test]

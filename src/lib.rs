@@ -15,10 +15,11 @@
 //!
 //! In the order a stanza crosses the files, from Prosody to the webhook and back:
 //!
-//! 1. `lua/component_http.lib.lua` (called by `lua/mod_component_http.lua` and
-//!    `lua/mod_rest.lua`) hooks the stanza on Prosody's main thread and calls
-//!    [`Client`]`:submit` (here). Unless iqs are POSTed, it answers disco#info itself, with the
-//!    identity [`Client`]`:identity` gives.
+//! 1. `lua/component_http_client.lib.lua` (started by `lua/mod_component_http.lua` and
+//!    `lua/mod_rest.lua`, beside the core `lua/component_http.lib.lua`) hooks the stanza on
+//!    Prosody's main thread and calls [`Client`]`:submit` (here). Unless iqs are POSTed,
+//!    `lua/component_http_identity.lib.lua` answers disco#info itself, with the identity
+//!    [`Client`]`:identity` gives; [`shim`] has what the other libraries ask.
 //! 2. [`stanza`]: `Incoming::from_lua` reads the stanza table and serializes it, in one pass.
 //! 3. [`dispatch`]: `Dispatcher::submit` queues it, in its sender's line, and offers it to the
 //!    pool; the main thread returns.
@@ -51,12 +52,16 @@ pub mod http;
 pub mod inbound;
 pub mod jid;
 pub mod jsonmap;
+pub mod metrics;
+pub mod ns;
 pub mod outcome;
 pub mod policy;
+pub mod presence;
 pub mod request;
 pub mod resolve;
 pub mod rich;
 pub mod room;
+pub mod shim;
 pub mod signing;
 pub mod stanza;
 pub mod stream;
@@ -354,22 +359,26 @@ fn new_client(
     })
 }
 
-/// `push(body, content_type, host, accept_json, max_size, stanza_mt)`: the stanza to route (and,
-/// fourth, an array of the messages to route right after it, such as a file's caption), or
-/// `nil, status, message` when the push is refused (see `inbound`).
+/// `push(body, content_type, host, accept_json, max_size, stanza_mt, profile)`: the stanza to
+/// route (and, fourth, an array of the messages to route right after it, such as a file's
+/// caption), or `nil, status, message` when the push is refused (see `inbound`). JSON is read in
+/// the field names of the module `profile` names (component_http's when nil).
 fn push(
     lua: &Lua,
-    (body, content_type, host, accept_json, max_size, stanza_mt): (
+    (body, content_type, host, accept_json, max_size, stanza_mt, name): (
         mlua::String,
         Option<String>,
         String,
         bool,
         usize,
         Table,
+        Option<String>,
     ),
 ) -> mlua::Result<MultiValue> {
     guard("push", || {
-        match inbound::stanza_from_push(&body.as_bytes(), content_type.as_deref(), &host, accept_json, max_size) {
+        let profile_named = profile(name)?;
+        let json = accept_json.then(|| jsonmap::Profile::of(&profile_named));
+        match inbound::stanza_from_push(&body.as_bytes(), content_type.as_deref(), &host, json, max_size) {
             Ok(push) => {
                 let mut values = vec![Value::Table(push.stanza.to_lua(lua, &stanza_mt)?)];
                 if !push.after.is_empty() {
@@ -410,12 +419,14 @@ fn same_secret(_: &Lua, (given, expected): (mlua::String, mlua::String)) -> mlua
     })
 }
 
-/// A stanza in the shape of a webhook request (`to`, `from`, `kind`, `stanza`, `body`): how
-/// component_http returns the answer to a pushed iq.
-fn request_json(lua: &Lua, stanza: Table) -> mlua::Result<mlua::String> {
+/// `request_json(stanza, profile)`: a stanza in the shape of a webhook request (`to`, `from`,
+/// `kind`, `stanza`, `body`, and the mapping's fields in the names of the module `profile` names,
+/// component_http's when nil): how a push is answered in JSON.
+fn request_json(lua: &Lua, (stanza, name): (Table, Option<String>)) -> mlua::Result<mlua::String> {
     guard("request_json", || {
+        let profile = jsonmap::Profile::of(&profile(name)?);
         let incoming = Incoming::from_lua(&stanza).map_err(mlua::Error::runtime)?;
-        lua.create_string(request::encode(&incoming))
+        lua.create_string(request::encode_as(&incoming, profile))
     })
 }
 
@@ -452,6 +463,7 @@ pub fn exports(lua: &Lua) -> mlua::Result<Table> {
     exports.set("request_json", lua.create_function(request_json)?)?;
     exports.set("latency_buckets", lua.create_sequence_from(dispatch::LATENCY_BUCKETS)?)?;
     exports.set("version", env!("CARGO_PKG_VERSION"))?;
+    shim::register(lua, &exports)?;
     Ok(exports)
 }
 

@@ -5,7 +5,7 @@
 //! [`Completion`] into a Lua stanza table and sends it. What the webhook's HTTP answer means is
 //! read in [`crate::answer`]; what a reply may say is checked in [`crate::policy`].
 
-use crate::stanza::{error_reply, Element, Incoming, Node, CHAT_STATES, RECEIPTS};
+use crate::stanza::{error_reply, Element, Incoming, CHAT_STATES, RECEIPTS};
 
 /// An XMPP stanza error: type, defined condition, optional human-readable text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +136,7 @@ pub fn complete(orig: &Incoming, outcome: Outcome) -> Completion {
         Outcome::Reply(reply) => Completion { send: Some(reply.stanza), log: None },
         Outcome::NoReply if is_request => Completion { send: Some(iq_response(orig, Element::new("iq"))), log: None },
         Outcome::NoReply => Completion { send: None, log: None },
-        // Never into a room, nor to an occupant (see `RoomReply::send_errors`): logged only.
+        // Never into a room, nor to an occupant (see `crate::room::reply`): logged only.
         Outcome::Error(_, reason) if orig.room.is_some() => Completion {
             send: None,
             log: Some((
@@ -256,8 +256,7 @@ pub fn mark_active(completion: &mut Completion, orig: &Incoming) -> bool {
     if reply.name != "message" || reply.attr("type") == Some("error") || !to_sender {
         return false;
     }
-    let has_state =
-        reply.children.iter().any(|child| matches!(child, Node::Element(e) if e.attr("xmlns") == Some(CHAT_STATES)));
+    let has_state = reply.elements().any(|e| e.attr("xmlns") == Some(CHAT_STATES));
     if !has_state {
         reply.push_element(chat_state_element("active"));
     }

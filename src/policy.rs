@@ -14,22 +14,26 @@
 //! - the tree serializes to namespace-well-formed XML ([`Element::check_xml`]).
 
 use crate::jid;
-use crate::stanza::{Element, Node};
+use crate::stanza::Element;
 
 /// Why a stanza may not be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub enum Violation {
     /// Not a stanza Prosody can route or a client can read (for a push: `400`).
     Invalid(String),
     /// Sent as someone the component may not speak for (for a push: `403`).
     NotOurs(String),
 }
 
-impl Refusal {
+/// The former name of [`Violation`], which a refused push's `inbound::Refusal` shares: kept
+/// only until `inbound.rs` says `Violation`.
+pub type Refusal = Violation;
+
+impl Violation {
     /// What was wrong, for the log or the HTTP client.
     pub fn message(&self) -> &str {
         match self {
-            Refusal::Invalid(why) | Refusal::NotOurs(why) => why,
+            Violation::Invalid(why) | Violation::NotOurs(why) => why,
         }
     }
 }
@@ -46,8 +50,47 @@ pub enum Sender {
 
 /// Checks `stanza`, to be sent as the component `host`, and rewrites its addresses prepared.
 /// `to` and `from` must be set by now (defaults are the caller's business).
-pub fn check(stanza: &mut Element, host: &str, sender: Sender) -> Result<(), Refusal> {
-    let invalid = |why: String| Refusal::Invalid(why);
+///
+/// `host` may instead be an account's bare JID, `user@host`: mod_rest on a VirtualHost sends
+/// for the account a client authenticated as. Then `from` must be that account or one of its
+/// resources, and `to` may be anyone, the host included (a user's stanzas do not come back to
+/// the callback, which gets only stanzas to the host that nothing else handles).
+///
+/// Or `@host`: mod_rest's callback on a VirtualHost, which gets the stanzas to the host itself
+/// and replies as the host. Then `from` must be the host itself, never one of its users, and
+/// `to` anything but the host itself (that would come back to the callback).
+pub fn check(stanza: &mut Element, host: &str, sender: Sender) -> Result<(), Violation> {
+    let invalid = |why: String| Violation::Invalid(why);
+    if let Some(domain) = host.strip_prefix('@') {
+        let to = address(stanza, "to")?;
+        if to.node.is_none() && to.domain.eq_ignore_ascii_case(domain) {
+            return Err(invalid(format!(
+                "'to' {:?} is the host itself ({domain}): it would come back to the callback",
+                to.to_string()
+            )));
+        }
+        let from = address(stanza, "from")?;
+        if from.node.is_some() || !from.domain.eq_ignore_ascii_case(domain) {
+            return Err(Violation::NotOurs(format!(
+                "'from' {:?} is not the host ({domain}): on a VirtualHost the callback speaks as the host only",
+                from.to_string()
+            )));
+        }
+        semantics(stanza, sender).map_err(invalid)?;
+        return stanza.check_xml().map_err(invalid);
+    }
+    if let Some((node, domain)) = host.split_once('@') {
+        address(stanza, "to")?;
+        let from = address(stanza, "from")?;
+        if from.node.as_deref() != Some(node) || !from.domain.eq_ignore_ascii_case(domain) {
+            return Err(Violation::NotOurs(format!(
+                "'from' {:?} is not the account the request authenticated as ({host})",
+                from.to_string()
+            )));
+        }
+        semantics(stanza, sender).map_err(invalid)?;
+        return stanza.check_xml().map_err(invalid);
+    }
     let to = address(stanza, "to")?;
     if to.domain.eq_ignore_ascii_case(host) {
         return Err(invalid(format!(
@@ -57,19 +100,19 @@ pub fn check(stanza: &mut Element, host: &str, sender: Sender) -> Result<(), Ref
     }
     let from = address(stanza, "from")?;
     if !from.domain.eq_ignore_ascii_case(host) {
-        return Err(Refusal::NotOurs(format!("'from' {:?} is not on this component ({host})", from.to_string())));
+        return Err(Violation::NotOurs(format!("'from' {:?} is not on this component ({host})", from.to_string())));
     }
     semantics(stanza, sender).map_err(invalid)?;
     stanza.check_xml().map_err(invalid)
 }
 
 /// The attribute `key` as a prepared JID, written back in that form.
-fn address(stanza: &mut Element, key: &str) -> Result<jid::Jid, Refusal> {
+fn address(stanza: &mut Element, key: &str) -> Result<jid::Jid, Violation> {
     let Some(raw) = stanza.attr(key) else {
-        return Err(Refusal::Invalid(format!("the stanza has no '{key}'")));
+        return Err(Violation::Invalid(format!("the stanza has no '{key}'")));
     };
     let prepared =
-        jid::prep(raw).map_err(|why| Refusal::Invalid(format!("'{key}' {raw:?} is not a valid JID: {why}")))?;
+        jid::prep(raw).map_err(|why| Violation::Invalid(format!("'{key}' {raw:?} is not a valid JID: {why}")))?;
     let text = prepared.to_string();
     if text != raw {
         stanza.set_attr(key, &text);
@@ -107,7 +150,7 @@ fn semantics(stanza: &Element, sender: Sender) -> Result<(), String> {
 /// RFC 6120 8.2.3, as Prosody's iq handlers rely on it (mod_iq reads the payload of a get/set
 /// without checking it is there).
 fn iq_semantics(iq: &Element, iq_type: &str, sender: Sender) -> Result<(), String> {
-    let payloads = iq.children.iter().filter(|child| matches!(child, Node::Element(_))).count();
+    let payloads = iq.elements().count();
     let id_assigned_later = sender == Sender::Push && matches!(iq_type, "get" | "set");
     let payload_check = match iq_type {
         "get" | "set" if payloads != 1 => {
@@ -116,9 +159,7 @@ fn iq_semantics(iq: &Element, iq_type: &str, sender: Sender) -> Result<(), Strin
         "result" if payloads > 1 => {
             Err(format!("an iq result carries at most one payload element, this one has {payloads}"))
         }
-        "error" if !iq.children.iter().any(|c| matches!(c, Node::Element(e) if e.name == "error")) => {
-            Err("an iq error carries an <error/> element".into())
-        }
+        "error" if iq.child_named("error").is_none() => Err("an iq error carries an <error/> element".into()),
         _ => Ok(()),
     };
     payload_check?;
@@ -131,18 +172,18 @@ fn iq_semantics(iq: &Element, iq_type: &str, sender: Sender) -> Result<(), Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xml::{parse_stanza, Limits};
+    use crate::xml::{parse_stanza, ParseLimits};
 
     const HOST: &str = "bot.localhost";
 
-    fn checked(xml: &str, sender: Sender) -> Result<String, Refusal> {
-        let mut stanza = parse_stanza(xml, Limits::default()).unwrap();
+    fn checked(xml: &str, sender: Sender) -> Result<String, Violation> {
+        let mut stanza = parse_stanza(xml, ParseLimits::default()).unwrap();
         check(&mut stanza, HOST, sender).map(|()| stanza.to_xml())
     }
 
     fn refused(xml: &str) -> String {
         match checked(xml, Sender::Webhook) {
-            Err(Refusal::Invalid(why)) => why,
+            Err(Violation::Invalid(why)) => why,
             other => panic!("{xml}: {other:?}"),
         }
     }
@@ -159,10 +200,51 @@ mod tests {
     }
 
     #[test]
+    fn an_account_speaks_only_as_itself_to_anyone() {
+        let account = "alice@localhost";
+        let check_as = |xml: &str| {
+            let mut stanza = parse_stanza(xml, ParseLimits::default()).unwrap();
+            check(&mut stanza, account, Sender::Push).map(|()| stanza.to_xml())
+        };
+        for from in ["alice@localhost", "alice@LOCALHOST", "alice@localhost/phone"] {
+            for to in ["bob@localhost", "localhost", "alice@localhost", "carol@example.org/x"] {
+                let xml = format!("<message from='{from}' to='{to}'><body>hi</body></message>");
+                assert!(check_as(&xml).is_ok(), "{xml}: {:?}", check_as(&xml));
+            }
+        }
+        for from in ["bob@localhost", "localhost", "alice@example.org", "alice@localhost.evil"] {
+            let xml = format!("<message from='{from}' to='bob@localhost'/>");
+            assert!(matches!(check_as(&xml), Err(Violation::NotOurs(why)) if why.contains("alice@localhost")), "{xml}");
+        }
+        let refused = check_as("<iq from='alice@localhost' to='localhost' type='get' id='1'/>");
+        assert!(matches!(refused, Err(Violation::Invalid(_))), "an account's iq is checked alike: {refused:?}");
+    }
+
+    #[test]
+    fn a_virtual_hosts_callback_speaks_only_as_the_host_and_not_to_itself() {
+        let check_as = |xml: &str| {
+            let mut stanza = parse_stanza(xml, ParseLimits::default()).unwrap();
+            check(&mut stanza, "@localhost", Sender::Webhook).map(|()| stanza.to_xml())
+        };
+        for to in ["alice@localhost/phone", "alice@localhost", "bob@example.org", "conference.localhost"] {
+            let xml = format!("<message from='LOCALHOST' to='{to}'><body>hi</body></message>");
+            assert!(check_as(&xml).is_ok(), "{xml}: {:?}", check_as(&xml));
+        }
+        for from in ["alice@localhost", "alice@localhost/x", "example.org", "localhost.evil"] {
+            let xml = format!("<message from='{from}' to='bob@localhost'/>");
+            assert!(matches!(check_as(&xml), Err(Violation::NotOurs(_))), "{xml}");
+        }
+        for to in ["localhost", "localhost/res"] {
+            let xml = format!("<message from='localhost' to='{to}'/>");
+            assert!(matches!(check_as(&xml), Err(Violation::Invalid(why)) if why.contains("come back")), "{xml}");
+        }
+    }
+
+    #[test]
     fn only_the_component_speaks_and_never_to_itself() {
         for from in ["admin@localhost", "localhost", "bot.localhost.evil.example", "evil.example/bot.localhost"] {
             let xml = format!("<message to='alice@localhost' from='{from}'/>");
-            assert!(matches!(checked(&xml, Sender::Push), Err(Refusal::NotOurs(_))), "{from}");
+            assert!(matches!(checked(&xml, Sender::Push), Err(Violation::NotOurs(_))), "{from}");
         }
         for to in ["bot.localhost", "other@bot.localhost/r", "x@BOT.localhost."] {
             let xml = format!("<message to='{to}' from='echo@bot.localhost'/>");

@@ -1,62 +1,54 @@
-//! Rich messages (issue 19): what a message carries besides its text, as JSON fields, in both
-//! directions: read from a message the bot gets ([`RequestFields`], written into the request
-//! body by [`crate::request`]) and made into a message from a reply or push object
-//! ([`build_message`], called by [`crate::answer::element_from_json`]). The field names are the
-//! community mod_rest's, so a bot written for either module reads and writes the same JSON.
+//! Rich messages: what a message carries besides its text, and the rules for writing one that
+//! are not field mappings. The fields themselves are rows of [`crate::jsonmap`], read and written
+//! by its engine in both directions; this module keeps what the table cannot say:
 //!
-//! | field | XML |
-//! |---|---|
-//! | `oob_url` | XEP-0066 `<x xmlns='jabber:x:oob'><url>…</url></x>` |
-//! | `replace` | XEP-0308 `<replace xmlns='urn:xmpp:message-correct:0' id='…'/>` |
-//! | `reactions` | XEP-0444 `<reactions xmlns='urn:xmpp:reactions:0' id='…'><reaction>…</reaction>…</reactions>` |
-//! | `reply` | XEP-0461 `<reply xmlns='urn:xmpp:reply:0' id='…' to='…'/>`, with the XEP-0428 fallback quote |
-//! | `stanza_id` | XEP-0359 `<stanza-id xmlns='urn:xmpp:sid:0' id='…' by='…'/>` (requests only) |
+//! - reading ([`RequestFields`], written into the request body by [`crate::request`]): the
+//!   `stanza_id` trust rule (only from the room that stamped it) and the body without the quote
+//!   of the message a reply answers (XEP-0428 fallback, stripped in linear time);
+//! - writing ([`compose`], called by [`crate::answer::element_from_json`] once the engine built
+//!   the message): a file's body is its URL and the caption comes after it, a reaction is a
+//!   message of its own with a `<store/>` hint, and a reply's `quote` is written into the body
+//!   for older clients, marked as a fallback.
 
 use std::borrow::Cow;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use crate::answer::json_type;
 use crate::jid;
-use crate::room::facts::{REPLY, STANZA_ID};
+use crate::jsonmap::{self, elements, json_type, text, Profile};
+/// The namespaces of the rich fields, where other modules have always found them.
+pub use crate::ns::{FALLBACK, OOB, REACTIONS};
+use crate::ns::{HINTS, REPLY, STANZA_ID};
 use crate::stanza::{Element, Incoming, Node};
-use crate::stream::stanzas::{HINTS, MESSAGE_CORRECT};
 
-/// XEP-0066 Out of Band Data, as clients send a file they uploaded.
-pub const OOB: &str = "jabber:x:oob";
-/// XEP-0444 Message Reactions.
-pub const REACTIONS: &str = "urn:xmpp:reactions:0";
-/// XEP-0428 Fallback Indication.
-pub const FALLBACK: &str = "urn:xmpp:fallback:0";
+/// The most reactions one reply or push may send in a message: the table's bound.
+pub use crate::jsonmap::table::MAX_REACTIONS;
 
-/// The rich fields of a message the bot gets, each present only when the message carries it.
+/// The fields of a stanza the bot gets, beyond those every request has (`to`, `from`, `kind`,
+/// `id`, `type`, `body`, `stanza`), each present only when the stanza carries it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestFields {
-    /// The URL of a file sent with the message (XEP-0066).
-    pub oob_url: Option<String>,
-    /// The id of the message this one corrects (XEP-0308).
-    pub replace: Option<String>,
-    /// The reactions to a message (XEP-0444): its id and the emoji, possibly none (all taken
-    /// back).
-    pub reactions: Option<(String, Vec<String>)>,
-    /// The message this one answers (XEP-0461): its id and, when given, its author's JID.
-    pub reply: Option<(String, Option<String>)>,
+    /// What the mapping reads from the stanza, by field name.
+    mapped: Map<String, Value>,
     /// The id the room archived the message under (XEP-0359), only from a room (see
     /// [`RequestFields::read`]).
-    pub stanza_id: Option<String>,
+    stanza_id: Option<String>,
     /// The parts of the body that quote the message answered (XEP-0428 fallback for
     /// XEP-0461), in code points, sorted.
     fallback: Vec<(usize, usize)>,
 }
 
+/// The fields every request writes itself, left out of the mapping's. `lang` too: an attribute
+/// of the stanza, read from its start tag for every stanza or none ([`crate::request`]), not
+/// only from those parsed here.
+const OWN_FIELDS: [&str; 8] = ["to", "from", "kind", "id", "type", "lang", "body", "stanza"];
+
 impl RequestFields {
-    /// The fields of `incoming`: none for anything but a message; its XML is parsed (on the
-    /// worker thread) only when it names one of the namespaces read here, so a plain message
-    /// costs a few substring searches.
-    pub fn of(incoming: &Incoming) -> RequestFields {
-        if incoming.name != "message"
-            || ![OOB, MESSAGE_CORRECT, REACTIONS, REPLY, STANZA_ID].iter().any(|ns| incoming.xml.contains(ns))
-        {
+    /// The fields of `incoming` in `profile`'s names. Its XML is parsed (on the worker thread)
+    /// only when the stanza has a child other than `<body/>`, so a plain message costs one scan
+    /// for `<`.
+    pub fn of(incoming: &Incoming, profile: Profile) -> RequestFields {
+        if !has_more_than_a_body(&incoming.xml) {
             return RequestFields::default();
         }
         let room =
@@ -65,50 +57,48 @@ impl RequestFields {
         // server let it through, and then it has no fields for us.
         let limits = crate::xml::Limits { max_depth: crate::stanza::MAX_DEPTH, ..Default::default() };
         match crate::xml::parse_stanza(&incoming.xml, limits) {
-            Ok(message) => RequestFields::read(&message, room),
+            Ok(stanza) => RequestFields::read_as(&stanza, room, profile),
             Err(_) => RequestFields::default(),
         }
     }
 
-    /// Reads the fields from `message`'s own children. `room` is the bare JID of the room the
-    /// message was said in, if it was (a `groupchat` message from a room the bot is in).
-    ///
-    /// A `<stanza-id/>` is read only from a room, and only the one whose `by` is the room: the
-    /// room stamps its archive id on every message it passes on and removes any other claiming
-    /// to be by it (XEP-0359 §4; Prosody's mod_muc_mam does both). Outside rooms no stanza id
-    /// can be trusted: nobody stamps messages sent to a component, and one claimed `by` a
-    /// server or the component is whatever the sender wrote.
+    /// [`RequestFields::read_as`] in component_http's names.
     pub fn read(message: &Element, room: Option<&str>) -> RequestFields {
-        let mut fields = RequestFields {
-            oob_url: child(message, "x", OOB).and_then(|x| child(x, "url", OOB)).map(text),
-            replace: child(message, "replace", MESSAGE_CORRECT).and_then(|r| r.attr("id")).map(Into::into),
-            ..Default::default()
-        };
-        if let Some(reactions) = child(message, "reactions", REACTIONS) {
-            if let Some(id) = reactions.attr("id") {
-                let emoji = elements(reactions).filter(|e| e.name == "reaction" && in_ns(e, REACTIONS)).map(text);
-                fields.reactions = Some((id.to_owned(), emoji.collect()));
-            }
+        RequestFields::read_as(message, room, Profile::ComponentHttp)
+    }
+
+    /// Reads the fields of `stanza`. `room` is the bare JID of the room the message was said
+    /// in, if it was (a `groupchat` message from a room the bot is in).
+    ///
+    /// A `<stanza-id/>` is read as `stanza_id` only from a room, and only the one whose `by` is
+    /// the room: the room stamps its archive id on every message it passes on and removes any
+    /// other claiming to be by it (XEP-0359 §4; Prosody's mod_muc_mam does both). Outside rooms
+    /// no stanza id can be trusted: nobody stamps messages sent to a component, and one claimed
+    /// `by` a server or the component is whatever the sender wrote (`stanza_ids`, the
+    /// community module's field, lists them all as written, `by` and all).
+    pub fn read_as(stanza: &Element, room: Option<&str>, profile: Profile) -> RequestFields {
+        let mut mapped = jsonmap::element_to_json(stanza, profile);
+        for key in OWN_FIELDS {
+            mapped.remove(key);
         }
-        if let Some(reply) = child(message, "reply", REPLY) {
-            if let Some(id) = reply.attr("id") {
-                fields.reply = Some((id.to_owned(), reply.attr("to").map(Into::into)));
-            }
-        }
+        let mut fields = RequestFields { mapped, ..Default::default() };
         if let Some(room) = room {
-            fields.stanza_id = elements(message)
+            fields.stanza_id = elements(stanza)
                 .filter(|e| e.name == "stanza-id" && in_ns(e, STANZA_ID))
                 .find(|e| e.attr("by").and_then(|by| jid::prep(by).ok()).is_some_and(|by| by.to_string() == room))
                 .and_then(|e| e.attr("id"))
                 .map(Into::into);
         }
-        if fields.reply.is_some() {
-            fields.fallback = fallback_ranges(message);
+        if fields.mapped.contains_key("reply") {
+            fields.fallback = fallback_ranges(stanza);
         }
         fields
     }
 
-    /// `body` as its author wrote it: without the quote of the message it answers.
+    /// `body` as its author wrote it: without the quote of the message it answers. The quote is
+    /// stripped only when its ranges fit this body (none past its end, reversed or overlapping)
+    /// and are at most [`MAX_FALLBACK_RANGES`]; otherwise the body is kept whole. Linear in the
+    /// body's length (see [`strip_ranges`]).
     pub fn body<'a>(&self, body: &'a str) -> Cow<'a, str> {
         if self.fallback.is_empty() {
             return Cow::Borrowed(body);
@@ -117,52 +107,55 @@ impl RequestFields {
         let ranges: Vec<(usize, usize)> =
             self.fallback.iter().map(|&(start, end)| (start, if end == WHOLE { total } else { end })).collect();
         // Ranges past the end, or overlapping, were not written for this body: keep it whole.
+        // `fallback` is sorted, so neighbours are enough to find an overlap.
         let fits = ranges.iter().all(|&(start, end)| start <= end && end <= total)
             && ranges.windows(2).all(|pair| pair[0].1 <= pair[1].0);
         if !fits {
             return Cow::Borrowed(body);
         }
-        let quoted = |i: usize| ranges.iter().any(|&(start, end)| (start..end).contains(&i));
-        Cow::Owned(body.chars().enumerate().filter(|(i, _)| !quoted(*i)).map(|(_, c)| c).collect())
+        Cow::Owned(strip_ranges(body, &ranges).0)
     }
 
-    /// Appends the fields present as `,"key":value` to a JSON object being written.
+    /// Appends the fields present as `,"key":value` to a JSON object being written (none of
+    /// the names the caller writes itself: see [`RequestFields`]).
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        let mut put = |key: &str, value: Value| {
+        let mut put = |key: &str, value: &Value| {
             out.push(b',');
             // Writing a JSON value into a Vec cannot fail.
             serde_json::to_writer(&mut *out, key).expect("JSON string");
             out.push(b':');
-            serde_json::to_writer(&mut *out, &value).expect("JSON value");
+            serde_json::to_writer(&mut *out, value).expect("JSON value");
         };
-        if let Some(url) = &self.oob_url {
-            put("oob_url", json!(url));
-        }
-        if let Some(id) = &self.replace {
-            put("replace", json!(id));
-        }
-        if let Some((id, reactions)) = &self.reactions {
-            put("reactions", json!({ "id": id, "reactions": reactions }));
-        }
-        if let Some((id, to)) = &self.reply {
-            let mut reply = json!({ "id": id });
-            if let Some(to) = to {
-                reply["to"] = json!(to);
-            }
-            put("reply", reply);
+        for (key, value) in &self.mapped {
+            put(key, value);
         }
         if let Some(id) = &self.stanza_id {
-            put("stanza_id", json!(id));
+            put("stanza_id", &Value::String(id.clone()));
         }
     }
+}
+
+/// Whether serialized XML has a child other than `<body/>` (or any element nested in one): a
+/// scan of its `<`, which is never in text or attribute values, escaped as they are.
+fn has_more_than_a_body(xml: &str) -> bool {
+    let mut tags = xml.match_indices('<').map(|(at, _)| &xml[at + 1..]);
+    tags.next(); // the stanza itself
+    tags.filter(|tag| !tag.starts_with('/'))
+        .any(|tag| !(tag.starts_with("body") && tag[4..].starts_with(['>', '/', ' '])))
 }
 
 /// The end of a fallback range that is the whole body, however long.
 const WHOLE: usize = usize::MAX;
 
-/// The body ranges a XEP-0428 fallback for a reply marks, in code points. A `<body/>` without
-/// `start` and `end` is the whole body.
-fn fallback_ranges(message: &Element) -> Vec<(usize, usize)> {
+/// The most XEP-0428 body ranges a reply's fallback may mark for its quote to be stripped. A
+/// client quotes the message it answers once, in one range; a fallback with more is not
+/// honoured (the body is POSTed whole), and reading stops at the first range past this.
+pub const MAX_FALLBACK_RANGES: usize = 16;
+
+/// The body ranges a XEP-0428 fallback for a reply marks, in code points, sorted: none when it
+/// marks more than [`MAX_FALLBACK_RANGES`]. A `<body/>` without `start` and `end` is the whole
+/// body.
+pub fn fallback_ranges(message: &Element) -> Vec<(usize, usize)> {
     let mut ranges: Vec<(usize, usize)> = elements(message)
         .filter(|e| e.name == "fallback" && in_ns(e, FALLBACK) && e.attr("for") == Some(REPLY))
         .flat_map(|fallback| elements(fallback).filter(|e| e.name == "body" && in_ns(e, FALLBACK)))
@@ -171,179 +164,117 @@ fn fallback_ranges(message: &Element) -> Vec<(usize, usize)> {
             (Some(start), Some(end)) => Some((start.parse().ok()?, end.parse().ok()?)),
             _ => None,
         })
+        .take(MAX_FALLBACK_RANGES + 1)
         .collect();
+    if ranges.len() > MAX_FALLBACK_RANGES {
+        return Vec::new();
+    }
     ranges.sort_unstable();
     ranges
 }
 
-/// Fills a message built from a reply or push object (`body`: the text the object gives, if
-/// any) with that text and the rich fields, in the order clients expect them. Returns the
-/// messages to send right after it, in order, each with its content only (the caller gives
-/// them the message's type and addresses):
-///
-/// - with `reactions` and anything else to say, the reaction is this message and the rest
-///   comes after it, in a message of its own: a XEP-0444 reaction message carries nothing else;
-/// - with `oob_url` and a `body` other than the URL, the body comes after the file, as its
-///   caption: clients show a file inline only when the message's body is exactly its URL.
-///
-/// A field that is not as documented is refused with a message naming it, like any invalid
-/// reply.
-pub fn build_message(
-    message: &mut Element,
-    fields: &Map<String, Value>,
-    body: Option<String>,
-) -> Result<Vec<Element>, String> {
-    let oob_url = string(fields, "oob_url")?;
-    if let Some(url) = oob_url {
-        check_url(url)?;
+/// `text` without the code points in `ranges` (sorted, not overlapping, none past the end of
+/// `text`: what [`RequestFields::body`] checked), and the work done: one step per code point
+/// and per range, so the cost is linear in `text` whatever the ranges (a test holds it to that
+/// count).
+pub fn strip_ranges(text: &str, ranges: &[(usize, usize)]) -> (String, usize) {
+    let mut kept = String::with_capacity(text.len());
+    let mut steps = 0;
+    let mut next = ranges.iter().peekable();
+    for (i, c) in text.chars().enumerate() {
+        steps += 1;
+        // Ranges that ended before this code point are behind us for good: they are sorted.
+        while next.peek().is_some_and(|&&(_, end)| end <= i) {
+            next.next();
+            steps += 1;
+        }
+        if next.peek().is_none_or(|&&(start, _)| start > i) {
+            kept.push(c);
+        }
     }
-    let replace = non_empty("replace", string(fields, "replace")?)?;
-    let reactions = reactions(fields)?;
-    let reply = reply(fields)?;
+    (kept, steps)
+}
 
-    let (body, caption, quoted) = match (oob_url, body) {
-        (Some(url), body) => (Some(url.to_owned()), body.filter(|text| text != url), 0),
-        (None, body) => match reply.as_ref().and_then(|r| r.quote).filter(|quote| !quote.is_empty()) {
-            Some(quote) => {
-                let prefix: String = quote.lines().map(|line| format!("> {line}\n")).collect();
-                let quoted = prefix.chars().count();
-                (Some(prefix + body.as_deref().unwrap_or("")), None, quoted)
-            }
-            None => (body, None, 0),
-        },
+/// The message-writing rules for `message`, a message the engine built from `fields` (a reply
+/// or push object). Returns the messages to send right after it, in order, each with its
+/// content only (the caller gives them the message's type and addresses):
+///
+/// - with `oob` (or `oob_url`), the body is the file's URL and a `body` other than it comes
+///   after the file, as its caption: clients show a file inline only when the message's body
+///   is exactly its URL;
+/// - with `reply.quote` (and no file), the body starts with the quoted text, each line after
+///   `> `, marked as a XEP-0428 fallback for the reply;
+/// - with `reactions`, the message is a XEP-0444 reaction message, which carries nothing else:
+///   a `<store/>` hint so archives keep it, and anything else the object said after it, in a
+///   message of its own.
+///
+/// A `reply.quote` that is not a string is refused, naming it.
+pub fn compose(message: &mut Element, fields: &Map<String, Value>) -> Result<Vec<Element>, String> {
+    let quote = match fields.get("reply").and_then(|reply| reply.get("quote")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(quote)) => Some(quote.as_str()),
+        Some(other) => return Err(format!("'reply.quote' must be a string, got {}", json_type(other))),
     };
-    let mut content = Element::new("message");
-    if let Some(body) = body {
-        content.push_element(Element::new("body").with_text(&body));
-    }
-    if let Some(url) = oob_url {
-        content.push_element(Element::new("x").with_attr("xmlns", OOB).with_child(Element::new("url").with_text(url)));
-    }
-    if let Some(id) = replace {
-        content.push_element(Element::new("replace").with_attr("id", id).with_attr("xmlns", MESSAGE_CORRECT));
-    }
-    if let Some(reply) = reply {
-        let mut element = Element::new("reply").with_attr("id", reply.id).with_attr("xmlns", REPLY);
-        if let Some(to) = &reply.to {
-            element.set_attr("to", to);
-        }
-        content.push_element(element);
-        if quoted > 0 {
-            let range = Element::new("body").with_attr("start", "0").with_attr("end", &quoted.to_string());
-            content.push_element(
-                Element::new("fallback").with_attr("xmlns", FALLBACK).with_attr("for", REPLY).with_child(range),
-            );
-        }
+    let url = child(message, "x", OOB)
+        .and_then(|x| elements(x).find(|e| e.name == "url" && e.attr("xmlns").is_none_or(|ns| ns == OOB)))
+        .map(text);
+    let mut caption = None;
+    if let Some(url) = url {
+        caption = body_text(message).filter(|body| *body != url);
+        set_body(message, &url);
+    } else if let Some(quote) = quote.filter(|quote| !quote.is_empty()) {
+        let prefix: String = quote.lines().map(|line| format!("> {line}\n")).collect();
+        let quoted = prefix.chars().count();
+        let body = prefix + body_text(message).as_deref().unwrap_or("");
+        set_body(message, &body);
+        let range = Element::new("body").with_attr("start", "0").with_attr("end", &quoted.to_string());
+        let fallback = Element::new("fallback").with_attr("xmlns", FALLBACK).with_attr("for", REPLY).with_child(range);
+        let at = message.children.iter().position(|node| is(node, "reply", REPLY)).map_or(0, |at| at + 1);
+        message.children.insert(at, Node::Element(fallback));
     }
     let mut after = Vec::new();
-    match reactions {
-        Some((id, emoji)) => {
-            let mut element = Element::new("reactions").with_attr("id", id).with_attr("xmlns", REACTIONS);
-            for reaction in emoji {
-                element.push_element(Element::new("reaction").with_text(reaction));
-            }
-            message.push_element(element);
-            // Archives keep a message without a body only when told (XEP-0444 recommends it).
-            message.push_element(Element::new("store").with_attr("xmlns", HINTS));
-            if !content.children.is_empty() {
-                after.push(content);
-            }
+    if message.children.iter().any(|node| is(node, "reactions", REACTIONS)) {
+        let (reactions, rest): (Vec<Node>, Vec<Node>) =
+            std::mem::take(&mut message.children).into_iter().partition(|node| is(node, "reactions", REACTIONS));
+        message.children = reactions;
+        // Archives keep a message without a body only when told (XEP-0444 recommends it).
+        message.push_element(Element::new("store").with_attr("xmlns", HINTS));
+        if rest.iter().any(|node| matches!(node, Node::Element(_))) {
+            let mut content = Element::new("message");
+            content.children = rest;
+            after.push(content);
         }
-        None => message.children.append(&mut content.children),
     }
     after.extend(caption.map(|text| Element::new("message").with_child(Element::new("body").with_text(&text))));
     Ok(after)
 }
 
-/// A reply object's `reply`: what it answers, and the text to quote for older clients.
-struct ReplyField<'a> {
-    id: &'a str,
-    to: Option<String>,
-    quote: Option<&'a str>,
+fn is(node: &Node, name: &str, ns: &str) -> bool {
+    matches!(node, Node::Element(e) if e.name == name && in_ns(e, ns))
 }
 
-fn reply(fields: &Map<String, Value>) -> Result<Option<ReplyField<'_>>, String> {
-    let Some(reply) = object(fields, "reply")? else { return Ok(None) };
-    let id = non_empty("reply.id", string(reply, "id").map_err(|e| nested("reply", e))?)?
-        .ok_or("'reply' needs an 'id': the id of the message answered")?;
-    let to = match string(reply, "to").map_err(|e| nested("reply", e))? {
-        Some(to) => {
-            Some(jid::prep(to).map_err(|why| format!("'reply.to' {to:?} is not a valid JID: {why}"))?.to_string())
-        }
-        None => None,
-    };
-    let quote = string(reply, "quote").map_err(|e| nested("reply", e))?;
-    Ok(Some(ReplyField { id, to, quote }))
-}
-
-fn reactions(fields: &Map<String, Value>) -> Result<Option<(&str, Vec<&str>)>, String> {
-    let Some(reactions) = object(fields, "reactions")? else { return Ok(None) };
-    let id = non_empty("reactions.id", string(reactions, "id").map_err(|e| nested("reactions", e))?)?
-        .ok_or("'reactions' needs an 'id': the id of the message reacted to")?;
-    let list = match reactions.get("reactions") {
-        Some(Value::Array(list)) => list,
-        None | Some(Value::Null) => return Err("'reactions' needs 'reactions': an array of emoji".into()),
-        Some(other) => return Err(format!("'reactions.reactions' must be an array, got {}", json_type(other))),
-    };
-    let emoji = list
+/// The message's own `<body/>` (in no other namespace).
+fn body_index(message: &Element) -> Option<usize> {
+    message
+        .children
         .iter()
-        .map(|reaction| match reaction {
-            Value::String(s) if !s.trim().is_empty() => Ok(s.as_str()),
-            Value::String(_) => Err("'reactions.reactions' holds an empty reaction".to_string()),
-            other => Err(format!("'reactions.reactions' holds {}, expected strings", json_type(other))),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some((id, emoji)))
+        .position(|node| matches!(node, Node::Element(e) if e.name == "body" && e.attr("xmlns").is_none()))
 }
 
-/// An absolute `http` or `https` URL with a host, and nothing XML or a client would choke on
-/// (no space or control character: clients show the file only when the body is exactly it).
-fn check_url(url: &str) -> Result<(), String> {
-    let refuse = || format!("'oob_url' must be an absolute http or https URL, got {url:?}");
-    let (scheme, rest) = url.split_once("://").ok_or_else(refuse)?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = authority.rsplit('@').next().unwrap_or_default();
-    let host = if host.starts_with('[') { host } else { host.split(':').next().unwrap_or_default() };
-    let scheme_ok = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
-    if !scheme_ok || host.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(refuse());
-    }
-    Ok(())
-}
-
-fn string<'a>(fields: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, String> {
-    match fields.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(format!("'{key}' must be a string, got {}", json_type(other))),
-    }
-}
-
-fn object<'a>(fields: &'a Map<String, Value>, key: &str) -> Result<Option<&'a Map<String, Value>>, String> {
-    match fields.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Object(o)) => Ok(Some(o)),
-        Some(other) => Err(format!("'{key}' must be an object, got {}", json_type(other))),
-    }
-}
-
-fn non_empty<'a>(key: &str, value: Option<&'a str>) -> Result<Option<&'a str>, String> {
-    match value {
-        Some("") => Err(format!("'{key}' is empty: it must be a message id")),
-        other => Ok(other),
-    }
-}
-
-/// "'id' must be …" from an inner object, named from the outer one: "'reply.id' must be …".
-fn nested(outer: &str, message: String) -> String {
-    message.replacen('\'', &format!("'{outer}."), 1)
-}
-
-fn elements(element: &Element) -> impl Iterator<Item = &Element> {
-    element.children.iter().filter_map(|c| match c {
-        Node::Element(e) => Some(e),
+fn body_text(message: &Element) -> Option<String> {
+    match &message.children[body_index(message)?] {
+        Node::Element(body) => Some(text(body)),
         Node::Text(_) => None,
-    })
+    }
+}
+
+/// Makes `text` the message's body: its own, or a new one first.
+fn set_body(message: &mut Element, text: &str) {
+    let body = Node::Element(Element::new("body").with_text(text));
+    match body_index(message) {
+        Some(at) => message.children[at] = body,
+        None => message.children.insert(0, body),
+    }
 }
 
 fn in_ns(element: &Element, ns: &str) -> bool {
@@ -354,47 +285,60 @@ fn child<'a>(element: &'a Element, name: &str, ns: &str) -> Option<&'a Element> 
     elements(element).find(|e| e.name == name && in_ns(e, ns))
 }
 
-fn text(element: &Element) -> String {
-    element
-        .children
-        .iter()
-        .filter_map(|c| match c {
-            Node::Text(t) => Some(t.as_str()),
-            Node::Element(_) => None,
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jsonmap::Kind;
     use crate::xml::{parse_stanza, Limits};
+    use serde_json::json;
 
     fn read(xml: &str, room: Option<&str>) -> RequestFields {
         RequestFields::read(&parse_stanza(xml, Limits::default()).unwrap(), room)
     }
 
+    /// The request fields this module's tests are about (the mapping writes more: `oob` beside
+    /// `oob_url`, `fallback`, …, tested in `jsonmap`).
     fn json(fields: &RequestFields) -> Value {
         let mut out = b"{\"x\":0".to_vec();
         fields.write_json(&mut out);
         out.push(b'}');
         let mut value: Value = serde_json::from_slice(&out).unwrap();
-        value.as_object_mut().unwrap().remove("x");
+        let object = value.as_object_mut().unwrap();
+        object.retain(|key, _| ["oob_url", "replace", "reactions", "reply", "stanza_id"].contains(&key.as_str()));
         value
     }
 
     /// The message a reply object describes and those after it, or the refusal.
     fn build(fields: Value) -> Result<(String, Vec<String>), String> {
         let Value::Object(fields) = fields else { panic!("not an object") };
-        let mut message = Element::new("message").with_attr("type", "chat");
-        let body = fields.get("body").and_then(Value::as_str).map(String::from);
-        let after = build_message(&mut message, &fields, body)?;
-        message.check_xml()?;
-        Ok((message.to_xml(), after.iter().map(Element::to_xml).collect()))
+        let built = crate::answer::element_from_json(&fields, Profile::ComponentHttp, Kind::Message)?;
+        built.stanza.check_xml()?;
+        Ok((built.stanza.to_xml(), built.after.iter().map(Element::to_xml).collect()))
     }
 
     fn refusal(fields: Value) -> String {
         build(fields).expect_err("refused")
+    }
+
+    #[test]
+    fn only_a_stanza_with_more_than_a_body_is_parsed() {
+        for plain in [
+            "<message type='chat' to='a@b'><body>a &lt;b&gt; c</body></message>",
+            "<message><body/></message>",
+            "<message><body xml:lang='en'>x</body></message>",
+            "<message type='chat'/>",
+            "<presence/>",
+        ] {
+            assert!(!has_more_than_a_body(plain), "{plain}");
+        }
+        for rich in [
+            "<message><body>x</body><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
+            "<message><bodyguard/></message>",
+            "<presence><show>away</show></presence>",
+            "<iq type='get'><ping xmlns='urn:xmpp:ping'/></iq>",
+        ] {
+            assert!(has_more_than_a_body(rich), "{rich}");
+        }
     }
 
     #[test]
@@ -415,7 +359,7 @@ mod tests {
         assert_eq!(json(&fields), json!({ "oob_url": "https://up.example/a/cat.jpg" }));
         // The url in another namespace is not the file's.
         let other = read("<message><x xmlns='jabber:x:oob'><url xmlns='urn:other'>u</url></x></message>", None);
-        assert_eq!(other.oob_url, None);
+        assert_eq!(json(&other).get("oob_url"), None);
     }
 
     #[test]
@@ -423,7 +367,10 @@ mod tests {
         let fields =
             read("<message><body>fixed</body><replace xmlns='urn:xmpp:message-correct:0' id='m1'/></message>", None);
         assert_eq!(json(&fields), json!({ "replace": "m1" }));
-        assert_eq!(read("<message><replace xmlns='urn:xmpp:message-correct:0'/></message>", None).replace, None);
+        assert_eq!(
+            json(&read("<message><replace xmlns='urn:xmpp:message-correct:0'/></message>", None)).get("replace"),
+            None
+        );
     }
 
     #[test]
@@ -437,7 +384,10 @@ mod tests {
         // All taken back: an empty list, still a field.
         let none = read("<message><reactions xmlns='urn:xmpp:reactions:0' id='m1'/></message>", None);
         assert_eq!(json(&none), json!({ "reactions": { "id": "m1", "reactions": [] } }));
-        assert_eq!(read("<message><reactions xmlns='urn:xmpp:reactions:0'/></message>", None).reactions, None);
+        assert_eq!(
+            json(&read("<message><reactions xmlns='urn:xmpp:reactions:0'/></message>", None)).get("reactions"),
+            None
+        );
     }
 
     #[test]
@@ -480,6 +430,92 @@ mod tests {
         assert_eq!(other.body("abc"), "abc");
     }
 
+    /// A reply whose fallback marks `ranges` (`None` for a `<body/>` without a range).
+    fn reply_with(ranges: &[Option<(usize, usize)>]) -> String {
+        let bodies: String = ranges
+            .iter()
+            .map(|range| match range {
+                Some((start, end)) => format!("<body start='{start}' end='{end}'/>"),
+                None => "<body/>".into(),
+            })
+            .collect();
+        format!(
+            "<message><reply xmlns='urn:xmpp:reply:0' id='m1'/>\
+             <fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reply:0'>{bodies}</fallback></message>"
+        )
+    }
+
+    /// The quote stripping as first written (every code point checked against every range):
+    /// the definition the linear one must keep.
+    fn naive_body(ranges: &[Option<(usize, usize)>], body: &str) -> String {
+        let mut ranges: Vec<(usize, usize)> = ranges.iter().map(|r| r.unwrap_or((0, WHOLE))).collect();
+        ranges.sort_unstable();
+        let total = body.chars().count();
+        let ranges: Vec<(usize, usize)> =
+            ranges.iter().map(|&(start, end)| (start, if end == WHOLE { total } else { end })).collect();
+        let fits = ranges.iter().all(|&(start, end)| start <= end && end <= total)
+            && ranges.windows(2).all(|pair| pair[0].1 <= pair[1].0);
+        if ranges.is_empty() || !fits {
+            return body.to_owned();
+        }
+        let quoted = |i: usize| ranges.iter().any(|&(start, end)| (start..end).contains(&i));
+        body.chars().enumerate().filter(|(i, _)| !quoted(*i)).map(|(_, c)| c).collect()
+    }
+
+    #[test]
+    fn quote_stripping_keeps_its_definition_over_every_shape_of_ranges() {
+        // A small xorshift: many generated cases, the same on every run.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let alphabet = ['a', 'b', '\u{e9}', '\u{1F431}', '\n', '>', ' '];
+        let mut stripped = 0;
+        for _ in 0..20_000 {
+            let body: String = (0..next(10)).map(|_| alphabet[next(alphabet.len())]).collect();
+            // Unsorted, overlapping, duplicate, reversed, empty, past the end, whole-body.
+            let reach = body.chars().count() + 3;
+            let ranges: Vec<Option<(usize, usize)>> =
+                (0..next(5)).map(|_| if next(8) == 0 { None } else { Some((next(reach), next(reach))) }).collect();
+            let fields = read(&reply_with(&ranges), None);
+            let expected = naive_body(&ranges, &body);
+            assert_eq!(fields.body(&body), expected, "{ranges:?} over {body:?}");
+            stripped += usize::from(expected != body);
+        }
+        assert!(stripped > 1000, "the cases strip something often enough to mean something: {stripped}");
+    }
+
+    #[test]
+    fn a_fallback_with_more_ranges_than_the_bound_is_not_honoured() {
+        let body: String = "ab".repeat(64_000);
+        // 5,000 ranges that fit the body: each quotes one code point.
+        let many: Vec<Option<(usize, usize)>> = (0..5_000).map(|i| Some((2 * i, 2 * i + 1))).collect();
+        let fields = read(&reply_with(&many), None);
+        assert!(fields.fallback.len() <= MAX_FALLBACK_RANGES, "{} ranges kept", fields.fallback.len());
+        assert!(matches!(fields.body(&body), Cow::Borrowed(b) if b == body), "kept whole");
+        // At the bound they are honoured.
+        let bound = &many[..MAX_FALLBACK_RANGES];
+        let fields = read(&reply_with(bound), None);
+        assert_eq!(fields.body(&body), naive_body(bound, &body));
+        assert_eq!(fields.body(&body).chars().count(), body.chars().count() - MAX_FALLBACK_RANGES);
+    }
+
+    #[test]
+    fn quote_stripping_is_one_step_per_code_point_and_per_range() {
+        for len in [1_000, 128_000] {
+            let body: String = "\u{1F431}b".repeat(len / 2);
+            let ranges: Vec<(usize, usize)> = (0..MAX_FALLBACK_RANGES)
+                .map(|i| (i * len / MAX_FALLBACK_RANGES, i * len / MAX_FALLBACK_RANGES + 3))
+                .collect();
+            let (kept, steps) = strip_ranges(&body, &ranges);
+            assert_eq!(kept.chars().count(), len - 3 * MAX_FALLBACK_RANGES);
+            assert!(steps <= len + ranges.len(), "{steps} steps for {len} code points");
+        }
+    }
+
     #[test]
     fn a_stanza_id_is_trusted_only_from_the_room_it_names() {
         const ROOM: &str = "dev@conference.localhost";
@@ -494,11 +530,12 @@ mod tests {
     fn the_request_fields_come_from_the_incoming_stanza() {
         let incoming = |xml: &str| Incoming { xml: xml.into(), ..Incoming::sample("message", Some("chat")) };
         let file = incoming("<message><x xmlns='jabber:x:oob'><url>https://u.example/f</url></x></message>");
-        assert_eq!(RequestFields::of(&file).oob_url.as_deref(), Some("https://u.example/f"));
+        assert_eq!(json(&RequestFields::of(&file, Profile::ComponentHttp))["oob_url"], json!("https://u.example/f"));
         let presence =
             Incoming { name: "presence".into(), ..incoming("<presence><x xmlns='jabber:x:oob'/></presence>") };
-        assert_eq!(RequestFields::of(&presence), RequestFields::default());
-        assert_eq!(RequestFields::of(&incoming("<message><body>hi</body></message>")), RequestFields::default());
+        assert_eq!(RequestFields::of(&presence, Profile::ComponentHttp), RequestFields::default());
+        let plain = incoming("<message><body>hi</body></message>");
+        assert_eq!(RequestFields::of(&plain, Profile::ComponentHttp), RequestFields::default());
     }
 
     #[test]
@@ -568,6 +605,20 @@ mod tests {
     }
 
     #[test]
+    fn the_reaction_list_is_bounded() {
+        let list = |n: usize| json!({ "reactions": { "id": "m1", "reactions": vec!["\u{1F44D}"; n] } });
+        let (xml, _) = build(list(MAX_REACTIONS)).unwrap();
+        assert_eq!(xml.matches("<reaction>").count(), MAX_REACTIONS);
+        // One past the bound and far past it alike: refused naming the field and the bound.
+        for n in [MAX_REACTIONS + 1, 2 * MAX_REACTIONS, 200_000] {
+            assert_eq!(
+                refusal(list(n)),
+                format!("'reactions.reactions' holds {n} reactions, more than the {MAX_REACTIONS} a message may carry")
+            );
+        }
+    }
+
+    #[test]
     fn reactions_are_a_reaction_message_kept_in_archives() {
         assert_eq!(
             build(json!({ "reactions": { "id": "m1", "reactions": ["\u{1F44D}", "\u{1F389}"] } })).unwrap().0,
@@ -626,7 +677,7 @@ mod tests {
         // The request side reads back what the reply side wrote.
         let back = read(&xml, None);
         assert_eq!(back.body(&format!("{quote}Yes.")), "Yes.");
-        assert_eq!(back.reply, Some(("m1".into(), None)));
+        assert_eq!(json(&back)["reply"], json!({ "id": "m1" }));
         // A file's body must stay its URL: no quote there.
         let file = build(json!({ "oob_url": "https://a.example/f", "reply": { "id": "m1", "quote": "q" } })).unwrap().0;
         assert!(!file.contains("fallback") && file.contains("<reply id='m1'"), "{file}");

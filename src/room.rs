@@ -41,7 +41,8 @@
 //! - `SelfPing { room, id, iq }` → `module:send_iq(iq)`; its answer goes to
 //!   `on_ping_answer(room, id, &PingAnswer::read(&answer, occupant_jid), now)`, a rejection
 //!   without a stanza (the send_iq timeout) as `PingAnswer::Timeout`;
-//! - `OpenRoom { room, iq }` → `module:send_iq(iq)`, logging an error answer;
+//! - `OpenRoom { room, id, iq, timeout }` → `module:send_iq(iq)`, logging an error answer, then
+//!   `on_open_room_answer(id, now)` (the rooms' iqs are bounded: see `ROOM_IQS`);
 //! - `Log(level, text)` → `module:log(level, "%s", text)`;
 //! - `StoreRemembered` → write `remembered()` to `module:open_store()`;
 //! - `RoomReady { room, from }` → send the pushes held for `room`, from `from`;
@@ -57,9 +58,9 @@
 //!   online"); `None`: handled as today.
 //! - `message/host`, `message/bare`, `message/full`, before POSTing:
 //!   `classify_message(&MessageFacts::read(&stanza, body), options.groupchat)`.
-//!   [`Verdict::Room`] POSTs with the extra fields `type`, `room`, `nick` and `mentioned`
+//!   [`Treatment::Room`] POSTs with the extra fields `type`, `room`, `nick` and `mentioned`
 //!   (omitted when `None`), and keeps `Occupant::from` with the request for the reply;
-//!   `Verdict::NotFromARoom` POSTs as today; `Verdict::Skip(why)` POSTs nothing (debug log).
+//!   `Treatment::NotFromARoom` POSTs as today; `Treatment::Skip(why)` POSTs nothing (debug log).
 //!   A message of type `error` also goes to `on_error_message(&facts, now)`.
 //! - A presence from a webhook reply or a push, after `policy::check`, before sending:
 //!   `on_own_presence(&mut stanza, now)` (it may add the MUC join element).
@@ -69,8 +70,8 @@
 //!   `OtherOccupant` (409) or `NotARoom` (400).
 //! - The answer to a room message (on the worker, from the kept [`RoomFields`] and occupant):
 //!   [`RoomReply::defaults`] gives `to`/`type`/`from` when the reply names none; an error
-//!   outcome is never sent (`send_errors`), only logged and counted; `<composing/>` only when
-//!   `chat_states`.
+//!   outcome is never sent, only logged and counted; `<composing/>` only for a message that
+//!   mentions the bot.
 //! - `module.unload` that is not a reload: `leave_all()`.
 
 pub mod facts;
@@ -87,6 +88,6 @@ pub use facts::{MessageFacts, PingAnswer, PresenceFacts};
 pub use failure::Failure;
 pub use membership::{Action, Occupant, PushRoute, RememberedRoom, Rooms, State, Timing};
 pub use mention::mentions;
-pub use message::{classify, RoomFields, RoomView, Skip, Verdict};
+pub use message::{classify, RoomFields, RoomView, Skip, Treatment};
 pub use options::{ConfiguredRoom, GroupchatMode, RoomOptions};
 pub use reply::{RoomContext, RoomReply};

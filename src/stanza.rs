@@ -12,12 +12,8 @@ use mlua::{Lua, Table, Value};
 /// so only a hand-built (hostile or buggy) table can reach this; it protects our stack.
 pub const MAX_DEPTH: usize = 200;
 
-/// The namespace of stanza error conditions.
-pub const XMLNS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
-/// The namespace of `xml:lang`; no other prefix may be bound to it.
-pub const XML_NAMESPACE: &str = "http://www.w3.org/XML/1998/namespace";
-/// The namespace of `xmlns` declarations themselves; nothing may be in it.
-pub const XMLNS_NAMESPACE: &str = "http://www.w3.org/2000/xmlns/";
+/// The namespaces the stanza code names, under the names it has always had (see [`crate::ns`]).
+pub use crate::ns::{CHAT_STATES, RECEIPTS, STANZAS as XMLNS_STANZAS, XML as XML_NAMESPACE, XMLNS as XMLNS_NAMESPACE};
 
 /// A child of an element: an element or text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +86,67 @@ impl Element {
     pub fn with_text(mut self, text: &str) -> Self {
         self.push_text(text);
         self
+    }
+
+    /// The child elements, in document order, text skipped (Prosody's `stanza.tags`).
+    pub fn elements(&self) -> impl Iterator<Item = &Element> {
+        self.children.iter().filter_map(|child| match child {
+            Node::Element(e) => Some(e),
+            Node::Text(_) => None,
+        })
+    }
+
+    /// The child elements named `name` in namespace `ns`, as Prosody's
+    /// `stanza:childtags(name, ns)` finds them: with `ns` given, those whose `xmlns` is `ns`;
+    /// with `None`, those whose `xmlns` is this element's own (both unset included).
+    pub fn elements_named<'a>(&'a self, name: &'a str, ns: Option<&'a str>) -> impl Iterator<Item = &'a Element> {
+        let own = self.attr("xmlns");
+        self.elements().filter(move |e| e.name == name && e.attr("xmlns") == ns.or(own))
+    }
+
+    /// The first child element named `name` in namespace `ns` (see [`Element::elements_named`]),
+    /// as Prosody's `stanza:get_child(name, ns)`.
+    pub fn child(&self, name: &str, ns: Option<&str>) -> Option<&Element> {
+        let wanted = ns.or(self.attr("xmlns"));
+        self.elements().find(|e| e.name == name && e.attr("xmlns") == wanted)
+    }
+
+    /// [`Element::child`], to change it.
+    pub fn child_mut(&mut self, name: &str, ns: Option<&str>) -> Option<&mut Element> {
+        let wanted = ns.or(self.attr("xmlns"));
+        let found = self
+            .children
+            .iter()
+            .position(|child| matches!(child, Node::Element(e) if e.name == name && e.attr("xmlns") == wanted))?;
+        match &mut self.children[found] {
+            Node::Element(e) => Some(e),
+            Node::Text(_) => None,
+        }
+    }
+
+    /// The first child element named `name`, whatever its namespace, as Prosody's
+    /// `stanza:child_with_name(name)`: for elements whose name alone says what they are (an
+    /// `<error/>`, the `<status/>` codes inside a payload already matched by namespace).
+    pub fn child_named(&self, name: &str) -> Option<&Element> {
+        self.elements().find(|e| e.name == name)
+    }
+
+    /// The text directly in this element, its child elements skipped. (Prosody's
+    /// `stanza:get_text()` gives nothing at all for an element with child elements; where that
+    /// matters, as for a message's body, the caller says so.)
+    pub fn text(&self) -> String {
+        self.children
+            .iter()
+            .filter_map(|child| match child {
+                Node::Text(t) => Some(t.as_str()),
+                Node::Element(_) => None,
+            })
+            .collect()
+    }
+
+    /// The [`Element::text`] of [`Element::child`]`(name, ns)`, if there is such a child.
+    pub fn child_text(&self, name: &str, ns: Option<&str>) -> Option<String> {
+        self.child(name, ns).map(Element::text)
     }
 
     /// Checks that the tree serializes to well-formed XML: names are XML names, and text and
@@ -286,11 +343,6 @@ pub struct Incoming {
     /// extra request fields, and where the answer goes by default.
     pub room: Option<Box<crate::room::RoomContext>>,
 }
-
-/// The namespace of XEP-0085 chat state notifications.
-pub const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
-/// The namespace of XEP-0184 message delivery receipts.
-pub const RECEIPTS: &str = "urn:xmpp:receipts";
 
 impl Incoming {
     /// Reads a Prosody stanza table without building an intermediate tree: the XML is written
@@ -542,6 +594,35 @@ mod tests {
         let incoming = read("id = 'm1', type = 'chat'", &format!("{other}, {body}"));
         assert!(!incoming.receipt_request);
         assert_eq!(incoming.body.as_deref(), Some("hi"));
+    }
+
+    #[test]
+    fn children_are_found_as_prosodys_get_child_finds_them() {
+        let message = crate::xml::parse_stanza(
+            "<message xmlns='jabber:client'>hi <body>one</body><x xmlns='urn:a'><body>no</body></x>\
+             <body xmlns='urn:b'>two<i/>three</body><body>four</body></message>",
+            crate::xml::ParseLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(message.elements().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["body", "x", "body", "body"]);
+        assert_eq!(message.text(), "hi ");
+        // No namespace named: the element's own (a parsed child carries it).
+        assert_eq!(message.child_text("body", None).as_deref(), Some("one"));
+        let own: Vec<String> = message.elements_named("body", None).map(Element::text).collect();
+        assert_eq!(own, ["one", "four"]);
+        assert_eq!(message.child_text("body", Some("urn:b")).as_deref(), Some("twothree"));
+        assert_eq!(message.child("body", Some("urn:a")), None, "children only, not descendants");
+        assert_eq!(message.child("x", Some("urn:a")).and_then(|x| x.child_text("body", None)).as_deref(), Some("no"));
+        assert_eq!(message.child("x", None), None, "not in the message's namespace");
+        assert_eq!(message.child_named("x").and_then(|x| x.attr("xmlns")), Some("urn:a"));
+        // Built by hand, without namespaces: unset matches unset.
+        let built = Element::new("presence").with_child(Element::new("status").with_text("away"));
+        assert_eq!(built.child_text("status", None).as_deref(), Some("away"));
+        assert_eq!(built.child("status", Some("jabber:client")), None);
+        let mut changed = message.clone();
+        changed.child_mut("x", Some("urn:a")).unwrap().push_text("!");
+        assert_eq!(changed.child("x", Some("urn:a")).unwrap().text(), "!");
+        assert!(changed.child_mut("body", Some("urn:c")).is_none());
     }
 
     #[test]

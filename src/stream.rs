@@ -30,7 +30,12 @@
 //!   work in proportion to its own size, whatever the text before it.
 //! - While an answer streams to a conversation, the dispatcher holds every other message with a
 //!   body for it (replies, and pushes through `Client:hold`) and sends them after its last
-//!   stanza; a second stream to the same conversation shows its first message only then.
+//!   stanza, `queue_size` of them at most in all (past that, a reply becomes the sender's
+//!   `wait/resource-constraint`, a push is refused); a second stream to the same conversation
+//!   shows its first message only then. A stanza waiting behind a stream in its sender's line
+//!   is still answered by its own deadline.
+//! - A panic on the worker or the keeper ends that stream alone (cut off, logged) and lets go
+//!   of its conversation and its sender's line.
 //! - A reload leaves streams alone: each keeps the settings it started with.
 
 pub mod draft;

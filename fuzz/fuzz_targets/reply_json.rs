@@ -7,6 +7,7 @@
 use component_http_native::answer::{interpret, Contract, HttpAnswer};
 use component_http_native::config::Format;
 use component_http_native::jid;
+use component_http_native::jsonmap::Profile;
 use component_http_native::outcome::{complete, take_after, Outcome};
 use component_http_native::stanza::Incoming;
 use libfuzzer_sys::fuzz_target;
@@ -33,7 +34,8 @@ fuzz_target!(|data: &[u8]| {
             body: data.to_vec(),
             retry_after: None,
         };
-        let mut outcome = interpret(&orig, &answer, Contract { format: Format::Json, host: HOST });
+        let mut outcome =
+            interpret(&orig, &answer, Contract { format: Format::Json, host: HOST, profile: Profile::ComponentHttp });
         let is_reply = matches!(outcome, Outcome::Reply(_));
         // What goes out right after the reply (a file's caption, say) is held to the same rules.
         let after = take_after(&orig, &mut outcome);

@@ -40,5 +40,11 @@ build = {
 		["lua/mod_component_http.lua"] = "mod_component_http.lua",
 		["lua/mod_rest.lua"] = "mod_rest.lua",
 		["lua/component_http.lib.lua"] = "component_http.lib.lua",
+		["lua/component_http_client.lib.lua"] = "component_http_client.lib.lua",
+		["lua/component_http_identity.lib.lua"] = "component_http_identity.lib.lua",
+		["lua/component_http_metrics.lib.lua"] = "component_http_metrics.lib.lua",
+		["lua/component_http_push.lib.lua"] = "component_http_push.lib.lua",
+		["lua/component_http_rooms.lib.lua"] = "component_http_rooms.lib.lua",
+		["lua/component_http_rest.lib.lua"] = "component_http_rest.lib.lua",
 	},
 }

@@ -9,6 +9,8 @@
 //! (`Shared::wake_keeper_by`, or a plain notification), so nothing is answered late because
 //! the keeper slept.
 
+use std::collections::HashSet;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -135,13 +137,23 @@ fn run(shared: &Arc<Shared>) {
                 shared.release_line(&mut state, job.line.as_deref());
             }
         }
-        // Stanzas waiting behind an earlier one of their sender (whose answer may stream for
-        // longer than their deadline) are answered by their own deadline too; the rest of the
-        // line keeps its order.
+        // Stanzas waiting behind an earlier one of their sender whose answer streams (for
+        // longer than their deadline, maybe) are answered by their own deadline too; the rest
+        // of the line keeps its order. Behind a stanza still waiting for its answer they keep
+        // their place: that one's own outcome comes first, and theirs follow in order.
         let st: &mut State = &mut state;
         let (outage, window) = (st.outage.as_ref(), st.limits.retry_window);
+        let streaming: HashSet<&str> = st
+            .in_flight
+            .values()
+            .filter(|entry| entry.stream.is_some())
+            .filter_map(|entry| entry.line.as_deref())
+            .collect();
         let mut ran_out = Vec::new();
-        for followers in st.followers.values_mut() {
+        for (line, followers) in st.followers.iter_mut() {
+            if !streaming.contains(line.as_str()) {
+                continue;
+            }
             if followers.iter().all(|job| {
                 let end = expiry(job, outage, window);
                 wake_at = wake_at.min(end);
@@ -180,19 +192,29 @@ fn run(shared: &Arc<Shared>) {
         }
         // Streamed answers: a correction falls due while its worker waits for the next piece.
         // Each is polled under its own lock, with the state lock let go meanwhile.
-        let streams: Vec<(u64, stream::Slot)> =
-            state.in_flight.iter().filter_map(|(id, entry)| Some((*id, Arc::clone(entry.stream.as_ref()?)))).collect();
+        let streams: Vec<(u64, Arc<Incoming>, stream::Slot)> = state
+            .in_flight
+            .iter()
+            .filter_map(|(id, entry)| Some((*id, Arc::clone(&entry.incoming), Arc::clone(entry.stream.as_ref()?))))
+            .collect();
         if !streams.is_empty() {
             drop(state);
             let mut first_sent = Vec::new();
-            for (id, slot) in streams {
-                let mut guard = lock(&slot);
-                let Some(streaming) = guard.as_mut() else { continue };
-                let (next, first) = shared.poll_stream(streaming, now);
-                drop(guard);
-                wake_at = next.map_or(wake_at, |next| wake_at.min(next));
-                if first {
-                    first_sent.push(id);
+            for (id, incoming, slot) in streams {
+                // A panic (a bug) ends that stream alone, and the keeper carries on.
+                let polled = catch_unwind(AssertUnwindSafe(|| {
+                    let mut guard = lock(&slot);
+                    guard.as_mut().map(|streaming| shared.poll_stream(streaming, now))
+                }));
+                match polled {
+                    Ok(Some((next, first))) => {
+                        wake_at = next.map_or(wake_at, |next| wake_at.min(next));
+                        if first {
+                            first_sent.push(id);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(_) => shared.abandon_stream(id, &incoming, &slot),
                 }
             }
             state = lock(&shared.state);

@@ -10,10 +10,12 @@
 //! and its corrections. A conversation is the bot's bare JID and the other side's bare JID (the
 //! user, whichever of their clients; or the room).
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use super::*;
 use crate::answer::stream_template;
 use crate::http::StreamedAnswer;
-use crate::outcome::{chat_state, complete, mark_active, receipt, BAD_REPLY};
+use crate::outcome::{chat_state, complete, describe, mark_active, receipt, Level, BAD_REPLY};
 use crate::stanza::{Element, Node};
 use crate::stream::{last_completion, stanzas, Cut, Draft, Ending, Event, Finish, Limits, Parser, Stage};
 use crate::transport::Response;
@@ -32,6 +34,8 @@ pub(super) enum Hook {
     Applying,
     /// A stream's due stanzas are about to be sent (by its worker or the keeper).
     Polling,
+    /// A stream's last stanza is about to be made.
+    Concluding,
 }
 
 /// A conversation: the bot's bare JID, the other side's bare JID.
@@ -66,6 +70,8 @@ pub(super) struct Streaming {
     holds_chat: bool,
     /// The first message goes no sooner than this (see [`FIRST_MESSAGE_GRACE`]).
     first_not_before: Option<Instant>,
+    /// Its stanza's line, to let go if a panic ends the stream (see `Shared::abandon_stream`).
+    line: Option<String>,
 }
 
 /// The conversation a completion's stanza belongs to, if it moves a message in one: a message
@@ -114,6 +120,7 @@ impl Shared {
                     chat_states,
                     holds_chat: false,
                     first_not_before: None,
+                    line: job.line.clone(),
                 };
                 let slot = Arc::new(Mutex::new(Some(streaming)));
                 entry.stream = Some(Arc::clone(&slot));
@@ -128,9 +135,30 @@ impl Shared {
             self.spawn_workers(start);
             slot
         };
-        if let Some(slot) = slot {
-            self.read_stream(&job, &slot, answer.body, parser, &config.host).await;
+        let Some(slot) = slot else { return };
+        // A panic (a bug) ends this stream alone, with a clear cut and a log line, and lets go
+        // of its conversation and its sender's line; the worker carries on.
+        let read = worker::Guarded(Box::pin(self.read_stream(&job, &slot, answer.body, parser, &config.host))).await;
+        if read.is_none() {
+            self.abandon_stream(job.id, &job.incoming, &slot);
         }
+    }
+
+    /// Ends a stream a panic broke (while it was read, or polled by the keeper), if nothing
+    /// ended it yet: its text so far and the cut marker, or the error if it had none, with a
+    /// log line; then its conversation and its sender's line are let go.
+    pub(super) fn abandon_stream(&self, id: u64, incoming: &Incoming, slot: &Slot) {
+        let mut guard = lock(slot);
+        // None: ended already, by its worker (whose own ending is guarded), `close`, or the keeper.
+        let Some(streaming) = guard.take() else { return };
+        let line = streaming.line.clone();
+        let concluded = self.conclude(incoming, streaming, &Ending::Cut(Cut::internal()));
+        let mut state = lock(&self.state);
+        state.in_flight.remove(&id);
+        if self.deliver(incoming, concluded, &state.limits).0 {
+            self.wake_keeper_by(&mut state, Instant::now());
+        }
+        self.release_line(&mut state, line.as_deref());
     }
 
     /// The worker's loop: a read (no lock held), its pieces applied and the stanzas due sent
@@ -251,7 +279,19 @@ impl Shared {
     /// A stream's last completion (the final correction, the whole answer in one message, or
     /// the error if there was no text), counted: the costly part of ending it, done without
     /// the dispatcher's locks.
+    /// Under a guard of its own: if even the last stanza cannot be made (a bug), the log says
+    /// so and the conversation is let go all the same.
     fn conclude(&self, incoming: &Incoming, streaming: Streaming, ending: &Ending) -> Concluded {
+        let held_chat = streaming.chat.clone().filter(|_| streaming.holds_chat);
+        catch_unwind(AssertUnwindSafe(|| self.conclude_unguarded(incoming, streaming, ending))).unwrap_or_else(|_| {
+            let log = Some((Level::Error, internal_error(incoming)));
+            Concluded { completion: Completion { send: None, log }, held_chat, owes_active: true }
+        })
+    }
+
+    fn conclude_unguarded(&self, incoming: &Incoming, streaming: Streaming, ending: &Ending) -> Concluded {
+        #[cfg(test)]
+        self.run_hook(Hook::Concluding);
         let Streaming { draft, template, chat, chat_states, holds_chat, .. } = streaming;
         let finish = draft.finish(ending);
         let counted = match (&finish, ending) {
@@ -320,6 +360,14 @@ impl Shared {
         completions.list.push(completion);
         self.arm(&mut completions);
     }
+}
+
+/// The log line of a stream a panic ended without even its last stanza.
+fn internal_error(incoming: &Incoming) -> String {
+    format!(
+        "{}: streamed answer ended without its last stanza: internal error (a bug in mod_component_http)",
+        describe(incoming)
+    )
 }
 
 /// Applies every event the parser has: the first object's fields make the template, each

@@ -90,9 +90,10 @@ impl Shared {
                 } else {
                     Composing::NotWanted
                 };
-                state
-                    .in_flight
-                    .insert(job.id, InFlight { incoming: Arc::clone(&job.incoming), composing, stream: None });
+                state.in_flight.insert(
+                    job.id,
+                    InFlight { incoming: Arc::clone(&job.incoming), composing, line: job.line.clone(), stream: None },
+                );
                 return Ok(Some(job));
             }
         }
@@ -123,7 +124,7 @@ impl Shared {
             let settings = self.settings();
             // Encoded here rather than in `submit`: everything that need not touch Lua stays
             // off Prosody's main thread.
-            let body = request::body(&job.incoming, settings.config.profile.format);
+            let body = request::body_for(&job.incoming, &settings.config.profile);
             let delivery = Delivery {
                 incoming: &job.incoming,
                 body: body.into(),
@@ -351,7 +352,7 @@ fn give_back_free_memory() {
 fn give_back_free_memory() {}
 
 /// A future whose panics end it with `None` instead of unwinding through the worker.
-struct Guarded<F>(Pin<Box<F>>);
+pub(super) struct Guarded<F>(pub(super) Pin<Box<F>>);
 
 impl<F: Future> Future for Guarded<F> {
     type Output = Option<F::Output>;

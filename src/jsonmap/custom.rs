@@ -5,11 +5,12 @@
 
 use serde_json::{Map, Value};
 
-use super::table::{ns, ARCHIVE_QUERY, DATAFORM, MAX_EXTENSIONS, MAX_FEATURES, MAX_IDENTITIES, MAX_ITEMS};
+use super::table::{ARCHIVE_QUERY, DATAFORM, MAX_EXTENSIONS, MAX_FEATURES, MAX_IDENTITIES, MAX_ITEMS};
 use super::{
     build_stanza, checked, child, children, element_to_json, elements, ns_of, read_obj, text, type_error, write_obj,
     Builder, Custom, El, Item, Kind, MapError, Obj, Place, Profile, Prop, Scalar, Why, CLIENT,
 };
+use crate::ns;
 use crate::stanza::{Element, Node};
 
 const fn own(name: &'static str) -> El {
@@ -178,7 +179,7 @@ fn disco_xml(value: &Value, field: &str, builder: &mut Builder) -> Result<Elemen
         let field = format!("{field}.extensions");
         let Value::Object(extensions) = extensions else { return Err(type_error(&field, "an object", extensions)) };
         if extensions.len() > MAX_EXTENSIONS {
-            return Err(MapError { field, why: Why::TooMany { max: MAX_EXTENSIONS } });
+            return Err(builder.too_many(&field, MAX_EXTENSIONS, extensions.len()));
         }
         for (form_type, fields) in extensions {
             let field = format!("{field}.{form_type}");
@@ -236,7 +237,7 @@ fn items_xml(value: &Value, field: &str, builder: &mut Builder) -> Result<Elemen
         }
         Value::Array(items) => {
             if items.len() > MAX_ITEMS {
-                return Err(MapError { field: field.to_owned(), why: Why::TooMany { max: MAX_ITEMS } });
+                return Err(builder.too_many(field, MAX_ITEMS, items.len()));
             }
             let mut query = builder.element(field, "query")?.with_attr("xmlns", ns::DISCO_ITEMS);
             for (i, item) in items.iter().enumerate() {
@@ -354,7 +355,7 @@ fn form_xml(
 ) -> Result<Element, MapError> {
     let Value::Object(fields) = value else { return Err(type_error(field, "an object", value)) };
     if fields.len() > super::table::MAX_FORM_FIELDS {
-        return Err(MapError { field: field.to_owned(), why: Why::TooMany { max: super::table::MAX_FORM_FIELDS } });
+        return Err(builder.too_many(field, super::table::MAX_FORM_FIELDS, fields.len()));
     }
     let typed = form_type == "result";
     let mut form = builder.element(field, "x")?.with_attr("xmlns", ns::DATA).with_attr("type", form_type);
@@ -373,7 +374,7 @@ fn form_xml(
             Value::Bool(b) => ("boolean", vec![if *b { "1" } else { "0" }.to_owned()]),
             Value::Array(list) => {
                 if list.len() > super::table::MAX_FIELD_VALUES {
-                    return Err(MapError { field: path, why: Why::TooMany { max: super::table::MAX_FIELD_VALUES } });
+                    return Err(builder.too_many(&path, super::table::MAX_FIELD_VALUES, list.len()));
                 }
                 let values = list
                     .iter()

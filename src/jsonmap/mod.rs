@@ -46,7 +46,7 @@ pub const MAX_DEPTH: usize = 32;
 
 /// The namespace of a stanza without one: a child of the stanza in no other namespace is in
 /// the stanza's own, which is this one unless the stanza says otherwise.
-pub const CLIENT: &str = "jabber:client";
+pub use crate::ns::CLIENT;
 
 /// The three kinds of stanza.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -136,6 +136,17 @@ pub enum Profile {
     Rest,
     /// `mod_component_http`: its own fields, and the community module's where no name clashes.
     ComponentHttp,
+}
+
+impl Profile {
+    /// The JSON contract of the module whose options `profile` names.
+    pub fn of(profile: &crate::config::Profile) -> Profile {
+        if profile.prefix == crate::config::REST.prefix {
+            Profile::Rest
+        } else {
+            Profile::ComponentHttp
+        }
+    }
 }
 
 /// The profiles a row belongs to.
@@ -329,12 +340,18 @@ pub enum Why {
     Invalid(String),
     /// An empty id.
     Empty,
+    /// A string with nothing in it but white space, where something must be (an emoji).
+    Blank,
     /// A required property is missing.
     Missing,
     /// A list longer than its bound.
     TooMany {
         /// The bound.
         max: usize,
+        /// How many it holds.
+        len: usize,
+        /// The kind of stanza being built, which the bound is for.
+        kind: Kind,
     },
     /// The stanza would hold more than [`MAX_ELEMENTS`] elements.
     TooManyElements,
@@ -362,20 +379,46 @@ impl MapError {
 impl fmt::Display for MapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let field = &self.field;
+        // An item of a list is named by its list: "'reactions.reactions' holds a number".
+        if let Some((list, noun)) = list_of(field) {
+            match &self.why {
+                Why::Type { expected, got } => {
+                    let plural = expected.trim_start_matches("an ").trim_start_matches("a ");
+                    return write!(f, "'{list}' holds {got}, expected {plural}s");
+                }
+                Why::Blank => return write!(f, "'{list}' holds an empty {}", noun.trim_end_matches('s')),
+                _ => {}
+            }
+        }
         match &self.why {
             Why::Unknown => write!(f, "'{field}' is not a field this module knows"),
             Why::Unmapped(why) => write!(f, "'{field}' is not supported: {why}"),
             Why::NotForKind(kind) => write!(f, "'{field}' cannot be used in a {}", kind.name()),
             Why::Type { expected, got } => write!(f, "'{field}' must be {expected}, got {got}"),
             Why::Invalid(allowed) => write!(f, "'{field}' {allowed}"),
-            Why::Empty => write!(f, "'{field}' is empty: it must be an id"),
-            Why::Missing => write!(f, "'{field}' is missing"),
-            Why::TooMany { max } => write!(f, "'{field}' holds more than {max} items"),
+            Why::Empty => write!(f, "'{field}' is empty: it must be a message id"),
+            Why::Blank => write!(f, "'{field}' is blank"),
+            Why::Missing => match field.rsplit_once('.') {
+                Some((object, key)) => {
+                    write!(f, "'{object}' needs {}", table::needs(field).unwrap_or(&format!("'{key}'")))
+                }
+                None => write!(f, "'{field}' is missing"),
+            },
+            Why::TooMany { max, len, kind } => {
+                let noun = field.rsplit(['.', '[']).next().unwrap_or(field);
+                write!(f, "'{field}' holds {len} {noun}, more than the {max} a {} may carry", kind.name())
+            }
             Why::TooManyElements => write!(f, "'{field}' makes the stanza hold more than {MAX_ELEMENTS} elements"),
             Why::TooDeep => write!(f, "'{field}' makes the stanza nest deeper than {MAX_DEPTH} elements"),
             Why::KindConflict(other) => write!(f, "'{field}' and '{other}' belong to different kinds of stanza"),
         }
     }
+}
+
+/// For the path of a list's item (`reactions.reactions[3]`), the list's path and its last name.
+fn list_of(field: &str) -> Option<(&str, &str)> {
+    let list = field.strip_suffix(']')?.rsplit_once('[')?.0;
+    Some((list, list.rsplit('.').next().unwrap_or(list)))
 }
 
 impl std::error::Error for MapError {}
@@ -386,11 +429,17 @@ impl std::error::Error for MapError {}
 pub struct Builder {
     left: usize,
     depth: usize,
+    kind: Kind,
 }
 
 impl Builder {
-    fn new() -> Builder {
-        Builder { left: MAX_ELEMENTS, depth: 0 }
+    fn new(kind: Kind) -> Builder {
+        Builder { left: MAX_ELEMENTS, depth: 0, kind }
+    }
+
+    /// A list of `len` items longer than `max`, refused naming `field`.
+    pub fn too_many(&self, field: &str, max: usize, len: usize) -> MapError {
+        MapError::new(field, Why::TooMany { max, len, kind: self.kind })
     }
 
     /// A new element, counted; refused (naming `field`) past the limit.
@@ -436,8 +485,9 @@ pub fn infer_kind(fields: &Map<String, Value>, profile: Profile, default: Kind) 
     match fields.get("kind") {
         None | Some(Value::Null) => {}
         Some(Value::String(kind)) => {
-            return Kind::from_name(kind)
-                .ok_or_else(|| MapError::new("kind", Why::Invalid("must be message, presence or iq".into())))
+            return Kind::from_name(kind).ok_or_else(|| {
+                MapError::new("kind", Why::Invalid(format!("is {kind:?}, expected message, presence or iq")))
+            })
         }
         Some(other) => return Err(type_error("kind", "a string", other)),
     }
@@ -476,15 +526,15 @@ fn implied_kind(key: &str, profile: Profile) -> Option<Kind> {
 /// The stanza a JSON object describes, of the kind [`infer_kind`] finds (`default` if nothing
 /// says). Fields are written in the table's order. Besides the rows:
 ///
-/// - an iq without a `type` is a `get`, or a `set` with `command` or `archive` (as the
-///   community module does);
+/// - for mod_rest, an iq without a `type` is a `get`, or a `set` with `command` or `archive`
+///   (as the community module does);
 /// - a presence of type `available` has no `type` attribute (RFC 6121 has no such type).
 ///
 /// A message gets no default type here: the caller decides (component_http's replies are
 /// `chat`).
 pub fn json_to_element(fields: &Map<String, Value>, profile: Profile, default: Kind) -> Result<Element, MapError> {
     let kind = infer_kind(fields, profile, default)?;
-    let stanza = build_stanza(fields, profile, kind, "", &mut Builder::new())?;
+    let stanza = build_stanza(fields, profile, kind, "", &mut Builder::new(kind))?;
     // Every text was checked as it was written; this guards what a row might add unchecked.
     stanza
         .check_xml()
@@ -559,7 +609,8 @@ fn build_fields(
             place => write(place, value, &mut stanza, &field, builder)?,
         }
     }
-    if kind == Kind::Iq && stanza.attr("type").is_none() {
+    // component_http has always sent an iq without a type as written (and refused it).
+    if kind == Kind::Iq && profile == Profile::Rest && stanza.attr("type").is_none() {
         let set = ["command", "archive"].iter().any(|key| fields.get(*key).is_some_and(|v| !v.is_null()));
         // First, where a type given is written.
         stanza.attrs.insert(0, ("type".into(), if set { "set" } else { "get" }.into()));
@@ -651,7 +702,7 @@ pub fn element_to_json(stanza: &Element, profile: Profile) -> Map<String, Value>
 // ---- reading XML ----
 
 /// The element children of `element`.
-fn elements(element: &Element) -> impl Iterator<Item = &Element> {
+pub(crate) fn elements(element: &Element) -> impl Iterator<Item = &Element> {
     element.children.iter().filter_map(|child| match child {
         Node::Element(e) => Some(e),
         Node::Text(_) => None,
@@ -659,7 +710,7 @@ fn elements(element: &Element) -> impl Iterator<Item = &Element> {
 }
 
 /// The text directly in `element`.
-fn text(element: &Element) -> String {
+pub(crate) fn text(element: &Element) -> String {
     element
         .children
         .iter()
@@ -820,7 +871,7 @@ fn scalar_text(value: &Value, scalar: Scalar, field: &str) -> Result<String, Map
             id => Ok(id),
         },
         Scalar::NonBlank => match string(value)? {
-            text if text.trim().is_empty() => Err(MapError::new(field, Why::Invalid("is blank".into()))),
+            text if text.trim().is_empty() => Err(MapError::new(field, Why::Blank)),
             text => Ok(text),
         },
         Scalar::Int { min, max } => match value.as_i64() {
@@ -848,7 +899,7 @@ fn scalar_text(value: &Value, scalar: Scalar, field: &str) -> Result<String, Map
             let text = string(value)?;
             crate::jid::prep(&text)
                 .map(|jid| jid.to_string())
-                .map_err(|why| MapError::new(field, Why::Invalid(format!("is not a valid JID: {why}"))))
+                .map_err(|why| MapError::new(field, Why::Invalid(format!("{text:?} is not a valid JID: {why}"))))
         }
         Scalar::HttpUrl => {
             let text = string(value)?;
@@ -957,8 +1008,9 @@ fn write_list(
     builder: &mut Builder,
 ) -> Result<(), MapError> {
     let Value::Array(list) = value else { return Err(type_error(field, "an array", value)) };
+    // Counted before any item is looked at: a list past the bound costs nothing more.
     if list.len() > max {
-        return Err(MapError::new(field, Why::TooMany { max }));
+        return Err(builder.too_many(field, max, list.len()));
     }
     for (i, value) in list.iter().enumerate() {
         let field = format!("{field}[{i}]");

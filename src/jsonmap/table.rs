@@ -8,91 +8,12 @@
 
 use super::custom::{ARCHIVE, COMMAND, DISCO, FORWARDED_MESSAGE, HTML, ITEMS};
 use super::{El, Item, Kind, Kinds, Obj, Place, Profiles, Prop, Row, Scalar};
+use crate::ns;
 
-/// Namespaces the rows use.
-pub mod ns {
-    /// XEP-0004 Data Forms.
-    pub const DATA: &str = "jabber:x:data";
-    /// XEP-0203 Delayed Delivery.
-    pub const DELAY: &str = "urn:xmpp:delay";
-    /// XEP-0172 User Nickname.
-    pub const NICK: &str = "http://jabber.org/protocol/nick";
-    /// XEP-0432 Simple JSON Messaging.
-    pub const JSON_MSG: &str = "urn:xmpp:json-msg:0";
-    /// XEP-0059 Result Set Management.
-    pub const RSM: &str = "http://jabber.org/protocol/rsm";
-    /// XEP-0313 Message Archive Management.
-    pub const MAM: &str = "urn:xmpp:mam:2";
-    /// XEP-0215 External Service Discovery.
-    pub const EXTDISCO: &str = "urn:xmpp:extdisco:2";
-    /// XEP-0100 Gateway Interaction.
-    pub const GATEWAY: &str = "jabber:iq:gateway";
-    /// XEP-0012 Last Activity.
-    pub const LAST: &str = "jabber:iq:last";
-    /// XEP-0066 Out of Band Data, the iq form.
-    pub const IQ_OOB: &str = "jabber:iq:oob";
-    /// XEP-0066 Out of Band Data, the message form.
-    pub const X_OOB: &str = "jabber:x:oob";
-    /// XEP-0199 XMPP Ping.
-    pub const PING: &str = "urn:xmpp:ping";
-    /// XEP-0077 In-Band Registration.
-    pub const REGISTER: &str = "jabber:iq:register";
-    /// XEP-0039 Statistics Gathering.
-    pub const STATS: &str = "http://jabber.org/protocol/stats";
-    /// XEP-0363 HTTP File Upload.
-    pub const UPLOAD: &str = "urn:xmpp:http:upload:0";
-    /// XEP-0092 Software Version.
-    pub const VERSION: &str = "jabber:iq:version";
-    /// XEP-0367 Message Attaching.
-    pub const ATTACHING: &str = "urn:xmpp:message-attaching:1";
-    /// XEP-0333 Chat Markers.
-    pub const MARKERS: &str = "urn:xmpp:chat-markers:0";
-    /// XEP-0380 Explicit Message Encryption.
-    pub const EME: &str = "urn:xmpp:eme:0";
-    /// XEP-0428 Fallback Indication.
-    pub const FALLBACK: &str = "urn:xmpp:fallback:0";
-    /// XEP-0297 Stanza Forwarding.
-    pub const FORWARD: &str = "urn:xmpp:forward:0";
-    /// XEP-0249 Direct MUC Invitations.
-    pub const CONFERENCE: &str = "jabber:x:conference";
-    /// XEP-0421 Occupant Identifiers.
-    pub const OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
-    /// XEP-0444 Message Reactions.
-    pub const REACTIONS: &str = "urn:xmpp:reactions:0";
-    /// XEP-0372 References.
-    pub const REFERENCE: &str = "urn:xmpp:reference:0";
-    /// XEP-0308 Last Message Correction.
-    pub const CORRECT: &str = "urn:xmpp:message-correct:0";
-    /// XEP-0461 Message Replies.
-    pub const REPLY: &str = "urn:xmpp:reply:0";
-    /// XEP-0359 Unique and Stable Stanza IDs.
-    pub const SID: &str = "urn:xmpp:sid:0";
-    /// XEP-0085 Chat State Notifications.
-    pub const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
-    /// XEP-0115 Entity Capabilities.
-    pub const CAPS: &str = "http://jabber.org/protocol/caps";
-    /// XEP-0319 Last User Interaction in Presence.
-    pub const IDLE: &str = "urn:xmpp:idle:1";
-    /// XEP-0045 Multi-User Chat.
-    pub const MUC: &str = "http://jabber.org/protocol/muc";
-    /// XEP-0153 vCard-Based Avatars.
-    pub const VCARD_UPDATE: &str = "vcard-temp:x:update";
-    /// XEP-0071 XHTML-IM.
-    pub const XHTML_IM: &str = "http://jabber.org/protocol/xhtml-im";
-    /// XHTML, the namespace of an XHTML-IM body.
-    pub const XHTML: &str = "http://www.w3.org/1999/xhtml";
-    /// XEP-0030 Service Discovery, info.
-    pub const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
-    /// XEP-0030 Service Discovery, items.
-    pub const DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
-    /// XEP-0050 Ad-Hoc Commands.
-    pub const COMMANDS: &str = "http://jabber.org/protocol/commands";
-    /// RFC 6120 stanza error conditions.
-    pub const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
-}
-
-/// Reactions in one reaction message (XEP-0444): far more than any client offers at once.
-pub const MAX_REACTIONS: usize = 64;
+/// Reactions in one reaction message (XEP-0444). A person reacts with a handful of emoji; the
+/// bound keeps a megabyte of `["x",…]` from becoming hundreds of thousands of elements that
+/// Prosody's main thread turns into a stanza, routes and serializes.
+pub const MAX_REACTIONS: usize = 100;
 /// Stanza ids on one message (XEP-0359): one per archive it passed through.
 pub const MAX_STANZA_IDS: usize = 16;
 /// Fields in one data form (XEP-0004).
@@ -113,6 +34,17 @@ pub const MAX_FEATURES: usize = 1024;
 pub const MAX_EXTENSIONS: usize = 16;
 /// Items in one disco#items answer.
 pub const MAX_ITEMS: usize = 1024;
+
+/// What an object missing a required property needs, said for a person, where the property's
+/// name alone does not say it (`None`: its name is enough).
+pub fn needs(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "reply.id" => "an 'id': the id of the message answered",
+        "reactions.id" => "an 'id': the id of the message reacted to",
+        "reactions.reactions" => "'reactions': an array of emoji",
+        _ => return None,
+    })
+}
 
 const fn el(name: &'static str, ns: &'static str) -> El {
     El { name, ns: Some(ns) }
@@ -263,7 +195,7 @@ const CONDITIONS: &[&str] = &[
 // ---- message structures ----
 
 static MESSAGE_OOB: Obj = obj(
-    el("x", ns::X_OOB),
+    el("x", ns::OOB),
     &[prop("url", Place::ChildText(own("url"), Scalar::HttpUrl)), prop("desc", child_text("desc"))],
 );
 
@@ -287,7 +219,7 @@ static REACTIONS: Obj = Obj {
 };
 
 static STANZA_ID: Obj =
-    obj(el("stanza-id", ns::SID), &[required("id", attr("id")), required("by", Place::Attr("by", Scalar::Str))]);
+    obj(el("stanza-id", ns::STANZA_ID), &[required("id", attr("id")), required("by", Place::Attr("by", Scalar::Str))]);
 
 static THREAD: Obj = obj(own("thread"), &[prop("parent", attr("parent")), prop("id", Place::Text(Scalar::Str))]);
 
@@ -466,7 +398,7 @@ pub static ROWS: &[Row] = &[
     row("id", Kinds::ALL, attr("id")),
     row("lang", Kinds::ALL, attr("xml:lang")),
     // What component_http's callers read themselves.
-    only(Profiles::COMPONENT_HTTP, row("stanza", Kinds::ALL, Place::Caller("answer: the whole stanza, as XML"))),
+    row("stanza", Kinds::ALL, Place::Caller("answer: the whole stanza, as XML")),
     only(Profiles::COMPONENT_HTTP, row("delta", Kinds::MESSAGE, Place::Caller("stream: a piece of a streamed answer"))),
     only(Profiles::COMPONENT_HTTP, row("room", Kinds::MESSAGE, Place::Caller("request: the room a message came from"))),
     only(
@@ -488,16 +420,25 @@ pub static ROWS: &[Row] = &[
     implying(Message, row("html", Kinds::MESSAGE, Place::Custom(&HTML))),
     row("oob", Kinds::MESSAGE, Place::Child(&MESSAGE_OOB)),
     row("oob_url", Kinds::MESSAGE, Place::Alias("oob", Some("url"))),
-    implying(Message, row("replace", Kinds::MESSAGE, Place::ChildAttr(el("replace", ns::CORRECT), "id", Scalar::Id))),
+    implying(
+        Message,
+        row("replace", Kinds::MESSAGE, Place::ChildAttr(el("replace", ns::MESSAGE_CORRECT), "id", Scalar::Id)),
+    ),
     row("reply", Kinds::MESSAGE, Place::Child(&REPLY)),
     row("reactions", Kinds::MESSAGE, Place::Child(&REACTIONS)),
     row("fallback", Kinds::MESSAGE, Place::Flag(el("fallback", ns::FALLBACK))),
-    implying(
-        Message,
-        row(
-            "state",
-            Kinds::MESSAGE,
-            Place::NameIs(ns::CHAT_STATES, &["active", "inactive", "gone", "composing", "paused"]),
+    // component_http sends and answers chat states itself (README: "Chat states"): neither
+    // read into its requests nor taken from its replies, where a second state would contradict
+    // the one it adds.
+    only(
+        Profiles::REST,
+        implying(
+            Message,
+            row(
+                "state",
+                Kinds::MESSAGE,
+                Place::NameIs(ns::CHAT_STATES, &["active", "inactive", "gone", "composing", "paused"]),
+            ),
         ),
     ),
     row("markable", Kinds::MESSAGE, Place::Flag(el("markable", ns::MARKERS))),

@@ -2,24 +2,11 @@
 //! owned stanza tree once, so the decisions ([`super::membership`], [`super::message`]) are pure
 //! functions of plain values that tests can write by hand.
 
-use crate::stanza::{Element, Node, XMLNS_STANZAS};
+use crate::jid;
+use crate::stanza::{Element, XMLNS_STANZAS};
 
-/// XEP-0045: the join element.
-pub const MUC: &str = "http://jabber.org/protocol/muc";
-/// XEP-0045: what a room adds to the presence and messages it sends.
-pub const MUC_USER: &str = "http://jabber.org/protocol/muc#user";
-/// XEP-0045: the owner's room configuration.
-pub const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
-/// XEP-0199 pings, as XEP-0410 self-pings use them.
-pub const PING: &str = "urn:xmpp:ping";
-/// XEP-0203, and the XEP-0091 element older rooms still put on history.
-pub const DELAY: &str = "urn:xmpp:delay";
-/// XEP-0091, the legacy delayed delivery.
-pub const LEGACY_DELAY: &str = "jabber:x:delay";
-/// XEP-0461 message replies.
-pub const REPLY: &str = "urn:xmpp:reply:0";
-/// XEP-0359 unique and stable stanza ids.
-pub const STANZA_ID: &str = "urn:xmpp:sid:0";
+/// The namespaces the room logic reads, from their one home.
+pub use crate::ns::{DELAY, LEGACY_DELAY, MUC, MUC_OWNER, MUC_USER, PING, REPLY, STANZA_ID};
 
 /// A presence from a room (or from any JID: whether it concerns a room is decided later).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,8 +26,9 @@ impl PresenceFacts {
     /// Reads the facts of `presence`.
     pub fn read(presence: &Element) -> PresenceFacts {
         let mut status_codes = Vec::new();
-        for x in children(presence).filter(|c| c.name == "x" && c.attr("xmlns") == Some(MUC_USER)) {
-            for status in children(x).filter(|c| c.name == "status") {
+        for x in presence.elements_named("x", Some(MUC_USER)) {
+            // Any `<status/>` in the payload: one built without a namespace counts too.
+            for status in x.elements().filter(|c| c.name == "status") {
                 if let Some(code) = status.attr("code").and_then(|c| c.parse().ok()) {
                     status_codes.push(code);
                 }
@@ -98,27 +86,25 @@ impl MessageFacts {
         let own_ns = message.attr("xmlns");
         let in_own_ns = |c: &&Element| c.attr("xmlns") == own_ns || c.attr("xmlns").is_none();
         let from = message.attr("from").unwrap_or_default();
-        let room = from.split('/').next().unwrap_or_default();
-        let reply = children(message).find(|c| c.name == "reply" && c.attr("xmlns") == Some(REPLY));
+        let room = jid::bare(from);
+        let reply = message.child("reply", Some(REPLY));
         MessageFacts {
             from: from.to_owned(),
             to: message.attr("to").unwrap_or_default().to_owned(),
             message_type: message.attr("type").map(Into::into),
             body,
-            has_subject: children(message).filter(in_own_ns).any(|c| c.name == "subject"),
-            delayed: children(message).any(|c| {
-                (c.name == "delay" && c.attr("xmlns") == Some(DELAY))
-                    || (c.name == "x" && c.attr("xmlns") == Some(LEGACY_DELAY))
-            }),
+            has_subject: message.elements().filter(in_own_ns).any(|c| c.name == "subject"),
+            delayed: message.child("delay", Some(DELAY)).is_some() || message.child("x", Some(LEGACY_DELAY)).is_some(),
             id: message.attr("id").map(Into::into),
-            stanza_id: children(message)
-                .find(|c| c.name == "stanza-id" && c.attr("xmlns") == Some(STANZA_ID) && c.attr("by") == Some(room))
+            stanza_id: message
+                .elements_named("stanza-id", Some(STANZA_ID))
+                .find(|c| c.attr("by") == Some(room))
                 .and_then(|c| c.attr("id"))
                 .map(Into::into),
             reply_to: reply.and_then(|r| r.attr("to")).map(Into::into),
             reply_id: reply.and_then(|r| r.attr("id")).map(Into::into),
-            reactions_id: children(message)
-                .find(|c| c.name == "reactions" && c.attr("xmlns") == Some(crate::rich::REACTIONS))
+            reactions_id: message
+                .child("reactions", Some(crate::rich::REACTIONS))
                 .and_then(|c| c.attr("id"))
                 .map(Into::into),
             error_condition: error_condition(message),
@@ -156,20 +142,13 @@ impl PingAnswer {
     }
 }
 
-fn children(element: &Element) -> impl Iterator<Item = &Element> {
-    element.children.iter().filter_map(|c| match c {
-        Node::Element(e) => Some(e),
-        Node::Text(_) => None,
-    })
-}
-
 /// The defined condition of a stanza's `<error/>`, as `stanza:get_error()` reads it.
 fn error_condition(stanza: &Element) -> Option<String> {
     if stanza.attr("type") != Some("error") {
         return None;
     }
-    let error = children(stanza).find(|c| c.name == "error")?;
-    children(error).find(|c| c.attr("xmlns") == Some(XMLNS_STANZAS) && c.name != "text").map(|c| c.name.clone())
+    let error = stanza.child_named("error")?;
+    error.elements().find(|c| c.attr("xmlns") == Some(XMLNS_STANZAS) && c.name != "text").map(|c| c.name.clone())
 }
 
 #[cfg(test)]
@@ -249,8 +228,8 @@ mod tests {
 
     #[test]
     fn reads_what_prosodys_muc_sends() {
-        use crate::xml::{parse_stanza, Limits};
-        let read = |xml: &str| PresenceFacts::read(&parse_stanza(xml, Limits::default()).unwrap());
+        use crate::xml::{parse_stanza, ParseLimits};
+        let read = |xml: &str| PresenceFacts::read(&parse_stanza(xml, ParseLimits::default()).unwrap());
         let banned = read(
             "<presence from='dev@conference.localhost/bot' to='bot.localhost' type='unavailable'>\
              <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='outcast' role='none'/>\

@@ -33,6 +33,11 @@ pub struct Timing {
     pub first_retry: Duration,
     /// The longest wait between rejoins.
     pub max_retry: Duration,
+    /// The wait between two batches of at most [`JOINS_PER_BATCH`] joins.
+    pub join_pace: Duration,
+    /// How long the form that opens a new room may wait for its answer (Lua's `module:send_iq`
+    /// timeout for it); it holds one of the rooms' [`ROOM_IQS`] until then.
+    pub open_room_timeout: Duration,
 }
 
 impl Default for Timing {
@@ -43,6 +48,8 @@ impl Default for Timing {
             ping_timeout: Duration::from_secs(60),
             first_retry: Duration::from_secs(5),
             max_retry: Duration::from_secs(300),
+            join_pace: Duration::from_millis(100),
+            open_room_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -63,6 +70,26 @@ pub const OWN_MESSAGE_IDS: usize = 64;
 
 /// Nicks tried on a conflict: `Nick`, then `Nick_2` up to `Nick_10`.
 pub const MAX_NICK_ATTEMPTS: u32 = 10;
+
+/// The most joins sent in one turn of Prosody's main loop: a local room handles a join on the
+/// main thread (and tells every occupant), so thousands of rooms joined at once would stall the
+/// server for seconds. The rest wait for the next batch, [`Timing::join_pace`] later: 200 joins
+/// a second, 5,000 rooms in 25 s. Joins at start, after a reload and retries all go in batches;
+/// a join a push or the bot's presence asks for goes out at once.
+pub const JOINS_PER_BATCH: usize = 20;
+
+/// How many iqs Prosody's `module:send_iq` tracks per module: one more evicts (fails) the oldest
+/// waiting, whoever sent it.
+pub const SEND_IQ_TRACKED: usize = 256;
+
+/// The most iqs the rooms have waiting for their answers at once: self-pings and the forms that
+/// open rooms the bot's joins created. Pushed iqs are at most [`crate::config::MAX_PUSH_IQS`];
+/// together they stay below [`SEND_IQ_TRACKED`], so neither can evict the other's. A self-ping
+/// or a form due while the rooms' share is taken waits for an answer to free a place.
+pub const ROOM_IQS: usize = 48;
+
+// The split holds whatever the two numbers become.
+const _: () = assert!(crate::config::MAX_PUSH_IQS as usize + ROOM_IQS < SEND_IQ_TRACKED);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 /// Where the bot stands in one room.
@@ -128,8 +155,12 @@ pub enum Action {
     OpenRoom {
         /// The bare room JID.
         room: String,
+        /// The iq's id: its answer (or its timeout) is reported to [`Rooms::on_open_room_answer`].
+        id: String,
         /// The configuration form.
         iq: Element,
+        /// How long to wait for the answer ([`Timing::open_room_timeout`]).
+        timeout: Duration,
     },
     /// `module:log(level, message)`.
     Log(Level, String),
@@ -209,12 +240,19 @@ struct Room {
     nick: String,
     from: String,
     configured: bool,
+    /// Kept in storage across restarts: the bot joined it by a push or a presence of its own.
     remembered: bool,
+    /// A push or a presence of the bot's asked for it: remembered once the room lets the bot
+    /// in, never before (a mistyped or unreachable room must not be retried on every start).
+    remember_on_join: bool,
     state: State,
     /// Failed joins in a row, for the backoff.
     failures: u32,
     nick_attempt: u32,
     push_waiting: bool,
+    /// The bot's own join created the room (status 201): the form that opens it is to be sent,
+    /// once, when the rooms' iq budget has a place.
+    open_pending: bool,
     /// The ids of the bot's last messages the room reflected, oldest first.
     own_message_ids: Vec<String>,
 }
@@ -225,11 +263,13 @@ impl Room {
             nick: nick.to_owned(),
             from: from.to_owned(),
             configured,
-            remembered: !configured,
+            remembered: false,
+            remember_on_join: false,
             state: State::Idle,
             failures: 0,
             nick_attempt: 1,
             push_waiting: false,
+            open_pending: false,
             own_message_ids: Vec::new(),
         }
     }
@@ -265,6 +305,9 @@ impl Room {
             return vec![Action::Log(Level::Info, log), join];
         }
         self.nick_attempt = 1;
+        // The join a push or a presence asked for is answered: the room is not remembered.
+        self.remember_on_join = false;
+        self.open_pending = false;
         let mut actions = Vec::new();
         if std::mem::take(&mut self.push_waiting) {
             actions.push(Action::RoomFailed { room: room.to_owned(), failure: failure.clone() });
@@ -280,6 +323,12 @@ impl Room {
             self.state = State::Retrying { at: now + delay, after: failure };
         }
         actions
+    }
+
+    /// Neither configured nor remembered, nor asked for by a join still waiting for its answer:
+    /// nothing wants the bot back in it.
+    fn is_transient(&self) -> bool {
+        !self.configured && !self.remembered && !self.remember_on_join
     }
 
     fn next_deadline(&self, timing: &Timing) -> Option<Instant> {
@@ -304,13 +353,28 @@ pub struct Rooms {
     rooms: BTreeMap<String, Room>,
     /// Numbers the ids of the iqs we send.
     sent_iqs: u64,
+    /// [`Rooms::start`] ran: rooms waiting to be joined ([`State::Idle`]) go in batches.
+    started: bool,
+    /// When the last batch of joins went out.
+    last_batch: Option<Instant>,
+    /// The forms opening new rooms that wait for their answers, by id, with when they were sent.
+    open_iqs: BTreeMap<String, Instant>,
 }
 
 impl Rooms {
     /// The rooms of `options` for the component `host`, none joined yet.
     pub fn new(host: &str, options: &RoomOptions, timing: Timing) -> Rooms {
         let rooms = options.rooms.iter().map(|c| (c.room.clone(), Room::new(&c.nick, host, true))).collect();
-        Rooms { host: host.to_owned(), default_nick: options.nick.clone(), timing, rooms, sent_iqs: 0 }
+        Rooms {
+            host: host.to_owned(),
+            default_nick: options.nick.clone(),
+            timing,
+            rooms,
+            sent_iqs: 0,
+            started: false,
+            last_batch: None,
+            open_iqs: BTreeMap::new(),
+        }
     }
 
     /// Adds the rooms read back from storage (before [`Rooms::start`]). Entries that are no
@@ -340,14 +404,85 @@ impl Rooms {
             .collect()
     }
 
-    /// Once the server has started: joins every room wanted and not joined yet.
+    /// Once the server has started: joins every room wanted and not joined yet, the first
+    /// [`JOINS_PER_BATCH`] now and the rest in batches on the following ticks.
     pub fn start(&mut self, now: Instant) -> Vec<Action> {
+        self.started = true;
+        self.join_batch(now)
+    }
+
+    /// Joins the next [`JOINS_PER_BATCH`] rooms waiting ([`State::Idle`]).
+    fn join_batch(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
-        for (room, r) in self.rooms.iter_mut().filter(|(_, r)| r.state == State::Idle) {
+        for (room, r) in self.rooms.iter_mut().filter(|(_, r)| r.state == State::Idle).take(JOINS_PER_BATCH) {
             actions.push(Action::Log(Level::Info, format!("joining {room} as {:?}", r.nick_to_try())));
             actions.push(r.join(room, now));
         }
+        // Even an empty batch: the next one is paced from here.
+        self.last_batch = Some(now);
         actions
+    }
+
+    /// When the next batch of joins is due, if rooms wait for one.
+    fn next_batch(&self) -> Option<Instant> {
+        if !self.started || !self.rooms.values().any(|r| r.state == State::Idle) {
+            return None;
+        }
+        // `start` and `reconfigure` (which set `started`) each try a batch.
+        self.last_batch.map(|at| at + self.timing.join_pace)
+    }
+
+    /// How many iqs of the rooms wait for their answers.
+    fn room_iqs_in_flight(&self) -> usize {
+        let pings = self.rooms.values().filter(|r| matches!(r.state, State::Joined { ping: Some(_), .. })).count();
+        pings + self.open_iqs.len()
+    }
+
+    /// Sends the forms that open new rooms and the self-pings that are due, as far as the
+    /// rooms' share of Prosody's iq tracking allows ([`ROOM_IQS`]); the rest wait for a place.
+    fn send_room_iqs(&mut self, now: Instant) -> Vec<Action> {
+        let mut in_flight = self.room_iqs_in_flight();
+        let mut actions = Vec::new();
+        // A new room stays locked (closed to everyone else) until it is opened: forms first.
+        for (room, r) in self.rooms.iter_mut() {
+            if in_flight >= ROOM_IQS {
+                return actions;
+            }
+            if r.open_pending && matches!(r.state, State::Joined { .. }) {
+                r.open_pending = false;
+                self.sent_iqs += 1;
+                let id = format!("room-config-{}", self.sent_iqs);
+                let iq = stanzas::open_new_room(room, &r.from, &id);
+                self.open_iqs.insert(id.clone(), now);
+                actions.push(Action::OpenRoom { room: room.clone(), id, iq, timeout: self.timing.open_room_timeout });
+                in_flight += 1;
+            }
+        }
+        for (room, r) in self.rooms.iter_mut() {
+            if in_flight >= ROOM_IQS {
+                return actions;
+            }
+            if let State::Joined { nick, next_ping, ping: ping @ None } = &mut r.state {
+                if *next_ping <= now {
+                    self.sent_iqs += 1;
+                    let id = format!("room-ping-{}", self.sent_iqs);
+                    let iq = stanzas::self_ping(room, nick, &r.from, &id);
+                    *ping = Some(PendingPing { id: id.clone(), sent: now });
+                    actions.push(Action::SelfPing { room: room.clone(), id, iq });
+                    in_flight += 1;
+                }
+            }
+        }
+        actions
+    }
+
+    /// The form `id` that opened a new room was answered, or timed out (either way it no longer
+    /// holds a place among the rooms' iqs).
+    pub fn on_open_room_answer(&mut self, id: &str, now: Instant) -> Vec<Action> {
+        if self.open_iqs.remove(id).is_none() {
+            return Vec::new();
+        }
+        self.send_room_iqs(now)
     }
 
     /// After a reload, on the state handed over: rooms new to the configuration are joined,
@@ -355,6 +490,7 @@ impl Rooms {
     /// taken, and rooms stopped by a ban, a kick or a refusal are tried again.
     pub fn reconfigure(&mut self, options: &RoomOptions, now: Instant) -> Vec<Action> {
         self.default_nick = options.nick.clone();
+        self.started = true;
         let mut actions = Vec::new();
         for r in self.rooms.values_mut() {
             r.configured = false;
@@ -367,16 +503,21 @@ impl Rooms {
             r.configured = true;
             let nick_changed = r.nick != configured.nick;
             r.nick = configured.nick.clone();
-            let rejoin = match &r.state {
-                State::Idle | State::Stopped(_) | State::Left => true,
-                State::Joining { .. } | State::Joined { .. } => nick_changed,
-                State::Retrying { .. } => false,
-            };
-            if rejoin {
-                r.nick_attempt = 1;
-                r.failures = 0;
-                actions.push(Action::Log(Level::Info, format!("joining {} as {:?}", configured.room, r.nick)));
-                actions.push(r.join(&configured.room, now));
+            match &r.state {
+                // Out of the room: joined with the next batches.
+                State::Idle | State::Stopped(_) | State::Left => {
+                    r.nick_attempt = 1;
+                    r.failures = 0;
+                    r.state = State::Idle;
+                }
+                // In it: the new nick is taken at once (a nick change, not a join).
+                State::Joining { .. } | State::Joined { .. } if nick_changed => {
+                    r.nick_attempt = 1;
+                    r.failures = 0;
+                    actions.push(Action::Log(Level::Info, format!("joining {} as {:?}", configured.room, r.nick)));
+                    actions.push(r.join(&configured.room, now));
+                }
+                State::Joining { .. } | State::Joined { .. } | State::Retrying { .. } => {}
             }
         }
         let stopped_remembered: Vec<String> = self
@@ -388,10 +529,10 @@ impl Rooms {
         for room in stopped_remembered {
             let r = self.rooms.get_mut(&room).expect("listed above");
             r.failures = 0;
-            actions.push(r.join(&room, now));
+            r.state = State::Idle;
         }
         let dropped: Vec<String> =
-            self.rooms.iter().filter(|(_, r)| !r.configured && !r.remembered).map(|(room, _)| room.clone()).collect();
+            self.rooms.iter().filter(|(_, r)| r.is_transient()).map(|(room, _)| room.clone()).collect();
         for room in dropped {
             let r = self.rooms.remove(&room).expect("listed above");
             if let Some(nick) = r.current_nick() {
@@ -399,6 +540,7 @@ impl Rooms {
                 actions.push(Action::Send(stanzas::leave(&room, nick, &r.from)));
             }
         }
+        actions.extend(self.join_batch(now));
         actions
     }
 
@@ -409,7 +551,7 @@ impl Rooms {
         let (room, nick) = occupant_parts(&presence.from)?;
         let r = self.rooms.get_mut(&room)?;
         let about_us = presence.has_status(110) || (nick.is_some() && nick.as_deref() == r.current_nick());
-        let actions = match presence.presence_type.as_deref() {
+        let mut actions = match presence.presence_type.as_deref() {
             // Every presence the bot sends to a room it knows is about its membership, so every
             // error back is too; one for a nick it no longer asks for is a late answer to a
             // join it gave up on.
@@ -438,13 +580,16 @@ impl Rooms {
                 if !matches!(&r.state, State::Joined { nick: joined, .. } if *joined == nick) {
                     actions.push(Action::Log(Level::Info, format!("joined {room} as {nick:?}")));
                 }
+                // Only the answer to a join of the bot's own says whether that join created the
+                // room: a 201 on any other self-presence (a room may send as many as it likes)
+                // asks for nothing.
+                let answers_our_join = matches!(r.state, State::Joining { .. });
+                r.open_pending = answers_our_join && presence.has_status(201);
                 r.failures = 0;
                 r.state = State::Joined { nick, next_ping: now + self.timing.ping_interval, ping: None };
-                if presence.has_status(201) {
-                    self.sent_iqs += 1;
-                    let id = format!("room-config-{}", self.sent_iqs);
-                    actions
-                        .push(Action::OpenRoom { room: room.clone(), iq: stanzas::open_new_room(&room, &r.from, &id) });
+                if std::mem::take(&mut r.remember_on_join) {
+                    r.remembered = true;
+                    actions.push(Action::StoreRemembered);
                 }
                 if std::mem::take(&mut r.push_waiting) {
                     actions.push(Action::RoomReady { room: room.clone(), from: r.from.clone() });
@@ -453,6 +598,8 @@ impl Rooms {
             }
             _ => return None,
         };
+        // A form to send, or a place freed by a failure.
+        actions.extend(self.send_room_iqs(now));
         Some(actions)
     }
 
@@ -474,8 +621,10 @@ impl Rooms {
     /// from another JID than the one in it is left alone.
     pub fn on_own_presence(&mut self, presence: &mut Element, now: Instant) -> Vec<Action> {
         let Some(to) = presence.attr("to").and_then(|to| jid::prep(to).ok()) else { return Vec::new() };
-        let Some(node) = &to.node else { return Vec::new() };
-        let room = format!("{node}@{}", to.domain);
+        if to.node.is_none() {
+            return Vec::new();
+        }
+        let room = to.bare();
         let from = presence.attr("from").unwrap_or(&self.host).to_owned();
         let known_service = self.rooms.keys().any(|r| r.rsplit('@').next() == Some(to.domain.as_str()));
         if !(self.rooms.contains_key(&room) || known_service || stanzas::is_join(presence)) {
@@ -492,21 +641,17 @@ impl Rooms {
                     return Vec::new(); // a presence update to a room it is in
                 }
                 stanzas::make_join(presence);
-                r.remembered |= !r.configured;
+                r.remember_on_join = !r.configured;
                 r.from = from;
                 r.nick = nick.clone();
                 r.nick_attempt = 1;
                 r.state = State::Joining { since: now, nick: nick.clone() };
-                let mut actions =
-                    vec![Action::Log(Level::Info, format!("joining {room} as {nick:?} (the bot's presence)"))];
-                if r.remembered {
-                    actions.push(Action::StoreRemembered);
-                }
-                actions
+                vec![Action::Log(Level::Info, format!("joining {room} as {nick:?} (the bot's presence)"))]
             }
             Some("unavailable") => {
                 let Some(r) = self.rooms.get_mut(&room) else { return Vec::new() };
                 r.state = State::Left;
+                r.remember_on_join = false;
                 let mut actions = vec![Action::Log(Level::Info, format!("leaving {room} (the bot's presence)"))];
                 if std::mem::take(&mut r.remembered) {
                     actions.push(Action::StoreRemembered);
@@ -538,50 +683,78 @@ impl Rooms {
             PingAnswer::Error { condition, .. } if condition.starts_with("remote-server-") => Some(Failure::NoAnswer),
             PingAnswer::Error { .. } => Some(Failure::Dropped),
         };
-        match failure {
+        let mut actions = match failure {
             None => {
                 *ping = None;
                 *next_ping = now + self.timing.ping_interval;
                 Vec::new()
             }
             Some(failure) => r.fail(room, failure, &self.timing, now),
-        }
+        };
+        // The ping's place among the rooms' iqs is free: a self-ping or a form waiting for one goes.
+        actions.extend(self.send_room_iqs(now));
+        actions
     }
 
-    /// Time passed: joins that got no answer fail, retries that are due join, joined rooms that
-    /// are due a self-ping get one, and a self-ping unanswered for `ping_timeout` fails.
+    /// Time passed: joins that got no answer fail, retries that are due join (in the next
+    /// batch), joined rooms that are due a self-ping get one (within the rooms' iq budget), and a
+    /// self-ping unanswered for `ping_timeout` fails.
     pub fn tick(&mut self, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
+        let mut forgotten = Vec::new();
         for (room, r) in self.rooms.iter_mut() {
             if r.next_deadline(&self.timing).is_none_or(|deadline| now < deadline) {
                 continue;
             }
             let due = match &r.state {
                 State::Joining { .. } | State::Joined { ping: Some(_), .. } => Due::Fail(Failure::NoAnswer),
+                State::Retrying { .. } if r.is_transient() => Due::Forget,
                 State::Retrying { .. } => Due::Join,
-                State::Joined { ping: None, .. } => Due::Ping,
-                State::Idle | State::Stopped(_) | State::Left => continue,
+                // A self-ping: sent below, as the budget allows.
+                State::Joined { ping: None, .. } | State::Idle | State::Stopped(_) | State::Left => continue,
             };
             match due {
                 Due::Fail(failure) => actions.extend(r.fail(room, failure, &self.timing, now)),
-                Due::Join => actions.push(r.join(room, now)),
-                Due::Ping => {
-                    if let State::Joined { nick, ping, .. } = &mut r.state {
-                        self.sent_iqs += 1;
-                        let id = format!("room-ping-{}", self.sent_iqs);
-                        let iq = stanzas::self_ping(room, nick, &r.from, &id);
-                        *ping = Some(PendingPing { id: id.clone(), sent: now });
-                        actions.push(Action::SelfPing { room: room.clone(), id, iq });
-                    }
+                // A room a push or a presence asked for and that never let the bot in: the next
+                // push or presence asks again; nothing else does.
+                Due::Forget => {
+                    actions.push(Action::Log(
+                        Level::Info,
+                        format!(
+                            "not rejoining {room}: the bot was never in it; a push or a presence to it joins again"
+                        ),
+                    ));
+                    forgotten.push(room.clone());
                 }
+                Due::Join => r.state = State::Idle,
             }
+        }
+        for room in forgotten {
+            self.rooms.remove(&room);
+        }
+        // A form whose answer never came back here (Lua's own timeout reports it; not across a
+        // reload) frees its place after the same time.
+        let timeout = self.timing.open_room_timeout;
+        self.open_iqs.retain(|_, sent| now < *sent + timeout);
+        actions.extend(self.send_room_iqs(now));
+        if self.next_batch().is_some_and(|at| at <= now) {
+            actions.extend(self.join_batch(now));
         }
         actions
     }
 
     /// When [`Rooms::tick`] next has something to do: Lua sets its timer for then.
     pub fn next_tick(&self) -> Option<Instant> {
-        self.rooms.values().filter_map(|r| r.next_deadline(&self.timing)).min()
+        // A self-ping due while the rooms' iqs are all waiting goes when an answer (reported to
+        // `on_ping_answer` or `on_open_room_answer`) or a timeout below frees a place: no tick
+        // for it, or the timer would fire again at once, forever.
+        let budget_full = self.room_iqs_in_flight() >= ROOM_IQS;
+        let rooms = self.rooms.values().filter_map(|r| match &r.state {
+            State::Joined { ping: None, .. } if budget_full => None,
+            _ => r.next_deadline(&self.timing),
+        });
+        let forms = self.open_iqs.values().map(|sent| *sent + self.timing.open_room_timeout);
+        rooms.chain(forms).chain(self.next_batch()).min()
     }
 
     /// A push of a `groupchat` message to `room`.
@@ -591,7 +764,6 @@ impl Rooms {
         let Some(room) = bare_room(room) else {
             return PushRoute::NotARoom(format!("{room:?} is not a room JID (room@service)"));
         };
-        let is_new = !self.rooms.contains_key(&room);
         let joining_from = from.unwrap_or(&self.host);
         let r = self.rooms.entry(room.clone()).or_insert_with(|| Room::new(&self.default_nick, joining_from, false));
         match &r.state {
@@ -610,10 +782,7 @@ impl Rooms {
             State::Joined { .. } => return PushRoute::Send { from: r.from.clone() },
             State::Joining { .. } | State::Retrying { .. } | State::Stopped(_) => {}
             State::Idle | State::Left => {
-                if !r.configured && (is_new || !r.remembered) {
-                    r.remembered = true;
-                    actions.push(Action::StoreRemembered);
-                }
+                r.remember_on_join = !r.configured && !r.remembered;
                 actions.push(Action::Log(Level::Info, format!("joining {room} as {:?} for a push", r.nick_to_try())));
                 actions.push(r.join(&room, now));
             }
@@ -654,7 +823,8 @@ impl Rooms {
         self.rooms.contains_key(room)
     }
 
-    /// The state of `room` (a bare JID), when the bot knows it.
+    /// The state of `room` (a bare JID), when the bot knows it: what the tests look at.
+    #[cfg(test)]
     pub fn state(&self, room: &str) -> Option<&State> {
         self.rooms.get(room).map(|r| &r.state)
     }
@@ -662,6 +832,8 @@ impl Rooms {
     /// On unload (not a reload, which hands the state over): leaves every room the bot is in or
     /// joining, keeping the remembered set for the next start.
     pub fn leave_all(&mut self) -> Vec<Action> {
+        // Nothing is joined again after this: no batches.
+        self.started = false;
         let mut actions = Vec::new();
         for (room, r) in self.rooms.iter_mut() {
             if let Some(nick) = r.current_nick() {
@@ -676,24 +848,22 @@ impl Rooms {
 /// What [`Rooms::tick`] does for a room whose deadline passed.
 enum Due {
     Fail(Failure),
+    /// Forget a room that never let the bot in.
+    Forget,
+    /// Join in the next batch.
     Join,
-    Ping,
 }
 
 /// `room@service` prepared; `None` for anything else (no node, or a nick).
 fn bare_room(text: &str) -> Option<String> {
     let jid = jid::prep(text).ok()?;
-    match (&jid.node, &jid.resource) {
-        (Some(node), None) => Some(format!("{node}@{}", jid.domain)),
-        _ => None,
-    }
+    (jid.node.is_some() && jid.resource.is_none()).then(|| jid.bare())
 }
 
 /// `room@service/nick` as the bare room and the nick (none for what the room itself sends).
 pub(super) fn occupant_parts(text: &str) -> Option<(String, Option<String>)> {
-    let jid = jid::prep(text).ok()?;
-    let node = jid.node?;
-    Some((format!("{node}@{}", jid.domain), jid.resource))
+    let jid = jid::prep(text).ok().filter(|jid| jid.node.is_some())?;
+    Some((jid.bare(), jid.resource))
 }
 
 #[cfg(test)]
@@ -1016,18 +1186,20 @@ mod tests {
             .with_attr("from", "bot.localhost")
             .with_child(Element::new("x").with_attr("xmlns", MUC));
         let actions = rooms.on_own_presence(&mut join, now);
-        assert!(actions.contains(&Action::StoreRemembered));
+        assert!(!actions.contains(&Action::StoreRemembered), "not before the room lets the bot in");
+        assert_eq!(rooms.remembered(), vec![]);
         assert_eq!(
             join.to_xml(),
             format!(
                 "<presence to='{room}/Quiz' from='bot.localhost'><x xmlns='{MUC}'><history maxstanzas='0'/></x></presence>"
             )
         );
+        let actions = rooms.on_presence(&presence_from(room, "Quiz"), now).unwrap();
+        assert!(actions.contains(&Action::StoreRemembered));
         assert_eq!(
             rooms.remembered(),
             vec![RememberedRoom { room: room.into(), nick: "Quiz".into(), from: "bot.localhost".into() }]
         );
-        rooms.on_presence(&presence_from(room, "Quiz"), now).unwrap();
         assert_eq!(rooms.occupant(room).unwrap().nick, "Quiz");
         // A presence update to a room the bot is in changes nothing.
         let mut away =
@@ -1134,11 +1306,13 @@ mod tests {
         let now = Instant::now();
         let mut rooms = rooms_for(&[]);
         let PushRoute::Wait(actions) = rooms.route_push(ROOM, None, now) else { panic!("should wait") };
-        assert!(actions.contains(&Action::StoreRemembered));
+        assert!(!actions.contains(&Action::StoreRemembered), "not before the room lets the bot in");
         assert_eq!(sent(&actions), vec![join_xml("bot")]);
         assert_eq!(rooms.route_push(ROOM, None, now), PushRoute::Wait(vec![]), "already joining");
         let actions = rooms.on_presence(&self_presence("bot"), now).unwrap();
         assert!(actions.contains(&Action::RoomReady { room: ROOM.into(), from: "bot.localhost".into() }));
+        assert!(actions.contains(&Action::StoreRemembered));
+        assert_eq!(rooms.remembered().len(), 1);
         assert_eq!(rooms.route_push(ROOM, None, now), PushRoute::Send { from: "bot.localhost".into() });
         assert_eq!(
             rooms.route_push(ROOM, Some("alerts@bot.localhost"), now),
@@ -1161,6 +1335,7 @@ mod tests {
                 "<presence to='{ROOM}/bot' from='alerts@bot.localhost'><x xmlns='{MUC}'><history maxstanzas='0'/></x></presence>"
             )]
         );
+        rooms.on_presence(&self_presence("bot"), now).unwrap();
         assert_eq!(rooms.remembered()[0].from, "alerts@bot.localhost");
     }
 
@@ -1198,6 +1373,188 @@ mod tests {
         }
     }
 
+    /// Whatever keeps a room asked for by a push or a presence of the bot's from letting it in
+    /// (no such room, a refusal that would pass, no answer, a server that cannot be reached),
+    /// the room is never stored and never rejoined on its own: the next push asks again.
+    #[test]
+    fn a_room_is_remembered_only_once_joined() {
+        let room = "typo@conference.localhost";
+        let answers: [Option<&str>; 4] =
+            [Some("item-not-found"), Some("remote-server-not-found"), Some("service-unavailable"), None];
+        for answer in answers {
+            for by_presence in [false, true] {
+                let now = Instant::now();
+                let mut rooms = rooms_for(&[]);
+                let mut actions = if by_presence {
+                    let mut join = Element::new("presence")
+                        .with_attr("to", &format!("{room}/bot"))
+                        .with_attr("from", "bot.localhost")
+                        .with_child(Element::new("x").with_attr("xmlns", MUC));
+                    rooms.on_own_presence(&mut join, now)
+                } else {
+                    let PushRoute::Wait(actions) = rooms.route_push(room, None, now) else { panic!("should wait") };
+                    actions
+                };
+                let case = format!("{answer:?}, by presence: {by_presence}");
+                actions.extend(
+                    match answer {
+                        Some(c) => {
+                            rooms.on_presence(&presence(&format!("{room}/bot"), Some("error"), &[], Some(c)), now)
+                        }
+                        None => Some(rooms.tick(now + secs(30))),
+                    }
+                    .unwrap(),
+                );
+                let retry = rooms.next_tick().expect("a retry is due");
+                actions.extend(rooms.tick(retry));
+                assert!(!actions.contains(&Action::StoreRemembered), "{case}: {actions:?}");
+                assert_eq!(rooms.remembered(), vec![], "{case}");
+                assert!(
+                    sent(&actions).iter().filter(|s| s.starts_with("<presence")).count() <= 1,
+                    "{case}: {actions:?}"
+                );
+                assert!(!rooms.knows(room), "{case}: forgotten");
+                assert_eq!(rooms.next_tick(), None, "{case}: nothing more to do");
+                // The next push asks the room again.
+                let PushRoute::Wait(actions) = rooms.route_push(room, None, retry) else { panic!("should wait") };
+                assert_eq!(sent(&actions).len(), 1, "{case}");
+            }
+        }
+    }
+
+    fn many_rooms(count: usize) -> Vec<String> {
+        (0..count).map(|n| format!("room{n}@conference.localhost")).collect()
+    }
+
+    /// The joins among `actions`, checked to be at most one batch.
+    fn batch_of_joins(actions: &[Action]) -> Vec<String> {
+        let joins: Vec<String> = sent(actions).into_iter().filter(|s| s.starts_with("<presence")).collect();
+        assert!(joins.len() <= JOINS_PER_BATCH, "{} joins in one turn", joins.len());
+        joins
+    }
+
+    #[test]
+    fn thousands_of_rooms_are_joined_in_paced_batches() {
+        let list = many_rooms(5000);
+        let mut rooms = rooms_for(&list.iter().map(String::as_str).collect::<Vec<_>>());
+        let pace = Timing::default().join_pace;
+        let mut now = Instant::now();
+        let mut joined = std::collections::BTreeSet::new();
+        let mut actions = rooms.start(now);
+        let mut turns = 1;
+        loop {
+            for join in batch_of_joins(&actions) {
+                assert!(joined.insert(join), "each room joined once");
+            }
+            if joined.len() == list.len() {
+                break;
+            }
+            let next = rooms.next_tick().expect("more batches");
+            assert_eq!(next, now + pace);
+            assert!(batch_of_joins(&rooms.tick(next - Duration::from_millis(1))).is_empty(), "not before its time");
+            now = next;
+            actions = rooms.tick(now);
+            turns += 1;
+        }
+        assert_eq!(turns, list.len().div_ceil(JOINS_PER_BATCH));
+    }
+
+    #[test]
+    fn retries_of_many_rooms_are_paced_too() {
+        let list = many_rooms(100);
+        let mut rooms = rooms_for(&list.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut now = Instant::now();
+        let mut joins = batch_of_joins(&rooms.start(now)).len();
+        while joins < list.len() {
+            now = rooms.next_tick().unwrap();
+            joins += batch_of_joins(&rooms.tick(now)).len();
+        }
+        // No room answers: every join fails after the join timeout, and every rejoin is due 5 s
+        // later, within half a second of each other.
+        let mut rejoins = 0;
+        while rejoins < 2 * list.len() {
+            now = rooms.next_tick().unwrap();
+            rejoins += batch_of_joins(&rooms.tick(now)).len();
+        }
+    }
+
+    /// A room answering a self-presence with status 201 ("created") the bot did not cause: no
+    /// owner iq for it, however many come. Only the answer to the bot's own join may ask for
+    /// one, once.
+    #[test]
+    fn an_unsolicited_201_asks_for_nothing() {
+        let now = Instant::now();
+        let mut rooms = joined(now);
+        let created = presence(&format!("{ROOM}/bot"), None, &[110, 201], None);
+        for _ in 0..300 {
+            assert_eq!(sent(&rooms.on_presence(&created, now).unwrap()), Vec::<String>::new());
+        }
+        let mut rooms = rooms_for(&[ROOM]);
+        rooms.start(now);
+        assert_eq!(sent(&rooms.on_presence(&created, now).unwrap()).len(), 1, "the bot's join created it");
+        assert_eq!(sent(&rooms.on_presence(&created, now).unwrap()), Vec::<String>::new(), "once per join");
+    }
+
+    /// Whatever the rooms do (hundreds of rooms created by the bot's joins, every self-ping due
+    /// at once, no answers), the iqs they have waiting stay within their share of Prosody's
+    /// `send_iq` table, and the pushes' share is apart: a room never evicts a pushed iq.
+    #[test]
+    fn the_rooms_iqs_stay_within_their_share() {
+        let pushes = usize::try_from(crate::config::MAX_PUSH_IQS).unwrap();
+        assert!(pushes + ROOM_IQS < SEND_IQ_TRACKED, "pushes {pushes} + rooms {ROOM_IQS}");
+        let list = many_rooms(200);
+        let mut rooms = rooms_for(&list.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut now = Instant::now();
+        let mut joins = batch_of_joins(&rooms.start(now)).len();
+        while joins < list.len() {
+            now = rooms.next_tick().unwrap();
+            joins += batch_of_joins(&rooms.tick(now)).len();
+        }
+        // Every join created its room: forms to open them, at most ROOM_IQS waiting at once.
+        let mut waiting: Vec<String> = Vec::new();
+        let mut opened = std::collections::BTreeSet::new();
+        let mut note = |actions: Vec<Action>, waiting: &mut Vec<String>| {
+            for action in actions {
+                match action {
+                    Action::OpenRoom { room, id, .. } => {
+                        assert!(opened.insert(room), "one form per join");
+                        waiting.push(id);
+                    }
+                    Action::SelfPing { id, .. } => waiting.push(id),
+                    _ => {}
+                }
+            }
+            assert!(waiting.len() <= ROOM_IQS, "{} room iqs waiting", waiting.len());
+        };
+        for room in &list {
+            let actions = rooms.on_presence(&presence(&format!("{room}/bot"), None, &[110, 201], None), now).unwrap();
+            note(actions, &mut waiting);
+        }
+        assert_eq!(waiting.len(), ROOM_IQS);
+        while let Some(id) = waiting.pop() {
+            let actions = rooms.on_open_room_answer(&id, now);
+            note(actions, &mut waiting);
+        }
+        assert_eq!(opened.len(), list.len(), "every room opened in the end");
+        // Every self-ping due at once: ROOM_IQS go, and the timer is not asked to fire again
+        // before one of them can be answered or time out.
+        now += secs(300);
+        let actions = rooms.tick(now);
+        let pings: Vec<(String, String)> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::SelfPing { room, id, .. } => Some((room.clone(), id.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pings.len(), ROOM_IQS);
+        assert!(rooms.next_tick().unwrap() > now, "no tick for pings that cannot go yet");
+        // An answer frees a place for the next one.
+        let (room, id) = &pings[0];
+        let next = rooms.on_ping_answer(room, id, &PingAnswer::Result, now);
+        assert_eq!(next.iter().filter(|a| matches!(a, Action::SelfPing { .. })).count(), 1);
+    }
+
     #[test]
     fn own_message_ids_are_bounded() {
         let mut rooms = joined(Instant::now());
@@ -1214,8 +1571,10 @@ mod tests {
         let now = Instant::now();
         let mut rooms = joined(now);
         rooms.route_push("games@conference.localhost", None, now);
+        rooms.on_presence(&presence_from("games@conference.localhost", "bot"), now).unwrap();
         let leaves = sent(&rooms.leave_all());
         assert_eq!(leaves.len(), 2);
+        assert_eq!(rooms.next_tick(), None, "no joins after leaving");
         assert_eq!(rooms.remembered().len(), 1);
     }
 }

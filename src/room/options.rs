@@ -124,17 +124,14 @@ impl RoomOptions {
 /// Prosody accepts as a resource.
 fn configured_room(entry: &str, default_nick: &str, host: &str) -> Result<ConfiguredRoom, String> {
     let jid = jid::prep(entry).map_err(|why| format!("is not a room JID ({why})"))?;
-    let Some(node) = jid.node else {
+    if jid.node.is_none() {
         return Err("has no room name: write room@service/Nick".into());
-    };
+    }
     // Presence to the component's own host comes straight back to the webhook, never to a room.
     if jid.domain.eq_ignore_ascii_case(host) {
         return Err(format!("is on this component ({host}), not on a chat service"));
     }
-    Ok(ConfiguredRoom {
-        room: format!("{node}@{}", jid.domain),
-        nick: jid.resource.unwrap_or_else(|| default_nick.to_owned()),
-    })
+    Ok(ConfiguredRoom { room: jid.bare(), nick: jid.resource.unwrap_or_else(|| default_nick.to_owned()) })
 }
 
 /// The nick as the room will see it: resourceprep'd, which is what an occupant JID's resource

@@ -1,6 +1,11 @@
 //! Where the answer to a room message goes when the webhook's reply does not say, and what else
 //! may be sent for it. A reply that names its own `to` or `type` is honoured (the policy checks
 //! it as any other); these are only the defaults.
+//!
+//! No error outcome (an HTTP error, a timeout, a full queue) is ever sent for a room message or
+//! an occupant's presence: in the room it would be said to everyone, and to an occupant Prosody's
+//! MUC takes an error such as `remote-server-timeout` or `service-unavailable` as the bot's
+//! connection failing and kicks it (status 333). [`crate::outcome::complete`] logs it instead.
 
 use super::facts::MessageFacts;
 use super::message::RoomFields;
@@ -37,14 +42,6 @@ pub struct RoomReply {
     pub reply_type: &'static str,
     /// The JID that joined the room: the room only accepts what its occupant sends.
     pub from: String,
-    /// Whether an error outcome (an HTTP error, a timeout, a full queue) may be sent back. Never:
-    /// in the room it would be said to everyone, and to an occupant Prosody's MUC takes an error
-    /// such as `remote-server-timeout` or `service-unavailable` as the bot's connection failing
-    /// and kicks it (status 333). Errors are logged and counted instead.
-    pub send_errors: bool,
-    /// Whether `<composing/>` and `<active/>` may be sent: in the room every occupant sees them,
-    /// so only while answering a message that mentions the bot; privately, as for any chat.
-    pub chat_states: bool,
 }
 
 impl RoomReply {
@@ -52,21 +49,9 @@ impl RoomReply {
     /// `bot_from` (from [`super::Occupant::from`] when the message was classified).
     pub fn defaults(fields: &RoomFields, message: &MessageFacts, bot_from: &str) -> RoomReply {
         if fields.is_private() {
-            RoomReply {
-                to: message.from.clone(),
-                reply_type: "chat",
-                from: message.to.clone(),
-                send_errors: false,
-                chat_states: true,
-            }
+            RoomReply { to: message.from.clone(), reply_type: "chat", from: message.to.clone() }
         } else {
-            RoomReply {
-                to: fields.room.clone(),
-                reply_type: "groupchat",
-                from: bot_from.to_owned(),
-                send_errors: false,
-                chat_states: fields.mentioned == Some(true),
-            }
+            RoomReply { to: fields.room.clone(), reply_type: "groupchat", from: bot_from.to_owned() }
         }
     }
 }
@@ -99,15 +84,8 @@ mod tests {
         let said = message("dev@conference.localhost/alice", "groupchat");
         assert_eq!(
             RoomReply::defaults(&fields("groupchat", Some(false)), &said, "bot.localhost"),
-            RoomReply {
-                to: "dev@conference.localhost".into(),
-                reply_type: "groupchat",
-                from: "bot.localhost".into(),
-                send_errors: false,
-                chat_states: false,
-            }
+            RoomReply { to: "dev@conference.localhost".into(), reply_type: "groupchat", from: "bot.localhost".into() }
         );
-        assert!(RoomReply::defaults(&fields("groupchat", Some(true)), &said, "bot.localhost").chat_states);
     }
 
     #[test]
@@ -115,13 +93,7 @@ mod tests {
         let private = message("dev@conference.localhost/alice", "chat");
         assert_eq!(
             RoomReply::defaults(&fields("chat", None), &private, "bot.localhost"),
-            RoomReply {
-                to: "dev@conference.localhost/alice".into(),
-                reply_type: "chat",
-                from: "bot.localhost".into(),
-                send_errors: false,
-                chat_states: true,
-            }
+            RoomReply { to: "dev@conference.localhost/alice".into(), reply_type: "chat", from: "bot.localhost".into() }
         );
     }
 }

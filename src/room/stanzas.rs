@@ -2,7 +2,7 @@
 //! opens a room its join created.
 
 use super::facts::{MUC, MUC_OWNER, PING};
-use crate::stanza::{Element, Node};
+use crate::stanza::Element;
 
 /// Joins `room` as `nick` from `from`, asking for no history: what was said before the bot came
 /// must never be POSTed (and every delayed message is dropped anyway, see `super::message`).
@@ -50,27 +50,29 @@ pub fn open_new_room(room: &str, from: &str, id: &str) -> Element {
 /// `<x xmlns='…/muc'/>` is refused (`item-not-found`, "possibly desynced"). A join that has the
 /// element but names no history gets `maxstanzas='0'` too.
 pub fn make_join(presence: &mut Element) {
-    let existing = presence.children.iter_mut().find_map(|c| match c {
-        Node::Element(e) if e.name == "x" && e.attr("xmlns") == Some(MUC) => Some(e),
-        _ => None,
-    });
-    match existing {
+    match presence.child_mut("x", Some(MUC)) {
         None => presence.push_element(no_history()),
-        Some(x) => {
-            if !x.children.iter().any(|c| matches!(c, Node::Element(e) if e.name == "history")) {
-                x.push_element(Element::new("history").with_attr("maxstanzas", "0"));
-            }
-        }
+        // Any `<history/>` the webhook wrote is its own request, namespace or not.
+        Some(x) if x.child_named("history").is_none() => x.push_element(no_history_request()),
+        Some(_) => {}
     }
 }
 
 /// Whether the presence carries the MUC join element.
 pub fn is_join(presence: &Element) -> bool {
-    presence.children.iter().any(|c| matches!(c, Node::Element(e) if e.name == "x" && e.attr("xmlns") == Some(MUC)))
+    presence.child("x", Some(MUC)).is_some()
 }
 
 fn no_history() -> Element {
-    Element::new("x").with_attr("xmlns", MUC).with_child(Element::new("history").with_attr("maxstanzas", "0"))
+    Element::new("x").with_attr("xmlns", MUC).with_child(no_history_request())
+}
+
+/// `<history maxstanzas='0'/>` with its namespace set on it: the join goes to Prosody as a
+/// table, where a child does not inherit its parent's `xmlns` (a parsed one carries it), and
+/// Prosody's MUC looks for `get_child("history", muc)`: without it, the room finds no request
+/// and sends its default history. Serialized, the `xmlns` equal to the parent's is left out.
+fn no_history_request() -> Element {
+    Element::new("history").with_attr("xmlns", MUC).with_attr("maxstanzas", "0")
 }
 
 #[cfg(test)]
@@ -84,6 +86,24 @@ mod tests {
             "<presence to='dev@conference.localhost/Help Bot' from='bot.localhost'>\
              <x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>"
         );
+    }
+
+    /// Prosody reads the history request with `get_child("history", muc)`: a child built in a
+    /// table carries its namespace itself (a parsed one does), or the room finds no request and
+    /// sends its default history. Every join the bot builds, and every one it completes.
+    #[test]
+    fn every_history_request_carries_the_muc_namespace() {
+        fn history(presence: &Element) -> Option<&Element> {
+            presence.child_named("x")?.child_named("history")
+        }
+        let mut without_x = Element::new("presence").with_attr("to", "dev@conference.localhost/bot");
+        make_join(&mut without_x);
+        let mut with_x = Element::new("presence").with_child(Element::new("x").with_attr("xmlns", MUC));
+        make_join(&mut with_x);
+        for join in [join("dev@conference.localhost", "bot", "bot.localhost"), without_x, with_x] {
+            let history = history(&join).expect("a history request");
+            assert_eq!((history.attr("xmlns"), history.attr("maxstanzas")), (Some(MUC), Some("0")), "{join:?}");
+        }
     }
 
     #[test]

@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 use super::options::StreamOptions;
 use super::parse::Edit;
 use crate::config::{Config, Profile};
-use crate::outcome::{Outcome, StanzaError, BAD_REPLY, CONNECTION_FAILURE, TIMED_OUT, UNLOADED};
+use crate::outcome::{Outcome, StanzaError, BAD_REPLY, CONNECTION_FAILURE, INTERNAL, TIMED_OUT, UNLOADED};
 
 /// What a stream cut short ends with, after the text so far (as a paragraph of its own).
 pub const CUT_MARKER: &str = "(answer cut off)";
@@ -138,6 +138,11 @@ impl Cut {
     /// The component stopped (unloaded, or its reload failed) while the answer streamed.
     pub fn stopped() -> Cut {
         Cut { error: UNLOADED, why: "the component stopped".into() }
+    }
+
+    /// A bug in the module broke the stream (a panic, caught): it ends like any cut.
+    pub fn internal() -> Cut {
+        Cut { error: INTERNAL, why: "internal error (a bug in mod_component_http)".into() }
     }
 
     /// The outcome for a stream cut short before it had any text.

@@ -16,10 +16,8 @@
 use super::draft::{Stage, Update};
 use crate::stanza::{Element, Node, CHAT_STATES};
 
-/// XEP-0308 Last Message Correction.
-pub const MESSAGE_CORRECT: &str = "urn:xmpp:message-correct:0";
-/// XEP-0334 Message Processing Hints.
-pub const HINTS: &str = "urn:xmpp:hints";
+/// The namespaces a streamed answer writes, from their one home.
+pub use crate::ns::{HINTS, MESSAGE_CORRECT};
 
 /// The stanza that sends `update`, addressed as `template`, with chat states if `chat_states`.
 pub fn build(template: &Element, update: &Update, chat_states: bool) -> Element {

@@ -17,6 +17,9 @@ transfer encoding (each step that writes is one chunk, flushed at once):
 - `wait(event)`: nothing is written until the test sets the threading.Event (tests pace a
   stream by what they saw, never by a guessed number of milliseconds);
 - `reached(event)`: sets the event once everything before it was written;
+- `keep_alive_until(event, every)`: a keep-alive object `{}` every `every` seconds until the
+  test sets the event, as a model's API keeps a long answer alive (the stream's own pace, so
+  the module does not cut it for silence; nothing is judged by it);
 - `at(seconds)`: nothing is written until that long after the request arrived (the benchmark's
   pace, never a test's);
 - `reset()`: the connection is aborted (RST) here;
@@ -84,6 +87,10 @@ def wait(event):
 
 def reached(event):
     return Step("reached", event)
+
+
+def keep_alive_until(event, every):
+    return Step("keep-alive", (event, every))
 
 
 def at(seconds):
@@ -192,6 +199,14 @@ class StreamHook:
                         raise AssertionError(f"the script waited {WAIT_LIMIT} s for an event never set")
                 elif step.kind == "reached":
                     step.arg.set()
+                elif step.kind == "keep-alive":
+                    event, every = step.arg
+                    limit = time.monotonic() + WAIT_LIMIT
+                    while not event.wait(every):
+                        if time.monotonic() > limit:
+                            raise AssertionError(f"the script kept alive {WAIT_LIMIT} s for an event never set")
+                        data = self.framing.encode(piece({}))
+                        ex.send(b"%x\r\n%s\r\n" % (len(data), data))
                 elif step.kind == "at":
                     left = ex.received_at + step.arg - time.monotonic()
                     if left > 0:

@@ -79,7 +79,7 @@ def test_an_empty_authorization_header_is_refused(prosody_factory, connect):
     alice = connect(prosody)
     since = alice.mark()
     status, headers, _ = post(port, "<message to='alice@localhost'><body>spam</body></message>", token="")
-    assert status == 401 and headers.get("WWW-Authenticate") == "Bearer"
+    assert status == 401 and "Bearer realm=" in headers.get("WWW-Authenticate", "")
     post(port, "<message to='alice@localhost'><body>marker</body></message>")
     assert alice.wait_for(lambda s: s.name == "message", since=since).body == "marker"
 
@@ -223,12 +223,12 @@ def test_a_chunked_push_is_refused_with_411_not_read_as_empty(prosody_factory, c
     assert prosody.alive()
 
 
-def test_a_push_over_http_max_content_size_gets_401_or_413_before_its_body(prosody_factory, connect):
+def test_a_push_over_http_max_content_size_is_refused_before_its_body(prosody_factory, connect):
     prosody, port = start(prosody_factory, {REST: {"rest_credentials": TOKEN}})
     head = ["POST /rest HTTP/1.1", f"Host: {REST}", "Content-Type: application/xmpp+xml",
             f"Content-Length: {20 * 1024 * 1024}"]  # twice Prosody's default http_max_content_size
     answer = raw_post(port, head + ["Authorization: Bearer wrong"], [])
-    assert answer.startswith("HTTP/1.1 401"), answer
+    assert answer.startswith("HTTP/1.1 403"), answer  # mod_rest: credentials not accepted
     answer = raw_post(port, head + [f"Authorization: {TOKEN}"], [])
     assert answer.startswith("HTTP/1.1 413") and "http_max_content_size" in answer, answer
     assert prosody.alive()

@@ -1,7 +1,8 @@
-"""mod_rest in JSON (README: mod_rest): POST /rest takes component_http's JSON mapping and answers
-in JSON when asked (the request's type, or Accept); with rest_callback_content_type =
-"application/json", callbacks are POSTed as component_http's requests and JSON answers are the
-replies."""
+"""mod_rest in JSON (README: mod_rest): POST /rest takes the community module's JSON mapping (with
+`stanza` besides) and answers in JSON when asked (the request's type, or Accept); with
+rest_callback_content_type = "application/json", callbacks are POSTed in the shape of
+component_http's requests, in the community module's field names, and JSON answers are the
+replies. The mapping's own fields: test_jsonmap.py."""
 
 import json
 

@@ -475,3 +475,101 @@ fn a_follow_up_behind_a_stream_is_answered_by_its_own_deadline() {
     let last = collect_last(&mut d, 1).pop().unwrap();
     assert_eq!((body_of_stanza(&last), last.log), ("Thinking.".to_owned(), None));
 }
+
+/// Makes the hook panic at `at`, on the keeper's thread only if `keeper_only`: a bug, injected.
+fn panic_at(d: &Dispatcher, at: Hook, keeper_only: bool) {
+    *lock(&d.shared.hook) = Some(Arc::new(move |_: &Shared, now: Hook| {
+        let keeper = thread::current().name() == Some("component_http-keeper");
+        if now == at && (keeper || !keeper_only) {
+            panic!("a bug, injected by the test");
+        }
+    }));
+}
+
+/// After a stream a panic ended: its chat and its sender's line were let go, and the
+/// dispatcher works on.
+fn chat_and_line_let_go(d: &mut Dispatcher) {
+    *lock(&d.shared.hook) = None;
+    let push = || {
+        Ok(Element::new("message")
+            .with_attr("from", "echo@bot.localhost")
+            .with_attr("to", "user1@localhost")
+            .with_child(Element::new("body").with_text("pushed")))
+    };
+    assert_eq!(d.hold(push), None, "the conversation is no longer held");
+    let mut same_line = message(1);
+    same_line.body = Some("plain".into());
+    same_line.xml = "<message><body>plain</body></message>".into();
+    d.submit(same_line);
+    let all = collect_last(d, 1);
+    assert_eq!(body_of_stanza(&all[0]), "plain reply");
+}
+
+/// Waits for the completion that ends a stream a panic broke, or for the panicking thread to
+/// die (the failure this guards against), whichever comes first.
+fn ended_by_the_guard(d: &Dispatcher, got: &mut VecDeque<Completion>) -> Completion {
+    let threads = d.threads_alive();
+    wait_until("the stream ended, or the thread died", || {
+        got.extend(outcomes(d));
+        !got.is_empty() || d.threads_alive() < threads
+    });
+    let last = got.pop_front().expect("the thread that panicked died and the stream never ended");
+    let (level, line) = last.log.clone().unwrap();
+    assert_eq!(level, Level::Warn);
+    assert!(line.contains("streamed answer cut off: internal error (a bug in mod_component_http)"), "{line}");
+    last
+}
+
+#[test]
+fn a_panic_while_a_stream_is_read_ends_that_stream_alone() {
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    let mut d = streaming_dispatcher(&url, |config| config.idle_timeout = Duration::from_secs(3600));
+    d.submit(message(1));
+    let mut got = VecDeque::new();
+    steps.send(delta("Half")).unwrap();
+    assert_eq!(body_of_stanza(&next(&d, &mut got)), "Half");
+    panic_at(&d, Hook::Applying, false);
+    steps.send(delta(" more")).unwrap();
+    let last = ended_by_the_guard(&d, &mut got);
+    assert_eq!(body_of_stanza(&last), format!("Half\n\n{CUT_MARKER}"));
+    assert!(sent_xml(&last).contains("<replace"));
+    chat_and_line_let_go(&mut d);
+}
+
+#[test]
+fn a_panic_while_the_keeper_polls_a_stream_ends_that_stream_alone() {
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    let mut d = streaming_dispatcher(&url, |config| config.idle_timeout = Duration::from_secs(3600));
+    d.submit(message(1));
+    let mut got = VecDeque::new();
+    steps.send(delta("Half")).unwrap();
+    assert_eq!(body_of_stanza(&next(&d, &mut got)), "Half");
+    // The worker applies the piece and waits for the next; the keeper polls it.
+    panic_at(&d, Hook::Polling, true);
+    steps.send(delta(" more")).unwrap();
+    let last = ended_by_the_guard(&d, &mut got);
+    // (" more" is applied first, unless a round of the keeper came between.)
+    let body = body_of_stanza(&last);
+    assert!([format!("Half more\n\n{CUT_MARKER}"), format!("Half\n\n{CUT_MARKER}")].contains(&body), "{body}");
+    assert!(lock(&d.shared.state).keeper_alive, "the keeper carries on");
+    chat_and_line_let_go(&mut d);
+    drop(steps);
+}
+
+#[test]
+fn a_panic_while_a_stream_is_ended_still_lets_go_of_its_chat_and_line() {
+    let (url, steps) = streaming_webhook("application/x-ndjson");
+    let mut d = streaming_dispatcher(&url, |config| config.idle_timeout = Duration::from_secs(3600));
+    d.submit(message(1));
+    let mut got = VecDeque::new();
+    steps.send(delta("Half")).unwrap();
+    assert_eq!(body_of_stanza(&next(&d, &mut got)), "Half");
+    panic_at(&d, Hook::Concluding, false);
+    steps.send(Step::End).unwrap();
+    let last = next(&d, &mut got);
+    assert_eq!(last.send, None, "not even its last stanza could be made");
+    let (level, line) = last.log.unwrap();
+    assert_eq!(level, Level::Error);
+    assert!(line.contains("ended without its last stanza: internal error (a bug in mod_component_http)"), "{line}");
+    chat_and_line_let_go(&mut d);
+}
