@@ -22,14 +22,39 @@ local function plain(endpoint, response, status, text)
 	return text.."\n";
 end
 
+-- Prosody 13.0's server_epoll drops what follows the first 4 MiB of one write, and the answer
+-- to a large push can be 7 times its size: above a mebibyte the answer goes out through
+-- Prosody's own send_file, fed in pieces from the string, whatever path sends it.
+local PIECE = 1024 * 1024;
+local function send_in_pieces(response, body)
+	response.headers.content_length = ("%d"):format(#body);
+	local at = 1;
+	return response:send_file({
+		read = function (_, size)
+			if at > #body then
+				return nil;
+			end
+			local piece = body:sub(at, at + size - 1);
+			at = at + size;
+			return piece;
+		end;
+	});
+end
+
 -- The stanza sent, or an iq's answer, in the format the request is answered in.
 local function render(endpoint, response, stanza)
+	local body;
 	if endpoint.profile.push_answers_json or endpoint.answers_json[response] then
 		response.headers.content_type = "application/json";
-		return endpoint.native.request_json(stanza, endpoint.profile.native);
+		body = endpoint.native.request_json(stanza, endpoint.profile.native);
+	else
+		response.headers.content_type = "application/xmpp+xml";
+		body = tostring(stanza);
 	end
-	response.headers.content_type = "application/xmpp+xml";
-	return tostring(stanza);
+	if #body > PIECE then
+		response.send = send_in_pieces;
+	end
+	return body;
 end
 
 -- The response of the pushed iq `key` if it is still waiting, no longer counted as waiting.

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 pub(crate) use crate::jsonmap::json_type;
 
 use crate::config::{Config, Format};
+use crate::conversation::RoomReply;
 use crate::jsonmap::{self, Kind, Profile};
 use crate::outcome::{self, status_error, Outcome, Reply, BAD_REPLY};
 use crate::policy::{self, Sender};
@@ -275,7 +276,10 @@ fn address(reply: Element, orig: &Incoming, host: &str) -> Result<Element, Strin
     } else {
         let mut reply = reply;
         if let (Some(room), "message") = (&orig.room, reply.name.as_str()) {
-            room_defaults(&mut reply, &room.reply(orig));
+            room_defaults(
+                &mut reply,
+                &room.reply(orig.from.as_deref().unwrap_or_default(), orig.to.as_deref().unwrap_or_default()),
+            );
         }
         for (key, default) in [("to", &orig.from), ("from", &orig.to)] {
             if let (None, Some(value)) = (reply.attr(key), default) {
@@ -288,10 +292,10 @@ fn address(reply: Element, orig: &Incoming, host: &str) -> Result<Element, Strin
     Ok(reply)
 }
 
-/// The defaults of a reply to a room message ([`crate::room::RoomReply`]): without a type, the
+/// The defaults of a reply to a room message ([`RoomReply`]): without a type, the
 /// room's (`groupchat` for what was said in the room), unless it names another `to`; sent that
 /// way, to the room and from the bot's occupant unless it says otherwise.
-fn room_defaults(reply: &mut Element, defaults: &crate::room::RoomReply) {
+fn room_defaults(reply: &mut Element, defaults: &RoomReply) {
     if reply.attr("type").is_none() {
         let to_elsewhere = reply.attr("to").is_some_and(|to| to != defaults.to);
         reply.set_attr("type", if to_elsewhere { "chat" } else { defaults.reply_type });

@@ -14,7 +14,7 @@ use std::io::Read;
 use base64::Engine as _;
 use mlua::Table;
 
-use crate::config::{self, Profile};
+use crate::config::Profile;
 
 /// The largest avatar file accepted, in bytes. The whole image travels base64-encoded (a third
 /// larger) in one iq: 64 KiB becomes about 88 KiB, far below Prosody's default stanza size
@@ -83,7 +83,7 @@ impl Avatar {
     /// cannot be served.
     pub fn from_options(options: &Table, profile: Profile) -> Result<Option<Avatar>, String> {
         let name = profile.option("avatar");
-        let Some(path) = config::string(options, &name)? else { return Ok(None) };
+        let Some(path) = crate::options::string(options, &name)? else { return Ok(None) };
         if path.trim().is_empty() {
             return Err(format!("{name} is empty: set it to the path of a PNG or JPEG file, or remove it"));
         }
@@ -335,14 +335,18 @@ pub(crate) mod tests {
             let table: Table = lua.load(source).eval().unwrap();
             Avatar::from_options(&table, profile)
         };
-        assert_eq!(check("return {}", config::COMPONENT_HTTP), Ok(None));
+        assert_eq!(check("return {}", crate::config::COMPONENT_HTTP), Ok(None));
         for (source, profile, expected) in [
-            ("return { component_post_avatar = 7 }", config::COMPONENT_HTTP, "component_post_avatar must be a string"),
-            ("return { component_post_avatar = ' ' }", config::COMPONENT_HTTP, "component_post_avatar is empty"),
-            ("return { rest_avatar = '/nonexistent.png' }", config::REST, "rest_avatar: cannot open"),
+            (
+                "return { component_post_avatar = 7 }",
+                crate::config::COMPONENT_HTTP,
+                "component_post_avatar must be a string",
+            ),
+            ("return { component_post_avatar = ' ' }", crate::config::COMPONENT_HTTP, "component_post_avatar is empty"),
+            ("return { rest_avatar = '/nonexistent.png' }", crate::config::REST, "rest_avatar: cannot open"),
             (
                 concat!("return { rest_avatar = '", env!("CARGO_MANIFEST_DIR"), "/Cargo.toml' }"),
-                config::REST,
+                crate::config::REST,
                 "Cargo.toml\": it is neither",
             ),
         ] {

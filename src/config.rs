@@ -9,6 +9,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use mlua::{Table, Value};
 
+use crate::options::{boolean, integer, number, seconds, seconds_or_zero, string};
+
 /// The options of one component, typed and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -384,6 +386,17 @@ fn list(options: &Table, name: &str, known: &[&'static str]) -> Result<Option<Ve
 }
 
 impl Config {
+    /// The limits of a streamed answer to this module: its stream options, its idle timeout
+    /// between pieces, its text bound, and its option names for the messages.
+    pub fn stream_limits(&self) -> crate::stream::Limits {
+        crate::stream::Limits {
+            stream: self.stream,
+            idle: self.timeout,
+            max_text: usize::try_from(self.max_reply_size).unwrap_or(usize::MAX),
+            option_prefix: self.profile.prefix,
+        }
+    }
+
     /// Defaults for everything but the URL (used by tests).
     pub fn with_url(url: &str) -> Result<Config, String> {
         Config::with_url_named(url, COMPONENT_HTTP.url)
@@ -566,22 +579,6 @@ fn stanza_kinds(options: &Table, profile: Profile) -> Result<Vec<String>, String
     Ok(profile.default_stanzas.iter().map(|k| k.to_string()).collect())
 }
 
-pub(crate) fn string(options: &Table, name: &str) -> Result<Option<String>, String> {
-    match options.raw_get::<Value>(name).map_err(|e| e.to_string())? {
-        Value::Nil => Ok(None),
-        Value::String(s) => Ok(Some(s.to_str().map_err(|_| format!("{name} is not valid UTF-8"))?.to_owned())),
-        other => Err(format!("{name} must be a string, not a {}", other.type_name())),
-    }
-}
-
-fn boolean(options: &Table, name: &str) -> Result<Option<bool>, String> {
-    match options.raw_get::<Value>(name).map_err(|e| e.to_string())? {
-        Value::Nil => Ok(None),
-        Value::Boolean(b) => Ok(Some(b)),
-        other => Err(format!("{name} must be true or false, not a {}", other.type_name())),
-    }
-}
-
 /// `component_post_headers = { ["Authorization"] = "Bearer …" }`: names and values checked
 /// now, so a typo cannot make every request fail later.
 fn headers(options: &Table, name: &str) -> Result<Vec<(String, String)>, String> {
@@ -625,44 +622,6 @@ fn headers(options: &Table, name: &str) -> Result<Vec<(String, String)>, String>
     }
     headers.sort();
     Ok(headers)
-}
-
-fn number(options: &Table, name: &str) -> Result<Option<f64>, String> {
-    match options.raw_get::<Value>(name).map_err(|e| e.to_string())? {
-        Value::Nil => Ok(None),
-        Value::Integer(n) => Ok(Some(n as f64)),
-        Value::Number(n) => Ok(Some(n)),
-        Value::String(s) => match s.to_str().ok().and_then(|s| s.trim().parse::<f64>().ok()) {
-            Some(n) => Ok(Some(n)),
-            None => Err(format!("{name} must be a number, not \"{}\"", s.to_string_lossy())),
-        },
-        other => Err(format!("{name} must be a number, not a {}", other.type_name())),
-    }
-}
-
-fn integer(options: &Table, name: &str, min: i64, max: i64) -> Result<Option<i64>, String> {
-    let Some(n) = number(options, name)? else { return Ok(None) };
-    if n.fract() != 0.0 || n < min as f64 || n > max as f64 {
-        return Err(format!("{name} must be a whole number from {min} to {max}, not {n}"));
-    }
-    Ok(Some(n as i64))
-}
-
-/// Like [`seconds`], but 0 is allowed (it turns the feature off).
-fn seconds_or_zero(options: &Table, name: &str) -> Result<Option<Duration>, String> {
-    match number(options, name)? {
-        Some(0.0) => Ok(Some(Duration::ZERO)),
-        Some(_) => seconds(options, name),
-        None => Ok(None),
-    }
-}
-
-fn seconds(options: &Table, name: &str) -> Result<Option<Duration>, String> {
-    let Some(n) = number(options, name)? else { return Ok(None) };
-    if !(n > 0.0 && n <= 86_400.0) {
-        return Err(format!("{name} must be a number of seconds above 0 and at most 86400, not {n}"));
-    }
-    Ok(Some(Duration::from_secs_f64(n)))
 }
 
 /// Splits `scheme://user:pass@host/…` into the URL without userinfo and a Basic auth header;

@@ -47,6 +47,7 @@
 pub mod answer;
 pub mod avatar;
 pub mod config;
+pub mod conversation;
 pub mod dispatch;
 pub mod http;
 pub mod inbound;
@@ -54,6 +55,7 @@ pub mod jid;
 pub mod jsonmap;
 pub mod metrics;
 pub mod ns;
+pub mod options;
 pub mod outcome;
 pub mod policy;
 pub mod presence;

@@ -5,6 +5,7 @@
 //! [`Completion`] into a Lua stanza table and sends it. What the webhook's HTTP answer means is
 //! read in [`crate::answer`]; what a reply may say is checked in [`crate::policy`].
 
+use crate::conversation::RoomReply;
 use crate::stanza::{error_reply, Element, Incoming, CHAT_STATES, RECEIPTS};
 
 /// An XMPP stanza error: type, defined condition, optional human-readable text.
@@ -136,7 +137,7 @@ pub fn complete(orig: &Incoming, outcome: Outcome) -> Completion {
         Outcome::Reply(reply) => Completion { send: Some(reply.stanza), log: None },
         Outcome::NoReply if is_request => Completion { send: Some(iq_response(orig, Element::new("iq"))), log: None },
         Outcome::NoReply => Completion { send: None, log: None },
-        // Never into a room, nor to an occupant (see `crate::room::reply`): logged only.
+        // Never into a room, nor to an occupant (see `crate::conversation`): logged only.
         Outcome::Error(_, reason) if orig.room.is_some() => Completion {
             send: None,
             log: Some((
@@ -233,8 +234,11 @@ pub fn receipt(orig: &Incoming, outcome: &Outcome, id: &str) -> Option<Element> 
 
 /// For a message said in a room: the defaults of the answer (to the room, from the bot's
 /// occupant). `None` for anything else, a private message from an occupant included.
-fn room_conversation(orig: &Incoming) -> Option<crate::room::RoomReply> {
-    orig.room.as_ref().filter(|room| !room.fields.is_private()).map(|room| room.reply(orig))
+fn room_conversation(orig: &Incoming) -> Option<RoomReply> {
+    orig.room
+        .as_ref()
+        .filter(|room| !room.fields.is_private())
+        .map(|room| room.reply(orig.from.as_deref().unwrap_or_default(), orig.to.as_deref().unwrap_or_default()))
 }
 
 fn chat_state_element(state: &str) -> Element {

@@ -11,7 +11,6 @@
 //! | [`stanzas`] | joins, leaves, self-pings, the instant-room form |
 //! | [`message`] | a room message: POSTed with `room`/`nick`/`mentioned`, or never |
 //! | [`mention`] | whether a body names the bot |
-//! | [`reply`] | the default `to`/`type`/`from` of an answer, and no errors into the room |
 //! | [`lua`] | what Lua sees: the rooms userdata, actions as tables, the message filter `submit` uses |
 //!
 //! # How it is wired
@@ -69,7 +68,7 @@
 //!   the push until `RoomReady`/`RoomFailed` names the room), `Refuse(failure)`,
 //!   `OtherOccupant` (409) or `NotARoom` (400).
 //! - The answer to a room message (on the worker, from the kept [`RoomFields`] and occupant):
-//!   [`RoomReply::defaults`] gives `to`/`type`/`from` when the reply names none; an error
+//!   [`RoomContext::reply`] gives `to`/`type`/`from` when the reply names none; an error
 //!   outcome is never sent, only logged and counted; `<composing/>` only for a message that
 //!   mentions the bot.
 //! - `module.unload` that is not a reload: `leave_all()`.
@@ -81,13 +80,12 @@ pub mod membership;
 pub mod mention;
 pub mod message;
 pub mod options;
-pub mod reply;
 pub mod stanzas;
 
+pub use crate::conversation::{RoomContext, RoomReply};
 pub use facts::{MessageFacts, PingAnswer, PresenceFacts};
 pub use failure::Failure;
 pub use membership::{Action, Occupant, PushRoute, RememberedRoom, Rooms, State, Timing};
 pub use mention::mentions;
 pub use message::{classify, RoomFields, RoomView, Skip, Treatment};
 pub use options::{ConfiguredRoom, GroupchatMode, RoomOptions};
-pub use reply::{RoomContext, RoomReply};

@@ -339,9 +339,9 @@ pub struct Incoming {
     /// A message that asks for a delivery receipt (XEP-0184 `<request/>`) and can get one: it
     /// has an `id`, and its type is neither `error` nor `groupchat`.
     pub receipt_request: bool,
-    /// Set for a message from a group chat room the bot is in (see [`crate::room::lua`]): the
+    /// Set for a message from a group chat room the bot is in (see `room::lua`): the
     /// extra request fields, and where the answer goes by default.
-    pub room: Option<Box<crate::room::RoomContext>>,
+    pub room: Option<Box<crate::conversation::RoomContext>>,
 }
 
 impl Incoming {

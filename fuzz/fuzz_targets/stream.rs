@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
         },
         idle: Duration::from_secs(10),
         max_text: MAX_TEXT,
-        profile: COMPONENT_HTTP,
+        option_prefix: COMPONENT_HTTP.prefix,
     };
     let start = Instant::now();
     let mut now = start;

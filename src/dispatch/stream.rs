@@ -17,7 +17,7 @@ use crate::answer::stream_template;
 use crate::http::StreamedAnswer;
 use crate::outcome::{chat_state, complete, describe, mark_active, receipt, Level, BAD_REPLY};
 use crate::stanza::{Element, Node};
-use crate::stream::{last_completion, stanzas, Cut, Draft, Ending, Event, Finish, Limits, Parser, Stage};
+use crate::stream::{last_completion, stanzas, Cut, Draft, Ending, Event, Finish, Parser, Stage};
 use crate::transport::Response;
 
 /// How long the first message waits after its first words. The end of an NDJSON body shows
@@ -104,7 +104,7 @@ impl Shared {
         }
         let settings = self.settings();
         let config = &settings.config;
-        let limits = Limits::of(config, config.stream);
+        let limits = config.stream_limits();
         let parser = Parser::new(answer.framing, limits.max_text, &config.profile.option("max_reply_size"));
         let slot = {
             let mut state = lock(&self.state);

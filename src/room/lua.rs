@@ -18,11 +18,11 @@ use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, UserDataRefMut, Va
 
 use super::membership::occupant_parts;
 use super::message::{read_message, RoomFields};
-use super::reply::RoomContext;
 use super::{
     Action, PingAnswer, PresenceFacts, PushRoute, RememberedRoom, RoomOptions, Rooms, Skip, Timing, Treatment,
 };
 use crate::config::Profile;
+use crate::conversation::RoomContext;
 use crate::jid;
 use crate::outcome::{describe, Level};
 use crate::stanza::{Element, Incoming};

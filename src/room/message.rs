@@ -6,31 +6,10 @@ use super::facts::MessageFacts;
 use super::membership::{occupant_parts as split, Occupant, Rooms};
 use super::mention::mentions;
 use super::options::GroupchatMode;
+pub use crate::conversation::RoomFields;
 use crate::jid;
 use crate::rich::RequestFields;
 use crate::xml::{parse_stanza, ParseLimits};
-
-/// The fields a request for a room message carries besides the usual ones.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoomFields {
-    /// The message's type: `groupchat`, or `chat`/`normal` for a private message; `presence`
-    /// for another occupant's presence (see [`super::lua`]).
-    pub message_type: String,
-    /// The bare room JID.
-    pub room: String,
-    /// The sender's nick in the room.
-    pub nick: String,
-    /// Whether the message names the bot or replies to it; `None` for a private message, which
-    /// is addressed to the bot by nature.
-    pub mentioned: Option<bool>,
-}
-
-impl RoomFields {
-    /// Whether this is a private message (`chat` or `normal`) rather than one said in the room.
-    pub fn is_private(&self) -> bool {
-        self.message_type != "groupchat"
-    }
-}
 
 /// Why a message from a room is not POSTed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

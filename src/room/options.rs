@@ -3,6 +3,7 @@
 //! `rest_…`), so the operator sees which line of the config to fix when the component loads.
 
 use crate::jid;
+use crate::options;
 
 /// Which room messages are POSTed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,47 +39,14 @@ impl RoomOptions {
     /// `<prefix>nick` and `<prefix>groupchat` from the options table the shim hands over, and
     /// validates them with [`RoomOptions::parse`].
     pub fn from_lua(options: &mlua::Table, prefix: &str, host: &str) -> Result<RoomOptions, String> {
-        use mlua::Value;
-        let get = |suffix: &str| -> Result<(String, Value), String> {
-            let name = format!("{prefix}{suffix}");
-            let value = options.raw_get::<Value>(name.as_str()).map_err(|e| e.to_string())?;
-            Ok((name, value))
-        };
-        let text = |name: &str, value: &Value| -> Result<String, String> {
-            match value {
-                Value::String(s) => s.to_str().map(|s| s.to_owned()).map_err(|_| format!("{name} is not valid UTF-8")),
-                other => Err(format!("{name} must be a string, not a {}", other.type_name())),
-            }
-        };
-        let (rooms_name, rooms) = get("rooms")?;
-        let rooms = match &rooms {
-            Value::Nil => None,
-            Value::String(_) => Some(vec![text(&rooms_name, &rooms)?]),
-            Value::Table(t) => {
-                let mut list = Vec::new();
-                for value in t.sequence_values::<Value>() {
-                    let value = value.map_err(|e| e.to_string())?;
-                    let entry = text(&rooms_name, &value).map_err(|_| {
-                        format!("{rooms_name} must list rooms as strings, found a {}", value.type_name())
-                    })?;
-                    list.push(entry);
-                }
-                Some(list)
-            }
-            other => {
-                return Err(format!(
-                    "{rooms_name} must be a list of rooms (\"room@service/Nick\"), not a {}",
-                    other.type_name()
-                ))
-            }
-        };
-        let optional = |suffix: &str| -> Result<Option<String>, String> {
-            match get(suffix)? {
-                (_, Value::Nil) => Ok(None),
-                (name, value) => text(&name, &value).map(Some),
-            }
-        };
-        RoomOptions::parse(prefix, host, rooms, optional("nick")?, optional("groupchat")?)
+        let name = |suffix: &str| format!("{prefix}{suffix}");
+        RoomOptions::parse(
+            prefix,
+            host,
+            options::strings(options, &name("rooms"), "rooms")?,
+            options::string(options, &name("nick"))?,
+            options::string(options, &name("groupchat"))?,
+        )
     }
 
     /// Validates the raw option values of the module whose options start with `prefix`, for the

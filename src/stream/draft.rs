@@ -49,7 +49,6 @@ use std::time::{Duration, Instant};
 
 use super::options::StreamOptions;
 use super::parse::Edit;
-use crate::config::{Config, Profile};
 use crate::outcome::{Outcome, StanzaError, BAD_REPLY, CONNECTION_FAILURE, INTERNAL, TIMED_OUT, UNLOADED};
 
 /// What a stream cut short ends with, after the text so far (as a paragraph of its own).
@@ -64,19 +63,14 @@ pub struct Limits {
     pub idle: Duration,
     /// `<prefix>max_reply_size`: the longest the text may grow, in bytes.
     pub max_text: usize,
-    /// Whose options these are, for the messages.
-    pub profile: Profile,
+    /// The prefix of the options of the module that reads the stream (`component_post_`,
+    /// `rest_`), so its messages name the operator's options.
+    pub option_prefix: &'static str,
 }
 
 impl Limits {
-    /// The limits of a stream of the module `config` describes.
-    pub fn of(config: &Config, stream: StreamOptions) -> Limits {
-        Limits {
-            stream,
-            idle: config.timeout,
-            max_text: usize::try_from(config.max_reply_size).unwrap_or(usize::MAX),
-            profile: config.profile,
-        }
+    fn option(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.option_prefix)
     }
 }
 
@@ -233,7 +227,7 @@ impl Draft {
             return Err(Cut::malformed(&format!(
                 "the answer grew past {} bytes ({})",
                 self.limits.max_text,
-                self.limits.profile.option("max_reply_size")
+                self.limits.option("max_reply_size")
             )));
         }
         // What is known of the text's white space is kept up to date from the piece alone:
@@ -309,13 +303,12 @@ impl Draft {
     /// Why the stream must end at `now`, if its time ran out: too long in total, or silent for
     /// longer than the module's `timeout`.
     pub fn expired(&self, now: Instant) -> Option<Cut> {
-        let profile = self.limits.profile;
         let (total, idle) = (self.limits.stream.timeout, self.limits.idle);
         if now.saturating_duration_since(self.started) >= total {
-            let why = format!("it lasted {} s ({})", total.as_secs_f64(), profile.option("stream_timeout"));
+            let why = format!("it lasted {} s ({})", total.as_secs_f64(), self.limits.option("stream_timeout"));
             Some(Cut { error: TIMED_OUT, why })
         } else if now.saturating_duration_since(self.last_piece) >= idle {
-            let why = format!("no piece for {} s ({})", idle.as_secs_f64(), profile.option("timeout"));
+            let why = format!("no piece for {} s ({})", idle.as_secs_f64(), self.limits.option("timeout"));
             Some(Cut { error: TIMED_OUT, why })
         } else {
             None
@@ -379,7 +372,7 @@ fn content_end(text: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::COMPONENT_HTTP;
+    use crate::config::{Config, COMPONENT_HTTP};
 
     const DEFAULTS: Limits = Limits {
         stream: StreamOptions {
@@ -389,7 +382,7 @@ mod tests {
         },
         idle: Duration::from_secs(30),
         max_text: 1 << 20,
-        profile: COMPONENT_HTTP,
+        option_prefix: COMPONENT_HTTP.prefix,
     };
 
     fn at(start: Instant, ms: u64) -> Instant {
@@ -680,7 +673,7 @@ mod tests {
     fn the_limits_of_a_module() {
         let mut config = Config::with_url("http://127.0.0.1:9/").unwrap();
         config.profile = crate::config::REST;
-        let limits = Limits::of(&config, StreamOptions::default());
+        let limits = config.stream_limits();
         assert_eq!((limits.idle, limits.max_text), (Duration::from_secs(30), 1 << 20));
         let draft = Draft::new("d1", limits, Instant::now());
         let why = draft.expired(Instant::now() + Duration::from_secs(300)).unwrap().why;

@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-/// The longest any of the time options may be, as for every other `*_timeout` option.
-const MAX_SECONDS: f64 = 86_400.0;
 /// The most corrections one answer may get. A chain of edits is kept whole by the clients that
 /// show it (one Matrix bot's 1,000 edits of one message made its room unloadable); a hundred
 /// at one a second is already a minute and a half of live text.
@@ -40,27 +38,17 @@ impl StreamOptions {
     ) -> Result<StreamOptions, String> {
         let mut options = StreamOptions::default();
         if let Some(n) = interval {
-            options.interval = seconds(&format!("{prefix}stream_interval"), n)?;
+            options.interval = crate::options::duration(&format!("{prefix}stream_interval"), n)?;
         }
         if let Some(n) = max_corrections {
             let name = format!("{prefix}stream_max_corrections");
-            if n.fract() != 0.0 || !(1.0..=f64::from(MAX_CORRECTIONS)).contains(&n) {
-                return Err(format!("{name} must be a whole number from 1 to {MAX_CORRECTIONS}, not {n}"));
-            }
-            options.max_corrections = n as u32;
+            options.max_corrections = crate::options::whole(&name, n, 1, MAX_CORRECTIONS.into())? as u32;
         }
         if let Some(n) = timeout {
-            options.timeout = seconds(&format!("{prefix}stream_timeout"), n)?;
+            options.timeout = crate::options::duration(&format!("{prefix}stream_timeout"), n)?;
         }
         Ok(options)
     }
-}
-
-fn seconds(name: &str, n: f64) -> Result<Duration, String> {
-    if !(n > 0.0 && n <= MAX_SECONDS) {
-        return Err(format!("{name} must be a number of seconds above 0 and at most 86400, not {n}"));
-    }
-    Ok(Duration::from_secs_f64(n))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 
 use serde_json::{Map, Value};
 
-use crate::answer::json_type;
+use crate::jsonmap::json_type;
 use crate::stanza::check_text;
 
 /// How a streamed body is framed.

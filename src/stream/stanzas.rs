@@ -11,7 +11,7 @@
 //! - an answer that came whole: one plain message with `<active/>`.
 //!
 //! Chat states (XEP-0085) go only to `chat` and `groupchat` messages, and only when the caller
-//! says they are wanted (the sender announced them; in a room, the rules of `room::reply`).
+//! says they are wanted (the sender announced them; in a room, the rules of `crate::conversation`).
 
 use super::draft::{Stage, Update};
 use crate::stanza::{Element, Node, CHAT_STATES};
