@@ -277,7 +277,7 @@ pub const EVENTS: [&str; 3] = ["host", "bare", "full"];
 /// The authentication schemes `POST /rest` knows, as `rest_auth_mechanisms` spells them.
 pub const AUTH_MECHANISMS: [&str; 2] = ["Basic", "Bearer"];
 
-/// mod_rest's own options (see [`REST_OPTIONS`]), validated for the kind of host it is loaded on:
+/// mod_rest's own options (`REST_OPTIONS`), validated for the kind of host it is loaded on:
 /// a Component (the bot's own JIDs) or a VirtualHost (the users' accounts).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rest {
@@ -393,6 +393,7 @@ impl Config {
             stream: self.stream,
             idle: self.timeout,
             max_text: usize::try_from(self.max_reply_size).unwrap_or(usize::MAX),
+            first_message_grace: crate::stream::FIRST_MESSAGE_GRACE,
             option_prefix: self.profile.prefix,
         }
     }

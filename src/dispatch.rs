@@ -13,7 +13,7 @@
 //! head is ready or in flight, the rest wait in `followers` and move to the back of the ready
 //! queue one at a time as their predecessor completes. Different lines proceed concurrently.
 //!
-//! Outages: see [`outage`]. While the webhook is unreachable, ready stanzas stay queued (those
+//! Outages: see `outage.rs`. While the webhook is unreachable, ready stanzas stay queued (those
 //! that failed go back to the queue) and only the probe is posted.
 
 mod jitter;
@@ -157,6 +157,13 @@ impl PoolLimits {
             chat_state_delay: config.chat_state_delay,
             profile: config.profile,
         }
+    }
+
+    /// Whether the sender of `incoming` gets chat states: the module sends them
+    /// (`chat_states`) and the sender announced it takes them
+    /// ([`crate::stanza::Incoming::chat_states`]).
+    fn chat_states_wanted(&self, incoming: &Incoming) -> bool {
+        self.chat_states && incoming.chat_states
     }
 }
 
@@ -455,7 +462,7 @@ impl Dispatcher {
         for (incoming, slot) in streams {
             let taken = lock(&slot).take();
             if let Some(streaming) = taken {
-                let stopped = crate::stream::Ending::Cut(crate::stream::Cut::stopped());
+                let stopped = crate::stream::StreamEnd::Cut(crate::stream::Cut::stopped());
                 self.shared.end_stream(&incoming, streaming, &stopped);
             }
         }

@@ -82,7 +82,7 @@ impl Level {
 }
 
 /// What a reply (or a push) sends: one stanza, and the messages that go right after it (see
-/// [`crate::rich::build_message`]: a file's caption, what else a reaction said).
+/// [`crate::rich::compose`]: a file's caption, what else a reaction said).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     /// The stanza.

@@ -25,7 +25,7 @@
 //!   held, applies every piece of a read under the stream's own lock, never the dispatcher's
 //!   (the first object's fields make the template, through `answer::stream_template` and the
 //!   policy), sends what [`Draft::poll`] says is due, and ends the stream with
-//!   [`last_completion`]. The keeper polls the drafts, each under its own lock, while their
+//!   [`end_completion`]. The keeper polls the drafts, each under its own lock, while their
 //!   workers wait in a read. `close` ends every stream with [`Cut::stopped`]. A piece costs
 //!   work in proportion to its own size, whatever the text before it.
 //! - While an answer streams to a conversation, the dispatcher holds every other message with a
@@ -44,7 +44,7 @@ pub mod options;
 pub mod parse;
 pub mod stanzas;
 
-pub use draft::{Cut, Draft, Ending, Finish, Limits, Stage, Update, CUT_MARKER};
-pub use ending::last_completion;
+pub use draft::{Cut, Draft, EndStanza, Limits, Stage, StreamEnd, Update, CUT_MARKER, FIRST_MESSAGE_GRACE};
+pub use ending::end_completion;
 pub use options::StreamOptions;
 pub use parse::{Edit, Event, Framing, Parser, Piece};

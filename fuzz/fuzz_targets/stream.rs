@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use component_http_native::config::COMPONENT_HTTP;
 use component_http_native::stanza::Element;
 use component_http_native::stream::{
-    stanzas, Draft, Edit, Ending, Event, Finish, Framing, Limits, Parser, Stage, StreamOptions, Update, CUT_MARKER,
+    stanzas, Draft, Edit, EndStanza, Event, Framing, Limits, Parser, Stage, StreamEnd, StreamOptions, Update,
+    CUT_MARKER,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -38,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
         },
         idle: Duration::from_secs(10),
         max_text: MAX_TEXT,
+        first_message_grace: component_http_native::stream::FIRST_MESSAGE_GRACE,
         option_prefix: COMPONENT_HTTP.prefix,
     };
     let start = Instant::now();
@@ -76,14 +78,15 @@ fuzz_target!(|data: &[u8]| {
         // of time before this chunk came.
         if draft.deadline() <= arrives {
             now = draft.deadline().max(now);
-            break Ending::Cut(draft.expired(now).expect("the deadline passed"));
+            break StreamEnd::Cut(draft.expired(now).expect("the deadline passed"));
         }
         now = arrives;
         match chunk {
             Some(chunk) => parser.push(chunk),
             None => parser.end(),
         }
-        let ending = apply(&mut parser, &mut draft, &mut stream, now).or_else(|| draft.expired(now).map(Ending::Cut));
+        let ending =
+            apply(&mut parser, &mut draft, &mut stream, now).or_else(|| draft.expired(now).map(StreamEnd::Cut));
         if let Some(ending) = ending {
             break ending;
         }
@@ -98,27 +101,27 @@ fuzz_target!(|data: &[u8]| {
 
     let blank = stream.model.trim().is_empty();
     let expected = match &ending {
-        Ending::Complete => stream.model.clone(),
-        Ending::Cut(_) => match stream.model.trim_end() {
+        StreamEnd::Complete => stream.model.clone(),
+        StreamEnd::Cut(_) => match stream.model.trim_end() {
             "" => CUT_MARKER.to_owned(),
             kept => format!("{kept}\n\n{CUT_MARKER}"),
         },
     };
     let first_sent = !stream.sent.is_empty();
-    match draft.finish(&ending) {
-        Finish::Send(update) => {
+    match draft.end_stanza(&ending) {
+        EndStanza::Send(update) => {
             assert!(!blank || first_sent, "a blank answer sent whole: {update:?}");
             assert_eq!(update.stage, if first_sent { Stage::Final } else { Stage::Whole });
             assert_eq!(update.text, expected, "the last text is not the deltas' concatenation ({ending:?})");
             stream.sent(update, &template);
         }
-        Finish::AlreadyFinal => {
-            assert_eq!(ending, Ending::Complete);
+        EndStanza::AlreadyFinal => {
+            assert_eq!(ending, StreamEnd::Complete);
             assert_eq!(stream.sent.len(), 1, "only a lone first message can be final already");
             assert_eq!(stream.sent[0].text, expected, "the first message is not the exact answer");
             assert!(stanzas::active(&template, true).is_some());
         }
-        Finish::NoText => {
+        EndStanza::NoText => {
             assert!(!first_sent && blank, "no final text after {:?}", stream.sent);
         }
     }
@@ -161,16 +164,16 @@ impl Stream {
 }
 
 /// Every event of a read, as `apply_events` does it; the ending, if it came.
-fn apply(parser: &mut Parser, draft: &mut Draft, stream: &mut Stream, now: Instant) -> Option<Ending> {
+fn apply(parser: &mut Parser, draft: &mut Draft, stream: &mut Stream, now: Instant) -> Option<StreamEnd> {
     while let Some(event) = parser.next_event() {
         let piece = match event {
             Ok(Event::Piece(piece)) => piece,
-            Ok(Event::End) => return Some(Ending::Complete),
-            Err(why) => return Some(Ending::Cut(component_http_native::stream::Cut::malformed(&why))),
+            Ok(Event::End) => return Some(StreamEnd::Complete),
+            Err(why) => return Some(StreamEnd::Cut(component_http_native::stream::Cut::malformed(&why))),
         };
         let edit = piece.edit.clone();
         if let Err(cut) = draft.on_piece(piece.edit, now) {
-            return Some(Ending::Cut(cut));
+            return Some(StreamEnd::Cut(cut));
         }
         match edit {
             Some(Edit::Append(delta)) => stream.model.push_str(&delta),

@@ -17,14 +17,8 @@ use crate::answer::stream_template;
 use crate::http::StreamedAnswer;
 use crate::outcome::{chat_state, complete, describe, mark_active, receipt, Level, BAD_REPLY};
 use crate::stanza::{Element, Node};
-use crate::stream::{last_completion, stanzas, Cut, Draft, Ending, Event, Finish, Parser, Stage};
+use crate::stream::{end_completion, stanzas, Cut, Draft, EndStanza, Event, Parser, Stage, StreamEnd};
 use crate::transport::Response;
-
-/// How long the first message waits after its first words. The end of an NDJSON body shows
-/// only at the read after its last line; without the wait, an answer that arrives whole in one
-/// write would be a first message and a standalone `<active/>` instead of one plain message.
-/// Short enough not to be seen, long enough for a read whose bytes are already there.
-const FIRST_MESSAGE_GRACE: Duration = Duration::from_millis(50);
 
 /// Where a test's hook is called (see `Shared::hook`).
 #[cfg(test)]
@@ -68,8 +62,6 @@ pub(super) struct Streaming {
     chat_states: bool,
     /// Its first message went: the conversation is held for it.
     holds_chat: bool,
-    /// The first message goes no sooner than this (see [`FIRST_MESSAGE_GRACE`]).
-    first_not_before: Option<Instant>,
     /// Its stanza's line, to let go if a panic ends the stream (see `Shared::abandon_stream`).
     line: Option<String>,
 }
@@ -110,7 +102,7 @@ impl Shared {
             let mut state = lock(&self.state);
             // A 200: the webhook answers, whatever the stream brings.
             let start = self.webhook_answers(&mut state);
-            let chat_states = state.limits.chat_states && job.incoming.chat_states;
+            let chat_states = state.limits.chat_states_wanted(&job.incoming);
             let slot = state.in_flight.get_mut(&job.id).map(|entry| {
                 let draft = Draft::new(&job.delivery_id, limits, Instant::now());
                 let streaming = Streaming {
@@ -119,7 +111,6 @@ impl Shared {
                     chat: None,
                     chat_states,
                     holds_chat: false,
-                    first_not_before: None,
                     line: job.line.clone(),
                 };
                 let slot = Arc::new(Mutex::new(Some(streaming)));
@@ -152,7 +143,7 @@ impl Shared {
         // None: ended already, by its worker (whose own ending is guarded), `close`, or the keeper.
         let Some(streaming) = guard.take() else { return };
         let line = streaming.line.clone();
-        let concluded = self.conclude(incoming, streaming, &Ending::Cut(Cut::internal()));
+        let concluded = self.conclude(incoming, streaming, &StreamEnd::Cut(Cut::internal()));
         let mut state = lock(&self.state);
         state.in_flight.remove(&id);
         if self.deliver(incoming, concluded, &state.limits).0 {
@@ -189,8 +180,8 @@ impl Shared {
             self.run_hook(Hook::Applying);
             // Every piece of this read first, so an answer that arrived whole is one message.
             let ending = apply_events(streaming, &mut parser, &job.incoming, host, now)
-                .or_else(|| streaming.draft.expired(now).map(Ending::Cut))
-                .or_else(|| broken.map(|why| Ending::Cut(Cut::broken(&why))));
+                .or_else(|| streaming.draft.expired(now).map(StreamEnd::Cut))
+                .or_else(|| broken.map(|why| StreamEnd::Cut(Cut::broken(&why))));
             if let Some(ending) = ending {
                 let streaming = guard.take().expect("looked at under this lock");
                 // Still under the stream's lock: `close`, which waits for it, finds it ended
@@ -215,14 +206,14 @@ impl Shared {
     /// The worker ends its stream: the last stanza made without the state lock, then, under
     /// it, the stanza's entry removed, the last stanza and the messages held for it queued,
     /// and the sender's line let go.
-    fn settle_stream(&self, job: &Job, streaming: Streaming, ending: &Ending) {
+    fn settle_stream(&self, job: &Job, streaming: Streaming, ending: &StreamEnd) {
         let first_sent = streaming.draft.first_sent();
         let concluded = self.conclude(&job.incoming, streaming, ending);
         let mut state = lock(&self.state);
         let entry = state.in_flight.remove(&job.id);
         let composing_sent =
             first_sent || job.composing_sent || entry.is_some_and(|entry| entry.composing == Composing::Sent);
-        let chat_states_wanted = state.limits.chat_states && job.incoming.chat_states;
+        let chat_states_wanted = state.limits.chat_states_wanted(&job.incoming);
         let (released, owes_active) = self.deliver(&job.incoming, concluded, &state.limits);
         // After a `<composing/>`, an ending without a stanza in the chat ends it.
         if owes_active && composing_sent && chat_states_wanted {
@@ -242,10 +233,7 @@ impl Shared {
         #[cfg(test)]
         self.run_hook(Hook::Polling);
         let (Some(template), Some(chat)) = (&streaming.template, &streaming.chat) else { return (None, false) };
-        let Some(mut due) = streaming.draft.next_due() else { return (None, false) };
-        if !streaming.draft.first_sent() {
-            due = *streaming.first_not_before.get_or_insert(due.checked_add(FIRST_MESSAGE_GRACE).unwrap_or(due));
-        }
+        let Some(due) = streaming.draft.next_due() else { return (None, false) };
         if due > now {
             return (Some(due), false);
         }
@@ -269,7 +257,7 @@ impl Shared {
     }
 
     /// Ends a stream that `close` took: its last stanza, then the messages held for it.
-    pub(super) fn end_stream(&self, incoming: &Incoming, streaming: Streaming, ending: &Ending) {
+    pub(super) fn end_stream(&self, incoming: &Incoming, streaming: Streaming, ending: &StreamEnd) {
         let concluded = self.conclude(incoming, streaming, ending);
         // Closing: every message held is sent now, so none is refused.
         let unbounded = PoolLimits { queue_size: usize::MAX, ..lock(&self.state).limits };
@@ -281,7 +269,7 @@ impl Shared {
     /// the dispatcher's locks.
     /// Under a guard of its own: if even the last stanza cannot be made (a bug), the log says
     /// so and the conversation is let go all the same.
-    fn conclude(&self, incoming: &Incoming, streaming: Streaming, ending: &Ending) -> Concluded {
+    fn conclude(&self, incoming: &Incoming, streaming: Streaming, ending: &StreamEnd) -> Concluded {
         let held_chat = streaming.chat.clone().filter(|_| streaming.holds_chat);
         catch_unwind(AssertUnwindSafe(|| self.conclude_unguarded(incoming, streaming, ending))).unwrap_or_else(|_| {
             let log = Some((Level::Error, internal_error(incoming)));
@@ -289,20 +277,20 @@ impl Shared {
         })
     }
 
-    fn conclude_unguarded(&self, incoming: &Incoming, streaming: Streaming, ending: &Ending) -> Concluded {
+    fn conclude_unguarded(&self, incoming: &Incoming, streaming: Streaming, ending: &StreamEnd) -> Concluded {
         #[cfg(test)]
         self.run_hook(Hook::Concluding);
         let Streaming { draft, template, chat, chat_states, holds_chat, .. } = streaming;
-        let finish = draft.finish(ending);
+        let finish = draft.end_stanza(ending);
         let counted = match (&finish, ending) {
-            (Finish::NoText, Ending::Complete) => Outcome::NoReply,
-            (Finish::NoText, Ending::Cut(cut)) => cut.outcome(),
+            (EndStanza::NoText, StreamEnd::Complete) => Outcome::NoReply,
+            (EndStanza::NoText, StreamEnd::Cut(cut)) => cut.outcome(),
             // Counted as a reply; the stanza itself is not needed for that.
             _ => Outcome::Reply(Element::new("message").into()),
         };
         lock(&self.stats).outcome(&counted);
         let mut completion = match template {
-            Some(template) => last_completion(incoming, &template, finish, ending, chat_states),
+            Some(template) => end_completion(incoming, &template, finish, ending, chat_states),
             // No object came, so no text either: nothing to say, or the error.
             None => complete(incoming, if matches!(counted, Outcome::Reply(_)) { Outcome::NoReply } else { counted }),
         };
@@ -378,12 +366,12 @@ fn apply_events(
     incoming: &Incoming,
     host: &str,
     now: Instant,
-) -> Option<Ending> {
+) -> Option<StreamEnd> {
     while let Some(event) = parser.next_event() {
         let piece = match event {
             Ok(Event::Piece(piece)) => piece,
-            Ok(Event::End) => return Some(Ending::Complete),
-            Err(why) => return Some(Ending::Cut(Cut::malformed(&why))),
+            Ok(Event::End) => return Some(StreamEnd::Complete),
+            Err(why) => return Some(StreamEnd::Cut(Cut::malformed(&why))),
         };
         if let Some(fields) = piece.fields {
             match stream_template(incoming, &fields, host) {
@@ -391,11 +379,11 @@ fn apply_events(
                     streaming.chat = chat_of(&template);
                     streaming.template = Some(template);
                 }
-                Err(why) => return Some(Ending::Cut(Cut::malformed(&format!("webhook reply refused: {why}")))),
+                Err(why) => return Some(StreamEnd::Cut(Cut::malformed(&format!("webhook reply refused: {why}")))),
             }
         }
         if let Err(cut) = streaming.draft.on_piece(piece.edit, now) {
-            return Some(Ending::Cut(cut));
+            return Some(StreamEnd::Cut(cut));
         }
     }
     None

@@ -83,7 +83,7 @@ impl Shared {
                 }
                 let composing = if job.composing_sent {
                     Composing::Sent
-                } else if state.limits.chat_states && job.incoming.chat_states {
+                } else if state.limits.chat_states_wanted(&job.incoming) {
                     let at = job.accepted.checked_add(state.limits.chat_state_delay).unwrap_or(job.accepted);
                     self.wake_keeper_by(&mut state, at);
                     Composing::Due(at)
@@ -263,8 +263,7 @@ impl Shared {
         if let Some(receipt) = receipt {
             self.push(Completion { send: Some(receipt), log: None });
         }
-        let replied_in_chat =
-            limits.chat_states && job.incoming.chat_states && mark_active(&mut completion, &job.incoming);
+        let replied_in_chat = limits.chat_states_wanted(&job.incoming) && mark_active(&mut completion, &job.incoming);
         let refused = self.push_reply(&job.incoming, completion, after, limits);
         if composing_sent && (!replied_in_chat || refused) {
             self.push(Completion { send: Some(chat_state(&job.incoming, "active")), log: None });

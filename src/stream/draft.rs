@@ -4,13 +4,17 @@
 //!
 //! # The schedule, and why
 //!
-//! - **The first message goes as soon as the text holds more than white space.** Language
-//!   models often begin with a line break or a space, and a bubble with nothing in it is worse
-//!   than none. It is not batched: the time to the first words is what users judge a bot by,
-//!   and waiting would save no stanza (the corrections' pace, not the first message, sets how
-//!   many there are). Pieces that arrive together are still one message, because the reader
-//!   applies every piece of a read before it asks what is due, and an answer that arrives
-//!   whole is one plain message ([`Stage::Whole`]), as if it had not been streamed.
+//! - **The first message goes [`FIRST_MESSAGE_GRACE`] (50 ms) after the text first holds
+//!   more than white space.** Language models often begin with a line break or a space, and a
+//!   bubble with nothing in it is worse than none. It is not batched beyond that: the time to
+//!   the first words is what users judge a bot by, and waiting would save no stanza (the
+//!   corrections' pace, not the first message, sets how many there are). The 50 ms are for the
+//!   end of an answer that arrives whole: an NDJSON body's end shows only at the read after its
+//!   last line, and without them that answer would be a first message and a standalone
+//!   `<active/>` instead of one plain message ([`Stage::Whole`]), as if it had not been
+//!   streamed. Short enough not to be seen, long enough for a read whose bytes are already
+//!   there. Pieces that arrive together are one message too, because the reader applies every
+//!   piece of a read before it asks what is due.
 //! - **Intermediate corrections** carry the whole text so far, only when it changed, never
 //!   sooner than `stream_interval` after the stanza before. `stream_max_corrections` counts
 //!   every correction of the answer, the final one included, so an answer is never more than
@@ -34,7 +38,7 @@
 //!   when the text changed since the last stanza, and also when it did not but an
 //!   intermediate correction was sent: those are `no-store`, so without a final one the
 //!   archive would keep the first message's few words. Only when the first message already
-//!   holds the exact answer is there nothing to correct ([`Finish::AlreadyFinal`]: a standalone
+//!   holds the exact answer is there nothing to correct ([`EndStanza::AlreadyFinal`]: a standalone
 //!   `<active/>` ends the composing, and the message shows no "edited" mark).
 //! - **A stream cut short** (reset, malformed, idle, too long) keeps the text so far, trailing
 //!   white space trimmed, followed by a paragraph `(answer cut off)` ([`CUT_MARKER`]): plain
@@ -51,6 +55,9 @@ use super::options::StreamOptions;
 use super::parse::Edit;
 use crate::outcome::{Outcome, StanzaError, BAD_REPLY, CONNECTION_FAILURE, INTERNAL, TIMED_OUT, UNLOADED};
 
+/// How long the first message waits after the first words (see the module docs).
+pub const FIRST_MESSAGE_GRACE: Duration = Duration::from_millis(50);
+
 /// What a stream cut short ends with, after the text so far (as a paragraph of its own).
 pub const CUT_MARKER: &str = "(answer cut off)";
 
@@ -63,6 +70,9 @@ pub struct Limits {
     pub idle: Duration,
     /// `<prefix>max_reply_size`: the longest the text may grow, in bytes.
     pub max_text: usize,
+    /// How long the first message waits after the first words: [`FIRST_MESSAGE_GRACE`] (0 in
+    /// tests of the schedule itself).
+    pub first_message_grace: Duration,
     /// The prefix of the options of the module that reads the stream (`component_post_`,
     /// `rest_`), so its messages name the operator's options.
     pub option_prefix: &'static str,
@@ -102,7 +112,7 @@ pub struct Update {
 
 /// Why a stream ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ending {
+pub enum StreamEnd {
     /// The body ended, or `data: [DONE]`.
     Complete,
     /// It was cut short.
@@ -147,13 +157,13 @@ impl Cut {
 
 /// How a stream ends for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finish {
+pub enum EndStanza {
     /// Send this: the final correction, or the whole answer in one message.
     Send(Update),
     /// The first message already shows the exact answer: no correction, only `<active/>`.
     AlreadyFinal,
     /// There was no text at all, and nothing was sent: the stream's outcome is the one of an
-    /// answer without a reply (`Ending::Complete`) or its [`Cut::outcome`].
+    /// answer without a reply (`StreamEnd::Complete`) or its [`Cut::outcome`].
     NoText,
 }
 
@@ -260,7 +270,11 @@ impl Draft {
     /// When the next stanza is due (maybe already), if one is: the first message, or an
     /// intermediate correction of a changed text while the budget allows one.
     pub fn next_due(&self) -> Option<Instant> {
-        let Some(last_sent_at) = self.last_sent_at else { return self.has_words_since };
+        let Some(last_sent_at) = self.last_sent_at else {
+            return self
+                .has_words_since
+                .map(|since| since.checked_add(self.limits.first_message_grace).unwrap_or(since));
+        };
         if !self.changed || self.intermediates_left() == 0 {
             return None;
         }
@@ -318,22 +332,22 @@ impl Draft {
     /// The stream ended: what the user gets last. It takes the draft, so whoever ends the
     /// stream (the reader at the end of the body, or whoever found its time ran out) does it
     /// once.
-    pub fn finish(mut self, ending: &Ending) -> Finish {
+    pub fn end_stanza(mut self, ending: &StreamEnd) -> EndStanza {
         let blank = self.content_end == 0;
         let text = match ending {
-            Ending::Complete => std::mem::take(&mut self.text),
-            Ending::Cut(_) => match &self.text[..self.content_end] {
+            StreamEnd::Complete => std::mem::take(&mut self.text),
+            StreamEnd::Cut(_) => match &self.text[..self.content_end] {
                 "" => CUT_MARKER.to_owned(),
                 kept => format!("{kept}\n\n{CUT_MARKER}"),
             },
         };
         if self.first_sent_at.is_none() {
-            return if blank { Finish::NoText } else { Finish::Send(self.update(Stage::Whole, text)) };
+            return if blank { EndStanza::NoText } else { EndStanza::Send(self.update(Stage::Whole, text)) };
         }
-        if ending == &Ending::Complete && self.intermediates == 0 && text == self.sent_text {
-            return Finish::AlreadyFinal;
+        if ending == &StreamEnd::Complete && self.intermediates == 0 && text == self.sent_text {
+            return EndStanza::AlreadyFinal;
         }
-        Finish::Send(self.update(Stage::Final, text))
+        EndStanza::Send(self.update(Stage::Final, text))
     }
 
     fn intermediates_left(&self) -> u32 {
@@ -382,6 +396,7 @@ mod tests {
         },
         idle: Duration::from_secs(30),
         max_text: 1 << 20,
+        first_message_grace: Duration::ZERO,
         option_prefix: COMPONENT_HTTP.prefix,
     };
 
@@ -473,7 +488,7 @@ mod tests {
         assert_eq!(ids, ["d1-0", "d1-1", "d1-2", "d1-3", "d1-4"]);
         assert_eq!(draft.next_due(), None, "the budget is spent but for the final correction");
         let last = Update { stage: Final, id: "d1-5".into(), replaces: Some("d1-0".into()), text: "a".repeat(100) };
-        assert_eq!(draft.finish(&Ending::Complete), Finish::Send(last));
+        assert_eq!(draft.end_stanza(&StreamEnd::Complete), EndStanza::Send(last));
     }
 
     #[test]
@@ -483,7 +498,7 @@ mod tests {
         let (sent, draft) = run(limits, start, (0..100).map(|n| (n * 100, append("a"))));
         assert_eq!(stages(&sent), [(0, Stage::First, 1)]);
         assert!(
-            matches!(draft.finish(&Ending::Complete), Finish::Send(u) if u.stage == Stage::Final && u.id == "d1-1")
+            matches!(draft.end_stanza(&StreamEnd::Complete), EndStanza::Send(u) if u.stage == Stage::Final && u.id == "d1-1")
         );
     }
 
@@ -498,8 +513,8 @@ mod tests {
         for pair in sent.windows(2) {
             assert!(pair[1].0 - pair[0].0 >= 1000, "{:?} then {:?}", pair[0], pair[1]);
         }
-        match draft.finish(&Ending::Complete) {
-            Finish::Send(update) => {
+        match draft.end_stanza(&StreamEnd::Complete) {
+            EndStanza::Send(update) => {
                 assert_eq!((update.stage, update.id.as_str()), (Stage::Final, "d1-30"));
                 assert_eq!(update.text.len(), pieces as usize);
             }
@@ -536,10 +551,10 @@ mod tests {
     fn the_final_correction_goes_when_the_archive_would_miss_the_answer() {
         let start = Instant::now();
         let whole = |text: &str| {
-            Finish::Send(Update { stage: Stage::Whole, id: "d1-0".into(), replaces: None, text: text.into() })
+            EndStanza::Send(Update { stage: Stage::Whole, id: "d1-0".into(), replaces: None, text: text.into() })
         };
         let last = |id: &str, text: &str| {
-            Finish::Send(Update {
+            EndStanza::Send(Update {
                 stage: Stage::Final,
                 id: id.into(),
                 replaces: Some("d1-0".into()),
@@ -549,42 +564,42 @@ mod tests {
         // The first message already says it all: no correction, no "edited" mark.
         let (sent, draft) = run(DEFAULTS, start, [(0, append("Hi."))]);
         assert_eq!(sent.len(), 1);
-        assert_eq!(draft.finish(&Ending::Complete), Finish::AlreadyFinal);
+        assert_eq!(draft.end_stanza(&StreamEnd::Complete), EndStanza::AlreadyFinal);
         // Changed since, even within the interval: the final correction has the exact text.
         let (_, draft) = run(DEFAULTS, start, [(0, append("Hi")), (10, append("."))]);
-        assert_eq!(draft.finish(&Ending::Complete), last("d1-1", "Hi."));
+        assert_eq!(draft.end_stanza(&StreamEnd::Complete), last("d1-1", "Hi."));
         // Changed and back: nothing to correct.
         let replace = |text: &str| Some(Edit::Replace(text.into()));
         let (sent, draft) = run(DEFAULTS, start, [(0, append("Hi")), (10, replace("Ho")), (20, replace("Hi"))]);
         assert_eq!(sent.len(), 1);
-        assert_eq!(draft.finish(&Ending::Complete), Finish::AlreadyFinal);
+        assert_eq!(draft.end_stanza(&StreamEnd::Complete), EndStanza::AlreadyFinal);
         // Unchanged since an intermediate correction, which archives do not keep: the final
         // one is sent all the same, so they keep the answer and not the first words.
         let (sent, draft) = run(DEFAULTS, start, [(0, append("Hi")), (10, append(".")), (1000, None), (5000, None)]);
         assert_eq!(stages(&sent), [(0, Stage::First, 2), (1000, Stage::Intermediate, 3)]);
-        assert_eq!(draft.finish(&Ending::Complete), last("d1-2", "Hi."));
+        assert_eq!(draft.end_stanza(&StreamEnd::Complete), last("d1-2", "Hi."));
         // A body replaces the text so far.
         let (_, draft) = run(DEFAULTS, start, [(0, append("Hi")), (10, replace("Hello."))]);
-        assert_eq!(draft.finish(&Ending::Complete), last("d1-1", "Hello."));
+        assert_eq!(draft.end_stanza(&StreamEnd::Complete), last("d1-1", "Hello."));
         // The whole answer before its first message went: one plain message.
         let draft = Draft::new("d1", DEFAULTS, start);
         let mut draft = draft;
         draft.on_piece(append("Hi"), start).unwrap();
         draft.on_piece(append(" there."), start).unwrap();
-        assert_eq!(draft.finish(&Ending::Complete), whole("Hi there."));
+        assert_eq!(draft.end_stanza(&StreamEnd::Complete), whole("Hi there."));
         // No text at all, or only white space: nothing to send.
         let (sent, draft) = run(DEFAULTS, start, [(0, None), (10, append("\n  "))]);
         assert!(sent.is_empty());
-        assert_eq!(draft.finish(&Ending::Complete), Finish::NoText);
+        assert_eq!(draft.end_stanza(&StreamEnd::Complete), EndStanza::NoText);
     }
 
     #[test]
     fn a_cut_stream_keeps_its_text_and_says_so() {
         let start = Instant::now();
-        let reset = Ending::Cut(Cut::broken("connection reset by peer"));
+        let reset = StreamEnd::Cut(Cut::broken("connection reset by peer"));
         let (_, draft) = run(DEFAULTS, start, [(0, append("The capital of France is ")), (10, append("Par\n"))]);
-        match draft.finish(&reset) {
-            Finish::Send(update) => {
+        match draft.end_stanza(&reset) {
+            EndStanza::Send(update) => {
                 assert_eq!((update.stage, update.id.as_str()), (Stage::Final, "d1-1"));
                 assert_eq!(update.text, "The capital of France is Par\n\n(answer cut off)");
             }
@@ -592,20 +607,20 @@ mod tests {
         }
         // Even unchanged since the first message: the marker is the change.
         let (_, draft) = run(DEFAULTS, start, [(0, append("The"))]);
-        assert!(matches!(draft.finish(&reset), Finish::Send(u) if u.text == "The\n\n(answer cut off)"));
+        assert!(matches!(draft.end_stanza(&reset), EndStanza::Send(u) if u.text == "The\n\n(answer cut off)"));
         // Before the first message went: one message, with the marker.
         let mut draft = Draft::new("d1", DEFAULTS, start);
         draft.on_piece(append("The"), start).unwrap();
         assert!(
-            matches!(draft.finish(&reset), Finish::Send(u) if u.stage == Stage::Whole && u.text == "The\n\n(answer cut off)")
+            matches!(draft.end_stanza(&reset), EndStanza::Send(u) if u.stage == Stage::Whole && u.text == "The\n\n(answer cut off)")
         );
         // The text emptied by a body after the first message: the marker alone replaces it.
         let (_, draft) = run(DEFAULTS, start, [(0, append("The")), (10, Some(Edit::Replace(String::new())))]);
-        assert!(matches!(draft.finish(&reset), Finish::Send(u) if u.text == "(answer cut off)"));
+        assert!(matches!(draft.end_stanza(&reset), EndStanza::Send(u) if u.text == "(answer cut off)"));
         // No text: nothing was sent, the sender gets the error.
         let (_, draft) = run(DEFAULTS, start, [(0, append(" "))]);
-        assert_eq!(draft.finish(&reset), Finish::NoText);
-        let Ending::Cut(cut) = reset else { unreachable!() };
+        assert_eq!(draft.end_stanza(&reset), EndStanza::NoText);
+        let StreamEnd::Cut(cut) = reset else { unreachable!() };
         assert_eq!(
             cut.outcome(),
             Outcome::Error(
@@ -707,10 +722,10 @@ mod tests {
             // A body replacing it is looked at once, as it is a piece of its own size.
             let body = format!("  {}", " ".repeat(size));
             draft.on_piece(Some(Edit::Replace(body.clone())), start).unwrap();
-            let cut = Ending::Cut(Cut::broken("reset"));
+            let cut = StreamEnd::Cut(Cut::broken("reset"));
             assert_eq!(
-                draft.clone().finish(&cut),
-                Finish::Send(Update {
+                draft.clone().end_stanza(&cut),
+                EndStanza::Send(Update {
                     stage: Stage::Final,
                     id: "d1-1".into(),
                     replaces: Some("d1-0".into()),
@@ -718,8 +733,8 @@ mod tests {
                 })
             );
             draft.on_piece(append("b\t "), start).unwrap();
-            match draft.finish(&cut) {
-                Finish::Send(update) => assert_eq!(update.text, format!("{body}b\n\n{CUT_MARKER}")),
+            match draft.end_stanza(&cut) {
+                EndStanza::Send(update) => assert_eq!(update.text, format!("{body}b\n\n{CUT_MARKER}")),
                 other => panic!("{other:?}"),
             }
         }

@@ -2,31 +2,31 @@
 //! last: the final stanza and, when the stream was cut short, the log line saying why; or, when
 //! there was no text at all, the outcome a non-streamed answer would have had.
 
-use super::draft::{Ending, Finish};
+use super::draft::{EndStanza, StreamEnd};
 use super::stanzas;
 use crate::outcome::{complete, describe, Completion, Level, Outcome};
 use crate::stanza::{Element, Incoming};
 
 /// The last completion of the stream that answers `orig`, addressed as `template` (see
-/// [`stanzas`]), once [`super::Draft::finish`] said how it ends.
-pub fn last_completion(
+/// [`stanzas`]), once [`super::Draft::end_stanza`] said how it ends.
+pub fn end_completion(
     orig: &Incoming,
     template: &Element,
-    finish: Finish,
-    ending: &Ending,
+    finish: EndStanza,
+    ending: &StreamEnd,
     chat_states: bool,
 ) -> Completion {
     let log = match ending {
-        Ending::Cut(cut) => Some((Level::Warn, format!("{}: streamed answer cut off: {}", describe(orig), cut.why))),
-        Ending::Complete => None,
+        StreamEnd::Cut(cut) => Some((Level::Warn, format!("{}: streamed answer cut off: {}", describe(orig), cut.why))),
+        StreamEnd::Complete => None,
     };
     match finish {
-        Finish::Send(update) => Completion { send: Some(stanzas::build(template, &update, chat_states)), log },
-        Finish::AlreadyFinal => Completion { send: stanzas::active(template, chat_states), log },
-        Finish::NoText => match ending {
+        EndStanza::Send(update) => Completion { send: Some(stanzas::build(template, &update, chat_states)), log },
+        EndStanza::AlreadyFinal => Completion { send: stanzas::active(template, chat_states), log },
+        EndStanza::NoText => match ending {
             // Like a `200` with an empty body: accepted, nothing to say.
-            Ending::Complete => complete(orig, Outcome::NoReply),
-            Ending::Cut(cut) => complete(orig, cut.outcome()),
+            StreamEnd::Complete => complete(orig, Outcome::NoReply),
+            StreamEnd::Cut(cut) => complete(orig, cut.outcome()),
         },
     }
 }
@@ -46,9 +46,9 @@ mod tests {
     #[test]
     fn a_stream_ends_in_one_completion() {
         let orig = Incoming::sample("message", Some("chat"));
-        let cut = Ending::Cut(Cut::broken("connection reset"));
+        let cut = StreamEnd::Cut(Cut::broken("connection reset"));
         let update = Update { stage: Stage::Final, id: "d1-3".into(), replaces: Some("d1-0".into()), text: "x".into() };
-        let done = last_completion(&orig, &template(), Finish::Send(update), &cut, true);
+        let done = end_completion(&orig, &template(), EndStanza::Send(update), &cut, true);
         assert!(done.send.unwrap().to_xml().contains("<replace id='d1-0'"));
         assert_eq!(
             done.log,
@@ -59,7 +59,7 @@ mod tests {
                     .into()
             ))
         );
-        let done = last_completion(&orig, &template(), Finish::AlreadyFinal, &Ending::Complete, true);
+        let done = end_completion(&orig, &template(), EndStanza::AlreadyFinal, &StreamEnd::Complete, true);
         assert_eq!(
             done,
             Completion {
@@ -71,15 +71,15 @@ mod tests {
             }
         );
         assert_eq!(
-            last_completion(&orig, &template(), Finish::AlreadyFinal, &Ending::Complete, false),
+            end_completion(&orig, &template(), EndStanza::AlreadyFinal, &StreamEnd::Complete, false),
             Completion { send: None, log: None }
         );
         // No text: as a non-streamed answer would end.
         assert_eq!(
-            last_completion(&orig, &template(), Finish::NoText, &Ending::Complete, true),
+            end_completion(&orig, &template(), EndStanza::NoText, &StreamEnd::Complete, true),
             Completion { send: None, log: None }
         );
-        let failed = last_completion(&orig, &template(), Finish::NoText, &cut, true);
+        let failed = end_completion(&orig, &template(), EndStanza::NoText, &cut, true);
         assert_eq!(
             failed.send.unwrap().to_xml(),
             "<message to='user@localhost/phone' from='echo@bot.localhost' id='abc' type='error'><error type='cancel'>\

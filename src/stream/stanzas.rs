@@ -41,7 +41,7 @@ pub fn build(template: &Element, update: &Update, chat_states: bool) -> Element 
 }
 
 /// A standalone `<active/>` for an answer whose first message was already final
-/// ([`super::Finish::AlreadyFinal`]); `None` where chat states do not go.
+/// ([`super::EndStanza::AlreadyFinal`]); `None` where chat states do not go.
 pub fn active(template: &Element, chat_states: bool) -> Option<Element> {
     let mut message = bare(template);
     (chat_states && takes_chat_states(&message)).then(|| {
