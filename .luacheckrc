@@ -21,6 +21,7 @@ files["lua/"] = {
 		"module.path",
 		"module.add_timer",
 		"module.depends",
+		"module.fire_event",
 		"module.get_host_type",
 		"module.get_option",
 		"module.hook",
@@ -37,6 +38,7 @@ files["lua/"] = {
 		"module.send",
 		"module.send_iq",
 		"module.set_status",
+		"module.unhook",
 	};
 	globals = {
 		"module.unload",

@@ -14,6 +14,15 @@ local traceback = debug.traceback;
 -- pool, and the old instance answers what it still holds rather than leave it unanswered.
 local adoption_grace = 2;
 
+-- Sends one answer: a file to upload, or a message waiting behind one to the same
+-- conversation, is the uploads' to send.
+local function send_one(uploads, stanza)
+	if uploads and uploads.deliver(stanza) then
+		return;
+	end
+	module:send(stanza);
+end
+
 -- Sends a batch of outcomes from the native client (`stanzas, logs, status_type,
 -- status_message`, as drain, close and adopt return them); the status when the webhook's state
 -- changed (an outage began or ended).
@@ -32,11 +41,12 @@ local function send_outcomes(shim, rooms, stanzas, logs, status_type, status_mes
 	-- One stanza that Prosody cannot route (a module raising on it) must not cost the rest of
 	-- the batch their delivery: each is sent under its own guard.
 	local quote = shim.quote;
+	local uploads = shim.uploads;
 	for i = 1, #stanzas do
 		if stanzas[i].name == "presence" and rooms.core then
 			stanzas[i] = rooms.own_presence(stanzas[i]);
 		end
-		local ok, err = pcall(module.send, module, stanzas[i]);
+		local ok, err = pcall(send_one, uploads, stanzas[i]);
 		if not ok then
 			local stanza = stanzas[i];
 			module:log("error", "Prosody failed to route the webhook's answer (%s type=%s to=%s id=%s), "

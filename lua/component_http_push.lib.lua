@@ -8,119 +8,16 @@
 -- that only sends), the rooms, and the responses still waiting.
 
 local st = require "util.stanza";
-local json = require "util.json";
 local new_id = require "util.id".medium;
 
--- A refusal or failure, saying why: as text, or as {"error": why} to a request answered in JSON.
-local function plain(endpoint, response, status, text)
-	response.status_code = status;
-	if endpoint.answers_json[response] then
-		response.headers.content_type = "application/json";
-		return json.encode({ error = text });
-	end
-	response.headers.content_type = "text/plain; charset=utf-8";
-	return text.."\n";
-end
-
--- Prosody 13.0's server_epoll drops what follows the first 4 MiB of one write, and the answer
--- to a large push can be 7 times its size: above a mebibyte the answer goes out through
--- Prosody's own send_file, fed in pieces from the string, whatever path sends it.
-local PIECE = 1024 * 1024;
-local function send_in_pieces(response, body)
-	response.headers.content_length = ("%d"):format(#body);
-	local at = 1;
-	return response:send_file({
-		read = function (_, size)
-			if at > #body then
-				return nil;
-			end
-			local piece = body:sub(at, at + size - 1);
-			at = at + size;
-			return piece;
-		end;
-	});
-end
-
--- The stanza sent, or an iq's answer, in the format the request is answered in.
-local function render(endpoint, response, stanza)
-	local body;
-	if endpoint.profile.push_answers_json or endpoint.answers_json[response] then
-		response.headers.content_type = "application/json";
-		body = endpoint.native.request_json(stanza, endpoint.profile.native);
-	else
-		response.headers.content_type = "application/xmpp+xml";
-		body = tostring(stanza);
-	end
-	if #body > PIECE then
-		response.send = send_in_pieces;
-	end
-	return body;
-end
-
--- The response of the pushed iq `key` if it is still waiting, no longer counted as waiting.
-local function settle(endpoint, key)
-	local response = endpoint.iqs[key];
-	if response then
-		endpoint.iqs[key], endpoint.iq_count = nil, endpoint.iq_count - 1;
-	end
-	return response;
-end
-
--- Returns the answer `reply` to the pushed iq `stanza` waiting as `key` under the client's id.
-local function answer_iq(endpoint, key, client_id, stanza, reply)
-	local response = settle(endpoint, key);
-	if not response then
-		return; -- answered already, on unload
-	end
-	-- Under the promise's own xpcall an error would be lost, and the client never answered.
-	local ok, body = pcall(function ()
-		reply = st.clone(reply);
-		reply.attr.id = client_id or key;
-		return render(endpoint, response, reply);
-	end);
-	if not ok then
-		module:log("error", "Could not return the answer to a pushed iq (to=%s): %s", endpoint.quote(stanza.attr.to), body);
-		body = plain(endpoint, response, 500, "The iq's answer could not be returned: "..tostring(body));
-	end
-	response:send(body);
-end
-
--- Sends a pushed iq get or set, waiting `timeout` seconds (set by the option or header named
--- `bound_by`) for its answer: the HTTP response's.
-local function send_iq(endpoint, stanza, response, timeout, bound_by)
-	local push, names = endpoint.push, endpoint.push.names;
-	if endpoint.iq_count >= push.max_iqs then
-		response.headers.retry_after = "1";
-		return plain(endpoint, response, 503, ("%d pushed iqs are already waiting for their answers (%s): retry later")
-			:format(push.max_iqs, names.max_iqs));
-	end
-	-- The iq goes out under an id of ours, so no client can reuse a waiting one (which Prosody's
-	-- module:send_iq would refuse, and unhook the first); the answer gets the client's back.
-	local client_id, key = stanza.attr.id, new_id();
-	stanza.attr.id = key;
-	endpoint.iqs[key], endpoint.iq_count = response, endpoint.iq_count + 1;
-	module:send_iq(stanza, nil, timeout):next(function (result)
-		answer_iq(endpoint, key, client_id, stanza, result.stanza);
-	end, function (err)
-		local reply = type(err) == "table" and err.context and err.context.stanza;
-		if reply then
-			return answer_iq(endpoint, key, client_id, stanza, reply); -- an error the other side sent
-		elseif not settle(endpoint, key) then
-			return;
-		elseif type(err) == "table" and err.condition == "remote-server-timeout" then
-			response:send(plain(endpoint, response, 504, ("No answer to the iq within %g s (%s)")
-				:format(timeout, bound_by)));
-		else
-			module:log("error", "Prosody failed to send a pushed iq (to=%s): %s", endpoint.quote(stanza.attr.to), tostring(err));
-			response:send(plain(endpoint, response, 500, "Prosody could not send the iq: "..tostring(err)));
-		end
-	end);
-	return true; -- answered when the iq's answer comes
-end
+local answers = module:require "component_http_answers";
+local plain, render = answers.plain, answers.render;
+local sending = module:require "component_http_rest_sending";
+local iqs = module:require "component_http_push_iq";
 
 -- Sends a pushed stanza, and the messages that go right after it (a file's caption, say; the
 -- native side addressed them as the stanza); the push's answer.
-local function send_pushed(endpoint, stanza, response, after)
+local function send_pushed(endpoint, stanza, response, after, origin)
 	-- A streamed answer is being written to this conversation: the messages follow it.
 	local client = endpoint.client;
 	local held = client and client:hold(stanza);
@@ -135,21 +32,45 @@ local function send_pushed(endpoint, stanza, response, after)
 		response.status_code = 202;
 		return render(endpoint, response, stanza);
 	end
+	-- A file: answered once it is uploaded and its message sent, or at once when refused.
+	local uploads = endpoint.uploads;
+	if uploads then
+		local began, status, why = uploads.send(stanza, true, function (upload)
+			if upload.ok then
+				response.status_code = 202;
+				local body = render(endpoint, response, upload.stanzas[1]); -- may choose how it is sent
+				return response:send(body);
+			end
+			response:send(plain(endpoint, response, upload.status, upload.why));
+		end);
+		if began then
+			return true;
+		elseif began == nil then
+			return plain(endpoint, response, status, why);
+		end
+	end
 	local quote = endpoint.quote;
-	local ok, err = pcall(module.send, module, stanza);
+	local ok, err = pcall(module.send, module, stanza, origin);
 	if not ok then
 		module:log("error", "Prosody failed to route a pushed %s (type=%s to=%s): %s", stanza.name,
 			quote(stanza.attr.type), quote(stanza.attr.to), tostring(err));
 		return plain(endpoint, response, 500, "Prosody could not route the stanza: "..tostring(err));
 	end
 	for i, message in ipairs(after or {}) do
-		ok, err = pcall(module.send, module, message);
+		ok, err = pcall(module.send, module, message, origin);
 		if not ok then
 			module:log("error", "Prosody failed to route message %d of a push (to=%s): %s", i + 1,
 				quote(message.attr.to), tostring(err));
 			return plain(endpoint, response, 500, ("Message %d of %d could not be routed: %s"):format(i + 1, #after + 1,
 				tostring(err)));
 		end
+	end
+	-- What Prosody answered the sending session at once (an error bounced by a local handler):
+	-- the answer, as the community module gives it.
+	local bounced = origin and origin.collected[1];
+	if bounced then
+		response.status_code = 200;
+		return render(endpoint, response, bounced);
 	end
 	response.status_code = 202;
 	return render(endpoint, response, stanza);
@@ -186,7 +107,10 @@ local function push_to_room(endpoint, stanza, response, after)
 		if action.kind == "failed" then
 			return response:send(plain(endpoint, response, action.status, room..": "..action.message));
 		end
-		response:send(send_from(endpoint, action.from, stanza, response, after));
+		local body = send_from(endpoint, action.from, stanza, response, after);
+		if body ~= true then -- true: a file, answered once uploaded
+			response:send(body);
+		end
 	end);
 	rooms.perform(detail);
 	return true; -- answered when the bot is in the room, or cannot be
@@ -217,9 +141,10 @@ local function authenticate(endpoint, request, response)
 	return module.host;
 end
 
--- Checks the request (credentials, size, framing), then has the native side read the push.
--- Returns the stanza and the messages after it, or nil and the HTTP answer.
-local function read_push(endpoint, request, response)
+-- Checks the request (credentials, size, framing), then has the native side read the push
+-- (mod_rest's in any of its forms, at `path` under /rest). Returns the stanza, the messages
+-- after it and who sends them, or nil and the HTTP answer.
+local function read_push(endpoint, request, response, path)
 	local sender, refused = authenticate(endpoint, request, response);
 	if not sender then
 		return nil, refused;
@@ -239,40 +164,60 @@ local function read_push(endpoint, request, response)
 	if too_large then
 		return nil, plain(endpoint, response, 413, too_large);
 	end
-	local stanza, status, why, after = endpoint.native.push(request.body or "", request.headers.content_type, sender,
-		endpoint.profile.push_accepts_json, endpoint.push.max_size, st.stanza_mt, endpoint.profile.native);
+	local stanza, status, why, after;
+	if endpoint.rest then
+		stanza, status, why, after = endpoint.native.rest_push(request.method == "GET", path or "",
+			request.url and request.url.query, request.headers.content_type, request.body or "", sender,
+			endpoint.push.max_size, st.stanza_mt);
+	else
+		stanza, status, why, after = endpoint.native.push(request.body or "", request.headers.content_type, sender,
+			endpoint.profile.push_accepts_json, endpoint.push.max_size, st.stanza_mt, endpoint.profile.native);
+	end
 	if not stanza then
 		module:log("debug", "Refused a push with HTTP %d: %s", status, why);
 		return nil, plain(endpoint, response, status, why);
 	end
-	return stanza, after;
+	return stanza, after, sender;
 end
 
 -- The HTTP handler: answers the request, at once or later (returning true). mod_rest's
--- POST /rest/echo builds the stanza and returns it, sending nothing.
+-- POST /rest/echo builds the stanza and returns it, sending nothing; its other paths are the
+-- community module's path parameters and GET queries (read by the native side).
 local function handle_push(endpoint, event, path)
 	local request, response = event.request, event.response;
-	if endpoint.profile.push_negotiates
+	if endpoint.rest then
+		local format = endpoint.native.rest_answer_format(request.headers.content_type, request.headers.accept);
+		endpoint.answers_json[response] = format == "json" or nil;
+		endpoint.answers_form[response] = format == "form" or nil;
+		-- Refusals in XML only when asked for: Accept naming application/xmpp+xml.
+		endpoint.wants_xml[response] = format == "xml" and (request.headers.accept or ""):lower()
+			:find("application/xmpp+xml", 1, true) and true or nil;
+	elseif endpoint.profile.push_negotiates
 		and endpoint.native.push_answer_format(request.headers.content_type, request.headers.accept) == "json" then
 		endpoint.answers_json[response] = true;
 	end
-	-- mod_rest knows /rest and /rest/echo; a path that means more in the community module (kind,
-	-- type and to as path parameters) is refused rather than read as a plain POST /rest.
-	if endpoint.rest and path and path ~= "" and path ~= "echo" then
-		return plain(endpoint, response, 404, "Only POST /rest and POST /rest/echo are served: path parameters "
-			.."are not supported; put kind, type and to in the body");
-	end
-	local stanza, after = read_push(endpoint, request, response);
+	local echo = endpoint.rest and path == "echo" and request.method ~= "GET";
+	local stanza, after, sender = read_push(endpoint, request, response, not echo and path or nil);
 	if not stanza then
 		return after;
 	end
 	local t = stanza.attr.type;
-	if endpoint.rest and path == "echo" then
+	if echo then
 		if stanza.name == "iq" and not stanza.attr.id then
 			stanza.attr.id = new_id(); -- as it would go out
 		end
 		response.status_code = 200;
 		return render(endpoint, response, stanza);
+	end
+	local origin;
+	if endpoint.rest then
+		origin = sender:find("@", 1, true) and sending.account_session(sender) or nil;
+		if sending.pre_events(stanza, origin or prosody.hosts[module.host]) then
+			module:log("debug", "A %s sent over HTTP was taken by a pre-%s handler", stanza.name, stanza.name);
+			local bounced = origin and origin.collected[1];
+			response.status_code = bounced and 200 or 202;
+			return render(endpoint, response, bounced or stanza);
+		end
 	end
 	-- The native side refuses an iq of any other type, so a get or set waits for its answer and a
 	-- result or error goes out as it is.
@@ -284,29 +229,18 @@ local function handle_push(endpoint, event, path)
 				return plain(endpoint, response, 400, bound_by);
 			end
 		end
-		return send_iq(endpoint, stanza, response, timeout, bound_by);
+		return iqs.send(endpoint, stanza, response, timeout, bound_by, origin, sender);
 	elseif stanza.name == "message" and t == "groupchat" and endpoint.rooms.core then
 		return push_to_room(endpoint, stanza, response, after);
 	elseif stanza.name == "presence" and endpoint.rooms.core then
 		stanza = endpoint.rooms.own_presence(stanza);
 	end
-	return send_pushed(endpoint, stanza, response, after);
+	return send_pushed(endpoint, stanza, response, after, origin);
 end
 
 -- Unloaded or reloaded: the waits end with the module's hooks; say so rather than never answer.
 local function answer_waiting(endpoint)
-	local keys = {};
-	for key in pairs(endpoint.iqs) do
-		table.insert(keys, key);
-	end
-	if #keys > 0 then
-		module:log("info", "Answering %d pushed iqs still waiting with 503: the module is unloading", #keys);
-	end
-	for _, key in ipairs(keys) do
-		local response = settle(endpoint, key);
-		response.headers.retry_after = "1";
-		response:send(plain(endpoint, response, 503, "The module was unloaded or reloaded before the iq's answer came: retry"));
-	end
+	iqs.answer_waiting(endpoint);
 	for response in pairs(endpoint.room_pushes) do
 		endpoint.room_pushes[response] = nil;
 		response.headers.retry_after = "1";
@@ -319,10 +253,15 @@ end
 local function serve(shim, native, profile, push, client, rooms, rest)
 	local endpoint = {
 		native = native, profile = profile, push = push, client = client, rooms = rooms, quote = shim.quote,
+		uploads = shim.uploads,
 		rest = rest,
 		-- The responses to answer in JSON, when the endpoint answers as the request asks (mod_rest):
 		-- decided once per request, as the answer may come later (an iq's, or a 503 on unload).
 		answers_json = setmetatable({}, { __mode = "k" }),
+		-- mod_rest's requests answered as a form (application/x-www-form-urlencoded).
+		answers_form = setmetatable({}, { __mode = "k" }),
+		-- mod_rest's requests whose refusals are written in XML.
+		wants_xml = setmetatable({}, { __mode = "k" }),
 		-- Pushed iqs waiting for their answers, by the id they carry on the wire: their HTTP
 		-- responses, answered when the iq's answer comes, or with 503 when the module goes away.
 		iqs = {}, iq_count = 0,
@@ -337,7 +276,8 @@ local function serve(shim, native, profile, push, client, rooms, rest)
 	module:provides("http", {
 		default_path = profile.push_path;
 		streaming_uploads = true; -- see request.partial in read_push: refuse a body too large at its head
-		route = { ["POST"] = handler; ["POST /*"] = handler };
+		-- mod_rest's GET queries (GET /rest/ping/<to>, ...); component_http has none.
+		route = { ["POST"] = handler; ["POST /*"] = handler; ["GET /*"] = rest and handler or nil };
 	});
 end
 

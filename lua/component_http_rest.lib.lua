@@ -8,6 +8,7 @@
 
 local encodings = require "util.encodings";
 local jid = require "util.jid";
+local new_id = require "util.id".medium;
 
 local base64, stringprep = encodings.base64, encodings.stringprep;
 
@@ -76,6 +77,10 @@ end
 -- JID), or nil and the status (401 when no credentials came, 403 when they were not accepted)
 -- and why.
 local function authenticate(auth, request)
+	if auth.anonymous then
+		-- anonymous_rest: an account of its own for each request, as an anonymous login gets.
+		return new_id():lower().."@"..module.host;
+	end
 	local given = request.headers.authorization;
 	-- Prosody turns a bare "Authorization:" into "": no credentials.
 	if not given or given == "" then
@@ -111,7 +116,7 @@ local function start(shim, native, options, push)
 	local names = rest.names;
 	local auth = {
 		native = native, on_component = on_component, credentials = push.credentials,
-		component_secret = rest.component_secret, mechanisms = {},
+		component_secret = rest.component_secret, mechanisms = {}, anonymous = rest.anonymous,
 	};
 	local challenges, realm = {}, ("%q"):format(module.host.."/"..module.name);
 	for _, mechanism in ipairs(rest.auth_mechanisms) do
@@ -154,6 +159,48 @@ local function start(shim, native, options, push)
 	};
 end
 
+-- The OPTIONS probe, as the community module makes at start: the callback's answer says, in its
+-- Accept header, which format it wants the stanzas in (JSON or XML), whatever
+-- rest_callback_content_type says. The stanzas posted before the answer comes are in the
+-- configured format. `url`: the probe's address (the callback URL, its placeholders filled).
+local function probe(native, client, url, quote, format_option)
+	local http = require "net.http";
+	-- The template's placeholders, as for a stanza of the host to itself (the community module's).
+	local host = require "util.http".urlencode(module.host);
+	url = url:gsub("{(%w+)}", { kind = "meta", type = "info", to = host, from = host });
+	module:set_status("info", "Not yet connected");
+	http.request(url, { method = "OPTIONS" }, function (body, code, response)
+		if code == 0 then
+			module:set_status("error", "The OPTIONS probe of the callback failed: "..quote(body));
+			module:log("error", "Could not reach the callback URL for the OPTIONS probe: %s", quote(body));
+			return;
+		elseif code ~= 200 then
+			module:log("warn", "The callback answered the OPTIONS probe with HTTP %d, not 200: keeping %s", code,
+				format_option);
+			return;
+		end
+		module:set_status("info", "Connected");
+		local accept = response and response.headers and response.headers.accept;
+		if not accept then
+			return;
+		end
+		local format = native.rest_answer_format(nil, accept);
+		if format == "form" or (format == "xml" and not accept:lower():find("application/xmpp+xml", 1, true)) then
+			module:log("warn", "The callback's Accept (%s) names neither application/json nor application/xmpp+xml: "
+				.."keeping %s", quote(accept), format_option);
+			return;
+		end
+		local ok, changed = pcall(client.set_format, client, format);
+		if not ok then
+			module:log("error", "Could not switch the callback's format: %s", changed);
+		elseif changed then
+			module:log("info", "The callback's Accept asks for %s: stanzas are POSTed as such from now on",
+				format == "json" and "application/json" or "application/xmpp+xml");
+		end
+	end);
+end
+
 return {
 	start = start;
+	probe = probe;
 };

@@ -17,6 +17,8 @@ local profile = shim.profile(native, "component_http", {
 });
 local options, push, rooms, avatar = shim.read_options(native, profile);
 rooms = shim.start_rooms(rooms);
+-- Files a bot sends: uploaded to the server's upload service, then sent as their URL.
+shim.uploads = module:require "component_http_upload".start(shim, native, profile, options);
 
 local client, forwarded = module:require "component_http_client".start(shim, native, profile, options, rooms);
 module:require "component_http_identity".start(shim, native, profile, client, forwarded, avatar);

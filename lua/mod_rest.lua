@@ -21,7 +21,8 @@ local profile = shim.profile(native, "rest", {
 	answer_presence = false;
 });
 local options, push, rooms, avatar = shim.read_options(native, profile);
-local rest = module:require "component_http_rest".start(shim, native, options, push);
+local rest_lib = module:require "component_http_rest";
+local rest = rest_lib.start(shim, native, options, push);
 profile.callback_events, profile.callback_priority = rest.events, rest.callback_priority;
 profile.callback_sender = rest.callback_sender;
 
@@ -32,6 +33,9 @@ else
 	-- rooms themselves, and what rooms send them is theirs.
 	rooms = { perform = function () end; forward_presence = function () end };
 end
+
+-- Files a bot sends: uploaded to the server's upload service, then sent as their URL.
+shim.uploads = module:require "component_http_upload".start(shim, native, profile, options);
 
 -- Without a callback URL the module only sends: stanzas to it are left to Prosody, which answers
 -- them as it answers stanzas nobody handles. (The client first: a module that fails to load
@@ -45,6 +49,7 @@ if options[profile.url_option] ~= nil then
 		module:require "component_http_identity".start(shim, native, profile, client, forwarded, avatar);
 	end
 	module:require "component_http_metrics".report(shim, native, client);
+	rest_lib.probe(native, client, options[profile.url_option], shim.quote, profile.content_type_option);
 end
 
 module:require "component_http_push".serve(shim, native, profile, push, client, rooms, rest);

@@ -37,8 +37,12 @@ build = {
 			"lua/component_http_identity.lib.lua",
 			"lua/component_http_metrics.lib.lua",
 			"lua/component_http_push.lib.lua",
+			"lua/component_http_push_iq.lib.lua",
+			"lua/component_http_answers.lib.lua",
 			"lua/component_http_rooms.lib.lua",
+			"lua/component_http_upload.lib.lua",
 			"lua/component_http_rest.lib.lua",
+			"lua/component_http_rest_sending.lib.lua",
 		},
 		lib = {
 			component_http_native = "target/component_http_native.so",

@@ -52,6 +52,9 @@ function helpers.fake_module(options, host)
 	function fake:log(level, fmt, ...)
 		table.insert(self.logs, { level = level, message = fmt:format(...) });
 	end
+	-- module:fire_event and module:unhook: nothing handles an event here.
+	fake.fire_event = function () end;
+	fake.unhook = function () end;
 	function fake:hook_global(event, handler)
 		self.global_hooks[event] = handler;
 	end

@@ -12,6 +12,20 @@ local fake_module = helpers.fake_module;
 function helpers.fake_module(...)
 	local fake = fake_module(...);
 	fake.host_type = host_type;
+	-- Events fired (pre-stanza, pre-<kind>/...), answered by `fake.fired_answer` when set.
+	fake.fired, fake.unhooked = {}, {};
+	function fake:fire_event(name, event)
+		table.insert(self.fired, { name = name, event = event });
+		return self.fired_answer and self.fired_answer(name, event);
+	end
+	function fake:unhook(name) table.insert(self.unhooked, name); end
+	-- net.http: the OPTIONS probe's request, recorded (`fake.probes`), answered by the spec.
+	fake.probes = {};
+	package.loaded["net.http"] = {
+		request = function (url, request, callback)
+			table.insert(fake.probes, { url = url, method = request.method, callback = callback });
+		end,
+	};
 	return fake;
 end
 after_each(function () host_type = nil; end);
@@ -61,6 +75,21 @@ describe("mod_rest", function ()
 		local sent = helpers.wait_sent(fake, watch, 1);
 		assert.are.equal("r1", sent[1].attr.id);
 		assert.are.equal("error", sent[1].attr.type);
+	end);
+
+	it("probes the callback with OPTIONS at start and posts in the format its Accept asks", function ()
+		local url = "http://127.0.0.1:"..helpers.closed_port().."/stanzas";
+		local fake, _, ok = load({ rest_callback_url = url, rest_retry_window = 0 });
+		assert.is_true(ok);
+		assert.are.same({ url, "OPTIONS" }, { fake.probes[1].url, fake.probes[1].method });
+		fake.probes[1].callback("", 200, { headers = { accept = "application/json" } });
+		assert.is_true(logged(fake, "info", "stanzas are POSTed as such"));
+		assert.are.equal("Connected", fake.status_message);
+		-- An Accept naming neither format, or a failed probe, keeps the configured one.
+		fake.probes[1].callback("", 200, { headers = { accept = "text/html" } });
+		assert.is_true(logged(fake, "warn", "keeping rest_callback_content_type"));
+		fake.probes[1].callback("", 404, {});
+		assert.is_true(logged(fake, "warn", "HTTP 404"));
 	end);
 
 	it("names its own options when one is invalid", function ()
@@ -130,7 +159,10 @@ describe("mod_rest", function ()
 		response, returned = post('{"to":"alice@localhost","from":"admin@localhost"}', "application/json");
 		assert.are.equal(403, response.status_code);
 		assert.are.equal("application/json", response.headers.content_type);
-		assert.truthy(json.decode(returned).error:find("not on this component", 1, true), returned);
+		local refusal = json.decode(returned);
+		assert.are.same({ "error", 403, "auth", "forbidden" },
+			{ refusal.type, refusal.code, refusal.error.type, refusal.error.condition });
+		assert.truthy(refusal.error.text:find("not on this component", 1, true), returned);
 		assert.are.equal(2, #fake.sent, "nothing more routed (the message and the iq only)");
 	end);
 
@@ -149,7 +181,16 @@ describe("mod_rest", function ()
 		returned = fake.provided.http.route.POST({ response = response, request = {
 			headers = { authorization = "Bearer wrong", content_type = "application/json" }, body = "{}" } });
 		assert.are.equal(403, response.status_code);
-		assert.truthy(json.decode(returned).error:find("rest_credentials", 1, true), returned);
+		assert.truthy(json.decode(returned).error.text:find("rest_credentials", 1, true), returned);
+		-- Asked for XML: an XMPP stream error.
+		response = { headers = {}, sent = {} };
+		returned = fake.provided.http.route.POST({ response = response, request = {
+			headers = { authorization = "Bearer wrong", accept = "application/xmpp+xml" }, body = "{}" } });
+		assert.are.equal("application/xmpp+xml", response.headers.content_type);
+		local err = require "util.xml".parse(returned);
+		assert.are.equal("http://etherx.jabber.org/streams", err.attr.xmlns);
+		assert.truthy(err:get_child("forbidden", "urn:ietf:params:xml:ns:xmpp-streams"), returned);
+		assert.truthy(err:get_child_text("text", "urn:ietf:params:xml:ns:xmpp-streams"):find("rest_credentials", 1, true));
 	end);
 end);
 
@@ -246,14 +287,56 @@ describe("mod_rest's endpoint", function ()
 end);
 
 describe("mod_rest's paths", function ()
-	it("serves /rest and /rest/echo, and refuses path parameters rather than misread them", function ()
-		local fake = load({ rest_credentials = "Bearer t0k3n" });
+	local function request(fake, method, path, body, content_type, query, accept)
 		local response = { headers = {}, sent = {} };
-		local returned = fake.provided.http.route["POST /*"]({ response = response, request = {
-			headers = { authorization = "Bearer t0k3n", content_type = "application/xmpp+xml" },
-			body = "<message to='alice@localhost'><body>hi</body></message>" } }, "message/chat/bob@localhost");
-		assert.are.equal(404, response.status_code);
+		function response:send(text) table.insert(self.sent, text); end
+		local returned = fake.provided.http.route[method.." /*"]({ response = response, request = {
+			method = method, url = { query = query },
+			headers = { authorization = "Bearer t0k3n", content_type = content_type, accept = accept },
+			body = body } }, path);
+		return response, returned;
+	end
+
+	it("reads path parameters with a text, form or JSON body, and refuses an XML one rather than misread it", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n" });
+		local response, returned = request(fake, "POST", "message/chat/bob@localhost", "Hi Bob", "text/plain");
+		assert.are.equal(202, response.status_code, returned);
+		assert.are.same({ "chat", "bob@localhost", "Hi Bob" },
+			{ fake.sent[1].attr.type, fake.sent[1].attr.to, fake.sent[1]:get_child_text("body") });
+		response = request(fake, "POST", "message/headline/bob@localhost", "body=Hello+Bob",
+			"application/x-www-form-urlencoded");
+		assert.are.equal(202, response.status_code);
+		assert.are.equal("application/x-www-form-urlencoded", response.headers.content_type, "answered as written");
+		assert.are.same({ "headline", "Hello Bob" }, { fake.sent[2].attr.type, fake.sent[2]:get_child_text("body") });
+		response, returned = request(fake, "POST", "message/chat/bob@localhost",
+			"<message to='alice@localhost'><body>hi</body></message>", "application/xmpp+xml");
+		assert.are.equal(400, response.status_code);
 		assert.truthy(returned:find("path parameters", 1, true), returned);
-		assert.are.same({}, fake.sent);
+		assert.are.equal(2, #fake.sent);
+	end);
+
+	it("answers GET queries with the iq's answer, in the format Accept asks", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n" });
+		local response = request(fake, "GET", "version/localhost", nil, nil, nil, "application/json");
+		local iq = fake.iqs[1].stanza;
+		assert.are.same({ "get", "localhost" }, { iq.attr.type, iq.attr.to });
+		assert.truthy(iq:get_child("query", "jabber:iq:version"));
+		fake.iqs[1].resolve({ stanza = st.reply(iq):query("jabber:iq:version"):text_tag("name", "Prosody"):up() });
+		assert.are.equal("application/json", response.headers.content_type);
+		assert.are.equal("Prosody", json.decode(response.sent[1]).version.name);
+		local refused, returned = request(fake, "GET", "nosuch/localhost");
+		assert.are.equal(400, refused.status_code);
+		assert.truthy(returned:find("nosuch", 1, true), returned);
+	end);
+
+	it("fires pre-stanza and pre-<kind>/<type> for what it sends, and a handler that takes it stops it", function ()
+		local fake = load({ rest_credentials = "Bearer t0k3n" });
+		request(fake, "POST", "message/chat/bob@localhost", "Hi", "text/plain");
+		assert.are.same({ "pre-stanza", "pre-message/bare" }, { fake.fired[1].name, fake.fired[2].name });
+		assert.are.equal(fake.sent[1], fake.fired[1].event.stanza);
+		fake.fired_answer = function (name) return name == "pre-stanza" and true or nil; end;
+		local response = request(fake, "POST", "message/chat/bob@localhost", "Blocked", "text/plain");
+		assert.are.equal(202, response.status_code);
+		assert.are.equal(1, #fake.sent, "taken by the pre-stanza handler: not sent");
 	end);
 end);

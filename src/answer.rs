@@ -53,8 +53,14 @@ impl<'a> Contract<'a> {
     }
 
     /// Whether an answer of this status and type is read as a reply (the only answers whose
-    /// body is read, and so the only ones `max_reply_size` applies to).
+    /// body is read, and so the only ones `max_reply_size` applies to). component_http: a `200`
+    /// of its format. mod_rest, as the community module: any status but `202` and `204` with a
+    /// body of a type it reads (XML, JSON, or `text/plain`: a chat message's text).
     pub fn is_reply(&self, status: u16, content_type: Option<&str>) -> bool {
+        if self.profile == Profile::Rest {
+            return !matches!(status, 202 | 204)
+                && (is_json(content_type) || is_xmpp_xml(content_type) || is_text(content_type));
+        }
         status == 200
             && match self.format {
                 Format::Json => is_json(content_type),
@@ -63,9 +69,56 @@ impl<'a> Contract<'a> {
     }
 }
 
+/// mod_rest's reply rules (see [`Contract::is_reply`]): the body read by its own type; one that
+/// is no reply to `orig` is refused on a `2xx`, and on another status leaves the status to say
+/// what went wrong, as the community module does.
+fn interpret_rest(orig: &Incoming, answer: &HttpAnswer, contract: Contract) -> Outcome {
+    let success = (200..300).contains(&answer.status);
+    let by_status = |note: Option<String>| match note {
+        _ if success => Outcome::NoReply,
+        None => Outcome::Error(status_error(answer.status), format!("webhook answered HTTP {}", answer.status)),
+        Some(why) => Outcome::Error(
+            status_error(answer.status),
+            format!("webhook answered HTTP {} (its body is no reply: {why})", answer.status),
+        ),
+    };
+    if answer.body.iter().all(u8::is_ascii_whitespace) {
+        return by_status(None);
+    }
+    let content_type = answer.content_type.as_deref();
+    let reply = if is_json(content_type) {
+        reply_from_json(orig, &answer.body, contract.profile)
+    } else if is_xmpp_xml(content_type) {
+        reply_from_xml(&answer.body).map(Reply::from)
+    } else if orig.name == "message" {
+        // text/plain: a chat message's text.
+        std::str::from_utf8(&answer.body)
+            .map_err(|_| "the text is not UTF-8".to_owned())
+            .map(|text| {
+                Element::new("message").with_attr("type", "chat").with_child(Element::new("body").with_text(text))
+            })
+            .map(Reply::from)
+    } else {
+        return by_status(None); // a text answers a message only
+    };
+    match reply.and_then(|reply| address_reply(reply, orig, contract.host)) {
+        Ok(reply) => Outcome::Reply(reply),
+        Err(why) if success => Outcome::Error(BAD_REPLY, format!("webhook reply refused: {why}")),
+        Err(why) => by_status(Some(why)),
+    }
+}
+
+/// `text/plain`, with or without parameters.
+fn is_text(content_type: Option<&str>) -> bool {
+    is_media_type(content_type, "text/plain")
+}
+
 /// Decides what an HTTP answer means, in either contract: a `200` of the contract's type is
 /// the reply; another `2xx` (or type) is accepted without a reply; the rest are errors.
 pub fn interpret(orig: &Incoming, answer: &HttpAnswer, contract: Contract) -> Outcome {
+    if contract.profile == Profile::Rest && contract.is_reply(answer.status, answer.content_type.as_deref()) {
+        return interpret_rest(orig, answer, contract);
+    }
     match answer.status {
         status if contract.is_reply(status, answer.content_type.as_deref()) => {
             if answer.body.iter().all(u8::is_ascii_whitespace) {
@@ -135,7 +188,7 @@ fn reply_from_fields(orig: &Incoming, fields: &Map<String, Value>, profile: Prof
 pub(crate) fn stream_template(orig: &Incoming, fields: &Map<String, Value>, host: &str) -> Result<Element, String> {
     // A file's body must be its URL, a reaction has none, a correction of another message and
     // a quote's fallback range would not follow a text that grows: none of them is streamed.
-    for key in ["oob_url", "reactions", "replace"] {
+    for key in ["oob_url", "file", "reactions", "replace"] {
         if fields.get(key).is_some_and(|value| !value.is_null()) {
             return Err(format!("'{key}' cannot be used in a streamed answer"));
         }
@@ -186,6 +239,7 @@ pub fn element_from_json(fields: &Map<String, Value>, profile: Profile, default_
             stanza.attrs.insert(0, ("type".into(), "chat".into()));
         }
         after = crate::rich::compose(&mut stanza, &fields)?;
+        crate::upload::attach(&mut stanza, &fields)?;
     }
     let reply = Reply { stanza, after };
     check_elements(&reply)?;
@@ -398,6 +452,42 @@ mod tests {
         assert!(!xml(r#"{"body":null}"#).contains("<body"));
         assert!(refused_because(&reply(&msg, r#"{"body":"a\u0000b"}"#)).contains("U+0000"));
         assert!(xml(r#"{"type":"normal","body":"x"}"#).contains("type='normal'"));
+    }
+
+    #[test]
+    fn mod_rest_reads_a_reply_from_any_status_with_a_body_it_reads_and_text_as_a_chat_message() {
+        const REST: Contract = Contract { format: Format::Xml, host: "bot.localhost", profile: Profile::Rest };
+        let msg = incoming("message", Some("chat"));
+        let iq = incoming("iq", Some("get"));
+        let sent = |orig: &Incoming, status: u16, content_type: &str, body: &str| {
+            complete(orig, interpret(orig, &answer(status, content_type, body), REST)).send.map(|e| e.to_xml())
+        };
+        let text = sent(&msg, 200, "text/plain; charset=utf-8", "Yes, this is bot").unwrap();
+        assert!(text.contains("type='chat'") && text.contains("<body>Yes, this is bot</body>"), "{text}");
+        // JSON whatever the configured format, and on any status.
+        let json = sent(&msg, 200, "application/json", r#"{"body": "in JSON"}"#).unwrap();
+        assert!(json.contains("<body>in JSON</body>"), "{json}");
+        let teapot =
+            sent(&msg, 418, "application/xmpp+xml", "<message><body>short and stout</body></message>").unwrap();
+        assert!(teapot.contains("<body>short and stout</body>"), "{teapot}");
+        let error =
+            r#"{"type": "error", "error": {"type": "cancel", "condition": "item-not-found", "text": "no such thing"}}"#;
+        let not_found = sent(&iq, 404, "application/json", error).unwrap();
+        assert!(not_found.contains("type='error'") && not_found.contains("<item-not-found"), "{not_found}");
+        // A body that is no reply leaves the status to speak on an error, and is refused on a 2xx.
+        let broken = sent(&msg, 500, "application/json", "{oops").unwrap();
+        assert!(broken.contains("<internal-server-error"), "{broken}");
+        assert!(matches!(
+            interpret(&msg, &answer(200, "application/json", "{oops"), REST),
+            Outcome::Error(BAD_REPLY, _)
+        ));
+        // 202 and 204 never carry a reply; a text answers a message only.
+        assert_eq!(sent(&msg, 202, "text/plain", "ignored"), None);
+        assert_eq!(sent(&msg, 204, "application/json", r#"{"body": "x"}"#), None);
+        let pong = sent(&iq, 200, "text/plain", "pong").unwrap();
+        assert!(pong.contains("type='result'") && !pong.contains("pong"), "{pong}");
+        // component_http keeps its contract: a text answer is no reply.
+        assert_eq!(complete(&msg, interpret(&msg, &answer(200, "text/plain", "x"), JSON)).send, None);
     }
 
     #[test]

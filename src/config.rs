@@ -177,6 +177,7 @@ impl Profile {
         names.extend(SUFFIXES.iter().map(|suffix| self.option(suffix)));
         names.extend(PUSH_OPTIONS.iter().map(|&what| self.push_option(what)));
         names.extend(ROOM_OPTIONS.iter().map(|suffix| self.option(suffix)));
+        names.extend(UPLOAD_OPTIONS.iter().map(|suffix| self.option(suffix)));
         names.extend(self.callback_content_type.map(str::to_owned));
         if self.prefix == REST.prefix {
             names.extend(REST_OPTIONS.iter().map(|&name| name.to_owned()));
@@ -197,6 +198,47 @@ impl Profile {
 
 /// The group chat options, after their prefix: validated by [`crate::room::RoomOptions`].
 pub const ROOM_OPTIONS: [&str; 3] = ["rooms", "nick", "groupchat"];
+
+/// The file upload options, after their prefix: validated by [`Upload::from_lua_for`].
+pub const UPLOAD_OPTIONS: [&str; 2] = ["max_file_size", "upload_service"];
+
+/// The largest `<prefix>max_file_size` taken: a file is held in memory while it uploads.
+pub const MAX_FILE_SIZE: i64 = 1 << 30;
+
+/// The largest file the module uploads unless `<prefix>max_file_size` says otherwise: Prosody's
+/// `http_file_share_size_limit` default, so the two agree out of the box.
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 10 * 1024 * 1024;
+
+/// How files a bot sends are uploaded (see `crate::upload`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// The largest file uploaded, in bytes (`<prefix>max_file_size`); the upload service's own
+    /// advertised limit applies too, when smaller.
+    pub max_file_size: u64,
+    /// The upload service's JID (`<prefix>upload_service`); when unset, the service is found by
+    /// service discovery on the component's parent host.
+    pub service: Option<String>,
+    /// How long an upload may take, slot request and PUT together: the module's `<prefix>timeout`,
+    /// the deadline of a stanza.
+    pub timeout: Duration,
+}
+
+impl Upload {
+    /// The upload options of the module `profile` describes, from their raw values.
+    pub fn from_lua_for(options: &Table, profile: Profile) -> Result<Upload, String> {
+        let max_file_size = integer(options, &profile.option("max_file_size"), 1, MAX_FILE_SIZE)?
+            .map_or(DEFAULT_MAX_FILE_SIZE, |n| n as u64);
+        let name = profile.option("upload_service");
+        let service = match string(options, &name)? {
+            None => None,
+            Some(given) => Some(crate::jid::prep(&given).map(|jid| jid.to_string()).map_err(|why| {
+                format!("{name} is {given:?}, not a valid JID ({why}): set it to the upload service's JID, such as \"upload.example.org\"")
+            })?),
+        };
+        let timeout = seconds(options, &profile.option("timeout"))?.unwrap_or(Duration::from_secs(30));
+        Ok(Upload { max_file_size, service, timeout })
+    }
+}
 
 /// The push endpoint's options, after their prefix (see [`Profile::push_option`]).
 const PUSH_OPTIONS: [&str; 4] = ["credentials", "iq_timeout", "max_push_size", "max_push_iqs"];
@@ -259,7 +301,7 @@ impl Push {
 
 /// mod_rest's options of its own, under the current community module's names: where the callback
 /// hooks, how `POST /rest` authenticates, its size limit and the bound of an iq's wait.
-const REST_OPTIONS: [&str; 6] = [
+const REST_OPTIONS: [&str; 8] = [
     "rest_callback_events",
     "rest_auth_mechanisms",
     "rest_stanza_size_limit",
@@ -268,6 +310,10 @@ const REST_OPTIONS: [&str; 6] = [
     "component_secret",
     // Read only to refuse it on a VirtualHost (see [`Rest::from_lua`]).
     "rest_rooms",
+    // Requests without credentials on an anonymous VirtualHost, each as a new account.
+    "anonymous_rest",
+    // Prosody's own option: `anonymous_rest` is honoured only where it is "anonymous".
+    "authentication",
 ];
 
 /// The addresses a stanza's `to` can take on the host, as Prosody names its events
@@ -296,6 +342,10 @@ pub struct Rest {
     /// The password of `Basic <component JID>:<secret>` on a Component; `None` on a VirtualHost
     /// or when unset (then no Basic credential is a Component's).
     pub component_secret: Option<String>,
+    /// `anonymous_rest` on a VirtualHost whose `authentication` is `"anonymous"`: a request
+    /// needs no credentials and sends as an account of its own, made up for it, as the
+    /// community module does. Ignored anywhere else (as there), so a shared config still loads.
+    pub anonymous: bool,
 }
 
 impl Rest {
@@ -336,7 +386,18 @@ impl Rest {
             Some(secret) if on_component && !secret.is_empty() => Some(secret),
             _ => None,
         };
-        Ok(Rest { on_component, events, auth_mechanisms, stanza_size_limit, iq_max_timeout, component_secret })
+        let anonymous = !on_component
+            && boolean(options, "anonymous_rest")? == Some(true)
+            && string(options, "authentication")?.as_deref() == Some("anonymous");
+        Ok(Rest {
+            on_component,
+            events,
+            auth_mechanisms,
+            stanza_size_limit,
+            iq_max_timeout,
+            component_secret,
+            anonymous,
+        })
     }
 
     /// How long a pushed iq waits for its answer, and the name of what set it: the request's
@@ -453,6 +514,10 @@ impl Config {
             other => return Err(format!("{url_name} must be a string, not a {}", other.type_name())),
         };
         let mut config = Config::with_url_named(&url, url_name)?;
+        if profile == REST {
+            // mod_rest's URL template (the host, checked above, holds no placeholder).
+            crate::url_template::check(&config.url, url_name)?;
+        }
         config.profile = profile;
         config.profile.format = callback_format(options, profile)?;
         let n = |suffix: &str| profile.option(suffix);
@@ -689,6 +754,41 @@ mod tests {
     }
 
     #[test]
+    fn upload_options_are_validated_with_their_names() {
+        let lua = mlua::Lua::new();
+        let check = |source: &str, profile: Profile| -> Result<Upload, String> {
+            let table: Table = lua.load(source).eval().unwrap();
+            Upload::from_lua_for(&table, profile)
+        };
+        let default = check("return {}", COMPONENT_HTTP).unwrap();
+        let thirty = Duration::from_secs(30);
+        assert_eq!(default, Upload { max_file_size: 10 * 1024 * 1024, service: None, timeout: thirty });
+        let set = "return { rest_max_file_size = 2048, rest_upload_service = 'Upload.Localhost', rest_timeout = 5 }";
+        assert_eq!(
+            check(set, REST).unwrap(),
+            Upload { max_file_size: 2048, service: Some("upload.localhost".into()), timeout: Duration::from_secs(5) }
+        );
+        for (source, named) in [
+            ("return { component_post_max_file_size = 0 }", "component_post_max_file_size must be a whole number"),
+            ("return { component_post_max_file_size = 1.5 }", "component_post_max_file_size must be a whole number"),
+            ("return { component_post_max_file_size = 2^31 }", "component_post_max_file_size must be a whole number"),
+            (
+                "return { component_post_upload_service = '@x' }",
+                "component_post_upload_service is \"@x\", not a valid JID",
+            ),
+            ("return { component_post_upload_service = 5 }", "component_post_upload_service must be a string"),
+        ] {
+            assert!(check(source, COMPONENT_HTTP).unwrap_err().starts_with(named), "{source}");
+        }
+        for profile in [COMPONENT_HTTP, REST] {
+            let names = profile.option_names();
+            for suffix in UPLOAD_OPTIONS {
+                assert!(names.contains(&profile.option(suffix)), "{suffix}");
+            }
+        }
+    }
+
+    #[test]
     fn options_are_validated_with_their_names() {
         let lua = mlua::Lua::new();
         let check = |source: &str| -> Result<Config, String> {
@@ -777,9 +877,10 @@ mod tests {
         assert_eq!((json.profile.format, json.profile.prefix), (Format::Json, "rest_"));
         // What the callbacks then speak: component_http's requests and replies.
         assert_eq!(crate::request::content_type(json.profile.format), "application/json");
+        // And read either type as a reply, as the community module does (answer.rs).
         let contract = crate::answer::Contract::of(&json);
         assert!(
-            contract.is_reply(200, Some("application/json")) && !contract.is_reply(200, Some("application/xmpp+xml"))
+            contract.is_reply(200, Some("application/json")) && contract.is_reply(200, Some("application/xmpp+xml"))
         );
         for (value, why) in [
             ("'text/xml'", "rest_callback_content_type must be \"application/xmpp+xml\""),
@@ -841,6 +942,20 @@ mod tests {
             assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
         }
         assert!(!COMPONENT_HTTP.option_names().iter().any(|n| n == "rest_callback_events"));
+    }
+
+    #[test]
+    fn anonymous_rest_only_on_an_anonymous_virtual_host() {
+        let lua = mlua::Lua::new();
+        let anonymous = |source: &str, on_component: bool| {
+            Rest::from_lua(&lua.load(format!("return {{ {source} }}")).eval().unwrap(), on_component).unwrap().anonymous
+        };
+        assert!(anonymous("anonymous_rest = true, authentication = 'anonymous'", false));
+        // Ignored elsewhere, as the community module ignores it: the config still loads.
+        assert!(!anonymous("anonymous_rest = true, authentication = 'internal_hashed'", false));
+        assert!(!anonymous("anonymous_rest = true", false));
+        assert!(!anonymous("anonymous_rest = true, authentication = 'anonymous'", true));
+        assert!(!anonymous("authentication = 'anonymous'", false));
     }
 
     #[test]

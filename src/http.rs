@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LANGUAGE, CONTENT_TYPE};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 
@@ -258,6 +258,12 @@ fn headers(config: &Config, delivery: &Delivery) -> Result<Vec<(HeaderName, Head
         (known(DELIVERY_HEADER), value(DELIVERY_HEADER, delivery.delivery_id)?),
         (known(RETRY_HEADER), HeaderValue::from(delivery.retry)),
     ];
+    // mod_rest says the stanza's language (crate::rest::callback).
+    if let Some(lang) =
+        (config.profile.prefix == "rest_").then(|| crate::request::lang(&delivery.incoming.xml)).flatten()
+    {
+        headers.push((CONTENT_LANGUAGE, value("Content-Language", &lang)?));
+    }
     if let Some(authorization) = &config.authorization {
         headers.push((AUTHORIZATION, value("Authorization", authorization)?));
     }
@@ -273,6 +279,13 @@ fn headers(config: &Config, delivery: &Delivery) -> Result<Vec<(HeaderName, Head
         headers.push((known(signing::SIGNATURE_HEADER), value(signing::SIGNATURE_HEADER, &signature)?));
     }
     Ok(headers)
+}
+
+/// The path and query of a rendered URL, as the request's target.
+fn path_of(url: &str) -> Result<hyper::Uri, String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("the URL {url:?} cannot be sent: {e}"))?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    path.parse().map_err(|e| format!("the URL {url:?} cannot be sent: {e}"))
 }
 
 async fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery<'_>) -> Attempt {
@@ -292,7 +305,17 @@ async fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery<'_>) 
     // One bound for the whole exchange, body included: every phase ends by the stanza's
     // deadline, however the webhook spreads its answer out. A stream's reads are bounded by
     // the stream's own deadline instead, once the answer turns out to be one.
-    let request = Request { headers, body: delivery.body.clone(), deadline: delivery.deadline };
+    // mod_rest's URL template: the path and query may name the stanza's own values (the host
+    // is the same for every stanza, and refused with a placeholder at load).
+    let path = if config.profile.prefix == "rest_" && config.url.contains('{') {
+        match path_of(&crate::url_template::render(&config.url, delivery.incoming)) {
+            Ok(path) => Some(path),
+            Err(why) => return Attempt::Unsendable(why),
+        }
+    } else {
+        None
+    };
+    let request = Request { headers, body: delivery.body.clone(), deadline: delivery.deadline, path };
     let response = match endpoint.client.post(request).await {
         Ok(response) => response,
         Err(e) => return transport_error(e, config),

@@ -21,18 +21,28 @@ pub struct Refusal {
     pub message: String,
 }
 
+impl Refusal {
+    /// A refusal with `status`, saying `message`.
+    pub fn new(status: u16, message: impl Into<String>) -> Refusal {
+        Refusal { status, message: message.into() }
+    }
+}
+
 fn refuse(status: u16, message: impl Into<String>) -> Refusal {
-    Refusal { status, message: message.into() }
+    Refusal::new(status, message)
 }
 
 /// The stanza a push asks to send as the component `host`.
 ///
 /// - `application/xmpp+xml` (always) or `application/json` (when `json` names the profile whose
-///   field names it is read in: the shape of a webhook reply), else 415;
+///   field names it is read in: the shape of a webhook reply) or, then too, `multipart/form-data`
+///   (the same fields as form fields, and a `file` part: [`crate::upload::multipart`]), else 415;
 /// - at most `max_size` bytes, else 413;
 /// - one `message`, `presence` or `iq`, without an XML declaration or an `xmlns` attribute, within
-///   the parser's limits, with a `to`, that [`policy::check`] accepts, else 400 (an iq `get` or
-///   `set` may leave its `id` to the push endpoint);
+///   the parser's limits, that [`policy::check`] accepts, else 400 (an iq `get` or `set` may
+///   leave its `id` to the push endpoint);
+/// - with a `to`, else 400; but sent as an account (`host` is `user@domain`: mod_rest on a
+///   VirtualHost), an absent `to` is the account itself, as a client's stanza without one is;
 /// - `from` defaults to `host`; one not on it is refused with 403.
 ///
 /// A JSON message may be followed by more (a file's caption: see [`Reply`]), checked alike.
@@ -46,17 +56,38 @@ pub fn stanza_from_push(
     if body.len() > max_size {
         return Err(refuse(413, format!("the stanza is larger than {max_size} bytes")));
     }
-    let mut push = if is_xmpp_xml(content_type) {
+    let push = if is_xmpp_xml(content_type) {
         Reply::from(from_xml(body)?)
     } else if let (Some(profile), true) = (json, is_json(content_type)) {
         from_json(body, profile)?
+    } else if let (Some(profile), true) = (json, crate::upload::multipart::is_form(content_type)) {
+        from_form(body, content_type.unwrap_or_default(), profile, max_size)?
     } else {
-        let wanted = if json.is_some() { "application/xmpp+xml or application/json" } else { "application/xmpp+xml" };
+        let wanted = if json.is_some() {
+            "application/xmpp+xml, application/json or multipart/form-data"
+        } else {
+            "application/xmpp+xml"
+        };
         return Err(refuse(415, format!("Content-Type must be {wanted}")));
     };
+    finish(push, host)
+}
+
+/// The stanza mod_rest's request `fields` describe (in the community module's names: see
+/// [`crate::rest`]), sent as `host`, checked as [`stanza_from_push`] checks a push.
+pub fn stanza_from_rest_fields(fields: &serde_json::Map<String, Value>, host: &str) -> Result<Reply, Refusal> {
+    let push = element_from_json(fields, Profile::Rest, Kind::Message).map_err(|e| refuse(400, e))?;
+    finish(push, host)
+}
+
+/// Addresses and checks a push read from its body or fields (see [`stanza_from_push`]).
+fn finish(mut push: Reply, host: &str) -> Result<Reply, Refusal> {
     let stanza = &mut push.stanza;
     if stanza.attr("to").is_none_or(str::is_empty) {
-        return Err(refuse(400, "the stanza has no 'to'"));
+        if !host.contains('@') {
+            return Err(refuse(400, "the stanza has no 'to'"));
+        }
+        stanza.set_attr("to", host);
     }
     if stanza.attr("from").is_none() {
         stanza.set_attr("from", host);
@@ -87,6 +118,17 @@ fn from_json(body: &[u8], profile: Profile) -> Result<Reply, Refusal> {
         return Err(refuse(400, "expected a JSON object"));
     };
     element_from_json(&fields, profile, Kind::Message).map_err(|e| refuse(400, e))
+}
+
+/// A push written as a form (`curl -F file=@chart.png -F to=… -F body=…`): its fields are read
+/// as a JSON push's, and its `file` part is the message's file.
+fn from_form(body: &[u8], content_type: &str, profile: Profile, max_size: usize) -> Result<Reply, Refusal> {
+    let form = crate::upload::multipart::read_form(body, content_type, max_size).map_err(|e| refuse(400, e))?;
+    let mut push = element_from_json(&form.fields, profile, Kind::Message).map_err(|e| refuse(400, e))?;
+    if let Some(file) = form.file {
+        crate::upload::attach_file(&mut push.stanza, file).map_err(|e| refuse(400, e))?;
+    }
+    Ok(push)
 }
 
 /// The format a push is answered in (the stanza of a `202`, an iq's answer, a refusal's reason):

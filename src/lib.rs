@@ -42,7 +42,9 @@
 //! `Client:hold` keeps it until a streamed answer to the same conversation ends). [`config`]
 //! turns the options into typed values, with the module's profile; [`room`] holds what the bot
 //! knows of the group chats it is in; [`avatar`] reads and checks the bot's picture, which the
-//! Lua serves in its vCard.
+//! Lua serves in its vCard. A message carrying a file, a reply's or a push's, takes one more step:
+//! [`upload`] reads the file, and `uploads(…)` (its Lua object) runs the slot request and the PUT
+//! before the message goes out.
 
 pub mod answer;
 pub mod avatar;
@@ -61,6 +63,7 @@ pub mod policy;
 pub mod presence;
 pub mod request;
 pub mod resolve;
+pub mod rest;
 pub mod rich;
 pub mod room;
 pub mod shim;
@@ -68,6 +71,8 @@ pub mod signing;
 pub mod stanza;
 pub mod stream;
 pub mod transport;
+pub mod upload;
+pub mod url_template;
 pub mod wakeup;
 pub mod xml;
 
@@ -256,6 +261,26 @@ impl UserData for Client {
                 to_lua(lua, &this.stanza_mt, own.close())
             })
         });
+        // mod_rest's OPTIONS probe: the callback's Accept picked `format` ("json" or "xml"), which
+        // the stanzas from now on are POSTed in (those queued too, as their body is made when
+        // they are posted). Returns whether it changed.
+        methods.add_method_mut("set_format", |_, this, format: String| {
+            guard("set_format", || {
+                let format = match format.as_str() {
+                    "json" => config::Format::Json,
+                    "xml" => config::Format::Xml,
+                    other => return Err(mlua::Error::runtime(format!("no callback format {other:?}"))),
+                };
+                let dispatcher = this.dispatcher()?;
+                let mut config = dispatcher.config();
+                if config.profile.format == format {
+                    return Ok(false);
+                }
+                config.profile.format = format;
+                dispatcher.reconfigure(config).map_err(mlua::Error::runtime)?;
+                Ok(true)
+            })
+        });
         // Stops the workers without waiting for them. Returns `stanzas, logs` like `drain`:
         // the answers to everything still pending. Safe to call twice.
         methods.add_method_mut("close", |lua, this, ()| {
@@ -361,6 +386,15 @@ fn new_client(
     })
 }
 
+/// `uploads(options, profile, host, stanza_mt)`: the file uploads of the module on `host` (see
+/// [`upload::lua`]), or `nil, message` when an upload option is invalid.
+fn uploads(
+    lua: &Lua,
+    (options, name, host, stanza_mt): (Table, Option<String>, String, Table),
+) -> mlua::Result<MultiValue> {
+    guard("uploads", || upload::lua::new_uploads(lua, (options, profile(name)?, host, stanza_mt)))
+}
+
 /// `push(body, content_type, host, accept_json, max_size, stanza_mt, profile)`: the stanza to
 /// route (and, fourth, an array of the messages to route right after it, such as a file's
 /// caption), or `nil, status, message` when the push is refused (see `inbound`). JSON is read in
@@ -380,24 +414,8 @@ fn push(
     guard("push", || {
         let profile_named = profile(name)?;
         let json = accept_json.then(|| jsonmap::Profile::of(&profile_named));
-        match inbound::stanza_from_push(&body.as_bytes(), content_type.as_deref(), &host, json, max_size) {
-            Ok(push) => {
-                let mut values = vec![Value::Table(push.stanza.to_lua(lua, &stanza_mt)?)];
-                if !push.after.is_empty() {
-                    let after = lua.create_table_with_capacity(push.after.len(), 0)?;
-                    for message in &push.after {
-                        after.raw_push(message.to_lua(lua, &stanza_mt)?)?;
-                    }
-                    values.extend([Value::Nil, Value::Nil, Value::Table(after)]);
-                }
-                Ok(MultiValue::from_vec(values))
-            }
-            Err(refusal) => Ok(MultiValue::from_vec(vec![
-                Value::Nil,
-                Value::Integer(i64::from(refusal.status)),
-                Value::String(lua.create_string(refusal.message)?),
-            ])),
-        }
+        let pushed = inbound::stanza_from_push(&body.as_bytes(), content_type.as_deref(), &host, json, max_size);
+        shim::pushed_values(lua, pushed, &stanza_mt)
     })
 }
 
@@ -459,6 +477,7 @@ pub fn exports(lua: &Lua) -> mlua::Result<Table> {
     exports.set("push_options", lua.create_function(push_options)?)?;
     exports.set("avatar", lua.create_function(avatar)?)?;
     exports.set("rooms", lua.create_function(rooms)?)?;
+    exports.set("uploads", lua.create_function(uploads)?)?;
     exports.set("push", lua.create_function(push)?)?;
     exports.set("push_answer_format", lua.create_function(push_answer_format)?)?;
     exports.set("same_secret", lua.create_function(same_secret)?)?;

@@ -93,7 +93,7 @@ pub fn encode_as(stanza: &Incoming, profile: Profile) -> Vec<u8> {
 
 /// The stanza's `xml:lang`, read from its start tag alone: Prosody writes attribute values
 /// quoted, with `&`, `<`, `>` and both quotes escaped, so the tag ends at the first `>`.
-fn lang(xml: &str) -> Option<String> {
+pub(crate) fn lang(xml: &str) -> Option<String> {
     let tag = &xml[..xml.find('>')?];
     let value = &tag[tag.find(" xml:lang=")? + " xml:lang=".len()..];
     let quote = value.chars().next().filter(|c| matches!(c, '\'' | '"'))?;

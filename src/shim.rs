@@ -7,19 +7,25 @@ use std::time::Duration;
 
 use mlua::{Lua, MultiValue, Table, Value};
 
-use crate::config::{Profile, Rest};
+use crate::config::Rest;
+use crate::inbound::{self, Refusal};
+use crate::jsonmap::Profile;
+use crate::rest;
+use crate::stanza::Incoming;
 
 /// `profile(name)`: what the Lua needs of the profile `name` (`component_http` or `rest`) as a
-/// table: `native` (the name), `url_option`, `stanzas_option` and `push_path` (the community
-/// modules' path, which is the profile's name: `/component_http`, `/rest`).
+/// table: `native` (the name), `url_option`, `stanzas_option`, `push_path` (the community
+/// modules' path, which is the profile's name: `/component_http`, `/rest`) and
+/// `content_type_option` (mod_rest's callback format option; nil for component_http).
 fn profile(lua: &Lua, name: String) -> mlua::Result<Table> {
-    let profile =
-        Profile::by_name(&name).ok_or_else(|| mlua::Error::runtime(format!("unknown module profile {name:?}")))?;
+    let profile = crate::config::Profile::by_name(&name)
+        .ok_or_else(|| mlua::Error::runtime(format!("unknown module profile {name:?}")))?;
     let t = lua.create_table()?;
     t.set("native", name.as_str())?;
     t.set("url_option", profile.url)?;
     t.set("stanzas_option", profile.option("stanzas"))?;
     t.set("push_path", name.as_str())?;
+    t.set("content_type_option", profile.callback_content_type)?;
     Ok(t)
 }
 
@@ -28,7 +34,7 @@ fn profile(lua: &Lua, name: String) -> mlua::Result<Table> {
 /// the callback's hooks go below Prosody's own handlers, so only what nothing else handles goes
 /// to it; on a Component the client's own priorities stand), `callback_sender` (on a VirtualHost
 /// only: the callback replies as the host itself, not as its users), `stanza_size_limit`,
-/// `iq_max_timeout` (seconds), `component_secret`, and `names` (each option's name for
+/// `iq_max_timeout` (seconds), `component_secret`, `anonymous` (see [`Rest::anonymous`]), and `names` (each option's name for
 /// messages); or `nil, message` when one is invalid.
 fn rest_options(lua: &Lua, (options, on_component, host): (Table, bool, String)) -> mlua::Result<MultiValue> {
     let rest = match Rest::from_lua(&options, on_component) {
@@ -47,6 +53,7 @@ fn rest_options(lua: &Lua, (options, on_component, host): (Table, bool, String))
     t.set("stanza_size_limit", rest.stanza_size_limit)?;
     t.set("iq_max_timeout", rest.iq_max_timeout.as_secs_f64())?;
     t.set("component_secret", rest.component_secret)?;
+    t.set("anonymous", rest.anonymous)?;
     let names = lua.create_table()?;
     for (key, name) in [("stanza_size_limit", "rest_stanza_size_limit"), ("auth_mechanisms", "rest_auth_mechanisms")] {
         names.set(key, name)?;
@@ -63,6 +70,84 @@ fn rest_iq_wait(lua: &Lua, (default, max, header): (f64, f64, Option<String>)) -
         Ok((wait, name)) => vec![Value::Number(wait.as_secs_f64()), Value::String(lua.create_string(name)?)],
         Err(why) => vec![Value::Nil, Value::String(lua.create_string(why)?)],
     }))
+}
+
+/// `rest_push(get, path, query, content_type, body, sender, max_size, stanza_mt)`: the stanza a
+/// request to mod_rest's `/rest/<path>` asks to send as `sender` (in any of the forms
+/// [`crate::rest`] reads), and, fourth, the messages to send right after it; or
+/// `nil, status, message` when it is refused.
+#[allow(clippy::type_complexity)]
+fn rest_push(
+    lua: &Lua,
+    (get, path, query, content_type, body, sender, max_size, stanza_mt): (
+        bool,
+        String,
+        Option<String>,
+        Option<String>,
+        mlua::String,
+        String,
+        usize,
+        Table,
+    ),
+) -> mlua::Result<MultiValue> {
+    let body = body.as_bytes();
+    let pushed = if body.len() > max_size {
+        Err(Refusal::new(413, format!("the stanza is larger than {max_size} bytes")))
+    } else {
+        match rest::read(get, &path, query.as_deref(), content_type.as_deref(), &body) {
+            Ok(rest::Read::Body) => {
+                inbound::stanza_from_push(&body, content_type.as_deref(), &sender, Some(Profile::Rest), max_size)
+            }
+            Ok(rest::Read::Fields(fields)) => inbound::stanza_from_rest_fields(&fields, &sender),
+            Err(refusal) => Err(refusal),
+        }
+    };
+    pushed_values(lua, pushed, &stanza_mt)
+}
+
+/// What a push function returns to Lua: the stanza to route (and, fourth, an array of the
+/// messages to route right after it), or `nil, status, message` when the push is refused.
+pub(crate) fn pushed_values(
+    lua: &Lua,
+    pushed: Result<crate::outcome::Reply, Refusal>,
+    stanza_mt: &Table,
+) -> mlua::Result<MultiValue> {
+    let push = match pushed {
+        Ok(push) => push,
+        Err(refusal) => {
+            return Ok(MultiValue::from_vec(vec![
+                Value::Nil,
+                Value::Integer(i64::from(refusal.status)),
+                Value::String(lua.create_string(refusal.message)?),
+            ]))
+        }
+    };
+    let mut values = vec![Value::Table(push.stanza.to_lua(lua, stanza_mt)?)];
+    if !push.after.is_empty() {
+        let after = lua.create_table_with_capacity(push.after.len(), 0)?;
+        for message in &push.after {
+            after.raw_push(message.to_lua(lua, stanza_mt)?)?;
+        }
+        values.extend([Value::Nil, Value::Nil, Value::Table(after)]);
+    }
+    Ok(MultiValue::from_vec(values))
+}
+
+/// `rest_answer_format(content_type, accept)`: `"xml"`, `"json"` or `"form"`, what mod_rest
+/// answers a request in (see [`rest::negotiate::answer`]).
+fn rest_answer_format(_: &Lua, (content_type, accept): (Option<String>, Option<String>)) -> mlua::Result<&'static str> {
+    Ok(rest::negotiate::answer(content_type.as_deref(), accept.as_deref()).name())
+}
+
+/// `rest_form(stanza)`: a stanza answered as a form (its JSON's top-level text fields).
+fn rest_form(_: &Lua, stanza: Table) -> mlua::Result<String> {
+    let incoming = Incoming::from_lua(&stanza).map_err(mlua::Error::runtime)?;
+    let json = crate::request::encode_as(&incoming, Profile::Rest);
+    let fields = match serde_json::from_slice(&json) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        _ => return Err(mlua::Error::runtime("a stanza's JSON is not an object")),
+    };
+    Ok(rest::form::encode(&fields))
 }
 
 /// Adds this file's functions to the table `require "component_http_native"` returns.
@@ -82,6 +167,12 @@ pub fn register(lua: &Lua, exports: &Table) -> mlua::Result<()> {
         "rest_iq_wait",
         lua.create_function(|lua, args| crate::guard("rest_iq_wait", || rest_iq_wait(lua, args)))?,
     )?;
+    exports.set("rest_push", lua.create_function(|lua, args| crate::guard("rest_push", || rest_push(lua, args)))?)?;
+    exports.set(
+        "rest_answer_format",
+        lua.create_function(|lua, args| crate::guard("rest_answer_format", || rest_answer_format(lua, args)))?,
+    )?;
+    exports.set("rest_form", lua.create_function(|lua, args| crate::guard("rest_form", || rest_form(lua, args)))?)?;
     exports.set(
         "presence",
         lua.create_function(|lua, args| crate::guard("presence", || crate::presence::new_lua(lua, args)))?,

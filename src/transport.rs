@@ -205,6 +205,8 @@ pub struct Request {
     pub body: Bytes,
     /// Every phase ends by then.
     pub deadline: Instant,
+    /// The path and query, when not the client's URL's own (mod_rest's URL template).
+    pub path: Option<Uri>,
 }
 
 /// Connection counts of one client, for tests and statistics.
@@ -439,7 +441,7 @@ impl Client {
         let length = HeaderValue::from(request.body.len());
         let mut http_request = hyper::Request::new(Sent { body: request.body, sent: Arc::clone(sent) });
         *http_request.method_mut() = Method::POST;
-        *http_request.uri_mut() = target.path.clone();
+        *http_request.uri_mut() = request.path.unwrap_or_else(|| target.path.clone());
         let headers = http_request.headers_mut();
         headers.insert(HOST, target.authority.clone());
         headers.insert(USER_AGENT, self.inner.user_agent.clone());

@@ -22,20 +22,26 @@ What it shows:
   (XEP-0092 software version);
 - a photo or any file (a message with `oob_url`) answered with a thumbs-up reaction to it and the
   file sent back (`reactions` names the message by its `id`, in a room by its `stanza_id`);
+- a picture the bot makes itself ("chart"): a PNG drawn with zlib, sent as `file` (base64, name,
+  type); the module uploads it to the server's upload service and the user sees it inline, the
+  body after it as its caption;
 - a stanza it has nothing to say to gets 204: accepted, no reply;
 - a message sent on the bot's own initiative ("ping me"): POSTed to the component's push
   endpoint (PUSH_URL, e.g. http://bot.example.com:5280/component_http, with PUSH_TOKEN equal to
   component_post_push_credentials).
 """
 
+import base64
 import hashlib
 import hmac
 import json
 import os
+import struct
 import sys
 import threading
 import time
 import urllib.request
+import zlib
 from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from xml.etree import ElementTree
@@ -68,6 +74,25 @@ def push(stanza):
     urllib.request.urlopen(request, timeout=10).close()
 
 
+def chart_png(values=(3, 7, 4, 9, 6), width=100, height=60):
+    """A bar chart of `values` as a PNG file: white background, one blue bar per value."""
+    bar = width // len(values)
+    rows = []
+    for y in range(height):
+        row = bytearray(b"\x00")  # PNG filter type 0 for the row
+        for x in range(width):
+            value = values[min(x // bar, len(values) - 1)]
+            filled = x % bar >= 2 and height - y <= value * height // max(values)
+            row += b"\x33\x66\xcc" if filled else b"\xff\xff\xff"
+        rows.append(bytes(row))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"".join(rows)))
+            + chunk(b"IEND", b""))
+
+
 def answer(stanza):
     """What to answer a stanza with: (HTTP status, JSON object or None)."""
     global handled
@@ -90,6 +115,9 @@ def answer(stanza):
     if text.strip().lower() == "ping me" and PUSH_URL:
         threading.Thread(target=push, args=(stanza,), daemon=True).start()
         return 200, {"body": "I will, in a second."}
+    if text.strip().lower() == "chart":
+        png = base64.b64encode(chart_png()).decode()
+        return 200, {"body": "Today's chart", "file": {"data": png, "name": "chart.png", "type": "image/png"}}
     if text.strip().lower() == "news":
         return 200, {"type": "headline", "body": "Nothing new today."}
     return 200, {"body": f"You said: {text} (#{handled})"}

@@ -44,7 +44,11 @@ build = {
 		["lua/component_http_identity.lib.lua"] = "component_http_identity.lib.lua",
 		["lua/component_http_metrics.lib.lua"] = "component_http_metrics.lib.lua",
 		["lua/component_http_push.lib.lua"] = "component_http_push.lib.lua",
+		["lua/component_http_push_iq.lib.lua"] = "component_http_push_iq.lib.lua",
+		["lua/component_http_answers.lib.lua"] = "component_http_answers.lib.lua",
 		["lua/component_http_rooms.lib.lua"] = "component_http_rooms.lib.lua",
 		["lua/component_http_rest.lib.lua"] = "component_http_rest.lib.lua",
+		["lua/component_http_rest_sending.lib.lua"] = "component_http_rest_sending.lib.lua",
+		["lua/component_http_upload.lib.lua"] = "component_http_upload.lib.lua",
 	},
 }

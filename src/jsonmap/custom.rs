@@ -191,6 +191,16 @@ fn disco_xml(value: &Value, field: &str, builder: &mut Builder) -> Result<Elemen
     Ok(query)
 }
 
+/// `formdata`: a form to submit, written as `{var: value}` (a value a string, a boolean or a
+/// list of strings), as the community module's shorthand. Only written: a form in a stanza is
+/// read as `dataform`, which says all of it.
+pub static FORMDATA: Custom =
+    Custom { el: El { name: "x", ns: Some(ns::DATA) }, to_json: |_, _| None, to_xml: formdata_xml };
+
+fn formdata_xml(value: &Value, field: &str, builder: &mut Builder) -> Result<Element, MapError> {
+    form_xml(None, value, "submit", field, builder)
+}
+
 /// `items`: `true` (a query), a node (a query of that node), `{"node": …}`, or the answer: a
 /// list of items, each a JID or `{"jid", "node", "name"}`.
 pub static ITEMS: Custom =

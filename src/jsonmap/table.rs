@@ -6,7 +6,7 @@
 //! children, a message's body first and its rich elements in the order component_http has
 //! always written them (body, file, correction, reply, reactions).
 
-use super::custom::{ARCHIVE, COMMAND, DISCO, FORWARDED_MESSAGE, HTML, ITEMS};
+use super::custom::{ARCHIVE, COMMAND, DISCO, FORMDATA, FORWARDED_MESSAGE, HTML, ITEMS};
 use super::{El, Item, Kind, Kinds, Obj, Place, Profiles, Prop, Row, Scalar};
 use crate::ns;
 
@@ -420,6 +420,11 @@ pub static ROWS: &[Row] = &[
     implying(Message, row("html", Kinds::MESSAGE, Place::Custom(&HTML))),
     row("oob", Kinds::MESSAGE, Place::Child(&MESSAGE_OOB)),
     row("oob_url", Kinds::MESSAGE, Place::Alias("oob", Some("url"))),
+    // A file the module uploads for the bot (XEP-0363) and sends as `oob` (see `crate::upload`).
+    implying(
+        Message,
+        row("file", Kinds::MESSAGE, Place::Caller("upload: the file's bytes, uploaded and sent as its URL")),
+    ),
     implying(
         Message,
         row("replace", Kinds::MESSAGE, Place::ChildAttr(el("replace", ns::MESSAGE_CORRECT), "id", Scalar::Id)),
@@ -486,6 +491,8 @@ pub static ROWS: &[Row] = &[
     only(Profiles::REST, row("nick", Kinds::ALL, Place::ChildText(el("nick", ns::NICK), Scalar::Str))),
     row("delay", Kinds::ALL, Place::ChildAttr(el("delay", ns::DELAY), "stamp", Scalar::Str)),
     row("dataform", Kinds::ALL, Place::Child(&DATAFORM)),
+    // Written only: a form is read back as `dataform`.
+    row("formdata", Kinds::ALL, Place::Custom(&FORMDATA)),
     row("payload", Kinds::ALL, Place::Child(&PAYLOAD)),
     row("rsm", Kinds::ALL, Place::Child(&RSM)),
     row("error", Kinds::ALL, Place::Child(&ERROR)),

@@ -318,7 +318,8 @@ fn every_mapped_row_has_a_sample() {
     }
     for profile in [Profile::Rest, Profile::ComponentHttp] {
         for row in rows(profile) {
-            if matches!(row.place, Place::Caller(_) | Place::Unmapped(_)) || row.name == "join" {
+            // `join` and `formdata` are written only: read back as `muc` and `dataform`.
+            if matches!(row.place, Place::Caller(_) | Place::Unmapped(_)) || ["join", "formdata"].contains(&row.name) {
                 continue;
             }
             let covered = [Kind::Message, Kind::Presence, Kind::Iq].iter().any(|kind| {
@@ -336,6 +337,8 @@ fn every_mapped_row_has_a_sample() {
 #[test]
 fn the_rest_rows_are_the_community_fields() {
     let common = ["dataform", "delay", "from", "id", "lang", "nick", "payload", "rsm", "to", "type"];
+    // And its openapi.yaml's `formdata`, which its jsonmap.lib.lua writes.
+    let common = [&common[..], &["formdata"]].concat();
     // `stanza` is ours in both: the whole stanza as XML, read by the caller.
     let extra = ["kind", "error", "error_code", "stanza"];
     let message = [
@@ -360,6 +363,8 @@ fn the_rest_rows_are_the_community_fields() {
         "thread",
         "html",
         "oob_url",
+        // Ours in both: a file the module uploads for the bot (`crate::upload`).
+        "file",
     ];
     let presence = ["caps", "idle_since", "muc", "priority", "show", "status", "vcard_update", "join"];
     let iq = [
@@ -589,6 +594,23 @@ fn values_are_checked_naming_the_field() {
             assert_eq!(error.to_string(), text, "{value}");
         }
     }
+}
+
+#[test]
+fn formdata_writes_a_form_to_submit_read_back_as_dataform() {
+    let built = build(
+        json!({"kind": "iq", "type": "set", "to": "x@y", "formdata": {"a": "1", "b": ["x", "y"], "c": true}}),
+        Profile::Rest,
+    )
+    .unwrap();
+    assert_eq!(
+        built,
+        "<iq type='set' to='x@y'><x xmlns='jabber:x:data' type='submit'><field var='a'><value>1</value></field>\
+         <field var='b'><value>x</value><value>y</value></field><field var='c'><value>1</value></field></x></iq>"
+    );
+    let read = read(&built, Profile::Rest);
+    assert!(read.get("formdata").is_none() && read["dataform"]["type"] == "submit", "{read}");
+    assert_eq!(refusal(json!({"to": "x@y", "formdata": ["a"]}), Profile::Rest).field, "formdata");
 }
 
 #[test]

@@ -29,7 +29,7 @@ fn client(url: &str) -> Client {
 }
 
 fn request(body: &str, deadline: Instant) -> Request {
-    Request { headers: Vec::new(), body: Bytes::copy_from_slice(body.as_bytes()), deadline }
+    Request { headers: Vec::new(), body: Bytes::copy_from_slice(body.as_bytes()), deadline, path: None }
 }
 
 fn in_a_minute() -> Instant {

@@ -89,7 +89,7 @@ class _ProsodyFactory:
 
     def __call__(self, components, users=None, **kw):
         """Start a Prosody with the given {component host: options}."""
-        p = Prosody(self.plugin_tree, components, users=users or USERS, **kw)
+        p = Prosody(self.plugin_tree, components, users=USERS if users is None else users, **kw)
         self.instances.append(p)
         p.start()
         return p

@@ -127,7 +127,7 @@ def test_a_bad_push_gets_its_status_and_nothing_is_routed(rest, body, content_ty
            headers={"Content-Type": XMPP_XML}), ("reply", "Yes, this is bot")),
     (Reply(status=202), None),
     (Reply(status=204), None),
-    (Reply(status=200, body="ignored", headers={"Content-Type": "text/plain"}), None),
+    (Reply(status=200, body="A text answer", headers={"Content-Type": "text/plain"}), ("reply", "A text answer")),
     (Reply(status=404), ("error", ("cancel", "item-not-found", None))),
     (Reply(status=503), ("error", ("wait", "remote-server-timeout", "Service temporarily unavailable"))),
 ], ids=["200-xml", "202", "204", "200-text", "404", "503"])

@@ -80,7 +80,10 @@ def test_a_bad_json_push_gets_its_status_and_reason_as_json_and_nothing_is_route
     since = alice.mark()
     got, headers, text = post(port, body, content_type=JSON)
     assert got == status and headers["Content-Type"] == JSON, text
-    assert list(json.loads(text)) == ["error"] and reason in json.loads(text)["error"], text
+    # The community module's error body: {"type": "error", "error": {...}, "code": N}.
+    refusal = json.loads(text)
+    assert (refusal["type"], refusal["code"]) == ("error", status) and reason in refusal["error"]["text"], text
+    assert refusal["error"]["condition"] == {400: "bad-request", 403: "forbidden"}[status], text
     post(port, '{"to": "alice@localhost", "body": "marker"}', content_type=JSON)
     assert first_message(alice, since).body == "marker"
     assert prosody.alive()
@@ -90,7 +93,7 @@ def test_json_callbacks_reach_the_webhook_as_json_and_json_answers_reach_the_cli
                                                                                      webhook):
     def answer(req):
         if req.json.get("body") == "XML, please":
-            return Reply(status=200, body="<message><body>not a reply here</body></message>",
+            return Reply(status=200, body="<message><body>a reply in XML</body></message>",
                          headers={"Content-Type": XMPP_XML})
         if req.json["kind"] == "iq":
             return Reply.with_json({"stanza": "<iq><query xmlns='jabber:iq:version'><name>JSON bot</name>"
@@ -117,12 +120,12 @@ def test_json_callbacks_reach_the_webhook_as_json_and_json_answers_reach_the_cli
     assert (result.type, result.frm) == ("result", BOT_JID)
     assert result.child("query", "jabber:iq:version")[0].text == "JSON bot"
 
-    # A 200 of another type is accepted without a reply: the next message's reply comes first.
+    # An answer in the other type the module reads is a reply too, as in the community module.
     since = alice.mark()
     alice.send_message(BOT_JID, "XML, please")
     alice.send_message(BOT_JID, "and now?")
-    assert [m.body for m in alice.wait_for_count(lambda s: s.name == "message", 1, since=since)] == \
-        ["You said and now?"]
+    assert [m.body for m in alice.wait_for_count(lambda s: s.name == "message", 2, since=since)] == \
+        ["a reply in XML", "You said and now?"]
     assert [r.json.get("body") for r in webhook.requests][-2:] == ["XML, please", "and now?"]
 
 

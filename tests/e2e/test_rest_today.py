@@ -45,11 +45,11 @@ def post(port, body, authorization=None, host=HOST, path="/rest", content_type=X
         return e.code, e.headers, e.read().decode()
 
 
-def on_virtual_host(prosody_factory, options=None, components=None, component_modules=None):
+def on_virtual_host(prosody_factory, options=None, components=None, component_modules=None, users=None):
     """A Prosody whose VirtualHost "localhost" loads mod_rest (modules_enabled, as the community
     module's README says), with `options` for it: (prosody, http_port)."""
     port = free_port()
-    prosody = prosody_factory(components or {}, component_modules=component_modules, global_options={
+    prosody = prosody_factory(components or {}, component_modules=component_modules, users=users, global_options={
         "http_ports": [port], "http_interfaces": ["127.0.0.1"],
         "modules_enabled": BASE_MODULES + ["rest"], **(options or {})})
     return prosody, port
@@ -115,10 +115,11 @@ def test_echo_builds_the_stanza_and_sends_nothing(prosody_factory, connect):
     status, _, body = post(port, "<iq type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>", TOKEN,
                            host=REST, path="/rest/echo")
     assert status == 200 and re.search(r"<iq[^>]* id=", body), body
-    # Path parameters (not built) are refused, not read as a plain POST /rest.
+    # Path parameters with an XML stanza (which says its own kind, type and to) are refused, not
+    # read as a plain POST /rest.
     status, _, body = post(port, "<message type='chat' to='alice@localhost'><body>misread</body></message>", TOKEN,
                            host=REST, path="/rest/message/chat/alice@localhost")
-    assert status == 404 and "path parameters" in body, (status, body)
+    assert status == 400 and "path parameters" in body, (status, body)
     # The sentinel: a real push after the echoes arrives, and nothing before it did.
     status, _, _ = post(port, "<message type='chat' to='alice@localhost'><body>sentinel</body></message>", TOKEN,
                         host=REST)
@@ -268,3 +269,31 @@ def test_a_timeout_header_that_is_not_seconds_is_refused(prosody_factory):
         status, _, body = post(port, "<iq type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>", TOKEN,
                                host=REST, headers={"Prosody-Rest-Timeout": header})
         assert status == 400 and "Prosody-Rest-Timeout" in body, (header, status, body)
+
+
+def test_anonymous_rest_sends_without_credentials_as_an_account_of_its_own(prosody_factory):
+    """anonymous_rest on a VirtualHost whose authentication is "anonymous": no credentials, no
+    401, and each request is sent as an account made up for it (as an anonymous login gets)."""
+    # No accounts: an anonymous host registers none.
+    prosody, port = on_virtual_host(prosody_factory, {"authentication": "anonymous", "anonymous_rest": True},
+                                    users={})
+    ping = "<iq type='get' to='localhost' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>"
+    status, _, body = post(port, ping)
+    assert status == 200 and "type='result'" in body, (status, body)
+    senders = set()
+    for _ in range(2):
+        status, _, body = post(port, "<message type='chat' to='nobody@localhost'><body>hi</body></message>",
+                               path="/rest/echo")
+        assert status == 200, (status, body)
+        sender = re.search(r"from='([^']+)'", body).group(1)
+        assert sender.endswith("@localhost") and sender != "localhost", body
+        senders.add(sender)
+    assert len(senders) == 2, senders
+
+
+def test_anonymous_rest_is_ignored_where_logins_need_a_password(prosody_factory):
+    """The same option on a host with password logins is ignored, as the community module ignores
+    it: the config loads, and a request without credentials gets 401."""
+    prosody, port = on_virtual_host(prosody_factory, {"anonymous_rest": True})
+    status, headers, body = post(port, "<iq type='get' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+    assert status == 401 and headers["WWW-Authenticate"], (status, body)
