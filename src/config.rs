@@ -20,7 +20,8 @@ pub struct Config {
     pub authorization: Option<String>,
     /// Stanza kinds that are POSTed: a subset of message, presence, iq.
     pub stanzas: Vec<String>,
-    /// Requests in flight at once (one worker thread each); workers start on demand up to this.
+    /// Requests in flight at once (a task and a connection each, no thread); workers start on
+    /// demand up to this.
     pub max_in_flight: usize,
     /// Workers (and their kept-alive connections) kept when idle.
     pub warm_workers: usize,
@@ -70,7 +71,7 @@ pub struct Config {
 /// The stanza kinds that can be POSTed.
 pub const KINDS: [&str; 3] = ["message", "presence", "iq"];
 
-/// Upper bound of `component_post_max_in_flight`: one thread each, so keep it sane.
+/// Upper bound of `component_post_max_in_flight`: a connection (a file descriptor) each.
 const MAX_IN_FLIGHT: i64 = 10_000;
 
 /// How requests and answers are written: component_http's JSON contract, or mod_rest's XML.
@@ -469,10 +470,13 @@ impl Config {
             url,
             authorization,
             stanzas: vec!["message".into()],
-            max_in_flight: 1000,
+            // A request in flight costs its task and its connection, not a thread: ten thousand
+            // fit in the memory a small server has (see BENCHMARKS.md), and need as many file
+            // descriptors (see the README).
+            max_in_flight: 10_000,
             warm_workers: 4,
             idle_timeout: Duration::from_secs(10),
-            queue_size: 1000,
+            queue_size: 10_000,
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(30),
             retry_window: Duration::from_secs(15),
@@ -707,7 +711,7 @@ fn split_userinfo(url: &str, option: &str) -> Result<(String, Option<String>), S
     // The port, if any, is what follows the last ':' outside an IPv6 literal's brackets.
     let port = host.rsplit_once(']').map_or(host, |(_, rest)| rest).rsplit_once(':').map(|(_, port)| port);
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
-    if format!("{scheme}://{host}/").parse::<ureq::http::Uri>().is_err() || !port_ok {
+    if format!("{scheme}://{host}/").parse::<hyper::Uri>().is_err() || !port_ok {
         return Err(format!("{option} \"{url}\": \"{host}\" is not a valid host[:port]"));
     }
     if path.chars().any(|c| c.is_whitespace() || c.is_control()) {

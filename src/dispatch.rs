@@ -32,10 +32,12 @@ use crate::config::{Config, Profile};
 use crate::http::{Endpoint, Roots};
 use crate::outcome::{complete, Completion, Level, Outcome, QUEUE_FULL, UNLOADED};
 use crate::stanza::{Element, Incoming};
+use crate::transport::Reactor;
 use crate::wakeup::Wakeup;
 use jitter::Jitter;
 use outage::Outage;
 pub use stats::{Stats, LATENCY_BUCKETS};
+use tokio::sync::Notify;
 
 struct Job {
     id: u64,
@@ -185,12 +187,14 @@ struct Shared {
     clients: Mutex<Clients>,
     state: Mutex<State>,
     /// Idle workers wait here for a ready job (or for closing).
-    changed: Condvar,
+    changed: Notify,
     /// The keeper waits here; signalled when an outage starts or ends, on reconfiguration
     /// and when closing.
     keeper: Condvar,
     /// Signalled only when closing: ends the waits of workers honouring a `Retry-After`.
-    closing: Condvar,
+    closing: Notify,
+    /// The thread every worker runs on, as a task (see [`crate::transport`]).
+    reactor: Reactor,
     completions: Mutex<Completions>,
     wakeup: Wakeup,
     stats: Mutex<Stats>,
@@ -236,7 +240,7 @@ impl Dispatcher {
     /// Starts the warm workers and the keeper for `config`; an error names what could not start.
     pub fn new(config: Config) -> Result<Dispatcher, String> {
         let (roots, notes) = Roots::load(&config)?;
-        let endpoint = Endpoint::new(&config, &roots);
+        let endpoint = Endpoint::new(&config, &roots)?;
         let limits = PoolLimits::of(&config);
         let shared = Arc::new(Shared {
             clients: Mutex::new(Clients {
@@ -245,9 +249,10 @@ impl Dispatcher {
                 shut: false,
             }),
             state: Mutex::new(State { limits, ..State::default() }),
-            changed: Condvar::new(),
+            changed: Notify::new(),
             keeper: Condvar::new(),
-            closing: Condvar::new(),
+            closing: Notify::new(),
+            reactor: Reactor::start().map_err(|e| format!("could not start the HTTP thread: {e}"))?,
             completions: Mutex::new(Completions::default()),
             wakeup: Wakeup::new().map_err(|e| format!("could not create the wake-up socket: {e}"))?,
             stats: Mutex::new(Stats::default()),
@@ -316,14 +321,14 @@ impl Dispatcher {
             if current.config.url == config.url && current.endpoint.roots == roots {
                 current.endpoint.clone()
             } else {
-                Endpoint::new(&config, &roots)
+                Endpoint::new(&config, &roots)?
             }
         };
         self.shared.note(notes);
         lock(&self.shared.state).limits = PoolLimits::of(&config);
         self.shared.install(Settings { config, endpoint }, None);
         // Surplus workers notice the new limits when they next look for work.
-        self.shared.changed.notify_all();
+        self.shared.changed.notify_waiters();
         self.shared.keeper.notify_one();
         self.shared.start_warm_workers()
     }
@@ -462,8 +467,8 @@ impl Dispatcher {
             }
         }
         self.shared.release_every_chat();
-        self.shared.changed.notify_all();
-        self.shared.closing.notify_all();
+        self.shared.changed.notify_waiters();
+        self.shared.closing.notify_waiters();
         self.shared.keeper.notify_all();
         self.shared.shut_down_clients();
         for incoming in &abandoned {
@@ -497,7 +502,7 @@ impl Shared {
             return;
         }
         if clients.shut {
-            new.endpoint.agent.clone().shutdown();
+            new.endpoint.client.shut_down();
         }
         let old = std::mem::replace(&mut clients.current, Arc::new(new));
         clients.replaced.retain(|settings| settings.strong_count() > 0);
@@ -509,14 +514,14 @@ impl Shared {
     /// Interrupts every request in flight, on the current client and on any it replaced, and
     /// closes their idle connections.
     fn shut_down_clients(&self) {
-        let agents: Vec<ureq::Agent> = {
+        let clients: Vec<crate::transport::Client> = {
             let mut clients = lock(&self.clients);
             clients.shut = true;
             let replaced = clients.replaced.iter().filter_map(Weak::upgrade);
-            std::iter::once(Arc::clone(&clients.current)).chain(replaced).map(|s| s.endpoint.agent.clone()).collect()
+            std::iter::once(Arc::clone(&clients.current)).chain(replaced).map(|s| s.endpoint.client.clone()).collect()
         };
-        for agent in agents {
-            agent.shutdown();
+        for client in clients {
+            client.shut_down();
         }
     }
 
@@ -621,7 +626,7 @@ impl Shared {
             if wanted == 1 {
                 self.changed.notify_one();
             } else {
-                self.changed.notify_all();
+                self.changed.notify_waiters();
             }
         }
         let unserved = wanted.saturating_sub(state.idle_workers);
@@ -662,17 +667,23 @@ impl Shared {
     }
 
     /// Waits up to `d` (a `Retry-After`); false if the pool started closing meanwhile.
-    fn pause(&self, d: Duration) -> bool {
+    async fn pause(&self, d: Duration) -> bool {
         let deadline = Instant::now().checked_add(d);
-        let mut state = lock(&self.state);
-        while !state.closing {
+        loop {
+            // Registered before the check, so a `close` in between still ends the wait.
+            let closing = self.closing.notified();
+            tokio::pin!(closing);
+            closing.as_mut().enable();
+            if lock(&self.state).closing {
+                return false;
+            }
             let left = deadline.map_or(Duration::MAX, |deadline| deadline.saturating_duration_since(Instant::now()));
             if left.is_zero() {
                 return true;
             }
-            state = self.closing.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+            // At most a day at a time: a wait tokio can represent.
+            let _ = tokio::time::timeout(left.min(Duration::from_secs(86_400)), closing).await;
         }
-        false
     }
 }
 

@@ -6,21 +6,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ureq::tls::{Certificate, RootCerts, TlsConfig};
-use ureq::unversioned::transport::{Connector, DefaultConnector};
-
-mod clamp;
-
-pub(crate) use clamp::clamped;
-pub use clamp::read_by;
+use bytes::Bytes;
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LANGUAGE, CONTENT_TYPE};
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
 use crate::answer::{interpret, Contract, HttpAnswer};
 use crate::config::{Config, Format};
-use crate::outcome::{Level, Outcome, BAD_REPLY, CONNECTION_FAILURE, TIMED_OUT};
+use crate::outcome::{Level, Outcome, BAD_REPLY, CONNECTION_FAILURE, INTERNAL, TIMED_OUT};
 use crate::resolve::CachingResolver;
 use crate::signing;
 use crate::stanza::Incoming;
 use crate::stream::Framing;
+use crate::transport::{self, Client, Failure, Request, Response};
 
 /// Header carrying an id that stays the same across retries of one stanza.
 pub const DELIVERY_HEADER: &str = "X-Delivery-Id";
@@ -31,8 +29,8 @@ pub const RETRY_HEADER: &str = "X-Retry-Count";
 pub struct Delivery<'a> {
     /// The stanza posted.
     pub incoming: &'a Incoming,
-    /// The request body, made once for all attempts.
-    pub body: &'a [u8],
+    /// The request body.
+    pub body: Bytes,
     /// The `X-Delivery-Id`, the same on every attempt.
     pub delivery_id: &'a str,
     /// Attempts made before this one.
@@ -41,12 +39,12 @@ pub struct Delivery<'a> {
     pub deadline: Instant,
 }
 
-/// The HTTP client of one component: a keep-alive agent, its resolver, and the CA
+/// The HTTP client of one component: its keep-alive connections, its resolver, and the CA
 /// certificates it trusts.
 #[derive(Clone)]
 pub struct Endpoint {
-    /// Keeps connections alive between requests; shut down on unload.
-    pub agent: ureq::Agent,
+    /// The event-driven client (see [`crate::transport`]); shut down on unload.
+    pub client: Client,
     /// Looks the webhook's name up, at most once at a time.
     pub resolver: CachingResolver,
     /// The CA certificates trusted for `https://`.
@@ -54,35 +52,25 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// A client trusting `roots`; reads no file (see [`Roots::load`]).
-    pub fn new(config: &Config, roots: &Roots) -> Endpoint {
-        let agent_config = ureq::Agent::config_builder()
-            // Non-2xx answers are outcomes to map, not transport errors.
-            .http_status_as_error(false)
-            // A redirected POST would silently become a GET; report 3xx as an error instead.
-            .max_redirects(0)
-            // Like Prosody's own HTTP client, ignore *_PROXY environment variables.
-            .proxy(None)
-            // One idle connection per request in flight at the peak, so a burst reuses them;
-            // the dispatcher drops them all (a new Endpoint) when it shrinks back to the warm set.
-            .max_idle_connections(config.max_in_flight.max(10))
-            .max_idle_connections_per_host(config.max_in_flight)
-            // Deadlines are set per request in `post_once`: one global bound, the stanza's
-            // remaining time, so a slow phase cannot push a later phase past the deadline.
-            // Small buffers: stanzas and answers are small, and ureq moves buffer contents
-            // around per request (128 KiB by default). Larger bodies are still read in full.
-            .input_buffer_size(16 * 1024)
-            .output_buffer_size(16 * 1024)
-            .max_response_header_size(16 * 1024)
-            .tls_config(TlsConfig::builder().root_certs(RootCerts::Specific(Arc::clone(&roots.certs))).build())
-            .user_agent(concat!("mod_component_http/", env!("CARGO_PKG_VERSION")))
-            .build();
+    /// A client trusting `roots`; reads no file (see [`Roots::load`]). Fails only for a URL the
+    /// configuration would not have accepted.
+    pub fn new(config: &Config, roots: &Roots) -> Result<Endpoint, String> {
         let resolver = CachingResolver::default();
-        // Clamp last: every transport the default chain makes honours the worker's read-by
-        // instant (see `clamp`).
-        let connector = DefaultConnector::default().chain(clamp::Clamp);
-        let agent = ureq::Agent::with_parts(agent_config, connector, resolver.clone());
-        Endpoint { agent, resolver, roots: roots.clone() }
+        let tls = config
+            .url
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+            .then(|| transport::tls_config(roots.der_certs()));
+        let options = transport::Options {
+            connect_timeout: config.connect_timeout,
+            // One idle connection per request in flight at the peak, so a burst reuses them;
+            // the dispatcher closes them when it shrinks back to the warm set.
+            max_idle: config.max_in_flight.max(10),
+            tls,
+            user_agent: concat!("mod_component_http/", env!("CARGO_PKG_VERSION")),
+        };
+        let client = Client::new(&config.url, resolver.clone(), options)?;
+        Ok(Endpoint { client, resolver, roots: roots.clone() })
     }
 }
 
@@ -93,13 +81,12 @@ impl Endpoint {
 /// applied by the next reload.
 #[derive(Clone, Default)]
 pub struct Roots {
-    certs: Arc<Vec<Certificate<'static>>>,
+    certs: Arc<Vec<CertificateDer<'static>>>,
 }
 
 impl PartialEq for Roots {
     fn eq(&self, other: &Roots) -> bool {
-        self.certs.len() == other.certs.len()
-            && self.certs.iter().zip(other.certs.iter()).all(|(a, b)| a.der() == b.der())
+        self.certs.len() == other.certs.len() && self.certs.iter().zip(other.certs.iter()).all(|(a, b)| a == b)
     }
 }
 
@@ -107,7 +94,12 @@ impl Roots {
     /// The certificates, DER-encoded.
     #[cfg(test)]
     pub fn ders(&self) -> Vec<Vec<u8>> {
-        self.certs.iter().map(|cert| cert.der().to_vec()).collect()
+        self.certs.iter().map(|cert| cert.to_vec()).collect()
+    }
+
+    /// The certificates, DER-encoded, for [`crate::transport::tls_config`].
+    pub fn der_certs(&self) -> impl Iterator<Item = &[u8]> {
+        self.certs.iter().map(|cert| cert.as_ref())
     }
 
     /// Reads the roots `config` needs (the system's only for an `https://` URL), and what the
@@ -143,7 +135,7 @@ impl Roots {
                 };
                 notes.push((level, format!("no system CA certificates found {whence}: {consequence}")));
             }
-            certs.extend(system.certs.iter().map(|der| Certificate::from_der(der).to_owned()));
+            certs.extend(system.certs);
         }
         if let Some(path) = &config.ca_file {
             let option = config.profile.option("ca_file");
@@ -158,13 +150,9 @@ impl Roots {
     }
 }
 
-fn pem_certs(pem: &[u8]) -> Vec<Certificate<'static>> {
-    ureq::tls::parse_pem(pem)
-        .filter_map(|item| match item {
-            Ok(ureq::tls::PemItem::Certificate(cert)) => Some(cert),
-            _ => None,
-        })
-        .collect()
+/// The certificates of a PEM file; anything else in it (keys, say) is skipped.
+fn pem_certs(pem: &[u8]) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_slice_iter(pem).filter_map(Result::ok).collect()
 }
 
 /// What one attempt came to, as far as retrying is concerned.
@@ -174,6 +162,9 @@ pub enum Verdict {
     /// The webhook is unreachable or its proxy says the app is down (connection failure, 502,
     /// 503, 504): worth holding the stanza and trying again, after `retry_after` if it said so.
     Unreachable(Outcome, Option<Duration>),
+    /// This request's connection failed while other requests to the webhook were answered: this
+    /// stanza alone tries again (a reset from a full listen backlog, say), no outage begins.
+    Retry(Outcome),
     /// `429 Too Many Requests`: this stanza should wait (`Retry-After`, if given) and try again.
     RateLimited(Outcome, Option<Duration>),
     /// A `200` streamed answer (issue 18): its body is read piece by piece by the worker.
@@ -183,8 +174,8 @@ pub enum Verdict {
 
 /// A streamed answer's body, not read yet, and how it is framed.
 pub struct StreamedAnswer {
-    /// The body; reads end at the worker's read-by instant ([`read_by`]).
-    pub body: ureq::BodyReader<'static>,
+    /// The answer, its body read piece by piece ([`Response::next_piece`]).
+    pub body: Response,
     /// NDJSON or server-sent events.
     pub framing: Framing,
 }
@@ -193,6 +184,9 @@ enum Attempt {
     Answer(HttpAnswer),
     Stream(StreamedAnswer),
     Unreachable(String),
+    /// Unreachable for this request only: others were answered meanwhile.
+    Unlucky(String),
+    Unsendable(String),
     TimedOut(String),
     TooLarge(u64),
 }
@@ -214,6 +208,10 @@ impl Attempt {
                 Outcome::Error(CONNECTION_FAILURE, format!("could not reach the webhook: {why}")),
                 None,
             ),
+            Attempt::Unlucky(why) => {
+                Verdict::Retry(Outcome::Error(CONNECTION_FAILURE, format!("could not reach the webhook: {why}")))
+            }
+            Attempt::Unsendable(why) => Verdict::Final(Outcome::Error(INTERNAL, why)),
             Attempt::TimedOut(why) => {
                 Verdict::Final(Outcome::Error(TIMED_OUT, format!("webhook did not answer in time ({why})")))
             }
@@ -230,22 +228,67 @@ impl Attempt {
 
 /// Posts once and reads the answer, all within the stanza's deadline. Also returns the HTTP
 /// status, if there was a valid answer.
-pub fn post_once(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> (Verdict, Option<u16>) {
-    let attempt = attempt(endpoint, config, delivery);
+pub async fn post_once(endpoint: &Endpoint, config: &Config, delivery: &Delivery<'_>) -> (Verdict, Option<u16>) {
+    let attempt = attempt(endpoint, config, delivery).await;
     let status = match &attempt {
         Attempt::Answer(answer) => Some(answer.status),
         Attempt::TooLarge(_) | Attempt::Stream(_) => Some(200),
-        Attempt::Unreachable(_) => {
+        Attempt::Unreachable(_) | Attempt::Unlucky(_) => {
             // The webhook may have moved: look its name up again next time.
             endpoint.resolver.forget();
             None
         }
-        Attempt::TimedOut(_) => None,
+        Attempt::TimedOut(_) | Attempt::Unsendable(_) => None,
     };
     (attempt.into_verdict(delivery.incoming, config), status)
 }
 
-fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Attempt {
+/// One of our own header names (valid: they are constants).
+fn known(name: &'static str) -> HeaderName {
+    HeaderName::from_bytes(name.as_bytes()).expect("a valid header name")
+}
+
+/// The request's header lines, beyond those the transport sets.
+fn headers(config: &Config, delivery: &Delivery) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    let value = |name: &str, value: &str| {
+        HeaderValue::from_str(value).map_err(|e| format!("the {name} header cannot be sent: {e}"))
+    };
+    let mut headers = vec![
+        (CONTENT_TYPE, HeaderValue::from_static(crate::request::content_type(config.profile.format))),
+        (known(DELIVERY_HEADER), value(DELIVERY_HEADER, delivery.delivery_id)?),
+        (known(RETRY_HEADER), HeaderValue::from(delivery.retry)),
+    ];
+    // mod_rest says the stanza's language (crate::rest::callback).
+    if let Some(lang) =
+        (config.profile.prefix == "rest_").then(|| crate::request::lang(&delivery.incoming.xml)).flatten()
+    {
+        headers.push((CONTENT_LANGUAGE, value("Content-Language", &lang)?));
+    }
+    if let Some(authorization) = &config.authorization {
+        headers.push((AUTHORIZATION, value("Authorization", authorization)?));
+    }
+    for (name, text) in &config.headers {
+        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("the {name} header: {e}"))?;
+        headers.push((header, value(name, text)?));
+    }
+    if let Some(secret) = &config.secret {
+        let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).to_string();
+        let signature =
+            signing::sign(secret.as_bytes(), &timestamp, delivery.delivery_id, delivery.retry, &delivery.body);
+        headers.push((known(signing::TIMESTAMP_HEADER), value(signing::TIMESTAMP_HEADER, &timestamp)?));
+        headers.push((known(signing::SIGNATURE_HEADER), value(signing::SIGNATURE_HEADER, &signature)?));
+    }
+    Ok(headers)
+}
+
+/// The path and query of a rendered URL, as the request's target.
+fn path_of(url: &str) -> Result<hyper::Uri, String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("the URL {url:?} cannot be sent: {e}"))?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    path.parse().map_err(|e| format!("the URL {url:?} cannot be sent: {e}"))
+}
+
+async fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery<'_>) -> Attempt {
     let left = delivery.deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         let timeout = config.profile.option("timeout");
@@ -255,64 +298,47 @@ fn attempt(endpoint: &Endpoint, config: &Config, delivery: &Delivery) -> Attempt
             format!("{timeout} reached")
         });
     }
-    // mod_rest's URL template and Content-Language (crate::rest::callback).
-    let rest = config.profile.prefix == "rest_";
-    let url = if rest { crate::url_template::render(&config.url, delivery.incoming) } else { (&config.url).into() };
-    let mut request = endpoint
-        .agent
-        .post(url.as_ref())
-        .header("Content-Type", crate::request::content_type(config.profile.format))
-        .header(DELIVERY_HEADER, delivery.delivery_id)
-        .header(RETRY_HEADER, delivery.retry.to_string());
-    if let Some(lang) = rest.then(|| crate::request::lang(&delivery.incoming.xml)).flatten() {
-        request = request.header("Content-Language", lang);
-    }
-    if let Some(authorization) = &config.authorization {
-        request = request.header("Authorization", authorization);
-    }
-    for (name, value) in &config.headers {
-        request = request.header(name, value);
-    }
-    if let Some(secret) = &config.secret {
-        let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).to_string();
-        request = request.header(signing::TIMESTAMP_HEADER, &timestamp).header(
-            signing::SIGNATURE_HEADER,
-            signing::sign(secret.as_bytes(), &timestamp, delivery.delivery_id, delivery.retry, delivery.body),
-        );
-    }
-    // One bound for the whole exchange, body included: every lookup, read and write ends by the
-    // stanza's deadline, however the webhook spreads its answer out (see `clamp`). ureq's own
-    // global timeout only backs it up, as long as a stream may last: the deadline is moved on
-    // once the answer turns out to be one.
-    read_by(Some(delivery.deadline));
-    let backstop = left.saturating_add(config.stream.timeout);
-    let request =
-        request.config().timeout_global(Some(backstop)).timeout_connect(Some(config.connect_timeout.min(left))).build();
-    let mut response = match request.send(delivery.body) {
-        Ok(response) => response,
-        Err(e) => return transport_error(e, delivery.deadline, config),
+    let headers = match headers(config, delivery) {
+        Ok(headers) => headers,
+        Err(why) => return Attempt::Unsendable(why),
     };
-    let status = response.status().as_u16();
-    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let content_type = header("content-type");
-    let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v, SystemTime::now()));
+    // One bound for the whole exchange, body included: every phase ends by the stanza's
+    // deadline, however the webhook spreads its answer out. A stream's reads are bounded by
+    // the stream's own deadline instead, once the answer turns out to be one.
+    // mod_rest's URL template: the path and query may name the stanza's own values (the host
+    // is the same for every stanza, and refused with a placeholder at load).
+    let path = if config.profile.prefix == "rest_" && config.url.contains('{') {
+        match path_of(&crate::url_template::render(&config.url, delivery.incoming)) {
+            Ok(path) => Some(path),
+            Err(why) => return Attempt::Unsendable(why),
+        }
+    } else {
+        None
+    };
+    let request = Request { headers, body: delivery.body.clone(), deadline: delivery.deadline, path };
+    let response = match endpoint.client.post(request).await {
+        Ok(response) => response,
+        Err(e) => return transport_error(e, config),
+    };
+    let status = response.status;
+    let content_type = response.header("content-type").map(str::to_owned);
+    let retry_after = response.header("retry-after").and_then(|v| parse_retry_after(v, SystemTime::now()));
     // A stream is read by the worker as it arrives; only the JSON contract has them (mod_rest's
     // XML answers are one stanza).
     let framing = Framing::of(content_type.as_deref()).filter(|_| config.profile.format == Format::Json);
     if let (200, Some(framing)) = (status, framing) {
-        let body = response.into_body().into_with_config().limit(u64::MAX).reader();
-        return Attempt::Stream(StreamedAnswer { body, framing });
+        return Attempt::Stream(StreamedAnswer { body: response, framing });
     }
     // Read to the end: servers such as `php -S` send no Content-Length and close instead. Only
     // a reply is kept, and only a reply is held to max_reply_size: a 404 with a 2 MiB page is
     // still a 404 (its body is dropped, and so is the connection if the body is that long).
     let is_reply = Contract::of(config).is_reply(status, content_type.as_deref());
-    let body = match response.body_mut().with_config().limit(config.max_reply_size).read_to_vec() {
+    let body = match response.read_to_end(config.max_reply_size, delivery.deadline).await {
         Ok(body) if is_reply => body,
         Ok(_) => Vec::new(),
-        Err(ureq::Error::BodyExceedsLimit(limit)) if is_reply => return Attempt::TooLarge(limit),
-        Err(ureq::Error::BodyExceedsLimit(_)) => Vec::new(),
-        Err(e) => return transport_error(e, delivery.deadline, config),
+        Err(Failure::TooLarge(limit)) if is_reply => return Attempt::TooLarge(limit),
+        Err(Failure::TooLarge(_)) => Vec::new(),
+        Err(e) => return transport_error(e, config),
     };
     Attempt::Answer(HttpAnswer { status, content_type, body, retry_after })
 }
@@ -355,16 +381,21 @@ fn imf_fixdate(value: &str) -> Option<u64> {
     u64::try_from(seconds).ok()
 }
 
-fn transport_error(error: ureq::Error, deadline: Instant, config: &Config) -> Attempt {
+fn transport_error(error: Failure, config: &Config) -> Attempt {
     match error {
         // Not even connected within component_post_connect_timeout, with time left: the
         // webhook is down or unreachable, which is worth retrying.
-        ureq::Error::Timeout(phase @ (ureq::Timeout::Resolve | ureq::Timeout::Connect))
-            if Instant::now() < deadline =>
-        {
-            Attempt::Unreachable(format!("timed out in phase {phase} ({})", config.profile.option("connect_timeout")))
+        Failure::ConnectTimedOut { others_answered } => {
+            let why = format!("timed out in phase connect ({})", config.profile.option("connect_timeout"));
+            if others_answered {
+                Attempt::Unlucky(why)
+            } else {
+                Attempt::Unreachable(why)
+            }
         }
-        ureq::Error::Timeout(phase) => Attempt::TimedOut(format!("timed out in phase {phase}")),
+        Failure::TimedOut(phase) => Attempt::TimedOut(format!("timed out in phase {phase}")),
+        Failure::NoAnswer { others_answered: true, .. } => Attempt::Unlucky(error.to_string()),
+        // Read with no limit of its own: only `read_to_end`'s, handled by the caller.
         other => Attempt::Unreachable(other.to_string()),
     }
 }

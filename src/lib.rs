@@ -70,6 +70,7 @@ pub mod shim;
 pub mod signing;
 pub mod stanza;
 pub mod stream;
+pub mod transport;
 pub mod upload;
 pub mod url_template;
 pub mod wakeup;

@@ -10,18 +10,15 @@
 //! and its corrections. A conversation is the bot's bare JID and the other side's bare JID (the
 //! user, whichever of their clients; or the room).
 
-use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::*;
 use crate::answer::stream_template;
-use crate::http::{read_by, StreamedAnswer};
+use crate::http::StreamedAnswer;
 use crate::outcome::{chat_state, complete, describe, mark_active, receipt, Level, BAD_REPLY};
 use crate::stanza::{Element, Node};
 use crate::stream::{end_completion, stanzas, Cut, Draft, EndStanza, Event, Parser, Stage, StreamEnd};
-
-/// How much of a stream one read takes at most.
-const READ_SIZE: usize = 16 * 1024;
+use crate::transport::Response;
 
 /// Where a test's hook is called (see `Shared::hook`).
 #[cfg(test)]
@@ -90,7 +87,7 @@ fn streamable(incoming: &Incoming) -> bool {
 
 impl Shared {
     /// Reads a streamed answer to its end and ends it: the worker's part of a stream.
-    pub(super) fn stream(self: &Arc<Self>, job: Job, answer: StreamedAnswer, jitter: &mut Jitter) {
+    pub(super) async fn stream(self: &Arc<Self>, job: Job, answer: StreamedAnswer, jitter: &mut Jitter) {
         if !streamable(&job.incoming) {
             drop(answer); // unread: the connection closes
             let why = format!("webhook reply refused: a {} cannot be answered with a stream", job.incoming.name);
@@ -132,8 +129,8 @@ impl Shared {
         let Some(slot) = slot else { return };
         // A panic (a bug) ends this stream alone, with a clear cut and a log line, and lets go
         // of its conversation and its sender's line; the worker carries on.
-        let read = catch_unwind(AssertUnwindSafe(|| self.read_stream(&job, &slot, answer.body, parser, &config.host)));
-        if read.is_err() {
+        let read = worker::Guarded(Box::pin(self.read_stream(&job, &slot, answer.body, parser, &config.host))).await;
+        if read.is_none() {
             self.abandon_stream(job.id, &job.incoming, &slot);
         }
     }
@@ -157,23 +154,22 @@ impl Shared {
 
     /// The worker's loop: a read (no lock held), its pieces applied and the stanzas due sent
     /// under the stream's own lock, until the stream ends (or `close` ended it).
-    fn read_stream(&self, job: &Job, slot: &Slot, mut body: impl Read, mut parser: Parser, host: &str) {
-        let mut buffer = vec![0; READ_SIZE];
+    async fn read_stream(&self, job: &Job, slot: &Slot, mut body: Response, mut parser: Parser, host: &str) {
         loop {
             let deadline = match lock(slot).as_ref() {
                 Some(streaming) => streaming.draft.deadline(),
                 None => return, // `close` ended it
             };
-            read_by(Some(deadline));
-            let read = body.read(&mut buffer);
+            // Each read ends by the stream's deadline, which moves on as pieces come.
+            let read = body.next_piece(deadline).await;
             let now = Instant::now();
             let broken = match read {
-                Ok(0) => {
+                Ok(None) => {
                     parser.end();
                     None
                 }
-                Ok(n) => {
-                    parser.push(&buffer[..n]);
+                Ok(Some(piece)) => {
+                    parser.push(&piece);
                     None
                 }
                 Err(e) => Some(e.to_string()),

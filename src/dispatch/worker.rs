@@ -1,41 +1,34 @@
-//! The worker threads: each takes a ready job, posts it, and settles what the answer means —
-//! the stanza's outcome, or holding it while the webhook is unreachable.
+//! The workers: tasks on the component's [`Reactor`](crate::transport::Reactor) (one native
+//! thread for all of them), each taking a ready job, posting it, and settling what the answer
+//! means — the stanza's outcome, or holding it while the webhook is unreachable. A worker
+//! waiting for its answer holds no thread: only its task's state and its connection.
 
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use super::*;
 use crate::http::{post_once, Delivery, Verdict};
-use crate::outcome::{chat_state, describe, mark_active, receipt, take_after, Level, INTERNAL};
+use crate::outcome::{chat_state, describe, mark_active, receipt, take_after, INTERNAL};
 use crate::request;
 
-/// Workers spend their time blocked in reads; they need little stack, and 1,000 of them must
-/// stay cheap (only the pages touched count towards memory).
-const STACK_SIZE: usize = 256 * 1024;
+/// How long after the idle connections are let go the free memory is given back: time for
+/// their tasks to close them and free their buffers.
+const TRIM_AFTER: Duration = Duration::from_millis(500);
 /// First wait after a `429` without `Retry-After`; doubled per retry, with jitter.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// First wait before a stanza whose own connection failed tries again while others reach the
+/// webhook; doubled per retry, with jitter.
+const FIRST_RETRY: Duration = Duration::from_millis(50);
 
 impl Shared {
     /// Starts `n` workers already counted as live and idle (see `offer_work`).
     pub(super) fn spawn_workers(self: &Arc<Self>, n: usize) {
         for _ in 0..n {
-            if let Err(e) = self.spawn_one() {
-                let mut state = lock(&self.state);
-                state.live_workers -= 1;
-                state.idle_workers -= 1;
-                drop(state);
-                // The ready jobs wait for a running worker instead; say why once per failure.
-                self.push(Completion {
-                    send: None,
-                    log: Some((Level::Warn, format!("could not start another worker thread: {e}"))),
-                });
-            }
+            let shared = Arc::clone(self);
+            self.reactor.spawn(async move { run(&shared).await });
         }
-    }
-
-    fn spawn_one(self: &Arc<Self>) -> std::io::Result<()> {
-        let shared = Arc::clone(self);
-        std::thread::Builder::new().name("component_http".into()).stack_size(STACK_SIZE).spawn(move || run(&shared))?;
-        Ok(())
     }
 
     /// Tops the pool up to the warm set.
@@ -47,109 +40,115 @@ impl Shared {
             state.idle_workers += start;
             start
         };
-        for n in 0..start {
-            if let Err(e) = self.spawn_one() {
-                let mut state = lock(&self.state);
-                state.live_workers -= start - n;
-                state.idle_workers -= start - n;
-                return Err(format!("could not start a worker thread: {e}"));
-            }
-        }
+        self.spawn_workers(start);
         Ok(())
     }
 
     /// The next job, or None when this worker should exit (closing, above the limit, or idle
     /// for `idle_timeout` beyond the warm set). `counted_idle`: this worker was counted idle by
     /// whoever started it.
-    fn next_job(&self, counted_idle: &mut bool) -> Option<Job> {
-        let mut state = lock(&self.state);
-        if std::mem::take(counted_idle) {
-            state.idle_workers -= 1;
-        }
+    async fn next_job(&self, counted_idle: &mut bool) -> Option<Job> {
         let idle_since = Instant::now();
+        let mut idle = std::mem::take(counted_idle);
         loop {
-            if state.closing || state.live_workers > state.limits.max_workers {
-                state.live_workers -= 1;
-                return None;
-            }
-            let may_take = state.outage.as_ref().is_none_or(|outage| outage.probe_due(Instant::now()));
-            if may_take {
-                if let Some(mut job) = state.ready.pop_front() {
-                    state.queued -= 1;
-                    if let Some(outage) = &mut state.outage {
-                        outage.probe_in_flight = true;
-                        job.probe = true;
-                    }
-                    let composing = if job.composing_sent {
-                        Composing::Sent
-                    } else if state.limits.chat_states_wanted(&job.incoming) {
-                        let at = job.accepted.checked_add(state.limits.chat_state_delay).unwrap_or(job.accepted);
-                        self.wake_keeper_by(&mut state, at);
-                        Composing::Due(at)
-                    } else {
-                        Composing::NotWanted
-                    };
-                    state.in_flight.insert(
-                        job.id,
-                        InFlight {
-                            incoming: Arc::clone(&job.incoming),
-                            composing,
-                            line: job.line.clone(),
-                            stream: None,
-                        },
-                    );
-                    return Some(job);
-                }
-            }
-            let idle_for = idle_since.elapsed();
-            if idle_for >= state.limits.idle_timeout && state.live_workers > state.limits.warm_workers {
-                state.live_workers -= 1;
-                let back_to_warm = state.live_workers == state.limits.warm_workers;
-                drop(state);
-                if back_to_warm {
-                    self.forget_idle_connections();
-                }
-                return None;
-            }
-            state.idle_workers += 1;
-            let wait = state.limits.idle_timeout.saturating_sub(idle_for).max(Duration::from_millis(1));
-            state = self.changed.wait_timeout(state, wait).unwrap_or_else(|p| p.into_inner()).0;
-            state.idle_workers -= 1;
+            // Registered before the lock goes, so a notification in between is not lost.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let wait = match self.take_job(idle, idle_since) {
+                Ok(next) => return next,
+                Err(wait) => wait,
+            };
+            idle = true;
+            let _ = tokio::time::timeout(wait, changed).await;
         }
     }
 
-    /// After a burst: a fresh client, so the connections the burst opened are closed (the warm
-    /// workers open theirs again on their next request), and the memory the burst's threads
-    /// used is given back to the system.
+    /// One look for work under the state lock: the job, or None when this worker should exit;
+    /// or, when there is nothing for it yet, how long it may wait (counted idle meanwhile).
+    /// `idle`: it was counted idle until now.
+    fn take_job(&self, idle: bool, idle_since: Instant) -> Result<Option<Job>, Duration> {
+        let mut state = lock(&self.state);
+        if idle {
+            state.idle_workers -= 1;
+        }
+        if state.closing || state.live_workers > state.limits.max_workers {
+            state.live_workers -= 1;
+            return Ok(None);
+        }
+        let may_take = state.outage.as_ref().is_none_or(|outage| outage.probe_due(Instant::now()));
+        if may_take {
+            if let Some(mut job) = state.ready.pop_front() {
+                state.queued -= 1;
+                if let Some(outage) = &mut state.outage {
+                    outage.probe_in_flight = true;
+                    job.probe = true;
+                }
+                let composing = if job.composing_sent {
+                    Composing::Sent
+                } else if state.limits.chat_states_wanted(&job.incoming) {
+                    let at = job.accepted.checked_add(state.limits.chat_state_delay).unwrap_or(job.accepted);
+                    self.wake_keeper_by(&mut state, at);
+                    Composing::Due(at)
+                } else {
+                    Composing::NotWanted
+                };
+                state.in_flight.insert(
+                    job.id,
+                    InFlight { incoming: Arc::clone(&job.incoming), composing, line: job.line.clone(), stream: None },
+                );
+                return Ok(Some(job));
+            }
+        }
+        let idle_for = idle_since.elapsed();
+        if idle_for >= state.limits.idle_timeout && state.live_workers > state.limits.warm_workers {
+            state.live_workers -= 1;
+            let back_to_warm = state.live_workers == state.limits.warm_workers;
+            drop(state);
+            if back_to_warm {
+                self.forget_idle_connections();
+            }
+            return Ok(None);
+        }
+        state.idle_workers += 1;
+        Err(state.limits.idle_timeout.saturating_sub(idle_for).max(Duration::from_millis(1)))
+    }
+
+    /// After a burst: the connections the burst opened are closed (the warm workers open
+    /// theirs again on their next request), and the memory the burst used is given back.
     pub(super) fn forget_idle_connections(&self) {
-        let current = self.settings();
-        // The same CA certificates, read no file: the client is new, its trust is not.
-        let endpoint = Endpoint::new(&current.config, &current.endpoint.roots);
-        // Unless `reconfigure` replaced them meanwhile: its settings win.
-        self.install(Settings { config: current.config.clone(), endpoint }, Some(&current));
-        give_back_free_memory();
+        self.settings().endpoint.client.forget_idle();
+        // The connections close on the reactor's thread, when their tasks next run and find
+        // their last handle gone; their buffers are free only then. Trimmed at once, the heap
+        // kept the burst's memory (`bench/slowbot --senders 10000 --delay 5`: 532 MiB after
+        // the burst, the floor 359; trimmed after the wait, 341).
+        self.reactor.spawn(async {
+            tokio::time::sleep(TRIM_AFTER).await;
+            give_back_free_memory();
+        });
     }
 
     /// One attempt, with everything that runs foreign or parsing code under a panic guard.
-    fn attempt(&self, job: &Job) -> Verdict {
-        catch_unwind(AssertUnwindSafe(|| {
+    async fn attempt(&self, job: &Job) -> Verdict {
+        let attempt = async {
             let settings = self.settings();
             // Encoded here rather than in `submit`: everything that need not touch Lua stays
             // off Prosody's main thread.
             let body = request::body_for(&job.incoming, &settings.config.profile);
             let delivery = Delivery {
                 incoming: &job.incoming,
-                body: &body,
+                body: body.into(),
                 delivery_id: &job.delivery_id,
                 retry: job.attempts,
                 deadline: job.deadline,
             };
             let started = Instant::now();
-            let (verdict, status) = post_once(&settings.endpoint, &settings.config, &delivery);
+            let (verdict, status) = post_once(&settings.endpoint, &settings.config, &delivery).await;
             lock(&self.stats).attempt(status, started.elapsed(), job.attempts > 0);
             verdict
-        }))
-        .unwrap_or_else(|_| Verdict::Final(internal_error(&job.incoming)))
+        };
+        // Boxed: a worker waiting for work keeps only its small loop's state.
+        Guarded(Box::pin(attempt)).await.unwrap_or_else(|| Verdict::Final(internal_error(&job.incoming)))
     }
 
     /// The stanza's outcome is known: answer it (unless `close` already did), update what we
@@ -194,7 +193,7 @@ impl Shared {
             format!("The webhook answers again after {down_for:.1} s; sending the {} held stanzas", state.queued),
         );
         let start = self.offer_work(state);
-        self.changed.notify_all();
+        self.changed.notify_waiters();
         start
     }
 
@@ -343,8 +342,10 @@ fn internal_error(incoming: &Incoming) -> Outcome {
     )
 }
 
-/// glibc keeps what exited threads freed in per-thread arenas: measured, 1,000 requests in
-/// flight left Prosody 44 MiB larger after the burst. `malloc_trim` returns it.
+/// glibc keeps freed memory in its arenas until trimmed: measured with a thread per request,
+/// 1,000 requests in flight left Prosody 44 MiB larger after the burst. With every request on
+/// the reactor's thread there is one arena to trim, but a burst's buffers still leave holes
+/// in it; `malloc_trim` returns them.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn give_back_free_memory() {
     extern "C" {
@@ -359,7 +360,22 @@ fn give_back_free_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn give_back_free_memory() {}
 
-/// Keeps the live-worker count right even if this thread unwinds.
+/// A future whose panics end it with `None` instead of unwinding through the worker.
+pub(super) struct Guarded<F>(pub(super) Pin<Box<F>>);
+
+impl<F: Future> Future for Guarded<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match catch_unwind(AssertUnwindSafe(|| self.0.as_mut().poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Some(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(None),
+        }
+    }
+}
+
+/// Keeps the live-worker count right even if this task unwinds or is dropped.
 struct Counted<'a>(&'a Shared, bool);
 
 impl Drop for Counted<'_> {
@@ -370,43 +386,63 @@ impl Drop for Counted<'_> {
     }
 }
 
-/// The main loop of the component, one per worker thread: take the next ready stanza, post
+/// The main loop of the component, one per worker task: take the next ready stanza, post
 /// it (`attempt`, which ends in `http::post_once`), then settle what the answer means —
 /// `finish` (its outcome), `hold` (the webhook is unreachable) or a wait for `Retry-After` and
 /// another attempt. Everything else (the keeper, `submit`, `drain`) only feeds or empties it.
-fn run(shared: &Arc<Shared>) {
+async fn run(shared: &Arc<Shared>) {
     let mut counted = Counted(shared, true);
     let mut jitter = Jitter::new();
     let mut counted_idle = true;
     loop {
-        let Some(mut job) = shared.next_job(&mut counted_idle) else {
+        let Some(mut job) = shared.next_job(&mut counted_idle).await else {
             counted.1 = false; // next_job counted this worker out
             return;
         };
         loop {
-            let verdict = shared.attempt(&job);
+            let verdict = shared.attempt(&job).await;
             job.attempts += 1;
-            match verdict {
-                Verdict::Final(outcome) => shared.finish(job, outcome, &mut jitter),
-                Verdict::Stream(answer) => shared.stream(job, answer, &mut jitter),
-                Verdict::Unreachable(outcome, retry_after) => shared.hold(job, outcome, retry_after, &mut jitter),
-                Verdict::RateLimited(outcome, retry_after) => {
-                    // Asked to slow down: this stanza waits, the others carry on.
-                    let (retries, left) = {
-                        let state = lock(&shared.state);
-                        (state.limits.retries, job.deadline.saturating_duration_since(Instant::now()))
-                    };
-                    let wait = retry_after
-                        .unwrap_or_else(|| jitter.spread(FIRST_BACKOFF.saturating_mul(1 << job.attempts.min(16))));
-                    let may_retry = retries.is_none_or(|retries| job.attempts <= retries) && wait < left;
-                    if !may_retry {
-                        shared.finish(job, outcome, &mut jitter);
-                    } else if shared.pause(wait) {
-                        continue;
-                    }
-                    // Closing: `close` answered it.
+            let (outcome, wait) = match verdict {
+                Verdict::Final(outcome) => {
+                    shared.finish(job, outcome, &mut jitter);
+                    break;
                 }
+                Verdict::Stream(answer) => {
+                    Box::pin(shared.stream(job, answer, &mut jitter)).await;
+                    break;
+                }
+                Verdict::Unreachable(outcome, retry_after) => {
+                    shared.hold(job, outcome, retry_after, &mut jitter);
+                    break;
+                }
+                // Asked to slow down: this stanza waits, the others carry on.
+                Verdict::RateLimited(outcome, retry_after) => (
+                    outcome,
+                    retry_after
+                        .unwrap_or_else(|| jitter.spread(FIRST_BACKOFF.saturating_mul(1 << job.attempts.min(16)))),
+                ),
+                // Its own connection failed while other requests reach the webhook: no outage,
+                // this stanza alone tries again soon.
+                Verdict::Retry(outcome) => {
+                    if job.probe || lock(&shared.state).outage.is_some() {
+                        // Held like any failure while the webhook is found unreachable anyway.
+                        shared.hold(job, outcome, None, &mut jitter);
+                        break;
+                    }
+                    (outcome, jitter.spread(FIRST_RETRY.saturating_mul(1 << job.attempts.min(16))))
+                }
+            };
+            let (retries, left) = {
+                let state = lock(&shared.state);
+                (state.limits.retries, job.deadline.saturating_duration_since(Instant::now()))
+            };
+            let may_retry = retries.is_none_or(|retries| job.attempts <= retries) && wait < left;
+            if !may_retry {
+                shared.finish(job, outcome, &mut jitter);
+            } else if shared.pause(wait).await {
+                continue;
             }
+            // Closing: `close` answered it.
             break;
         }
     }
