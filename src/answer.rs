@@ -20,7 +20,7 @@ use crate::jsonmap::{self, Kind, Profile};
 use crate::outcome::{self, status_error, Outcome, Reply, BAD_REPLY};
 use crate::policy::{self, Sender};
 use crate::stanza::{Element, Incoming};
-use crate::xml::{parse_stanza, Limits};
+use crate::xml::{parse_stanza, ParseLimits};
 
 /// An HTTP answer, read to the end (its body only if it is a reply).
 #[derive(Debug, Clone)]
@@ -158,7 +158,7 @@ fn is_media_type(content_type: Option<&str>, wanted: &str) -> bool {
 /// The reply stanza of a webhook's XML answer (mod_rest's contract), before it is addressed.
 fn reply_from_xml(body: &[u8]) -> Result<Element, String> {
     let text = std::str::from_utf8(body).map_err(|_| "the stanza is not UTF-8".to_string())?;
-    parse_stanza(text, Limits::default())
+    parse_stanza(text, ParseLimits::default())
 }
 
 /// The reply a webhook's JSON object describes, before it is addressed.
@@ -182,7 +182,7 @@ fn reply_from_fields(orig: &Incoming, fields: &Map<String, Value>, profile: Prof
     Ok(reply)
 }
 
-/// The message every stanza of a streamed answer (issue 18) is made from: the first object's
+/// The message every stanza of a streamed answer is made from: the first object's
 /// reply fields (without `delta` and `body`), addressed and checked as a one-object reply is.
 /// Only a message can be streamed.
 pub(crate) fn stream_template(orig: &Incoming, fields: &Map<String, Value>, host: &str) -> Result<Element, String> {
@@ -220,7 +220,7 @@ pub(crate) fn stream_template(orig: &Incoming, fields: &Map<String, Value>, host
 /// Defaults that depend on what is answered (the addresses, a room's type) are filled later.
 pub fn element_from_json(fields: &Map<String, Value>, profile: Profile, default_kind: Kind) -> Result<Reply, String> {
     if let Some(xml) = string_field(fields, "stanza")? {
-        let mut stanza = parse_stanza(xml, Limits::default()).map_err(|e| format!("'stanza': {e}"))?;
+        let mut stanza = parse_stanza(xml, ParseLimits::default()).map_err(|e| format!("'stanza': {e}"))?;
         for key in ["to", "from", "id"] {
             if let Some(value) = string_field(fields, key)? {
                 if stanza.attr(key).is_none() {
@@ -281,7 +281,7 @@ fn known_fields(
 /// this keeps any row, present or future, from handing Prosody's main thread more elements
 /// than one `stanza` may have.
 fn check_elements(reply: &Reply) -> Result<(), String> {
-    let max = Limits::default().max_elements;
+    let max = ParseLimits::default().max_elements;
     let mut pending: Vec<&Element> = std::iter::once(&reply.stanza).chain(&reply.after).collect();
     let mut count = 0usize;
     while let Some(element) = pending.pop() {
@@ -364,11 +364,7 @@ fn room_defaults(reply: &mut Element, defaults: &RoomReply) {
 }
 
 fn string_field<'a>(fields: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, String> {
-    match fields.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(format!("'{key}' must be a string, got {}", json_type(other))),
-    }
+    jsonmap::optional_string(fields.get(key), &format!("'{key}'"))
 }
 
 #[cfg(test)]
@@ -699,7 +695,7 @@ mod tests {
 
     #[test]
     fn a_built_reply_is_held_to_the_element_limit_of_a_parsed_one() {
-        let max = Limits::default().max_elements;
+        let max = ParseLimits::default().max_elements;
         // Every field, every list at its bound: well within the limit.
         let fullest = serde_json::json!({
             "body": "b", "oob_url": "https://f.example/a", "replace": "m0",
@@ -718,7 +714,7 @@ mod tests {
         wide.after.push(Element::new("message"));
         assert_eq!(check_elements(&wide), Err(format!("the reply makes more than {max} elements, a stanza's limit")));
         let parsed = format!("<message>{}</message>", "<x/>".repeat(max));
-        assert_eq!(parse_stanza(&parsed, Limits::default()), Err(format!("more than {max} elements")));
+        assert_eq!(parse_stanza(&parsed, ParseLimits::default()), Err(format!("more than {max} elements")));
     }
 
     #[test]

@@ -167,7 +167,7 @@ pub enum Verdict {
     Retry(Outcome),
     /// `429 Too Many Requests`: this stanza should wait (`Retry-After`, if given) and try again.
     RateLimited(Outcome, Option<Duration>),
-    /// A `200` streamed answer (issue 18): its body is read piece by piece by the worker.
+    /// A `200` streamed answer: its body is read piece by piece by the worker.
     /// Never retried.
     Stream(StreamedAnswer),
 }

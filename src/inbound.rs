@@ -10,7 +10,7 @@ use crate::jsonmap::{Kind, Profile};
 use crate::outcome::Reply;
 use crate::policy::{self, Sender};
 use crate::stanza::Element;
-use crate::xml::{parse_stanza, Limits};
+use crate::xml::{parse_stanza, ParseLimits};
 
 /// Why a push was refused: the HTTP status and a message for the client.
 #[derive(Debug, PartialEq, Eq)]
@@ -93,8 +93,8 @@ fn finish(mut push: Reply, host: &str) -> Result<Reply, Refusal> {
         stanza.set_attr("from", host);
     }
     policy::check(stanza, host, Sender::Push).map_err(|refusal| match refusal {
-        policy::Refusal::Invalid(why) => refuse(400, why),
-        policy::Refusal::NotOurs(why) => refuse(403, why),
+        policy::Violation::Invalid(why) => refuse(400, why),
+        policy::Violation::NotOurs(why) => refuse(403, why),
     })?;
     address_after(&mut push, host, Sender::Push).map_err(|why| refuse(400, why))?;
     Ok(push)
@@ -105,7 +105,7 @@ fn from_xml(body: &[u8]) -> Result<Element, Refusal> {
     if text.trim_start().starts_with("<?") {
         return Err(refuse(400, "no XML declaration or processing instruction, please: just the stanza"));
     }
-    let stanza = parse_stanza(text, Limits::default()).map_err(|e| refuse(400, e))?;
+    let stanza = parse_stanza(text, ParseLimits::default()).map_err(|e| refuse(400, e))?;
     if stanza.attr("xmlns").is_some() {
         return Err(refuse(400, "the stanza must not have an xmlns attribute (jabber:client is implied)"));
     }

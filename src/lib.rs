@@ -188,7 +188,7 @@ impl UserData for Client {
                 let Some(dispatcher) = this.dispatcher.as_ref() else { return Ok(None) };
                 let element = || {
                     let xml = Incoming::from_lua(&stanza)?.xml;
-                    xml::parse_stanza(&xml, xml::Limits::default())
+                    xml::parse_stanza(&xml, xml::ParseLimits::default())
                 };
                 Ok(dispatcher.hold(element).map(|held| if held { "held" } else { "full" }))
             })
@@ -460,7 +460,7 @@ fn serialize(_: &Lua, stanza: Table) -> mlua::Result<String> {
 }
 
 fn parse(lua: &Lua, (text, stanza_mt): (String, Table)) -> mlua::Result<MultiValue> {
-    guard("parse", || match xml::parse_stanza(&text, xml::Limits::default()) {
+    guard("parse", || match xml::parse_stanza(&text, xml::ParseLimits::default()) {
         Ok(element) => Ok(MultiValue::from_vec(vec![Value::Table(element.to_lua(lua, &stanza_mt)?)])),
         Err(why) => Ok(MultiValue::from_vec(vec![Value::Nil, Value::String(lua.create_string(why)?)])),
     })

@@ -25,10 +25,6 @@ pub enum Violation {
     NotOurs(String),
 }
 
-/// The former name of [`Violation`], which a refused push's `inbound::Refusal` shares: kept
-/// only until `inbound.rs` says `Violation`.
-pub type Refusal = Violation;
-
 impl Violation {
     /// What was wrong, for the log or the HTTP client.
     pub fn message(&self) -> &str {

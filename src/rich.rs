@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use serde_json::{Map, Value};
 
 use crate::jid;
-use crate::jsonmap::{self, elements, json_type, text, Profile};
+use crate::jsonmap::{self, elements, text, Profile};
 /// The namespaces of the rich fields, where other modules have always found them.
 pub use crate::ns::{FALLBACK, OOB, REACTIONS};
 use crate::ns::{HINTS, REPLY, STANZA_ID};
@@ -55,7 +55,7 @@ impl RequestFields {
             incoming.room.as_ref().filter(|room| !room.fields.is_private()).map(|room| room.fields.room.as_str());
         // The stanza was Prosody's, so it parses; deeper than the reply limits only if a
         // server let it through, and then it has no fields for us.
-        let limits = crate::xml::Limits { max_depth: crate::stanza::MAX_DEPTH, ..Default::default() };
+        let limits = crate::xml::ParseLimits { max_depth: crate::stanza::MAX_DEPTH, ..Default::default() };
         match crate::xml::parse_stanza(&incoming.xml, limits) {
             Ok(stanza) => RequestFields::read_as(&stanza, room, profile),
             Err(_) => RequestFields::default(),
@@ -210,11 +210,7 @@ pub fn strip_ranges(text: &str, ranges: &[(usize, usize)]) -> (String, usize) {
 ///
 /// A `reply.quote` that is not a string is refused, naming it.
 pub fn compose(message: &mut Element, fields: &Map<String, Value>) -> Result<Vec<Element>, String> {
-    let quote = match fields.get("reply").and_then(|reply| reply.get("quote")) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(quote)) => Some(quote.as_str()),
-        Some(other) => return Err(format!("'reply.quote' must be a string, got {}", json_type(other))),
-    };
+    let quote = jsonmap::optional_string(fields.get("reply").and_then(|reply| reply.get("quote")), "'reply.quote'")?;
     let url = child(message, "x", OOB)
         .and_then(|x| elements(x).find(|e| e.name == "url" && e.attr("xmlns").is_none_or(|ns| ns == OOB)))
         .map(text);
@@ -289,11 +285,11 @@ fn child<'a>(element: &'a Element, name: &str, ns: &str) -> Option<&'a Element> 
 mod tests {
     use super::*;
     use crate::jsonmap::Kind;
-    use crate::xml::{parse_stanza, Limits};
+    use crate::xml::{parse_stanza, ParseLimits};
     use serde_json::json;
 
     fn read(xml: &str, room: Option<&str>) -> RequestFields {
-        RequestFields::read(&parse_stanza(xml, Limits::default()).unwrap(), room)
+        RequestFields::read(&parse_stanza(xml, ParseLimits::default()).unwrap(), room)
     }
 
     /// The request fields this module's tests are about (the mapping writes more: `oob` beside

@@ -1,4 +1,4 @@
-//! Group chat rooms (XEP-0045, issue 17): which rooms the bot is in and what it sends to stay
+//! Group chat rooms (XEP-0045): which rooms the bot is in and what it sends to stay
 //! there, what a room message means for the webhook, and where the answer goes. Owned state and
 //! pure functions on plain values; Lua does the sending and the storage.
 //!

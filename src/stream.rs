@@ -1,4 +1,4 @@
-//! Streamed answers (issue 18): a webhook may answer `200` with `application/x-ndjson` or
+//! Streamed answers: a webhook may answer `200` with `application/x-ndjson` or
 //! `text/event-stream` instead of one JSON object, and the user watches the answer being
 //! written: a first message, XEP-0308 corrections at a capped pace, and a final correction.
 //!

@@ -29,10 +29,6 @@ pub struct ParseLimits {
     pub max_attributes: usize,
 }
 
-/// The former name of [`ParseLimits`], which a stream's `Limits` shares: kept only until the
-/// files that still say it (`answer.rs`, `inbound.rs`, `rich.rs`, `jsonmap/`, `lib.rs`) move.
-pub type Limits = ParseLimits;
-
 impl Default for ParseLimits {
     fn default() -> Self {
         ParseLimits { max_depth: 32, max_elements: 10_000, max_attributes: 64 }

@@ -16,7 +16,7 @@
 use component_http_native::rich::RequestFields;
 use component_http_native::room::{classify, GroupchatMode, MessageFacts, Occupant, RoomView, Treatment};
 use component_http_native::stanza::{escape_into, Element, Node};
-use component_http_native::xml::{parse_stanza, Limits};
+use component_http_native::xml::{parse_stanza, ParseLimits};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 
@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => return,
         }
     };
-    let Ok(element) = parse_stanza(&xml, Limits::default()) else { return };
+    let Ok(element) = parse_stanza(&xml, ParseLimits::default()) else { return };
     check(&element);
 });
 

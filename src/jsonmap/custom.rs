@@ -60,7 +60,7 @@ fn html_xml(value: &Value, field: &str, builder: &mut Builder) -> Result<Element
     // wrapper is a message, the one top-level element the parser takes.
     let wrapped =
         format!("<message><x:html xmlns:x='{}' xmlns='{}'>{markup}</x:html></message>", ns::XHTML_IM, ns::XHTML);
-    let limits = crate::xml::Limits {
+    let limits = crate::xml::ParseLimits {
         max_depth: super::MAX_DEPTH.saturating_sub(builder.depth).max(3),
         max_elements: builder.left + 1,
         ..Default::default()

@@ -13,7 +13,7 @@
 //! Both directions are bounded: every list has a documented maximum (refused past it when
 //! building, read up to it from a stanza), and a stanza built here holds at most
 //! [`MAX_ELEMENTS`] elements, nested at most [`MAX_DEPTH`] deep, the limits a parsed reply obeys
-//! (`crate::xml::Limits`). A field the table does not know, or marks unmapped, is refused with a
+//! (`crate::xml::ParseLimits`). A field the table does not know, or marks unmapped, is refused with a
 //! [`MapError`] naming it: nothing a client sends is dropped silently.
 //!
 //! Reading a stanza never fails: a child that does not have its row's shape (a `<priority/>`
@@ -35,12 +35,12 @@ use crate::stanza::{Element, Node};
 pub use table::ROWS;
 
 /// The most elements a stanza built from JSON may hold: the element limit of a parsed reply
-/// (`crate::xml::Limits::default().max_elements`), so a JSON reply cannot build more than the
+/// (`crate::xml::ParseLimits::default().max_elements`), so a JSON reply cannot build more than the
 /// same reply written as XML could.
 pub const MAX_ELEMENTS: usize = 10_000;
 
 /// How deep a stanza built from JSON may nest: the depth limit of a parsed reply
-/// (`crate::xml::Limits::default().max_depth`). Only a forwarded message inside an archive
+/// (`crate::xml::ParseLimits::default().max_depth`). Only a forwarded message inside an archive
 /// result inside a message… can nest without end; every other row has a fixed depth.
 pub const MAX_DEPTH: usize = 32;
 
@@ -833,6 +833,16 @@ fn read_obj(obj: &Obj, element: &Element, ns: &str) -> Option<Map<String, Value>
 }
 
 // ---- writing XML ----
+
+/// A JSON field that must be a string when present: `None` when absent or `null`; else a
+/// refusal naming it as `name` says (`'body'`, `'reply.quote'`) and what it was.
+pub fn optional_string<'a>(value: Option<&'a Value>, name: &str) -> Result<Option<&'a str>, String> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(other) => Err(format!("{name} must be a string, got {}", json_type(other))),
+    }
+}
 
 /// "a string", "an object", …: what a JSON value is, for messages.
 pub fn json_type(value: &Value) -> &'static str {

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::table::{MAX_REACTIONS, MAX_STANZA_IDS};
 use super::*;
-use crate::xml::{parse_stanza, Limits};
+use crate::xml::{parse_stanza, ParseLimits};
 
 fn fields(value: Value) -> Map<String, Value> {
     match value {
@@ -22,7 +22,7 @@ fn refusal(value: Value, profile: Profile) -> MapError {
 }
 
 fn read(xml: &str, profile: Profile) -> Value {
-    Value::Object(element_to_json(&parse_stanza(xml, Limits::default()).unwrap(), profile))
+    Value::Object(element_to_json(&parse_stanza(xml, ParseLimits::default()).unwrap(), profile))
 }
 
 /// One sample per row at least: the JSON, the XML it is built into, and the profiles it holds
@@ -298,7 +298,7 @@ fn every_sample_round_trips_in_both_directions() {
             // Stanza → JSON: the same value.
             assert_eq!(read(xml, profile), json, "{profile:?} {xml}");
             // And around again from the stanza: the same XML.
-            let element = parse_stanza(xml, Limits::default()).unwrap();
+            let element = parse_stanza(xml, ParseLimits::default()).unwrap();
             let again = json_to_element(&element_to_json(&element, profile), profile, Kind::Message).unwrap();
             assert_eq!(again.to_xml(), xml, "{profile:?} {xml}");
         }
@@ -508,8 +508,8 @@ fn lists_past_their_bound_are_refused_naming_the_field() {
 
 #[test]
 fn a_stanza_built_from_json_holds_no_more_elements_than_a_parsed_reply() {
-    assert_eq!(MAX_ELEMENTS, Limits::default().max_elements);
-    assert_eq!(MAX_DEPTH, Limits::default().max_depth);
+    assert_eq!(MAX_ELEMENTS, ParseLimits::default().max_elements);
+    assert_eq!(MAX_DEPTH, ParseLimits::default().max_depth);
     // Every list within its bound, together past the element limit.
     let values = vec![json!("v"); table::MAX_FIELD_VALUES];
     let list = vec![json!({ "var": "v", "values": values }); table::MAX_FORM_FIELDS];

@@ -313,14 +313,13 @@ fn piece(text: &[u8], first: bool) -> Result<Piece, String> {
 
 /// `delta` or `body`: a string, or absent (`null` too, as in a one-object reply).
 fn text_field(fields: &mut Map<String, Value>, key: &str) -> Result<Option<String>, String> {
-    match fields.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => {
-            check_text(&text, &format!("'{key}'"))?;
-            Ok(Some(text))
-        }
-        Some(other) => Err(format!("'{key}' must be a string, got {}", json_type(&other))),
+    let name = format!("'{key}'");
+    let text = crate::jsonmap::optional_string(fields.get(key), &name)?.map(str::to_owned);
+    fields.remove(key);
+    if let Some(text) = &text {
+        check_text(text, &name)?;
     }
+    Ok(text)
 }
 
 #[cfg(test)]

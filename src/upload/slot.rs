@@ -120,10 +120,10 @@ fn is_http_url(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xml::{parse_stanza, Limits};
+    use crate::xml::{parse_stanza, ParseLimits};
 
     fn parse(xml: &str) -> Element {
-        parse_stanza(xml, Limits::default()).unwrap()
+        parse_stanza(xml, ParseLimits::default()).unwrap()
     }
 
     #[test]
