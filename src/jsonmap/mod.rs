@@ -569,16 +569,12 @@ fn build_stanza(
         }
         error
     };
-    build_fields(&fields, profile, kind, prefix, builder).map_err(named)
+    check_fields(&fields, profile, kind, prefix).map_err(&named)?;
+    write_fields(&fields, WriteTo { profile, kind, prefix }, builder).map_err(named)
 }
 
-fn build_fields(
-    fields: &Map<String, Value>,
-    profile: Profile,
-    kind: Kind,
-    prefix: &str,
-    builder: &mut Builder,
-) -> Result<Element, MapError> {
+/// Every field given is one the profile knows, for this kind, and maps.
+fn check_fields(fields: &Map<String, Value>, profile: Profile, kind: Kind, prefix: &str) -> Result<(), MapError> {
     for (key, value) in fields.iter() {
         if value.is_null() {
             continue;
@@ -595,6 +591,20 @@ fn build_fields(
             Some(_) => {}
         }
     }
+    Ok(())
+}
+
+/// Where checked fields are written: the profile's rows for the kind, named under `prefix`.
+#[derive(Clone, Copy)]
+struct WriteTo<'a> {
+    profile: Profile,
+    kind: Kind,
+    prefix: &'a str,
+}
+
+/// The stanza the checked fields describe.
+fn write_fields(fields: &Map<String, Value>, to: WriteTo, builder: &mut Builder) -> Result<Element, MapError> {
+    let WriteTo { profile, kind, prefix } = to;
     let mut stanza = builder.element(&path(prefix, "kind"), kind.name())?;
     for row in rows(profile).filter(|row| row.kinds.has(kind)) {
         let Some(value) = fields.get(row.name).filter(|value| !value.is_null()) else { continue };
