@@ -33,13 +33,13 @@ pub fn decode(body: &[u8]) -> Result<Map<String, Value>, String> {
         ciborium::de::Error::Semantic(Some(at), why) => format!("invalid CBOR at byte {at}: {why}"),
         ciborium::de::Error::Semantic(None, why) => format!("invalid CBOR: {why}"),
     })?;
+    let Cbor::Map(entries) = item else {
+        return Err("expected a CBOR map (the fields of the JSON object), not a single value".into());
+    };
     if !rest.is_empty() {
         return Err(format!("the body holds more than one CBOR item ({} bytes follow the first)", rest.len()));
     }
-    match item {
-        Cbor::Map(entries) => object(entries, None),
-        _ => Err("expected a CBOR map (the fields of the JSON object), not a single value".into()),
-    }
+    object(entries, None)
 }
 
 /// `value` in CBOR: objects as maps with text keys, numbers as integers or floats.
@@ -186,8 +186,11 @@ mod tests {
         let mut two = cbor(&Cbor::Map(vec![]));
         two.extend(cbor(&Cbor::Null));
         assert_eq!(refused(two), "the body holds more than one CBOR item (1 bytes follow the first)");
-        // Not CBOR at all: a JSON text, a truncated map, a reserved header, nothing.
-        assert!(refused(br#"{"to":"x"}"#.to_vec()).starts_with("invalid CBOR"));
+        // Not CBOR at all: a JSON text (its `{` is a CBOR text whose 8-byte length follows: a
+        // length far beyond the body, which reserves nothing), a truncated map, a reserved
+        // header, nothing.
+        let json = br#"{"to": "u@example.org", "body": "hi"}"#;
+        assert_eq!(refused(json.to_vec()), "invalid CBOR: failed to fill whole buffer (a truncated body?)");
         assert!(refused(vec![0xa1, 0x61, b'a']).starts_with("invalid CBOR"));
         assert!(refused(vec![0x1c]).starts_with("invalid CBOR"));
         assert!(refused(vec![]).starts_with("invalid CBOR"));
