@@ -1,8 +1,8 @@
 -- The push endpoint's HTTP answers, in the format the request is answered in: a stanza sent or
--- an iq's answer (XML, JSON in the module's field names, or mod_rest's form), the results of an
--- archive query with it, and refusals saying why. The endpoint (component_http_push.lib.lua)
--- decides once per request which format that is, in `endpoint.answers_json`, `answers_form`
--- and `wants_xml`.
+-- an iq's answer (XML, JSON in the module's field names, or mod_rest's form or CBOR: the JSON's
+-- value in CBOR), the results of an archive query with it, and refusals saying why. The endpoint
+-- (component_http_push.lib.lua) decides once per request which format that is, in
+-- `endpoint.answers_json`, `answers_form`, `answers_cbor` and `wants_xml`.
 
 local st = require "util.stanza";
 local json = require "util.json";
@@ -18,15 +18,20 @@ local rest_errors = {
 
 -- A refusal or failure, saying why: as text; to a request answered in JSON, as {"error": why}
 -- (component_http) or, from mod_rest, {"type": "error", "error": {type, condition, text},
--- "code": status}; to a mod_rest request whose Accept asks for application/xmpp+xml, as an
--- XMPP stream error.
+-- "code": status}, in CBOR too when the request is answered so; to a mod_rest request whose
+-- Accept asks for application/xmpp+xml, as an XMPP stream error.
 local function plain(endpoint, response, status, text)
 	response.status_code = status;
 	local rest_error = endpoint.rest and (rest_errors[status] or { "cancel", "undefined-condition" });
-	if endpoint.answers_json[response] and rest_error then
-		response.headers.content_type = "application/json";
-		return json.encode({ type = "error", code = status,
+	if (endpoint.answers_json[response] or endpoint.answers_cbor[response]) and rest_error then
+		local body = json.encode({ type = "error", code = status,
 			error = { type = rest_error[1], condition = rest_error[2], text = text } });
+		if endpoint.answers_cbor[response] then
+			response.headers.content_type = "application/cbor";
+			return endpoint.native.rest_cbor(body);
+		end
+		response.headers.content_type = "application/json";
+		return body;
 	elseif endpoint.answers_json[response] then
 		response.headers.content_type = "application/json";
 		return json.encode({ error = text });
@@ -77,6 +82,9 @@ local function render(endpoint, response, stanza)
 	elseif endpoint.answers_form[response] then
 		response.headers.content_type = "application/x-www-form-urlencoded";
 		body = endpoint.native.rest_form(stanza);
+	elseif endpoint.answers_cbor[response] then
+		response.headers.content_type = "application/cbor";
+		body = endpoint.native.rest_cbor(endpoint.native.request_json(stanza, endpoint.profile.native));
 	else
 		response.headers.content_type = "application/xmpp+xml";
 		body = tostring(stanza);
@@ -85,16 +93,21 @@ local function render(endpoint, response, stanza)
 end
 
 -- An iq's answer with the stanzas collected before it (an archive query's results), as the
--- community module writes them: {"xmpp": [...]} in JSON (a form cannot say a list: JSON too),
--- else <xmpp>...</xmpp>.
+-- community module writes them: {"xmpp": [...]} in JSON (a form cannot say a list: JSON too) or
+-- CBOR, else <xmpp>...</xmpp>.
 local function render_all(endpoint, response, stanzas)
 	local parts = {};
-	if endpoint.answers_json[response] or endpoint.answers_form[response] then
+	if endpoint.answers_json[response] or endpoint.answers_form[response] or endpoint.answers_cbor[response] then
 		for i, stanza in ipairs(stanzas) do
 			parts[i] = endpoint.native.request_json(stanza, endpoint.profile.native);
 		end
+		local body = '{"xmpp":['..table.concat(parts, ",").."]}";
+		if endpoint.answers_cbor[response] then
+			response.headers.content_type = "application/cbor";
+			return sized(response, endpoint.native.rest_cbor(body));
+		end
 		response.headers.content_type = "application/json";
-		return sized(response, '{"xmpp":['..table.concat(parts, ",").."]}");
+		return sized(response, body);
 	end
 	for i, stanza in ipairs(stanzas) do
 		parts[i] = tostring(stanza);

@@ -189,6 +189,7 @@ local function handle_push(endpoint, event, path)
 		local format = endpoint.native.rest_answer_format(request.headers.content_type, request.headers.accept);
 		endpoint.answers_json[response] = format == "json" or nil;
 		endpoint.answers_form[response] = format == "form" or nil;
+		endpoint.answers_cbor[response] = format == "cbor" or nil;
 		-- Refusals in XML only when asked for: Accept naming application/xmpp+xml.
 		endpoint.wants_xml[response] = format == "xml" and (request.headers.accept or ""):lower()
 			:find("application/xmpp+xml", 1, true) and true or nil;
@@ -262,6 +263,8 @@ local function serve(shim, native, profile, push, client, rooms, rest)
 		answers_json = setmetatable({}, { __mode = "k" }),
 		-- mod_rest's requests answered as a form (application/x-www-form-urlencoded).
 		answers_form = setmetatable({}, { __mode = "k" }),
+		-- mod_rest's requests answered in CBOR (application/cbor).
+		answers_cbor = setmetatable({}, { __mode = "k" }),
 		-- mod_rest's requests whose refusals are written in XML.
 		wants_xml = setmetatable({}, { __mode = "k" }),
 		-- Pushed iqs waiting for their answers, by the id they carry on the wire: their HTTP

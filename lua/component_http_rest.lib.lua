@@ -184,7 +184,7 @@ local function probe(native, client, url, quote, format_option)
 		if not accept then
 			return;
 		end
-		local format = native.rest_answer_format(nil, accept);
+		local format = native.rest_answer_format(nil, accept, true); -- XML or JSON: callbacks speak no other
 		if format == "form" or (format == "xml" and not accept:lower():find("application/xmpp+xml", 1, true)) then
 			module:log("warn", "The callback's Accept (%s) names neither application/json nor application/xmpp+xml: "
 				.."keeping %s", quote(accept), format_option);

@@ -133,10 +133,27 @@ pub(crate) fn pushed_values(
     Ok(MultiValue::from_vec(values))
 }
 
-/// `rest_answer_format(content_type, accept)`: `"xml"`, `"json"` or `"form"`, what mod_rest
-/// answers a request in (see [`rest::negotiate::answer`]).
-fn rest_answer_format(_: &Lua, (content_type, accept): (Option<String>, Option<String>)) -> mlua::Result<&'static str> {
-    Ok(rest::negotiate::answer(content_type.as_deref(), accept.as_deref()).name())
+/// `rest_answer_format(content_type, accept, callback)`: `"xml"`, `"json"`, `"form"` or
+/// `"cbor"`, what mod_rest answers a request in (see [`rest::negotiate::answer`]); with
+/// `callback` true, `"xml"` or `"json"`, what the callback whose probe answered `accept` is
+/// written in ([`rest::negotiate::callback`]).
+fn rest_answer_format(
+    _: &Lua,
+    (content_type, accept, callback): (Option<String>, Option<String>, Option<bool>),
+) -> mlua::Result<&'static str> {
+    Ok(if callback.unwrap_or(false) {
+        rest::negotiate::callback(accept.as_deref())
+    } else {
+        rest::negotiate::answer(content_type.as_deref(), accept.as_deref())
+    }
+    .name())
+}
+
+/// `rest_cbor(json)`: the JSON text `json` (an answer the module built) written in CBOR.
+fn rest_cbor(lua: &Lua, json: mlua::String) -> mlua::Result<mlua::String> {
+    let value: serde_json::Value = serde_json::from_slice(&json.as_bytes())
+        .map_err(|e| mlua::Error::runtime(format!("an answer to write in CBOR is not JSON: {e}")))?;
+    lua.create_string(rest::cbor::encode(&value))
 }
 
 /// `rest_form(stanza)`: a stanza answered as a form (its JSON's top-level text fields).
@@ -173,6 +190,7 @@ pub fn register(lua: &Lua, exports: &Table) -> mlua::Result<()> {
         lua.create_function(|lua, args| crate::guard("rest_answer_format", || rest_answer_format(lua, args)))?,
     )?;
     exports.set("rest_form", lua.create_function(|lua, args| crate::guard("rest_form", || rest_form(lua, args)))?)?;
+    exports.set("rest_cbor", lua.create_function(|lua, json| crate::guard("rest_cbor", || rest_cbor(lua, json)))?)?;
     exports.set(
         "presence",
         lua.create_function(|lua, args| crate::guard("presence", || crate::presence::new_lua(lua, args)))?,
@@ -196,5 +214,16 @@ mod tests {
         assert_eq!(t.get::<String>("stanzas_option").unwrap(), "rest_stanzas");
         assert_eq!(t.get::<String>("push_path").unwrap(), "rest");
         assert!(profile(&lua, "muc".into()).is_err());
+    }
+
+    #[test]
+    fn an_answer_is_written_in_cbor_from_its_json_and_a_callback_never_is() {
+        let lua = Lua::new();
+        let written = rest_cbor(&lua, lua.create_string(r#"{"a":1}"#).unwrap()).unwrap();
+        assert_eq!(&written.as_bytes()[..], [0xa1, 0x61, b'a', 0x01]);
+        assert!(rest_cbor(&lua, lua.create_string("{").unwrap()).is_err());
+        let format = |accept: &str, callback| rest_answer_format(&lua, (None, Some(accept.into()), callback)).unwrap();
+        assert_eq!(format("application/cbor", None), "cbor");
+        assert_eq!(format("application/cbor, application/json;q=0.5", Some(true)), "json");
     }
 }

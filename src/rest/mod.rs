@@ -2,6 +2,7 @@
 //! stanza (or left to [`crate::inbound`] when the body is a stanza as XML or JSON on its own):
 //!
 //! - `POST /rest` with `application/xmpp+xml` or `application/json` (read by `inbound`), with
+//!   `application/cbor` (the JSON's map in CBOR, [`cbor`]), with
 //!   `application/x-www-form-urlencoded` (the JSON's top-level text fields, [`form`]), or with
 //!   `text/plain` (a chat message, [`text`]);
 //! - `POST /rest/{kind}/{type}/{to}` with any of those bodies but XML, or none: the path's kind,
@@ -14,6 +15,7 @@
 //! the format of the answer; `crate::url_template` fills the callback URL's placeholders. Nothing here
 //! routes anything; every refusal names what is wrong.
 
+pub mod cbor;
 pub mod form;
 pub mod negotiate;
 pub mod path;
@@ -26,7 +28,8 @@ use crate::inbound::Refusal;
 use path::Path;
 
 /// The media types a request body may have.
-const ACCEPTED: &str = "application/xmpp+xml, application/json, application/x-www-form-urlencoded or text/plain";
+const ACCEPTED: &str =
+    "application/xmpp+xml, application/json, application/cbor, application/x-www-form-urlencoded or text/plain";
 
 /// What a request asks to send.
 #[derive(Debug, PartialEq)]
@@ -63,6 +66,8 @@ pub fn read(
     if path.is_empty() {
         return if is_xmpp_xml(content_type) || is_json(content_type) {
             Ok(Read::Body)
+        } else if cbor::is_cbor(content_type) {
+            Ok(Read::Fields(cbor::decode(body).map_err(bad)?))
         } else if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
             Ok(Read::Fields(match form::decode(text()?).map_err(bad)? {
                 form::Form::Fields(fields) => fields,
@@ -86,6 +91,8 @@ pub fn read(
             Value::Object(fields) => Some(fields),
             _ => return Err(bad("expected a JSON object".into())),
         }
+    } else if cbor::is_cbor(content_type) {
+        Some(cbor::decode(body).map_err(bad)?)
     } else if media.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
         match form::decode(text()?).map_err(bad)? {
             form::Form::Fields(fields) => Some(fields),

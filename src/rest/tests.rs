@@ -161,3 +161,49 @@ fn a_stanza_without_to_goes_to_the_account_and_a_component_still_needs_one() {
         stanza_from_push(b"<message><body>x</body></message>", XML, "rest.example.net", Some(Profile::Rest), 1024);
     assert_eq!(component.unwrap_err().message, "the stanza has no 'to'");
 }
+
+/// A request whose body is bytes (CBOR), through to the stanza sent.
+fn post_bytes(path: &str, content_type: Option<&str>, body: &[u8]) -> Result<String, (u16, String)> {
+    let pushed = match read(false, path, None, content_type, body) {
+        Ok(Read::Body) => stanza_from_push(body, content_type, ACCOUNT, Some(Profile::Rest), 1 << 16),
+        Ok(Read::Fields(fields)) => stanza_from_rest_fields(&fields, ACCOUNT),
+        Err(refusal) => Err(refusal),
+    };
+    pushed.map(|push| push.stanza.to_xml()).map_err(|r| (r.status, r.message))
+}
+
+#[test]
+fn a_cbor_body_is_the_stanza_its_json_would_be() {
+    const CBOR: Option<&str> = Some("application/cbor");
+    let bodies = [
+        r#"{"to": "romeo@example.org", "body": "Hi", "subject": "S", "thread": {"id": "t1"}}"#,
+        r#"{"to": "example.net", "ping": true}"#,
+        r#"{"kind": "presence", "to": "romeo@example.org", "show": "away", "priority": 5}"#,
+        r#"{"body": "Note to self"}"#,
+        r#"{"to": "romeo@example.org", "sticker": 1}"#,
+        r#"{"to": "romeo@example.org", "from": "romeo@example.net"}"#,
+    ];
+    for json in bodies {
+        let value: serde_json::Value = serde_json::from_str(json).unwrap();
+        let written = cbor::encode(&value);
+        assert_eq!(post_bytes("", CBOR, &written), post("", JSON, json), "{json}");
+        let with_path = post_bytes("message/normal/juliet@example.net", CBOR, &written);
+        assert_eq!(with_path, post("message/normal/juliet@example.net", JSON, json), "{json}");
+    }
+    // {"to": "romeo@example.org", "body": "Hi"} written by hand, with a parameter on the type.
+    let mut by_hand = vec![0xa2, 0x62, b't', b'o', 0x71];
+    by_hand.extend(b"romeo@example.org");
+    by_hand.extend([0x64, b'b', b'o', b'd', b'y', 0x62, b'H', b'i']);
+    assert_eq!(
+        post_bytes("", Some("Application/CBOR; x=y"), &by_hand).unwrap(),
+        "<message type='chat' to='romeo@example.org' from='juliet@example.net'><body>Hi</body></message>"
+    );
+    // What JSON cannot say is refused with a 400 naming it, at /rest and with path parameters.
+    let bytes = [0xa1, 0x64, b'b', b'o', b'd', b'y', 0x42, 0x01, 0x02];
+    for path in ["", "message/chat/romeo@example.org"] {
+        assert_eq!(post_bytes(path, CBOR, &bytes), Err((400, "'body' is a byte string: JSON has none".into())));
+        assert_eq!(post_bytes(path, CBOR, &[0xa1]).unwrap_err().0, 400);
+    }
+    // The 415 says CBOR is read.
+    assert!(post("", Some("image/png"), "x").unwrap_err().1.contains("application/cbor"));
+}
