@@ -58,7 +58,7 @@ local function discover(uploads, quote)
 	-- would go unanswered, or (mod_rest on a VirtualHost) to the callback, as if someone asked.
 	local modules = prosody.hosts[where] and prosody.hosts[where].modules;
 	if not (modules and modules.disco) then
-		module:log("warn", "Looked for an upload service on %s, which does not load mod_disco: %s", where,
+		module:log("info", "Looked for an upload service on %s, which does not load mod_disco: %s", where,
 			uploads:no_service());
 		return;
 	end
@@ -79,7 +79,7 @@ local function discover(uploads, quote)
 		local function try(i)
 			local jid = candidates[i];
 			if not jid then
-				module:log("warn", "Looked for an upload service on %s and its disco#items: %s", where, uploads:no_service());
+				module:log("info", "Looked for an upload service on %s and its disco#items: %s", where, uploads:no_service());
 				return;
 			end
 			return disco_info(jid, offered(jid)):next(function (found)
