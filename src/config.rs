@@ -711,7 +711,7 @@ fn split_userinfo(url: &str, option: &str) -> Result<(String, Option<String>), S
     // The port, if any, is what follows the last ':' outside an IPv6 literal's brackets.
     let port = host.rsplit_once(']').map_or(host, |(_, rest)| rest).rsplit_once(':').map(|(_, port)| port);
     let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
-    if format!("{scheme}://{host}/").parse::<hyper::Uri>().is_err() || !port_ok {
+    if format!("{scheme}://{host}/").parse::<http::Uri>().is_err() || !port_ok {
         return Err(format!("{option} \"{url}\": \"{host}\" is not a valid host[:port]"));
     }
     if path.chars().any(|c| c.is_whitespace() || c.is_control()) {

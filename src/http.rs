@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LANGUAGE, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LANGUAGE, CONTENT_TYPE};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 
@@ -282,8 +282,8 @@ fn headers(config: &Config, delivery: &Delivery) -> Result<Vec<(HeaderName, Head
 }
 
 /// The path and query of a rendered URL, as the request's target.
-fn path_of(url: &str) -> Result<hyper::Uri, String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("the URL {url:?} cannot be sent: {e}"))?;
+fn path_of(url: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("the URL {url:?} cannot be sent: {e}"))?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     path.parse().map_err(|e| format!("the URL {url:?} cannot be sent: {e}"))
 }

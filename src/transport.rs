@@ -22,30 +22,24 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, HOST, USER_AGENT};
-use hyper::{Method, Uri};
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::Uri;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::timeout_at;
-use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
 use crate::resolve::CachingResolver;
+use http1::{Conn, Framing, Stream};
 
+mod http1;
 #[cfg(test)]
 mod tests;
 
@@ -62,10 +56,6 @@ pub const MAX_CONNECTS_IN_FLIGHT: usize = 16;
 /// How long an idle connection is kept for reuse: longer, and the server is likely to have
 /// closed it meanwhile (a request on a connection the server is closing fails).
 pub const IDLE_FOR: Duration = Duration::from_secs(15);
-
-/// The largest answer head (status line and headers) accepted, and the read buffer's bound:
-/// stanzas and answers are small.
-const MAX_HEAD_SIZE: usize = 16 * 1024;
 
 /// The native thread all requests of a component run on, with its runtime. Dropping it stops
 /// the runtime without waiting: every request still under way is dropped with its connection.
@@ -261,7 +251,7 @@ struct Target {
 
 struct Idle {
     since: Instant,
-    sender: SendRequest<Sent>,
+    conn: Conn,
 }
 
 /// Set by [`Client::shut_down`]: ends every request, read and connection of the client.
@@ -403,77 +393,83 @@ impl Client {
     }
 
     async fn post_unless_shut(&self, request: Request) -> Result<Response, Failure> {
-        let inner = &self.inner;
         let deadline = tokio::time::Instant::from_std(request.deadline);
-        let answered_before = inner.counters.answered();
-        let sent = Arc::new(AtomicUsize::new(0));
-        let mut http_request = self.build(request, &sent)?;
-        // An idle connection the server closed meanwhile shows as not ready, or gives the
-        // request back unsent: then the next one, and a new connection after the last.
-        while let Some(mut sender) = inner.take_idle() {
-            match timeout_at(deadline, sender.ready()).await {
+        let answered_before = self.inner.counters.answered();
+        let head = self.head(&request);
+        // An idle connection the server closed meanwhile is passed over; one that breaks while
+        // the request is written gives way to the next, and to a new connection after the last.
+        while let Some(mut conn) = self.inner.take_idle() {
+            match timeout_at(deadline, conn.write_request(head.clone(), &request.body)).await {
                 Err(_) => return Err(Failure::TimedOut(Phase::Send)),
                 Ok(Err(_)) => continue,
-                Ok(Ok(())) => {}
-            }
-            match timeout_at(deadline, sender.try_send_request(http_request)).await {
-                Err(_) => return Err(Failure::TimedOut(phase_of(&sent))),
-                Ok(Ok(response)) => return Ok(self.answered(response, sender)),
-                Ok(Err(mut unsent)) => match unsent.take_message() {
-                    Some(again) => http_request = again,
-                    None => return Err(self.no_answer(phase_of(&sent), unsent.into_error(), answered_before)),
-                },
+                Ok(Ok(())) => return self.answer(conn, deadline, answered_before).await,
             }
         }
-        let mut sender = self.connect(deadline, answered_before).await?;
-        match timeout_at(deadline, sender.send_request(http_request)).await {
-            Err(_) => Err(Failure::TimedOut(phase_of(&sent))),
-            Ok(Ok(response)) => Ok(self.answered(response, sender)),
-            Ok(Err(e)) => Err(self.no_answer(phase_of(&sent), e, answered_before)),
+        let mut conn = self.connect(deadline, answered_before).await?;
+        match timeout_at(deadline, conn.write_request(head, &request.body)).await {
+            Err(_) => Err(Failure::TimedOut(Phase::Send)),
+            Ok(Err(e)) => Err(self.no_answer(Phase::Send, e.to_string(), answered_before)),
+            Ok(Ok(())) => self.answer(conn, deadline, answered_before).await,
         }
     }
 
-    fn build(&self, request: Request, sent: &Arc<AtomicUsize>) -> Result<hyper::Request<Sent>, Failure> {
+    /// The request's head: request line, `Host`, `User-Agent`, `Content-Length`, then the
+    /// request's own header lines.
+    fn head(&self, request: &Request) -> Vec<u8> {
         let target = &self.inner.target;
-        if request.body.is_empty() {
-            sent.store(1, Ordering::SeqCst);
-        }
-        let length = HeaderValue::from(request.body.len());
-        let mut http_request = hyper::Request::new(Sent { body: request.body, sent: Arc::clone(sent) });
-        *http_request.method_mut() = Method::POST;
-        *http_request.uri_mut() = request.path.unwrap_or_else(|| target.path.clone());
-        let headers = http_request.headers_mut();
-        headers.insert(HOST, target.authority.clone());
-        headers.insert(USER_AGENT, self.inner.user_agent.clone());
-        headers.insert(CONTENT_LENGTH, length);
-        for (name, value) in request.headers {
-            headers.append(name, value);
-        }
-        Ok(http_request)
-    }
-
-    fn answered(&self, response: hyper::Response<Incoming>, sender: SendRequest<Sent>) -> Response {
-        self.inner.counters.answered.fetch_add(1, Ordering::SeqCst);
-        let (head, body) = response.into_parts();
-        Response { status: head.status.as_u16(), headers: head.headers, body, keep: Some((self.clone(), sender)) }
-    }
-
-    fn no_answer(&self, phase: Phase, error: hyper::Error, answered_before: u64) -> Failure {
-        let answered = self.inner.counters.answered();
-        let why = match std::error::Error::source(&error) {
-            Some(source) => format!("{error}: {source}"),
-            None => error.to_string(),
+        let path = request.path.as_ref().unwrap_or(&target.path);
+        let mut head = Vec::with_capacity(256);
+        head.extend_from_slice(b"POST ");
+        head.extend_from_slice(path.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut line = |name: &[u8], value: &[u8]| {
+            head.extend_from_slice(name);
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value);
+            head.extend_from_slice(b"\r\n");
         };
+        line(b"host", target.authority.as_bytes());
+        line(b"user-agent", self.inner.user_agent.as_bytes());
+        line(b"content-length", request.body.len().to_string().as_bytes());
+        for (name, value) in &request.headers {
+            line(name.as_str().as_bytes(), value.as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        head
+    }
+
+    /// Waits for the answer's head on `conn`, where the request was written.
+    async fn answer(
+        &self,
+        mut conn: Conn,
+        deadline: tokio::time::Instant,
+        answered_before: u64,
+    ) -> Result<Response, Failure> {
+        match timeout_at(deadline, conn.read_head()).await {
+            Err(_) => Err(Failure::TimedOut(Phase::Headers)),
+            Ok(Err(why)) => Err(self.no_answer(Phase::Headers, why, answered_before)),
+            Ok(Ok(head)) => {
+                self.inner.counters.answered.fetch_add(1, Ordering::SeqCst);
+                Ok(Response {
+                    status: head.status,
+                    headers: head.headers,
+                    framing: head.framing,
+                    keep_alive: head.keep_alive,
+                    conn: Some(conn),
+                    client: self.clone(),
+                })
+            }
+        }
+    }
+
+    fn no_answer(&self, phase: Phase, why: String, answered_before: u64) -> Failure {
+        let answered = self.inner.counters.answered();
         Failure::NoAnswer { phase, why, others_answered: answered > answered_before }
     }
 
     /// Opens a new connection: resolve, wait for a connection slot, connect (each address in
     /// turn, each within the connect timeout), TLS.
-    async fn connect(
-        &self,
-        deadline: tokio::time::Instant,
-        answered_before: u64,
-    ) -> Result<SendRequest<Sent>, Failure> {
+    async fn connect(&self, deadline: tokio::time::Instant, answered_before: u64) -> Result<Conn, Failure> {
         let inner = &self.inner;
         let target = &inner.target;
         let others_answered = || inner.counters.answered() > answered_before;
@@ -529,47 +525,29 @@ impl Client {
                     Err(_) => return Err(Failure::ConnectTimedOut { others_answered: others_answered() }),
                 },
             };
-            let handshake = http1::Builder::new().max_buf_size(MAX_HEAD_SIZE).handshake(TokioIo::new(stream));
-            let (sender, connection) = match timeout_at(deadline, handshake).await {
-                Err(_) => return Err(Failure::TimedOut(Phase::Connect)),
-                Ok(Err(e)) => return Err(unreachable(Phase::Connect, e.to_string())),
-                Ok(Ok(made)) => made,
-            };
-            // The connection's own task: reads and writes for every request on it, and ends
-            // when the connection closes or its last handle (the sender, the body) is gone.
-            let shut = Arc::clone(&inner.shut);
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = connection => {}
-                    () = shut.wait() => {}
-                }
-            });
             inner.counters.opened.fetch_add(1, Ordering::SeqCst);
-            return Ok(sender);
+            return Ok(Conn::new(stream));
         }
         Err(unreachable(Phase::Connect, last))
     }
 }
 
 impl Inner {
-    fn take_idle(&self) -> Option<SendRequest<Sent>> {
+    fn take_idle(&self) -> Option<Conn> {
         let mut idle = lock(&self.idle);
         let now = Instant::now();
-        while let Some(Idle { since, sender }) = idle.pop() {
-            if now.duration_since(since) < IDLE_FOR && !sender.is_closed() {
-                return Some(sender);
+        while let Some(Idle { since, mut conn }) = idle.pop() {
+            if now.duration_since(since) < IDLE_FOR && conn.is_usable() {
+                return Some(conn);
             }
         }
         None
     }
 
-    fn put_idle(&self, sender: SendRequest<Sent>) {
-        if sender.is_closed() {
-            return;
-        }
+    fn put_idle(&self, conn: Conn) {
         let mut idle = lock(&self.idle);
         if idle.len() < self.max_idle {
-            idle.push(Idle { since: Instant::now(), sender });
+            idle.push(Idle { since: Instant::now(), conn });
         }
     }
 }
@@ -578,23 +556,18 @@ fn shut_down() -> Failure {
     Failure::NoAnswer { phase: Phase::Send, why: "the client was shut down".into(), others_answered: false }
 }
 
-fn phase_of(sent: &AtomicUsize) -> Phase {
-    if sent.load(Ordering::SeqCst) > 0 {
-        Phase::Headers
-    } else {
-        Phase::Send
-    }
-}
-
 /// An answer whose headers came; its body is read on demand.
 pub struct Response {
     /// The HTTP status.
     pub status: u16,
     /// The headers.
     pub headers: HeaderMap,
-    body: Incoming,
-    /// The connection, given back for reuse once the body was read to its end.
-    keep: Option<(Client, SendRequest<Sent>)>,
+    framing: Framing,
+    /// The connection may carry another request once the body was read to its end.
+    keep_alive: bool,
+    /// Gone once the body broke off (or was read to its end and the connection given back).
+    conn: Option<Conn>,
+    client: Client,
 }
 
 impl Response {
@@ -606,7 +579,7 @@ impl Response {
     /// The whole body, read by `deadline`; [`Failure::TooLarge`] past `limit` bytes (the
     /// connection is then closed rather than read to its end).
     pub async fn read_to_end(mut self, limit: u64, deadline: Instant) -> Result<Vec<u8>, Failure> {
-        if self.body.size_hint().lower() > limit {
+        if matches!(self.framing, Framing::Length(n) if n > limit) {
             return Err(Failure::TooLarge(limit));
         }
         let mut body = Vec::new();
@@ -619,118 +592,51 @@ impl Response {
         Ok(body)
     }
 
-    /// The body's next piece as it comes, by `by`; `None` at its end.
+    /// The body's next piece as it comes, by `by`; `None` at its end. A read that timed out
+    /// can be tried again: nothing read is lost.
     pub async fn next_piece(&mut self, by: Instant) -> Result<Option<Bytes>, Failure> {
-        let shut = self.keep.as_ref().map(|(client, _)| Arc::clone(&client.inner.shut));
-        loop {
-            let frame = async {
-                match &shut {
-                    Some(shut) => tokio::select! {
-                        biased;
-                        () = shut.wait() => None,
-                        frame = self.body.frame() => Some(frame),
-                    },
-                    None => Some(self.body.frame().await),
-                }
-            };
-            let frame = match timeout_at(tokio::time::Instant::from_std(by), frame).await {
-                Ok(None) => return Err(Failure::Broken("the client was shut down".into())),
-                Ok(Some(frame)) => Ok(frame),
-                Err(elapsed) => Err(elapsed),
-            };
-            match frame {
-                Err(_) => return Err(Failure::TimedOut(Phase::Body)),
-                Ok(None) => {
-                    if let Some((client, sender)) = self.keep.take() {
-                        client.inner.put_idle(sender);
-                    }
-                    return Ok(None);
-                }
-                Ok(Some(Err(e))) => return Err(Failure::Broken(e.to_string())),
-                Ok(Some(Ok(frame))) => {
-                    // Trailers carry nothing the answer needs.
-                    if let Ok(data) = frame.into_data() {
-                        if !data.is_empty() {
-                            return Ok(Some(data));
-                        }
-                    }
-                }
+        let Response { framing, keep_alive, conn, client, .. } = self;
+        if *framing == Framing::Done {
+            // A body with no bytes at all (a 204, a Content-Length of 0) ends here too.
+            give_back(conn, *keep_alive, client);
+            return Ok(None);
+        }
+        let Some(open) = conn.as_mut() else {
+            return Err(Failure::Broken("the answer broke off before".into()));
+        };
+        let shut = Arc::clone(&client.inner.shut);
+        let read = async {
+            tokio::select! {
+                biased;
+                () = shut.wait() => None,
+                piece = open.read_piece(framing) => Some(piece),
             }
+        };
+        match timeout_at(tokio::time::Instant::from_std(by), read).await {
+            Err(_) => Err(Failure::TimedOut(Phase::Body)),
+            Ok(None) => {
+                *conn = None;
+                Err(Failure::Broken("the client was shut down".into()))
+            }
+            Ok(Some(Err(why))) => {
+                *conn = None;
+                Err(Failure::Broken(why))
+            }
+            Ok(Some(Ok(None))) => {
+                give_back(conn, *keep_alive, client);
+                Ok(None)
+            }
+            Ok(Some(Ok(Some(piece)))) => Ok(Some(piece)),
         }
     }
 }
 
-/// The request body, handed to the connection a piece at a time: the connection takes the next
-/// piece only when it has room for it, so a count of what it took tells sending from waiting
-/// for the answer.
-struct Sent {
-    body: Bytes,
-    /// Set once the last piece was taken.
-    sent: Arc<AtomicUsize>,
-}
-
-/// How much of the request body the connection takes at a time.
-const SEND_PIECE: usize = 16 * 1024;
-
-impl Body for Sent {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if self.body.is_empty() {
-            return Poll::Ready(None);
-        }
-        let take = self.body.len().min(SEND_PIECE);
-        let piece = self.body.split_to(take);
-        if self.body.is_empty() {
-            self.sent.store(1, Ordering::SeqCst);
-        }
-        Poll::Ready(Some(Ok(Frame::data(piece))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_empty()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.body.len() as u64)
-    }
-}
-
-/// A connection, plain or TLS.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+/// A connection whose answer was read to its end goes back to the idle ones, if it can carry
+/// another request.
+fn give_back(conn: &mut Option<Conn>, keep_alive: bool, client: &Client) {
+    if let Some(mut done) = conn.take().filter(|_| keep_alive) {
+        if done.can_be_reused() {
+            client.inner.put_idle(done);
         }
     }
 }

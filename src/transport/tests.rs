@@ -512,3 +512,129 @@ fn shutting_down_ends_requests_reads_and_connections() {
     assert!(matches!(later, Err(Failure::NoAnswer { .. })));
     assert_eq!(accepted.get(), 3, "no connection after the shutdown");
 }
+
+/// A server answering the requests of each connection with the next of `answers` (raw bytes,
+/// head and body) and then closing it: the answers decide whether it could have stayed open.
+fn scripted(answers: Vec<&'static [u8]>) -> (String, Arc<Count>) {
+    let answers = Mutex::new(answers.into_iter());
+    serve(listener(), move |stream| {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        while read_request(&mut reader).is_some() {
+            let Some(answer) = answers.lock().unwrap().next() else { return };
+            if writer.write_all(answer).is_err() {
+                return;
+            }
+            // An answer framed by the connection's end: only closing ends it.
+            if !answer.windows(15).any(|w| w.eq_ignore_ascii_case(b"content-length:"))
+                && !answer.windows(18).any(|w| w.eq_ignore_ascii_case(b"transfer-encoding:"))
+                && !answer.windows(7).any(|w| w == b"204 No ")
+            {
+                return;
+            }
+        }
+    })
+}
+
+/// Posts once on `client` and reads the whole answer.
+fn exchange(reactor: &Reactor, client: &Client) -> Result<(u16, Vec<u8>), Failure> {
+    let c = client.clone();
+    run(reactor, async move {
+        let response = c.post(request("x", in_a_minute())).await?;
+        let status = response.status;
+        Ok((status, response.read_to_end(1 << 20, in_a_minute()).await?))
+    })
+}
+
+#[test]
+fn answers_are_read_by_each_framing_and_connections_kept_when_they_can_be() {
+    let reactor = Reactor::start().unwrap();
+    let (url, accepted) = scripted(vec![
+        // Chunked, with an extension and trailers; then an interim answer before a 204; then
+        // a Content-Length in two headers that agree; all on one connection.
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n7\r\n, world\r\n0\r\nX-T: 1\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+        // Asked to close: the next request opens a new connection.
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye",
+        // HTTP/1.0 without keep-alive, and a body framed by the connection's end.
+        b"HTTP/1.0 200 OK\r\n\r\nuntil the end",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlast",
+    ]);
+    let client = client(&url);
+    let mut got = Vec::new();
+    for _ in 0..6 {
+        let (status, body) = exchange(&reactor, &client).unwrap();
+        got.push((status, String::from_utf8(body).unwrap()));
+    }
+    let expected = [(200, "hello, world"), (204, ""), (200, "ok"), (200, "bye"), (200, "until the end"), (200, "last")];
+    assert_eq!(got, expected.map(|(s, b)| (s, b.to_owned())));
+    assert_eq!(accepted.get(), 3, "a new connection after the close and after the HTTP/1.0 answer");
+}
+
+#[test]
+fn broken_answers_are_failures_that_say_what_broke() {
+    let reactor = Reactor::start().unwrap();
+    let cases: [(&'static [u8], &str); 5] = [
+        (b"HTTP/1.1 2x0 OK\r\n\r\n", "invalid answer head"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", "conflicting Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "invalid chunk size"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX", "did not end with CRLF"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "closed before the body's end"),
+    ];
+    for (answer, said) in cases {
+        // Answers once, then closes.
+        let (url, _) = serve(listener(), move |stream| {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut writer = stream;
+            read_request(&mut reader).unwrap();
+            writer.write_all(answer).unwrap();
+        });
+        let failed = exchange(&reactor, &client(&url)).expect_err("broken");
+        let why = match &failed {
+            Failure::NoAnswer { phase: Phase::Headers, why, .. } | Failure::Broken(why) => why,
+            other => panic!("{other:?}"),
+        };
+        assert!(why.contains(said), "{why} should say {said:?}");
+    }
+}
+
+#[test]
+fn an_idle_connection_the_server_closed_is_not_used() {
+    let reactor = Reactor::start().unwrap();
+    // The first connection answers once and closes without saying so; the next ones echo.
+    let first = Arc::new(Count::default());
+    let (url, accepted) = serve(listener(), {
+        let first = Arc::clone(&first);
+        move |stream| {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut writer = stream;
+            let once = first.get() == 0;
+            if once {
+                let (_, body) = read_request(&mut reader).unwrap();
+                writer.write_all(ok(&body).as_bytes()).unwrap();
+                drop((reader, writer));
+                first.add();
+                return;
+            }
+            echo(writer);
+        }
+    });
+    let client = client(&url);
+    assert_eq!(exchange(&reactor, &client).unwrap(), (200, b"x".to_vec()));
+    first.wait_for(1);
+    // The closed connection may take a moment to show as closed; a request that meets it
+    // before it does is told "closed before an answer" and never waits.
+    let mut answered = 0;
+    while answered == 0 {
+        match exchange(&reactor, &client) {
+            Ok(got) => {
+                assert_eq!(got, (200, b"x".to_vec()));
+                answered += 1;
+            }
+            Err(Failure::NoAnswer { why, .. }) => assert!(why.contains("closed before an answer"), "{why}"),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(accepted.get(), 2);
+}
