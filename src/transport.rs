@@ -2,11 +2,12 @@
 //! current-thread tokio runtime ([`Reactor`]), so a request in flight costs its own bytes (its
 //! connection's buffers and its task), not a thread with a stack.
 //!
-//! A [`Client`] talks to one webhook: it keeps its idle connections for reuse (keep-alive),
-//! looks the host up with the shared [`CachingResolver`] (a lookup runs on a helper thread only
-//! when the name is not known, one per name at a time), and opens new connections at a bounded
-//! pace: at most [`MAX_CONNECTS_IN_FLIGHT`] connections are being opened (TCP and TLS) at once,
-//! so a burst does not overflow a small listen backlog.
+//! A [`Client`] talks to one URL (a webhook's, or an upload slot's for a file's PUT): it keeps
+//! its idle connections for reuse (keep-alive), looks the host up with the shared
+//! [`CachingResolver`] (a lookup runs on a helper thread only when the name is not known, one per
+//! name at a time), and opens new connections at a bounded pace: at most
+//! [`MAX_CONNECTS_IN_FLIGHT`] connections are being opened (TCP and TLS) at once, so a burst does
+//! not overflow a small listen backlog.
 //!
 //! Every phase of a request ends by its deadline: resolve, the wait for a connection slot,
 //! connect and TLS (each connection attempt also within its own connect timeout), sending,
@@ -197,7 +198,7 @@ impl fmt::Display for Failure {
     }
 }
 
-/// What one request posts.
+/// What one request sends (a stanza POSTed, a file PUT).
 pub struct Request {
     /// Header lines beyond `Host`, `User-Agent` and `Content-Length`.
     pub headers: Vec<(HeaderName, HeaderValue)>,
@@ -395,19 +396,28 @@ impl Client {
     /// headers came; its body is read with [`Response::read_to_end`] or
     /// [`Response::next_piece`]. Must run on a [`Reactor`].
     pub async fn post(&self, request: Request) -> Result<Response, Failure> {
+        self.send(Method::POST, request).await
+    }
+
+    /// PUTs `request` (a file's upload), as [`Client::post`] posts.
+    pub async fn put(&self, request: Request) -> Result<Response, Failure> {
+        self.send(Method::PUT, request).await
+    }
+
+    async fn send(&self, method: Method, request: Request) -> Result<Response, Failure> {
         tokio::select! {
             biased;
             () = self.inner.shut.wait() => Err(shut_down()),
-            result = self.post_unless_shut(request) => result,
+            result = self.send_unless_shut(method, request) => result,
         }
     }
 
-    async fn post_unless_shut(&self, request: Request) -> Result<Response, Failure> {
+    async fn send_unless_shut(&self, method: Method, request: Request) -> Result<Response, Failure> {
         let inner = &self.inner;
         let deadline = tokio::time::Instant::from_std(request.deadline);
         let answered_before = inner.counters.answered();
         let sent = Arc::new(AtomicUsize::new(0));
-        let mut http_request = self.build(request, &sent)?;
+        let mut http_request = self.build(method, request, &sent)?;
         // An idle connection the server closed meanwhile shows as not ready, or gives the
         // request back unsent: then the next one, and a new connection after the last.
         while let Some(mut sender) = inner.take_idle() {
@@ -433,14 +443,19 @@ impl Client {
         }
     }
 
-    fn build(&self, request: Request, sent: &Arc<AtomicUsize>) -> Result<hyper::Request<Sent>, Failure> {
+    fn build(
+        &self,
+        method: Method,
+        request: Request,
+        sent: &Arc<AtomicUsize>,
+    ) -> Result<hyper::Request<Sent>, Failure> {
         let target = &self.inner.target;
         if request.body.is_empty() {
             sent.store(1, Ordering::SeqCst);
         }
         let length = HeaderValue::from(request.body.len());
         let mut http_request = hyper::Request::new(Sent { body: request.body, sent: Arc::clone(sent) });
-        *http_request.method_mut() = Method::POST;
+        *http_request.method_mut() = method;
         *http_request.uri_mut() = request.path.unwrap_or_else(|| target.path.clone());
         let headers = http_request.headers_mut();
         headers.insert(HOST, target.authority.clone());
