@@ -102,6 +102,12 @@ impl Roots {
         self.certs.iter().map(|cert| cert.as_ref())
     }
 
+    /// The system's certificates alone, found as [`Roots::load`] finds them; those it cannot
+    /// read are left out unsaid (a file's PUT trusts these: see [`crate::upload::put`]).
+    pub fn system() -> Roots {
+        Roots { certs: Arc::new(rustls_native_certs::load_native_certs().certs) }
+    }
+
     /// Reads the roots `config` needs (the system's only for an `https://` URL), and what the
     /// operator should be told about them: no system roots found, or files that could not be
     /// read. An unreadable or empty `*_ca_file` is an error.

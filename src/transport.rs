@@ -2,11 +2,12 @@
 //! current-thread tokio runtime ([`Reactor`]), so a request in flight costs its own bytes (its
 //! connection's buffers and its task), not a thread with a stack.
 //!
-//! A [`Client`] talks to one webhook: it keeps its idle connections for reuse (keep-alive),
-//! looks the host up with the shared [`CachingResolver`] (a lookup runs on a helper thread only
-//! when the name is not known, one per name at a time), and opens new connections at a bounded
-//! pace: at most [`MAX_CONNECTS_IN_FLIGHT`] connections are being opened (TCP and TLS) at once,
-//! so a burst does not overflow a small listen backlog.
+//! A [`Client`] talks to one URL (a webhook's, or an upload slot's for a file's PUT): it keeps
+//! its idle connections for reuse (keep-alive), looks the host up with the shared
+//! [`CachingResolver`] (a lookup runs on a helper thread only when the name is not known, one per
+//! name at a time), and opens new connections at a bounded pace: at most
+//! [`MAX_CONNECTS_IN_FLIGHT`] connections are being opened (TCP and TLS) at once, so a burst does
+//! not overflow a small listen backlog.
 //!
 //! Every phase of a request ends by its deadline: resolve, the wait for a connection slot,
 //! connect and TLS (each connection attempt also within its own connect timeout), sending,
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use http::Uri;
+use http::{Method, Uri};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::timeout_at;
@@ -187,7 +188,7 @@ impl fmt::Display for Failure {
     }
 }
 
-/// What one request posts.
+/// What one request sends (a stanza POSTed, a file PUT).
 pub struct Request {
     /// Header lines beyond `Host`, `User-Agent` and `Content-Length`.
     pub headers: Vec<(HeaderName, HeaderValue)>,
@@ -385,17 +386,26 @@ impl Client {
     /// headers came; its body is read with [`Response::read_to_end`] or
     /// [`Response::next_piece`]. Must run on a [`Reactor`].
     pub async fn post(&self, request: Request) -> Result<Response, Failure> {
+        self.send(Method::POST, request).await
+    }
+
+    /// PUTs `request` (a file's upload), as [`Client::post`] posts.
+    pub async fn put(&self, request: Request) -> Result<Response, Failure> {
+        self.send(Method::PUT, request).await
+    }
+
+    async fn send(&self, method: Method, request: Request) -> Result<Response, Failure> {
         tokio::select! {
             biased;
             () = self.inner.shut.wait() => Err(shut_down()),
-            result = self.post_unless_shut(request) => result,
+            result = self.send_unless_shut(method, request) => result,
         }
     }
 
-    async fn post_unless_shut(&self, request: Request) -> Result<Response, Failure> {
+    async fn send_unless_shut(&self, method: Method, request: Request) -> Result<Response, Failure> {
         let deadline = tokio::time::Instant::from_std(request.deadline);
         let answered_before = self.inner.counters.answered();
-        let head = self.head(&request);
+        let head = self.head(&method, &request);
         // An idle connection the server closed meanwhile is passed over; one that breaks while
         // the request is written gives way to the next, and to a new connection after the last.
         while let Some(mut conn) = self.inner.take_idle() {
@@ -415,11 +425,12 @@ impl Client {
 
     /// The request's head: request line, `Host`, `User-Agent`, `Content-Length`, then the
     /// request's own header lines.
-    fn head(&self, request: &Request) -> Vec<u8> {
+    fn head(&self, method: &Method, request: &Request) -> Vec<u8> {
         let target = &self.inner.target;
         let path = request.path.as_ref().unwrap_or(&target.path);
         let mut head = Vec::with_capacity(256);
-        head.extend_from_slice(b"POST ");
+        head.extend_from_slice(method.as_str().as_bytes());
+        head.push(b' ');
         head.extend_from_slice(path.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
         let mut line = |name: &[u8], value: &[u8]| {

@@ -143,6 +143,38 @@ fn sequential_requests_share_one_connection() {
     assert_eq!(client.connections_opened(), 2);
 }
 
+#[test]
+fn a_put_carries_its_method_its_urls_path_and_query_its_headers_and_its_whole_body() {
+    let reactor = Reactor::start().unwrap();
+    let (seen_tx, seen) = mpsc::channel();
+    let seen_tx = Mutex::new(seen_tx);
+    let (url, _) = serve(listener(), move |stream| {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        while let Some(request) = read_request(&mut reader) {
+            let _ = seen_tx.lock().unwrap().send(request);
+            let _ = writer.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    // A file's slot URL, path and query its own.
+    let client = client(&url.replace("/hook", "/upload/a1/chart.png?v=1&token=x"));
+    // Larger than what goes out in one write with the head.
+    let body = "0123456789abcdef".repeat(5 * 1024 + 1);
+    let mut put = request(&body, in_a_minute());
+    put.headers.push((HeaderName::from_static("content-type"), HeaderValue::from_static("image/png")));
+    put.headers.push((HeaderName::from_static("authorization"), HeaderValue::from_static("Bearer t0ken")));
+    let c = client.clone();
+    let status = run(&reactor, async move { c.put(put).await.map(|response| response.status) });
+    assert_eq!(status.unwrap(), 201);
+    let (head, received) = seen.recv_timeout(LOST).unwrap();
+    assert!(head.starts_with("PUT /upload/a1/chart.png?v=1&token=x HTTP/1.1\r\n"), "{head}");
+    let head = head.to_ascii_lowercase();
+    for line in ["content-type: image/png", "authorization: bearer t0ken", &format!("content-length: {}", body.len())] {
+        assert!(head.contains(&format!("{line}\r\n")), "{line} in {head}");
+    }
+    assert!(received == body, "the body, whole: {} of {} bytes", received.len(), body.len());
+}
+
 /// Posts `body` and, if it was answered, reads the answer; the failure, if any.
 fn failure(reactor: &Reactor, client: &Client, body: &'static str, deadline: Instant) -> Failure {
     let c = client.clone();

@@ -7,15 +7,15 @@
 //! | `service()` | the configured service's JID, or nil (then the shim discovers one) |
 //! | `offer(jid, info)` | whether the disco#info answer `info` of `jid` offers uploads; if so, `jid` is the service from now on |
 //! | `begin(stanza, push)` | `false` for a stanza without a file; else `id, iq, seconds` (the slot request to send with `module:send_iq`, and the time left), or `nil, status, why, error` (refused: the HTTP status for a push, the reason, the error stanza for the sender) |
-//! | `slot(id, answer)` | the service's answer (or nil and the reason in `fail`): the PUT starts on its own thread |
+//! | `slot(id, answer)` | the service's answer (or nil and the reason in `fail`): the PUT starts, a task on the uploads' thread |
 //! | `fail(id, why)` | ends the upload `id` as failed |
 //! | `hold(stanza)` | `true` when the message is held: its conversation is waiting for an upload's message |
 //! | `drain()` | the uploads that ended: a list of `{ id, ok, status, why, stanzas, held, level, log }`: `stanzas` to send (the file's message and caption, or the sender's error), then `held`, the messages that waited for it, to send as any other |
 //! | `no_service()` | what to log when no upload service is known, naming the option to set |
 //! | `fd()`, `close()` | the wake-up descriptor; ending every upload (as `drain`) on unload |
 //!
-//! An upload's end always comes through `drain`, woken by the descriptor: a PUT's from its
-//! thread, a refused slot's or a failure's at once.
+//! An upload's end always comes through `drain`, woken by the descriptor: a PUT's from the
+//! uploads' thread ([`Putter`]), a refused slot's or a failure's at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 
 use mlua::{Lua, MultiValue, Table, UserData, UserDataMethods, Value};
 
+use super::put::Putter;
 use super::slot::{self, Slot};
-use super::{pending, placeholder, put, File, Limit, PLACEHOLDER_NS};
+use super::{pending, placeholder, File, Limit, PLACEHOLDER_NS};
 use crate::config::{Profile, Upload};
 use crate::jid::bare;
 use crate::ns::{OOB, STANZAS};
@@ -33,10 +34,11 @@ use crate::stanza::{Element, Incoming, Node};
 use crate::wakeup::Wakeup;
 use crate::xml::{parse_stanza, ParseLimits};
 
-/// The most uploads one module runs at once (a thread each while it PUTs); past it a file is
-/// refused (503 for a push), naming the bound. Each begins with a slot request sent with
-/// `module:send_iq`, which tracks at most 256 iqs per module and evicts the oldest past that:
-/// pushed iqs keep 200 of them (`crate::config::MAX_PUSH_IQS`), the rooms 48, uploads these 8.
+/// The most uploads one module runs at once (each holds its file's bytes until its PUT ends);
+/// past it a file is refused (503 for a push), naming the bound. Each begins with a slot request
+/// sent with `module:send_iq`, which tracks at most 256 iqs per module and evicts the oldest
+/// past that: pushed iqs keep 200 of them (`crate::config::MAX_PUSH_IQS`), the rooms 48, uploads
+/// these 8.
 pub const MAX_UPLOADS: usize = 8;
 
 /// The most messages held behind uploads at once, in all conversations; past it a message is
@@ -72,7 +74,7 @@ struct Job {
     get: Option<String>,
 }
 
-/// Ends written by the PUT threads (and by failures on the main thread), for `drain`.
+/// Ends written by the PUTs (and by failures on the main thread), for `drain`.
 struct Ended {
     list: Vec<(u64, Outcome)>,
     armed: bool,
@@ -111,6 +113,9 @@ pub struct Uploads {
     /// The ended uploads and the descriptor that says so: made for the first file, dropped on
     /// close, so a module that sends no file, or was unloaded, holds no descriptor.
     shared: Option<Arc<Shared>>,
+    /// The thread the PUTs run on: started for the first slot, stopped on close (with the PUTs
+    /// still under way, whose uploads close ends).
+    putter: Option<Putter>,
     stanza_mt: Table,
 }
 
@@ -133,6 +138,7 @@ pub fn new_uploads(
         jobs: HashMap::new(),
         held: 0,
         shared: None,
+        putter: None,
         stanza_mt,
     };
     Ok(MultiValue::from_vec(vec![Value::UserData(lua.create_userdata(uploads)?)]))
@@ -301,18 +307,21 @@ impl Uploads {
         let Some(file) = job.file.take() else { return Ok(()) };
         job.get = Some(slot.get.clone());
         let deadline = job.deadline;
-        let thread_shared = Arc::clone(&shared);
-        let spawned = std::thread::Builder::new().name("component_http upload".into()).spawn(move || {
-            let result = put::put(&slot, &file, deadline).map_err(|why| {
+        if self.putter.is_none() {
+            match Putter::start() {
+                Ok(putter) => self.putter = Some(putter),
+                Err(why) => return self.end(id, Err((500, format!("could not start the upload: {why}")))),
+            }
+        }
+        let Some(putter) = &self.putter else { return Ok(()) };
+        // The bytes go with the task, as soon as it ends.
+        putter.spawn(slot, file, deadline, move |result| {
+            let result = result.map_err(|why| {
                 let status = if Instant::now() >= deadline { 504 } else { 502 };
                 (status, why)
             });
-            drop(file); // the bytes go as soon as they are sent
-            thread_shared.end(id, result);
+            shared.end(id, result);
         });
-        if let Err(why) = spawned {
-            shared.end(id, Err((500, format!("could not start the upload: {why}"))));
-        }
         Ok(())
     }
 
@@ -506,7 +515,9 @@ impl UserData for Uploads {
                     let why = "the module was unloaded before the file was uploaded".to_owned();
                     ended.extend(this.ended(id, Err((503, why))));
                 }
-                // The descriptor closes with the last reference: PUTs still running hold theirs.
+                // PUTs still under way stop with their thread; the descriptor closes with the
+                // last reference.
+                this.putter = None;
                 this.shared = None;
                 list_to_lua(lua, &this.stanza_mt, ended)
             })
@@ -557,6 +568,7 @@ mod tests {
             jobs: HashMap::new(),
             held: 0,
             shared: None,
+            putter: None,
             stanza_mt: lua.create_table().unwrap(),
         }
     }

@@ -13,8 +13,9 @@
 //! 2. The slot request ([`slot::request`]): the shim sends it with `module:send_iq` as the
 //!    bot's JID, on Prosody's main thread, without waiting, and hands the answer back
 //!    ([`lua::Uploads`]).
-//! 3. The PUT ([`put::put`]): on a thread of its own, never on Prosody's; one retry, within the
-//!    stanza's deadline. Its end wakes Prosody through the uploads' own wake-up descriptor.
+//! 3. The PUT ([`put::put`]): a task on the uploads' own thread ([`put::Putter`]), never on
+//!    Prosody's; one retry, within the stanza's deadline. Its end wakes Prosody through the
+//!    uploads' own wake-up descriptor.
 //! 4. The message, its caption, then whatever else was said to the same conversation while the
 //!    upload ran ([`lua::Uploads`] holds it), so the conversation's order holds.
 //!
