@@ -91,9 +91,20 @@ impl Conn {
     /// An idle connection is still usable when nothing arrived on it: neither data (nothing
     /// was asked) nor its end (the server closed it meanwhile). Checked without waiting.
     pub fn is_usable(&mut self) -> bool {
+        if !self.pending.is_empty() {
+            return false;
+        }
+        // A plain socket asks the reactor, which knows without a system call whether anything
+        // came; only if something did is it read.
+        if let Stream::Plain(tcp) = &self.io {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            if tcp.poll_read_ready(&mut cx).is_pending() {
+                return true;
+            }
+        }
         let mut byte = [0u8; 1];
         // Not ready: nothing came, and the connection waits for a request as it should.
-        self.pending.is_empty() && self.io.read(&mut byte).now_or_never().is_none()
+        self.io.read(&mut byte).now_or_never().is_none()
     }
 
     /// Writes `head` and `body` and flushes them.
