@@ -150,7 +150,7 @@ fn stanza_memory_measured() {
 }
 
 /// The README's figures: a message whose body is n bytes of plain text (its XML a little more)
-/// holds at most 2n (+1 KiB) while it waits, 4n (+64 KiB: its connection's buffers) while it is
+/// holds at most 2n (+1 KiB) while it waits, 4n (+16 KiB: its task and its connection) while it is
 /// posted. Before the XML's spare capacity was given back and the in-flight copy shared, this
 /// measured 3n and 7n. And a small message waiting for its answer holds at most 8 KiB, its
 /// connection included (34 KiB with hyper's client, 5 KiB measured with ours).
@@ -177,7 +177,7 @@ fn stanza_memory_is_as_documented() {
         };
         let (n, queued, in_flight) = (figure("n"), figure("queued"), figure("in_flight"));
         assert!(queued <= 2 * n + 1024, "{line}: more than 2n while queued");
-        assert!(in_flight <= 4 * n + 64 * 1024, "{line}: more than 4n + 64 KiB while in flight");
+        assert!(in_flight <= 4 * n + 16 * 1024, "{line}: more than 4n + 16 KiB while in flight");
     }
 }
 
