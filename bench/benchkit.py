@@ -210,6 +210,47 @@ class SlowWebhook:
         self.proc.wait()
 
 
+class StreamWebhook:
+    """bench's webhook in stream mode (a separate process, one epoll thread): every POST answered
+    like a language model, on the wire as the end-to-end suite's StreamHook writes bench/stream's
+    script (see src/bin/webhook/stream.rs)."""
+
+    def __init__(self, first, rate, duration):
+        self.proc = subprocess.Popen([f"{HERE}/target/release/webhook", "--stream", "--first", str(first),
+                                      "--rate", str(rate), "--duration", str(duration)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("LISTENING "):
+            raise SystemExit(f"webhook said {line!r}")
+        self.port = int(line.rsplit(":", 1)[1])
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def _ask(self, command):
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def stats(self):
+        """The echo counters, and the streams': how many, how they ended, the most at once,
+        deltas written and how late (p50/p99/max ms)."""
+        return self._ask("stats")
+
+    def records(self):
+        """A dict per request streamed, in arrival order: body, retry, received_at, first_text_at
+        (time.monotonic()'s clock), deltas, ending."""
+        return self._ask("records")
+
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
 def cpu_ticks(pid, thread=None):
     """utime + stime of a process (or of one of its threads) in clock ticks."""
     path = f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat"
@@ -234,6 +275,16 @@ def children_ticks():
 def self_ticks():
     r = resource.getrusage(resource.RUSAGE_SELF)
     return round((r.ru_utime + r.ru_stime) * os.sysconf("SC_CLK_TCK"))
+
+
+def listen_overflows():
+    """TcpExt ListenOverflows of this network namespace: SYNs dropped on a full accept queue."""
+    with open("/proc/net/netstat") as f:
+        lines = f.read().splitlines()
+    for names, values in zip(lines[::2], lines[1::2]):
+        if names.startswith("TcpExt:"):
+            return int(dict(zip(names.split()[1:], values.split()[1:]))["ListenOverflows"])
+    return 0
 
 
 def load_average():
