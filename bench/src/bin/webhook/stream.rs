@@ -85,6 +85,10 @@ pub struct Streams {
     records: Vec<Record>,
     /// How late each delta was written after its due time, in µs.
     lateness_us: Vec<u32>,
+    /// The most a delta due in each second (since the server started) was late, in µs: when
+    /// the webhook fell behind, if it did.
+    worst_by_second: Vec<u32>,
+    started: Instant,
     active: u64,
     max_active: u64,
     deltas: u64,
@@ -105,6 +109,8 @@ impl Streams {
             timers: BinaryHeap::new(),
             records: Vec::new(),
             lateness_us: Vec::new(),
+            worst_by_second: Vec::new(),
+            started: Instant::now(),
             active: 0,
             max_active: 0,
             deltas: 0,
@@ -157,7 +163,13 @@ impl Streams {
     pub fn step(&mut self, s: &mut Streaming, token: Token, out: &mut Vec<u8>) -> bool {
         let due = self.pace.due(s.start, s.next);
         let late = Instant::now().saturating_duration_since(due);
-        self.lateness_us.push(late.as_micros().min(u32::MAX as u128) as u32);
+        let late_us = late.as_micros().min(u32::MAX as u128) as u32;
+        self.lateness_us.push(late_us);
+        let second = due.saturating_duration_since(self.started).as_secs() as usize;
+        if self.worst_by_second.len() <= second {
+            self.worst_by_second.resize(second + 1, 0);
+        }
+        self.worst_by_second[second] = self.worst_by_second[second].max(late_us);
         let record = &mut self.records[s.record];
         let text = format!("{}:{} ", record.question, s.next);
         let mut line = serde_json::json!({ "delta": text }).to_string();
@@ -200,7 +212,7 @@ impl Streams {
         };
         let count = |e: Ending| self.records.iter().filter(|r| r.ending == e).count();
         format!(
-            "\"streams\":{},\"streams_complete\":{},\"streams_cut\":{},\"streaming\":{},\"max_streaming\":{},\"deltas\":{},\"late_p50_ms\":{},\"late_p99_ms\":{},\"late_max_ms\":{}",
+            "\"streams\":{},\"streams_complete\":{},\"streams_cut\":{},\"streaming\":{},\"max_streaming\":{},\"deltas\":{},\"late_p50_ms\":{},\"late_p99_ms\":{},\"late_max_ms\":{},\"late_max_ms_by_second\":{:?}",
             self.records.len(),
             count(Ending::Complete),
             count(Ending::PeerClosed),
@@ -209,7 +221,8 @@ impl Streams {
             self.deltas,
             at(50.0),
             at(99.0),
-            at(100.0)
+            at(100.0),
+            self.worst_by_second.iter().map(|us| us / 1000).collect::<Vec<_>>()
         )
     }
 
