@@ -12,7 +12,8 @@
 //! final one: a correction (`<replace/>`) without `<no-store/>`, or a message that is no
 //! correction and carries `<active/>` (an answer that did not stream). After every session saw
 //! its final, or --timeout seconds, it prints one JSON line: per session, in order, `question`,
-//! `messages` (the bot's messages with a body until the final or the end), `first_at` and
+//! `messages` (the bot's messages with a body until the final or the end), `body_bytes` (their
+//! bodies' bytes, as read: entities decoded), `first_at` and
 //! `final_at` (CLOCK_MONOTONIC seconds, Python's `time.monotonic()`; null if none), `last`
 //! (the last body read) and `final` (whether it was the final).
 
@@ -57,6 +58,7 @@ const CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
 #[derive(Default)]
 struct Answer {
     messages: u64,
+    body_bytes: u64,
     first_at: Option<f64>,
     final_at: Option<f64>,
     last: Option<String>,
@@ -99,6 +101,7 @@ fn read_answer(board: &Board, i: usize, bot: &str, mut reader: xmpp::StanzaReade
             continue; // after the final: not part of the answer
         }
         a.messages += 1;
+        a.body_bytes += st.body.as_ref().map_or(0, |b| b.len() as u64);
         a.first_at.get_or_insert(now);
         a.last = st.body;
         if last {
@@ -192,6 +195,7 @@ fn main() {
             serde_json::json!({
                 "question": format!("q{}", i + 1),
                 "messages": a.messages,
+                "body_bytes": a.body_bytes,
                 "first_at": a.first_at,
                 "final_at": a.final_at,
                 "last": a.last,
