@@ -2,7 +2,7 @@
 //! model's API, on the wire exactly as the end-to-end suite's StreamHook writes a
 //! `like_a_model` script (tests/e2e/e2e_stream_hook.py, bench/stream): a `200` with
 //! `Content-Type: application/x-ndjson` and chunked transfer encoding, then one chunk per delta,
-//! `{"delta":"<body>:<k> "}` and a newline, delta 0 at `--first` seconds after the request was
+//! `{"delta": "<body>:<k> "}` and a newline, delta 0 at `--first` seconds after the request was
 //! read and delta k at `first + k / rate`, for k up to `round(rate * duration)`, then the last
 //! chunk; the connection is kept alive for the next request.
 //!
@@ -172,8 +172,8 @@ impl Streams {
         self.worst_by_second[second] = self.worst_by_second[second].max(late_us);
         let record = &mut self.records[s.record];
         let text = format!("{}:{} ", record.question, s.next);
-        let mut line = serde_json::json!({ "delta": text }).to_string();
-        line.push('\n');
+        // Byte for byte as Python's json.dumps writes it (a space after the colon).
+        let line = format!("{{\"delta\": {}}}\n", serde_json::Value::from(text));
         let _ = write!(out, "{:x}\r\n{line}\r\n", line.len());
         record.deltas += 1;
         record.first_text_at.get_or_insert_with(monotonic);
@@ -243,5 +243,36 @@ impl Streams {
             })
             .collect();
         serde_json::Value::Array(rows).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_many_deltas_as_the_python_script() {
+        let pace = |rate, duration| Pace { first: Duration::ZERO, rate, duration }.more();
+        assert_eq!(pace(20.0, 20.0), 400);
+        // Python's round: half to even.
+        assert_eq!(pace(1.0, 2.5), 2);
+        assert_eq!(pace(1.0, 3.5), 4);
+        assert_eq!(pace(3.0, 0.1), 0);
+    }
+
+    #[test]
+    fn writes_streamhooks_chunks_then_the_last_one() {
+        let mut streams = Streams::new(Pace { first: Duration::ZERO, rate: 10.0, duration: 0.1 });
+        let (token, mut out) = (Token(7), Vec::new());
+        let mut s = streams.begin(token, "q\"1".into(), None, Instant::now(), &mut out);
+        assert!(!streams.step(&mut s, token, &mut out));
+        assert!(streams.step(&mut s, token, &mut out));
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n\
+             15\r\n{\"delta\": \"q\\\"1:0 \"}\n\r\n15\r\n{\"delta\": \"q\\\"1:1 \"}\n\r\n0\r\n\r\n"
+        );
+        assert!(streams.stats_json().contains("\"streams_complete\":1"));
     }
 }
