@@ -21,6 +21,7 @@ pub struct Stanza {
     pub name: String,
     pub ty: Option<String>,
     pub id: Option<String>,
+    pub from: Option<String>,
     /// Text of a direct `<body>` child, if any.
     pub body: Option<String>,
     /// Names of direct children, in order.
@@ -121,6 +122,7 @@ impl StanzaReader {
                         st.name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
                         st.ty = attr(&e, b"type");
                         st.id = attr(&e, b"id");
+                        st.from = attr(&e, b"from");
                     } else if self.depth == 3 {
                         let n = String::from_utf8_lossy(e.name().as_ref()).into_owned();
                         if n == "body" {
@@ -141,6 +143,7 @@ impl StanzaReader {
                         st.name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
                         st.ty = attr(&e, b"type");
                         st.id = attr(&e, b"id");
+                        st.from = attr(&e, b"from");
                         return Ok(st);
                     } else if self.depth == 2 {
                         let n = String::from_utf8_lossy(e.name().as_ref()).into_owned();

@@ -6,10 +6,13 @@
 //!
 //! A request without a JSON "body" string gets 204 (no reply stanza).
 //!
-//! Usage: webhook [--port P] [--delay-ms D]
+//! Usage: webhook [--port P] [--delay-ms D] [--stream [--first S] [--rate R] [--duration S]]
 //!   --port P      default 0 = any free port, 127.0.0.1 only
 //!   --delay-ms D  hold every answer D ms (a slow bot); any number of requests
 //!                 are held at once, on the same one thread (a timer queue)
+//!   --stream      answer with a stream like a language model's (stream.rs):
+//!                 the first delta after --first s (0.5), then --rate a second
+//!                 (20) for --duration s (20)
 //!
 //! It raises its descriptor limit to the hard limit, and the listen backlog
 //! to what the kernel allows, so that thousands of connections can arrive at
@@ -17,19 +20,26 @@
 //! `stats` read on stdin it prints one JSON line with counters:
 //! {"accepted":N,"active":N,"requests":N,"replies":N,"no_body":N,"bad":N,
 //!  "closed_by_peer":N,"closed_by_us":N,"in_flight":N,"max_in_flight":N}
-//! (in flight: requests read whose answer is still held by --delay-ms).
+//! (in flight: requests read whose answer is still held by --delay-ms), with
+//! --stream also the streams' (see stream.rs); for every line `records`, with
+//! --stream, one JSON array of what each stream did. The main thread answers
+//! both, woken by the thread reading stdin, so the figures are consistent.
 //! It exits when stdin closes, so it never outlives the orchestrator.
+
+mod stream;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use stream::{Pace, Streaming, Streams};
 
 #[derive(Default)]
 struct Counters {
@@ -73,6 +83,9 @@ struct Conn {
     /// A request asked to close; with --delay-ms its answer may still be held.
     no_more_requests: bool,
     want_write: bool,
+    /// The stream answering this connection's request (--stream); no other request is read
+    /// meanwhile (the module does not pipeline).
+    streaming: Option<Streaming>,
 }
 
 /// An answer held by --delay-ms until `due`. The delay is the same for all, so the queue is in
@@ -93,6 +106,7 @@ enum Parsed {
         body: Vec<u8>,
         keep_alive: bool,
         is_post: bool,
+        retry: Option<String>,
     },
     Bad,
 }
@@ -141,6 +155,7 @@ fn parse(buf: &[u8]) -> Parsed {
     let mut keep_alive = version >= 1;
     let mut content_length: Option<usize> = None;
     let mut chunked = false;
+    let mut retry = None;
     for h in req.headers.iter() {
         let v = std::str::from_utf8(h.value).unwrap_or("").trim().to_ascii_lowercase();
         if h.name.eq_ignore_ascii_case("content-length") {
@@ -150,6 +165,8 @@ fn parse(buf: &[u8]) -> Parsed {
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = v.contains("chunked");
+        } else if h.name.eq_ignore_ascii_case("x-retry-count") {
+            retry = Some(v);
         } else if h.name.eq_ignore_ascii_case("connection") {
             if v.contains("close") {
                 keep_alive = false;
@@ -164,15 +181,22 @@ fn parse(buf: &[u8]) -> Parsed {
         match dechunk(rest) {
             None => Parsed::Partial,
             Some(Err(())) => Parsed::Bad,
-            Some(Ok((body, used))) => Parsed::Request { consumed: head_len + used, body, keep_alive, is_post },
+            Some(Ok((body, used))) => Parsed::Request { consumed: head_len + used, body, keep_alive, is_post, retry },
         }
     } else {
         let n = content_length.unwrap_or(0);
         if rest.len() < n {
             return Parsed::Partial;
         }
-        Parsed::Request { consumed: head_len + n, body: rest[..n].to_vec(), keep_alive, is_post }
+        Parsed::Request { consumed: head_len + n, body: rest[..n].to_vec(), keep_alive, is_post, retry }
     }
+}
+
+/// The JSON "body" string of a request, if any: the user's message.
+fn body_text(body: &[u8]) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("body").and_then(|b| b.as_str()).map(|s| s.to_owned()))
 }
 
 fn respond(c: &Counters, body: &[u8], keep_alive: bool, is_post: bool, out: &mut Vec<u8>) {
@@ -181,10 +205,7 @@ fn respond(c: &Counters, body: &[u8], keep_alive: bool, is_post: bool, out: &mut
         let _ = write!(out, "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n{conn_hdr}\r\n");
         return;
     }
-    let text = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("body").and_then(|b| b.as_str()).map(|s| s.to_owned()));
-    match text {
+    match body_text(body) {
         Some(t) => {
             c.replies.fetch_add(1, Ordering::Relaxed);
             let reply = serde_json::json!({ "body": format!("Did you say {t}?") }).to_string();
@@ -201,8 +222,15 @@ fn respond(c: &Counters, body: &[u8], keep_alive: bool, is_post: bool, out: &mut
     }
 }
 
+/// How requests are answered: at once, after --delay-ms (`held`), or with a stream.
+struct Answers {
+    delay: Duration,
+    held: VecDeque<Held>,
+    streams: Option<Streams>,
+}
+
 /// Returns false when the connection should be dropped now.
-fn on_readable(conn: &mut Conn, c: &Counters, token: Token, delay: Duration, held: &mut VecDeque<Held>) -> bool {
+fn on_readable(conn: &mut Conn, c: &Counters, token: Token, answers: &mut Answers) -> bool {
     let mut tmp = [0u8; 16384];
     let mut eof = false;
     loop {
@@ -220,7 +248,19 @@ fn on_readable(conn: &mut Conn, c: &Counters, token: Token, delay: Duration, hel
             }
         }
     }
-    while !conn.close_after_write && !conn.no_more_requests {
+    serve(conn, c, token, answers);
+    if eof {
+        // Peer is gone (or half-closed); try to flush what we have, then drop.
+        let _ = flush(conn);
+        c.closed_by_peer.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
+    true
+}
+
+/// Answers the requests read so far, up to one whose answer is still to come (a stream).
+fn serve(conn: &mut Conn, c: &Counters, token: Token, answers: &mut Answers) {
+    while !conn.close_after_write && !conn.no_more_requests && conn.streaming.is_none() {
         match parse(&conn.rbuf) {
             Parsed::Partial => break,
             Parsed::Bad => {
@@ -230,16 +270,22 @@ fn on_readable(conn: &mut Conn, c: &Counters, token: Token, delay: Duration, hel
                 conn.close_after_write = true;
                 conn.rbuf.clear();
             }
-            Parsed::Request { consumed, body, keep_alive, is_post } => {
+            Parsed::Request { consumed, body, keep_alive, is_post, retry } => {
                 c.requests.fetch_add(1, Ordering::Relaxed);
                 conn.rbuf.drain(..consumed);
-                if delay.is_zero() {
+                let question = if is_post { body_text(&body) } else { None };
+                if let (Some(streams), Some(question)) = (answers.streams.as_mut(), question) {
+                    conn.streaming = Some(streams.begin(token, question, retry, Instant::now(), &mut conn.wbuf));
+                    // Closed after the last chunk if the request asked so (see `end_stream`).
+                    conn.no_more_requests = !keep_alive;
+                } else if answers.delay.is_zero() {
                     respond(c, &body, keep_alive, is_post, &mut conn.wbuf);
                     conn.close_after_write = !keep_alive;
                 } else {
                     let mut answer = Vec::with_capacity(256);
                     respond(c, &body, keep_alive, is_post, &mut answer);
-                    held.push_back(Held { due: Instant::now() + delay, token, answer, close: !keep_alive });
+                    let due = Instant::now() + answers.delay;
+                    answers.held.push_back(Held { due, token, answer, close: !keep_alive });
                     let n = c.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
                     c.max_in_flight.fetch_max(n, Ordering::Relaxed);
                     conn.no_more_requests = !keep_alive;
@@ -247,13 +293,6 @@ fn on_readable(conn: &mut Conn, c: &Counters, token: Token, delay: Duration, hel
             }
         }
     }
-    if eof {
-        // Peer is gone (or half-closed); try to flush what we have, then drop.
-        let _ = flush(conn);
-        c.closed_by_peer.fetch_add(1, Ordering::Relaxed);
-        return false;
-    }
-    true
 }
 
 /// Write pending output. Ok(true) when everything is written.
@@ -272,23 +311,78 @@ fn flush(conn: &mut Conn) -> io::Result<bool> {
     Ok(true)
 }
 
+/// The streams' deltas due by now: each written to its connection; a stream that ended lets
+/// its connection read the next request (or close, if its request asked so).
+fn step_streams(poll: &Poll, conns: &mut HashMap<Token, Conn>, c: &Counters, answers: &mut Answers) -> io::Result<()> {
+    let Some(streams) = answers.streams.as_mut() else { return Ok(()) };
+    let now = Instant::now();
+    let mut due = Vec::new();
+    while let Some(tok) = streams.pop_due(now) {
+        due.push(tok);
+    }
+    for tok in due {
+        let Some(conn) = conns.get_mut(&tok) else { continue };
+        let Some(mut s) = conn.streaming.take() else { continue };
+        let streams = answers.streams.as_mut().expect("stream mode");
+        if streams.step(&mut s, tok, &mut conn.wbuf) {
+            conn.close_after_write = conn.no_more_requests;
+            serve(conn, c, tok, answers);
+        } else {
+            conn.streaming = Some(s);
+        }
+        if !after_io(poll, conn, tok, c)? {
+            drop_conn(poll, conns, tok, c, answers);
+        }
+    }
+    Ok(())
+}
+
+/// A line read on stdin, answered on the main thread.
+fn command(line: &str, c: &Counters, answers: &Answers) {
+    let text = match (line, &answers.streams) {
+        ("stats", None) => c.json(),
+        ("stats", Some(streams)) => {
+            let echo = c.json();
+            format!("{},{}}}", &echo[..echo.len() - 1], streams.stats_json())
+        }
+        ("records", Some(streams)) => streams.records_json(),
+        ("records", None) => "[]".to_owned(),
+        _ => return,
+    };
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
 fn main() -> io::Result<()> {
     let mut port: u16 = 0;
     let mut delay = Duration::ZERO;
+    let mut stream = false;
+    let mut pace = Pace { first: Duration::from_millis(500), rate: 20.0, duration: 20.0 };
     let mut args = std::env::args().skip(1);
+    let seconds = |args: &mut dyn Iterator<Item = String>, name: &str| -> f64 {
+        args.next().and_then(|p| p.parse().ok()).filter(|x: &f64| x.is_finite() && *x >= 0.0).unwrap_or_else(|| {
+            panic!("{name} takes a number of seconds (or a rate) at least 0");
+        })
+    };
     while let Some(a) = args.next() {
         match a.as_str() {
             "--port" => port = args.next().and_then(|p| p.parse().ok()).expect("--port N"),
             "--delay-ms" => {
                 delay = Duration::from_millis(args.next().and_then(|p| p.parse().ok()).expect("--delay-ms N"))
             }
+            "--stream" => stream = true,
+            "--first" => pace.first = Duration::from_secs_f64(seconds(&mut args, "--first")),
+            "--rate" => pace.rate = seconds(&mut args, "--rate"),
+            "--duration" => pace.duration = seconds(&mut args, "--duration"),
             "-h" | "--help" => {
-                eprintln!("usage: webhook [--port P] [--delay-ms D]   (see source header)");
+                eprintln!("usage: webhook [--port P] [--delay-ms D] [--stream [--first S] [--rate R] [--duration S]]   (see source header)");
                 return Ok(());
             }
             other => panic!("unknown argument {other}"),
         }
     }
+    assert!(pace.rate > 0.0, "--rate must be above 0");
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     raise_descriptor_limit();
     let mut listener = TcpListener::bind(addr)?;
@@ -300,45 +394,45 @@ fn main() -> io::Result<()> {
     println!("LISTENING {local}");
     io::stdout().flush()?;
 
-    let counters = Arc::new(Counters::default());
-    {
-        let c = counters.clone();
-        std::thread::spawn(move || {
-            let stdin = io::stdin();
-            for line in stdin.lock().lines() {
-                let Ok(line) = line else { break };
-                if line.trim() == "stats" {
-                    let mut out = io::stdout().lock();
-                    let _ = writeln!(out, "{}", c.json());
-                    let _ = out.flush();
-                }
-            }
-            std::process::exit(0);
-        });
-    }
-
     const LISTENER: Token = Token(0);
+    const WAKER: Token = Token(usize::MAX);
     let mut poll = Poll::new()?;
     poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+    let waker = Waker::new(poll.registry(), WAKER)?;
+    let (commands, command_rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let stdin = io::stdin();
+        for line in stdin.lock().lines() {
+            let Ok(line) = line else { break };
+            if commands.send(line.trim().to_owned()).is_err() || waker.wake().is_err() {
+                break;
+            }
+        }
+        std::process::exit(0);
+    });
+
+    let counters = Counters::default();
     let mut events = Events::with_capacity(1024);
     let mut conns: HashMap<Token, Conn> = HashMap::new();
     let mut next_token = 1usize;
-    let c = &*counters;
-    let mut held: VecDeque<Held> = VecDeque::new();
+    let c = &counters;
+    let mut answers = Answers { delay, held: VecDeque::new(), streams: stream.then(|| Streams::new(pace)) };
 
     loop {
         // Answers whose delay is over go out first; then wait for the network or the next one.
-        while held.front().is_some_and(|h| h.due <= Instant::now()) {
-            let h = held.pop_front().expect("a held answer");
+        while answers.held.front().is_some_and(|h| h.due <= Instant::now()) {
+            let h = answers.held.pop_front().expect("a held answer");
             c.in_flight.fetch_sub(1, Ordering::Relaxed);
             let Some(conn) = conns.get_mut(&h.token) else { continue };
             conn.wbuf.extend_from_slice(&h.answer);
             conn.close_after_write |= h.close;
             if !after_io(&poll, conn, h.token, c)? {
-                drop_conn(&poll, &mut conns, h.token, c);
+                drop_conn(&poll, &mut conns, h.token, c, &mut answers);
             }
         }
-        let timeout = held.front().map(|h| h.due.saturating_duration_since(Instant::now()));
+        step_streams(&poll, &mut conns, c, &mut answers)?;
+        let next = [answers.held.front().map(|h| h.due), answers.streams.as_ref().and_then(Streams::next_due)];
+        let timeout = next.into_iter().flatten().min().map(|due| due.saturating_duration_since(Instant::now()));
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
@@ -346,6 +440,12 @@ fn main() -> io::Result<()> {
             return Err(e);
         }
         for ev in events.iter() {
+            if ev.token() == WAKER {
+                while let Ok(line) = command_rx.try_recv() {
+                    command(&line, c, &answers);
+                }
+                continue;
+            }
             if ev.token() == LISTENER {
                 loop {
                     match listener.accept() {
@@ -366,6 +466,7 @@ fn main() -> io::Result<()> {
                                     close_after_write: false,
                                     no_more_requests: false,
                                     want_write: false,
+                                    streaming: None,
                                 },
                             );
                         }
@@ -383,10 +484,10 @@ fn main() -> io::Result<()> {
             let Some(conn) = conns.get_mut(&tok) else { continue };
             let mut keep = true;
             if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                keep = on_readable(conn, c, tok, delay, &mut held);
+                keep = on_readable(conn, c, tok, &mut answers);
             }
             if !keep || !after_io(&poll, conn, tok, c)? {
-                drop_conn(&poll, &mut conns, tok, c);
+                drop_conn(&poll, &mut conns, tok, c, &mut answers);
             }
         }
     }
@@ -418,10 +519,14 @@ fn after_io(poll: &Poll, conn: &mut Conn, tok: Token, c: &Counters) -> io::Resul
     }
 }
 
-fn drop_conn(poll: &Poll, conns: &mut HashMap<Token, Conn>, tok: Token, c: &Counters) {
+/// Forgets a connection; a stream it was answering is counted as cut by the peer.
+fn drop_conn(poll: &Poll, conns: &mut HashMap<Token, Conn>, tok: Token, c: &Counters, answers: &mut Answers) {
     if let Some(mut conn) = conns.remove(&tok) {
         let _ = poll.registry().deregister(&mut conn.stream);
         c.active.fetch_sub(1, Ordering::Relaxed);
+        if let (Some(s), Some(streams)) = (conn.streaming.as_ref(), answers.streams.as_mut()) {
+            streams.cut(s);
+        }
     }
 }
 
