@@ -205,44 +205,12 @@ class EchoWebhook:
             self.proc = None
 
 
-class SlowWebhook:
-    """bench's webhook (a separate process, one epoll thread) answering each POST after `delay`
-    seconds, any number at once; its counters include the most requests it held at once."""
+class BenchWebhook:
+    """bench's webhook (a separate process, one epoll thread) started with `arguments`; it says
+    its address on its first line and answers one JSON line per command on its stdin."""
 
-    def __init__(self, delay):
-        self.proc = subprocess.Popen([f"{HERE}/target/release/webhook", "--delay-ms", str(round(delay * 1000))],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if not line.startswith("LISTENING "):
-            raise SystemExit(f"webhook said {line!r}")
-        self.port = int(line.rsplit(":", 1)[1])
-
-    @property
-    def pid(self):
-        return self.proc.pid
-
-    def stats(self):
-        """accepted, requests, in_flight, max_in_flight, … (see src/bin/webhook.rs)."""
-        self.proc.stdin.write("stats\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())
-
-    def url(self):
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def close(self):
-        self.proc.kill()
-        self.proc.wait()
-
-
-class StreamWebhook:
-    """bench's webhook in stream mode (a separate process, one epoll thread): every POST answered
-    like a language model, on the wire as the end-to-end suite's StreamHook writes bench/stream's
-    script (see src/bin/webhook/stream.rs)."""
-
-    def __init__(self, first, rate, duration):
-        self.proc = subprocess.Popen([f"{HERE}/target/release/webhook", "--stream", "--first", str(first),
-                                      "--rate", str(rate), "--duration", str(duration)],
+    def __init__(self, arguments):
+        self.proc = subprocess.Popen([f"{HERE}/target/release/webhook", *arguments],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("LISTENING "):
@@ -258,6 +226,33 @@ class StreamWebhook:
         self.proc.stdin.flush()
         return json.loads(self.proc.stdout.readline())
 
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+class SlowWebhook(BenchWebhook):
+    """Answers each POST after `delay` seconds, any number at once; its counters include the
+    most requests it held at once."""
+
+    def __init__(self, delay):
+        super().__init__(["--delay-ms", str(round(delay * 1000))])
+
+    def stats(self):
+        """accepted, requests, in_flight, max_in_flight, … (see src/bin/webhook/main.rs)."""
+        return self._ask("stats")
+
+
+class StreamWebhook(BenchWebhook):
+    """Stream mode: every POST answered like a language model, on the wire as the end-to-end
+    suite's StreamHook writes bench/stream's script (see src/bin/webhook/stream.rs)."""
+
+    def __init__(self, first, rate, duration):
+        super().__init__(["--stream", "--first", str(first), "--rate", str(rate), "--duration", str(duration)])
+
     def stats(self):
         """The echo counters, and the streams': how many, how they ended, the most at once,
         deltas written and how late (p50/p99/max ms)."""
@@ -267,13 +262,6 @@ class StreamWebhook:
         """A dict per request streamed, in arrival order: body, retry, received_at, first_text_at
         (time.monotonic()'s clock), deltas, ending."""
         return self._ask("records")
-
-    def url(self):
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def close(self):
-        self.proc.kill()
-        self.proc.wait()
 
 
 def cpu_ticks(pid, thread=None):
