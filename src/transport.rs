@@ -42,7 +42,7 @@ use http1::{Conn, Framing, Stream};
 
 mod http1;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// How many new connections to one webhook are being opened (TCP connect and TLS handshake) at
 /// once, at most. Measured against Python's `http.server` (`ThreadingHTTPServer`, listen backlog

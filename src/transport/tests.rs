@@ -82,8 +82,9 @@ fn listener() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").unwrap()
 }
 
-/// Reads one request: its head and body, or None at the end of the connection.
-fn read_request(reader: &mut impl BufRead) -> Option<(String, String)> {
+/// Reads one request: its head and body, or None at the end of the connection. (Also the
+/// dispatcher's stream tests' server.)
+pub(crate) fn read_request(reader: &mut impl BufRead) -> Option<(String, String)> {
     let mut head = String::new();
     loop {
         let mut line = String::new();

@@ -36,22 +36,9 @@ fn streaming_webhook(content_type: &'static str) -> (String, Sender<Step>) {
 
 fn answer_one(stream: TcpStream, content_type: &str, script: &Mutex<Receiver<Step>>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
-    let length = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
-        .unwrap_or(0);
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).unwrap();
+    let (_, body) = crate::transport::tests::read_request(&mut reader).expect("a request");
     let mut writer = stream;
-    if String::from_utf8_lossy(&body).contains("plain") {
+    if body.contains("plain") {
         let reply = r#"{"body": "plain reply"}"#;
         let out = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
